@@ -1,0 +1,307 @@
+"""tf.data pipelines of (image, label map) pairs, reproducible from any training step.
+
+Batches are dicts: {"image": [N, H, W, 3] float32 in [-1, 1], "label": [N, H, W] int32}.
+Labels stay integers; the model one-hot encodes them.
+
+Training order is a pure function of the global element index i: batch step s holds
+i in [s * B, (s + 1) * B) (B = global batch), epoch e = i // n holds a permutation of the n
+files (`index_shuffle`, seeded by (seed, e)), and the augmentation of element i uses stateless
+random ops seeded by (seed, i). So a run resumed at step k sees exactly the batches a run from
+step 0 sees from step k on, and input pipeline p of P reads its slice of every global batch.
+
+Preprocessing follows SPADE: resize to load_size (image bicubic, label nearest), one random
+crop of crop_size shared by image and label, random horizontal flip of both; evaluation only
+resizes.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from .pairs import DatasetError, DatasetNotFoundError
+
+
+def _check_pairs(pairs) -> tuple[list[str], list[str]]:
+    if not pairs:
+        raise DatasetError("the dataset has no (image, label) pairs")
+    image_paths, label_paths = [], []
+    for pair in pairs:
+        if len(pair) != 2:
+            raise DatasetError(f"expected (image_path, label_path) pairs, got {pair!r}")
+        image_paths.append(os.fspath(pair[0]))
+        label_paths.append(os.fspath(pair[1]))
+    return image_paths, label_paths
+
+
+def _check_positive(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def load_pair(image_path, label_path, num_classes: int) -> dict:
+    """Reads one pair with graph-mode ops; in-graph checks name the offending file(s).
+
+    Args:
+        image_path: scalar string tensor; any format tf.io.decode_image reads.
+        label_path: scalar string tensor; a single-channel 8-bit PNG of class ids.
+        num_classes: label values must be < num_classes.
+
+    Returns:
+        {"image": [H, W, 3] uint8, "label": [H, W] uint8, "image_path", "label_path"}.
+    """
+    image_path = tf.convert_to_tensor(image_path, tf.string)
+    label_path = tf.convert_to_tensor(label_path, tf.string)
+    image = tf.io.decode_image(
+        tf.io.read_file(image_path), channels=3, expand_animations=False
+    )  # [H, W, 3] uint8
+    # channels=0 keeps the stored channel count: a palette or RGB "label" would otherwise be
+    # converted to grey levels silently and train on garbage.
+    label = tf.io.decode_png(tf.io.read_file(label_path), channels=0)  # [H, W, C] uint8
+    one_channel = tf.debugging.Assert(
+        tf.equal(tf.shape(label)[2], 1),
+        ["label map", label_path, "has", tf.shape(label)[2],
+         "channels (palette or colour PNG?); it must be single-channel 8-bit (mode L)"],
+    )
+    with tf.control_dependencies([one_channel]):
+        label = label[:, :, 0]  # [H, W]
+    image_size, label_size = tf.shape(image)[:2], tf.shape(label)
+    same_size = tf.debugging.Assert(
+        tf.reduce_all(tf.equal(image_size, label_size)),
+        ["image", image_path, "has size (h, w)", image_size, "but its label map", label_path,
+         "has size", label_size],
+    )
+    largest = tf.cast(tf.reduce_max(label), tf.int32)
+    in_range = tf.debugging.Assert(
+        largest < num_classes,
+        ["label map", label_path, "holds value", largest, "but num_classes is", num_classes,
+         "(allowed range 0 ..", num_classes - 1, ")"],
+    )
+    with tf.control_dependencies([same_size, in_range]):
+        image = tf.identity(image)
+        label = tf.identity(label)
+    return {"image": image, "label": label, "image_path": image_path, "label_path": label_path}
+
+
+def _resize_image(image, size: int):
+    # antialias=True: the reference resizes with PIL, whose bicubic filter widens when it
+    # shrinks; plain bicubic would alias on ADE20K's larger photos.
+    image = tf.image.resize(
+        tf.cast(image, tf.float32), (size, size), method="bicubic", antialias=True
+    )  # [S, S, 3]
+    return tf.clip_by_value(image, 0.0, 255.0)  # bicubic overshoots at edges
+
+
+def _resize_label(label, size: int):
+    label = tf.image.resize(label[..., None], (size, size), method="nearest")  # [S, S, 1]
+    return tf.cast(label[..., 0], tf.int32)  # [S, S]
+
+
+def preprocess_train(image, label, seed, load_size: int, crop_size: int, flip: bool):
+    """SPADE training augmentation of one pair; a pure function of its inputs.
+
+    Args:
+        image: [H, W, 3] uint8 (or float in [0, 255]).
+        label: [H, W] integer class ids.
+        seed: [2] int tensor seeding the stateless crop and flip.
+        load_size: side both are resized to first.
+        crop_size: side of the random square crop, shared by image and label.
+        flip: whether to flip both horizontally with probability 1/2.
+
+    Returns:
+        image [crop, crop, 3] float32 in [-1, 1], label [crop, crop] int32.
+    """
+    if crop_size > load_size:
+        raise ValueError(f"crop_size={crop_size} must not exceed load_size={load_size}")
+    seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
+    crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
+    image = _resize_image(image, load_size)  # [L, L, 3]
+    label = _resize_label(label, load_size)  # [L, L]
+    # One offset for both: independent crops would misalign the pair.
+    offset = tf.random.stateless_uniform(
+        [2], seed=crop_seed, minval=0, maxval=load_size - crop_size + 1, dtype=tf.int32
+    )
+    image = tf.slice(image, [offset[0], offset[1], 0], [crop_size, crop_size, 3])  # [C, C, 3]
+    label = tf.slice(label, offset, [crop_size, crop_size])  # [C, C]
+    if flip:
+        mirrored = tf.random.stateless_uniform([], seed=flip_seed) < 0.5
+        image = tf.where(mirrored, tf.reverse(image, axis=[1]), image)
+        label = tf.where(mirrored, tf.reverse(label, axis=[1]), label)
+    return image / 127.5 - 1.0, label
+
+
+def preprocess_eval(image, label, size: int):
+    """Evaluation preprocessing: resize only (image bicubic, label nearest).
+
+    Returns image [size, size, 3] float32 in [-1, 1], label [size, size] int32.
+    """
+    image = _resize_image(image, size)  # [S, S, 3]
+    return image / 127.5 - 1.0, _resize_label(label, size)
+
+
+def _options() -> tf.data.Options:
+    options = tf.data.Options()
+    options.deterministic = True
+    # We shard by element index ourselves; tf.distribute must not shard again.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return options
+
+
+def make_train_dataset(
+    pairs,
+    *,
+    num_classes: int,
+    load_size: int = 286,
+    crop_size: int = 256,
+    global_batch_size: int,
+    seed: int = 0,
+    start_step: int = 0,
+    flip: bool = True,
+    input_context: tf.distribute.InputContext | None = None,
+) -> tf.data.Dataset:
+    """Infinite, exactly reproducible stream of augmented per-replica training batches.
+
+    Args:
+        pairs: list of (image_path, label_path).
+        num_classes: label values must be < num_classes (checked in graph).
+        load_size: side images and labels are resized to before cropping.
+        crop_size: side of the square training crops.
+        global_batch_size: B, the batch summed over all replicas.
+        seed: seeds the file order and the augmentation.
+        start_step: first batch step to produce (resuming gives the same batches).
+        flip: random horizontal flips.
+        input_context: from tf.distribute (distribute_datasets_from_function); pipeline p of
+            P then yields slice [p * B / P, (p + 1) * B / P) of each global batch, in
+            per-replica batches of B / num_replicas_in_sync.
+
+    Returns:
+        Dataset of {"image": [b, crop, crop, 3] float32, "label": [b, crop, crop] int32}.
+    """
+    image_paths, label_paths = _check_pairs(pairs)
+    global_batch_size = _check_positive("global_batch_size", global_batch_size)
+    num_classes = _check_positive("num_classes", num_classes)
+    load_size = _check_positive("load_size", load_size)
+    crop_size = _check_positive("crop_size", crop_size)
+    if crop_size > load_size:
+        raise ValueError(f"crop_size={crop_size} must not exceed load_size={load_size}")
+    if isinstance(start_step, bool) or not isinstance(start_step, (int, np.integer)):
+        raise ValueError(f"start_step must be a non-negative integer, got {start_step!r}")
+    if start_step < 0:
+        raise ValueError(f"start_step must be a non-negative integer, got {start_step!r}")
+    start_step = int(start_step)
+    if input_context is None:
+        num_pipelines, pipeline_id, replica_batch = 1, 0, global_batch_size
+    else:
+        num_pipelines = input_context.num_input_pipelines
+        pipeline_id = input_context.input_pipeline_id
+        replica_batch = input_context.get_per_replica_batch_size(global_batch_size)
+    if global_batch_size % num_pipelines:
+        raise ValueError(
+            f"global_batch_size={global_batch_size} is not divisible by the "
+            f"{num_pipelines} input pipelines"
+        )
+    pipeline_batch = global_batch_size // num_pipelines
+    if pipeline_batch % replica_batch:
+        raise ValueError(
+            f"each input pipeline reads {pipeline_batch} elements per step, not a multiple of "
+            f"the per-replica batch {replica_batch}"
+        )
+    num_files = len(image_paths)
+    image_paths = tf.constant(image_paths)
+    label_paths = tf.constant(label_paths)
+    seed = tf.constant(int(seed), tf.int64)
+
+    def element(k):
+        # k counts this pipeline's elements; i is the element's index in the global stream.
+        step = start_step + k // pipeline_batch
+        i = step * global_batch_size + pipeline_id * pipeline_batch + k % pipeline_batch
+        epoch = i // num_files
+        # index_shuffle takes a [2] seed (it pads it to the op's [3] internally).
+        file_index = tf.random.experimental.index_shuffle(
+            i % num_files, seed=tf.stack([seed, epoch]), max_index=num_files - 1
+        )
+        pair = load_pair(image_paths[file_index], label_paths[file_index], num_classes)
+        image, label = preprocess_train(
+            pair["image"], pair["label"], tf.stack([seed, i]), load_size, crop_size, flip
+        )
+        return {"image": image, "label": label}
+
+    dataset = tf.data.Dataset.counter(start=0, dtype=tf.int64)
+    dataset = dataset.map(element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.batch(replica_batch, drop_remainder=True)
+    return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
+
+
+def make_eval_dataset(pairs, *, num_classes: int, size: int = 256,
+                      batch_size: int) -> tf.data.Dataset:
+    """One pass over `pairs` in order, resized to size x size, without augmentation.
+
+    Returns:
+        Dataset of {"image": [N, S, S, 3] float32 in [-1, 1], "label": [N, S, S] int32,
+        "label_path": [N] string}; the last batch may be smaller.
+    """
+    image_paths, label_paths = _check_pairs(pairs)
+    batch_size = _check_positive("batch_size", batch_size)
+    num_classes = _check_positive("num_classes", num_classes)
+    size = _check_positive("size", size)
+
+    def element(image_path, label_path):
+        pair = load_pair(image_path, label_path, num_classes)
+        image, label = preprocess_eval(pair["image"], pair["label"], size)
+        return {"image": image, "label": label, "label_path": label_path}
+
+    dataset = tf.data.Dataset.from_tensor_slices((image_paths, label_paths))
+    dataset = dataset.map(element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.batch(batch_size, drop_remainder=False)
+    return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
+
+
+def _open(path: str, what: str) -> Image.Image:
+    if not os.path.isfile(path):
+        raise DatasetNotFoundError(f"{what} {path} does not exist")
+    try:
+        image = Image.open(path)
+        image.load()
+        return image
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise DatasetError(f"cannot read {what} {path}: {error}") from None
+
+
+def load_image(path: str) -> np.ndarray:
+    """Reads an image file as [H, W, 3] uint8 RGB (alpha dropped, grey expanded)."""
+    return np.asarray(_open(path, "image").convert("RGB"), dtype=np.uint8)
+
+
+def load_label_map(path: str, num_classes: int | None = None) -> np.ndarray:
+    """Reads a label map as [H, W] uint8 class ids.
+
+    Accepts 8-bit grey (mode L) and palette PNGs (mode P, read as palette indices, which is
+    what painting tools store); other modes raise DatasetError naming the file. With
+    num_classes, values >= num_classes raise too.
+    """
+    label = _open(path, "label map")
+    if label.mode in ("I", "I;16", "I;16B", "I;16L"):
+        values = np.asarray(label)
+        if values.size and (values.min() < 0 or values.max() > 255):
+            raise DatasetError(
+                f"label map {path} holds values outside 0..255 (mode {label.mode}); "
+                "label maps are 8-bit"
+            )
+        values = values.astype(np.uint8)
+    elif label.mode in ("L", "P"):
+        values = np.asarray(label, dtype=np.uint8)
+    else:
+        raise DatasetError(
+            f"label map {path} has mode {label.mode!r}: expected a single-channel 8-bit map "
+            "of class ids (mode L)"
+        )
+    if num_classes is not None and values.size and int(values.max()) >= num_classes:
+        raise DatasetError(
+            f"label map {path} holds value {int(values.max())}, outside the allowed range "
+            f"[0, {num_classes - 1}] for num_classes={num_classes}"
+        )
+    return values

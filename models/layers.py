@@ -1,0 +1,320 @@
+"""Building blocks shared by the SPADE / GauGAN networks.
+
+- `SNConv2D`: 2-D convolution with optional spectral normalisation (reference-style: the raw
+  kernel is the trainable variable and sigma is divided out in the forward pass).
+- `InstanceNormalization`: parameter-free instance norm (affine off), statistics in float32.
+- `param_free_norm`: factory for the parameter-free norms used by SPADE and the discriminator.
+- `xavier_normal_init`: the reference's xavier-normal initialiser with gain 0.02.
+- `resize_nearest`: nearest-neighbour resize with the reference's (PyTorch) sampling grid.
+
+All layers are NHWC.
+"""
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+# The reference initialises every conv / linear kernel with xavier-normal, gain 0.02.
+REFERENCE_INIT_GAIN = 0.02
+
+
+def xavier_normal_init(gain=REFERENCE_INIT_GAIN):
+    """Xavier (Glorot) normal initialiser with a gain, as `torch.nn.init.xavier_normal_`.
+
+    std = gain * sqrt(2 / (fan_in + fan_out)), i.e. VarianceScaling(scale=gain**2, "fan_avg").
+    Keras computes fans for a [kh, kw, cin, cout] kernel as kh*kw*cin / kh*kw*cout, like PyTorch.
+
+    Args:
+        gain: multiplier on the standard deviation (0.02 in the reference).
+    """
+    return keras.initializers.VarianceScaling(
+        scale=gain**2, mode="fan_avg", distribution="untruncated_normal"
+    )
+
+
+def resize_nearest(images, size):
+    """Nearest-neighbour resize that samples like PyTorch's `F.interpolate(mode="nearest")`.
+
+    PyTorch picks source index floor(dst * in / out) (the top-left pixel of each block when
+    downsampling); `tf.image.resize` uses half-pixel centres and picks the block centre instead.
+    Following the reference keeps which label pixel feeds each low-resolution position the same.
+    For integer upsampling factors both conventions agree.
+
+    Args:
+        images: [N, H, W, C] tensor (any float or int dtype supported by TF).
+        size: (out_h, out_w), Python ints or scalar int tensors (dynamic shapes are fine).
+    Returns:
+        [N, out_h, out_w, C] tensor of the input dtype.
+    """
+    size = tf.cast(tf.stack([size[0], size[1]]), "int32")  # [2]
+    return tf.raw_ops.ResizeNearestNeighbor(
+        images=images, size=size, align_corners=False, half_pixel_centers=False
+    )
+
+
+def _l2_normalize(x, eps=1e-12):
+    # Same guard as torch.nn.functional.normalize, so a zero vector stays finite.
+    return x / ops.maximum(ops.sqrt(ops.sum(ops.square(x))), eps)
+
+
+def _random_unit_vector(shape, dtype=None):
+    """Initialiser: a standard-normal vector scaled to unit L2 norm (the reference's u, v)."""
+    # A fresh RandomNormal draws its seed from Python's RNG (set by keras.utils.set_random_seed);
+    # an unseeded keras.random.normal here would touch the global seed state during build.
+    sample = keras.initializers.RandomNormal(stddev=1.0)(shape, dtype=dtype or "float32")
+    return _l2_normalize(sample)
+
+
+@keras.saving.register_keras_serializable(package="semsynth")
+class SNConv2D(keras.layers.Layer):
+    """2-D convolution (NHWC) with optional spectral normalisation.
+
+    Spectral-norm design (a deliberate choice, following the reference's
+    `torch.nn.utils.spectral_norm`, not `keras.layers.SpectralNormalization`):
+    - The raw kernel W is the trainable variable; the forward pass uses W / sigma(W), so gradients
+      flow through sigma. (Keras' wrapper instead overwrites the kernel in place with W / sigma on
+      every training call, with no gradient through sigma.)
+    - The power-iteration vectors u [1, cout] and v [1, kh*kw*cin] are non-trainable state
+      (float32, `aggregation="only_first_replica"`: every replica computes the same update from
+      the mirrored kernel). They add no trainable parameters.
+    - training=True: `power_iterations` steps update u and v under stop_gradient, then
+      sigma = v^T W u with the updated vectors.
+    - training=False / None: no power iteration and no state change; sigma uses the stored u, v,
+      so inference outputs are deterministic.
+    - sigma is computed in float32 even under a mixed-precision policy (the kernel is read
+      without autocast); the normalised kernel is then cast to the compute dtype for the conv.
+
+    Args:
+        filters: number of output channels, cout.
+        kernel_size: int or (kh, kw).
+        strides: int or (sh, sw).
+        padding: "same", "valid" or an int p = explicit symmetric zero padding of p pixels on
+            each spatial side before a "valid" convolution (PyTorch's `padding=p`).
+        use_bias: whether to add a per-channel bias [cout].
+        spectral_norm: whether to divide the kernel by its largest singular value.
+        power_iterations: power-iteration steps per training call (>= 1).
+        kernel_initializer: initialiser of the [kh, kw, cin, cout] kernel.
+        bias_initializer: initialiser of the [cout] bias.
+        **kwargs: forwarded to `keras.layers.Layer` (name, dtype, ...).
+
+    Example:
+    >>> conv = SNConv2D(8, 4, strides=2, padding=2)
+    >>> conv(ops.zeros((2, 32, 32, 3))).shape
+    (2, 17, 17, 8)
+    """
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=1,
+        padding="same",
+        use_bias=True,
+        spectral_norm=True,
+        power_iterations=1,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if int(filters) < 1:
+            raise ValueError(f"SNConv2D: `filters` must be >= 1, got {filters!r}.")
+        if isinstance(padding, str):
+            if padding.lower() not in ("same", "valid"):
+                raise ValueError(
+                    f"SNConv2D: `padding` must be 'same', 'valid' or an int >= 0, got {padding!r}."
+                )
+            padding = padding.lower()
+        elif isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
+            raise ValueError(
+                f"SNConv2D: `padding` must be 'same', 'valid' or an int >= 0, got {padding!r}."
+            )
+        if int(power_iterations) < 1:
+            raise ValueError(
+                f"SNConv2D: `power_iterations` must be >= 1, got {power_iterations!r}."
+            )
+        self.filters = int(filters)
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.strides = _pair(strides, "strides")
+        self.padding = padding
+        self.use_bias = bool(use_bias)
+        self.spectral_norm = bool(spectral_norm)
+        self.power_iterations = int(power_iterations)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+
+    def build(self, input_shape):
+        in_channels = input_shape[-1]
+        if in_channels is None:
+            raise ValueError(f"SNConv2D {self.name}: the channel dimension must be known.")
+        kh, kw = self.kernel_size
+        # autocast=False: read in float32 so sigma is computed in float32 under mixed precision.
+        self.kernel = self.add_weight(
+            shape=(kh, kw, in_channels, self.filters),
+            initializer=self.kernel_initializer,
+            name="kernel",
+            autocast=False,
+        )
+        if self.use_bias:
+            self.bias = self.add_weight(
+                shape=(self.filters,), initializer=self.bias_initializer, name="bias"
+            )
+        else:
+            self.bias = None
+        if self.spectral_norm:
+            self.u = self.add_weight(
+                shape=(1, self.filters),
+                initializer=_random_unit_vector,
+                name="sn_u",
+                trainable=False,
+                autocast=False,
+                dtype="float32",
+                aggregation="only_first_replica",
+            )
+            self.v = self.add_weight(
+                shape=(1, kh * kw * in_channels),
+                initializer=_random_unit_vector,
+                name="sn_v",
+                trainable=False,
+                autocast=False,
+                dtype="float32",
+                aggregation="only_first_replica",
+            )
+
+    def normalized_kernel(self, training=False):
+        """The kernel actually convolved: W / sigma (or W without spectral norm), float32.
+
+        With training=True this runs the power iteration and updates the u, v state.
+        """
+        kernel = ops.cast(self.kernel, "float32")  # [kh, kw, cin, cout]
+        if not self.spectral_norm:
+            return kernel
+        weight = ops.reshape(kernel, (-1, self.filters))  # [kh*kw*cin, cout]
+        u = self.u.value  # [1, cout]
+        v = self.v.value  # [1, kh*kw*cin]
+        if training:
+            # The power iteration only estimates the singular vectors: no gradient through it.
+            frozen_weight = ops.stop_gradient(weight)
+            for _ in range(self.power_iterations):
+                v = _l2_normalize(ops.matmul(u, ops.transpose(frozen_weight)))  # [1, kh*kw*cin]
+                u = _l2_normalize(ops.matmul(v, frozen_weight))  # [1, cout]
+            self.u.assign(u)
+            self.v.assign(v)
+        sigma = ops.sum(ops.matmul(v, weight) * u)  # [] = v^T W u
+        return kernel / sigma
+
+    def call(self, inputs, training=None):
+        kernel = ops.cast(self.normalized_kernel(bool(training)), self.compute_dtype)
+        x = inputs
+        padding = self.padding
+        if isinstance(padding, int):
+            if padding > 0:
+                p = padding
+                x = ops.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))  # [N, H+2p, W+2p, C]
+            padding = "valid"
+        x = ops.conv(
+            x, kernel, strides=self.strides, padding=padding, data_format="channels_last"
+        )  # [N, H', W', cout]
+        if self.use_bias:
+            x = x + self.bias
+        return x
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, _ = input_shape
+        return (n, *[self._out_size(s, i) for i, s in enumerate((h, w))], self.filters)
+
+    def _out_size(self, size, axis):
+        if size is None:
+            return None
+        k, s = self.kernel_size[axis], self.strides[axis]
+        if self.padding == "same":
+            return -(-size // s)
+        p = 0 if self.padding == "valid" else self.padding
+        return (size + 2 * p - k) // s + 1
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "filters": self.filters,
+                "kernel_size": self.kernel_size,
+                "strides": self.strides,
+                "padding": self.padding,
+                "use_bias": self.use_bias,
+                "spectral_norm": self.spectral_norm,
+                "power_iterations": self.power_iterations,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+            }
+        )
+        return config
+
+
+def _pair(value, arg_name):
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value, value)
+    value = tuple(int(v) for v in value)
+    if len(value) != 2 or min(value) < 1:
+        raise ValueError(f"SNConv2D: `{arg_name}` must be an int or a pair of ints >= 1.")
+    return value
+
+
+@keras.saving.register_keras_serializable(package="semsynth")
+class InstanceNormalization(keras.layers.Layer):
+    """Parameter-free instance normalisation (PyTorch `InstanceNorm2d`, affine off).
+
+    Normalises each sample and channel over H, W with the biased variance. Statistics are
+    computed in float32 (bf16 / fp16 sums over large images lose precision) and the output is
+    cast back to the input dtype.
+
+    Args:
+        epsilon: added to the variance before the square root.
+        **kwargs: forwarded to `keras.layers.Layer`.
+    """
+
+    def __init__(self, epsilon=1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = float(epsilon)
+
+    def call(self, inputs):
+        x = ops.cast(inputs, "float32")  # [N, H, W, C]
+        mean = ops.mean(x, axis=(1, 2), keepdims=True)  # [N, 1, 1, C]
+        variance = ops.mean(ops.square(x - mean), axis=(1, 2), keepdims=True)  # [N, 1, 1, C]
+        x = (x - mean) * ops.rsqrt(variance + self.epsilon)  # [N, H, W, C]
+        return ops.cast(x, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"epsilon": self.epsilon})
+        return config
+
+
+NORM_KINDS = ("instance", "batch", "syncbatch")
+
+
+def param_free_norm(kind, name=None):
+    """A normalisation layer without learned scale / shift (SPADE supplies its own).
+
+    Args:
+        kind: "instance" (per sample and channel over H, W), "batch" (batch statistics, moving
+            averages at inference; momentum 0.9 = PyTorch 0.1) or "syncbatch" (the same with batch
+            statistics synchronised across replicas under tf.distribute, as in the reference).
+        name: optional layer name.
+    Returns:
+        a `keras.layers.Layer` mapping [N, H, W, C] -> [N, H, W, C].
+    """
+    if kind == "instance":
+        return InstanceNormalization(epsilon=1e-5, name=name)
+    if kind in ("batch", "syncbatch"):
+        return keras.layers.BatchNormalization(
+            center=False,
+            scale=False,
+            momentum=0.9,
+            epsilon=1e-5,
+            synchronized=(kind == "syncbatch"),
+            name=name,
+        )
+    raise ValueError(f"param_free_norm: unknown norm kind {kind!r}; expected one of {NORM_KINDS}.")

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The two set-up-free commands of semsynth (see README.md):
+#   bash run.sh demo    creates .venv, generates the built-in scenes, trains the tiny SPADE preset
+#                       (bounded time), exports a SavedModel and synthesizes a held-out label map
+#   bash run.sh test    creates .venv and runs the whole test suite (slow tests included);
+#                       extra arguments go to pytest, e.g. bash run.sh test -m "not slow"
+# Environment: SEMSYNTH_VENV (default .venv), PYTHON (default python3),
+#              DEMO_MINUTES (default 8), DEMO_DIR (default runs/demo).
+set -euo pipefail
+cd "$(dirname "$0")"
+VENV="${SEMSYNTH_VENV:-.venv}"
+PYTHON="${PYTHON:-python3}"
+
+ensure_venv() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    echo "[semsynth] creating virtual environment $VENV"
+    "$PYTHON" -m venv "$VENV"
+  fi
+  local want have stamp="$VENV/.semsynth-requirements"
+  want="$(cat requirements.txt requirements-test.txt | sha256sum | cut -d' ' -f1)"
+  have="$(cat "$stamp" 2>/dev/null || true)"
+  if [ "$want" != "$have" ]; then
+    echo "[semsynth] installing requirements into $VENV (first run: a few minutes)"
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+    "$VENV/bin/python" -m pip install -q -r requirements-test.txt
+    echo "$want" > "$stamp"
+  fi
+}
+
+export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
+cmd="${1:-}"
+shift || true
+case "$cmd" in
+  demo)
+    ensure_venv
+    demo_dir="${DEMO_DIR:-runs/demo}"
+    minutes="${DEMO_MINUTES:-8}"
+    # 1-2: generate the built-in scenes (on demand) and train the tiny preset for a bounded time;
+    # a second `bash run.sh demo` resumes the same run.
+    "$VENV/bin/python" train.py --model=spade --preset=tiny --dataset=scenes \
+      --checkpoint_dir="$demo_dir" --max_minutes="$minutes" --save_img_freq=100 \
+      --print_info_freq=10 "$@"
+    # 3: synthesize a held-out (validation) label map with the exported SavedModel.
+    label="$(ls data/scenes_256/ADEChallengeData2016/annotations/validation/*.png | head -n 1)"
+    "$VENV/bin/python" test_one.py --saved_model="$demo_dir/export" \
+      --label_filename="$label" --results_dir="$demo_dir/test_one" --overwrite
+    echo
+    echo "[semsynth] demo done."
+    echo "  sample grids (label | real | synthesized): $demo_dir/samples/"
+    echo "  TensorBoard logs:   $VENV/bin/tensorboard --logdir $demo_dir/logs"
+    echo "  SavedModel:         $demo_dir/export"
+    echo "  held-out synthesis: $demo_dir/test_one/ (from $label)"
+    ;;
+  test)
+    ensure_venv
+    set +e
+    "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests "$@"
+    rc=$?
+    # pytest exits 5 when a selection collects nothing: that is a failure of the suite here.
+    exit $rc
+    ;;
+  *)
+    echo "usage: bash run.sh demo | bash run.sh test [pytest arguments]" >&2
+    exit 2
+    ;;
+esac

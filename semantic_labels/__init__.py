@@ -1,0 +1,276 @@
+"""Semantic label sets: class names, colours and ids, loaded from one JSON format.
+
+A label set maps every label value (the integer stored in a label map) to a class name and a
+display colour. Two kinds of JSON file exist (see README.md in this folder):
+
+- a full set lists every class: `{"name", "description", "dontcare_id", "classes": [{"id",
+  "name", "color"}, ...]}` with ids 0..K-1;
+- a subset names a base set and the ids it uses: `{"name", "base", "ids": [...]}`. It keeps the
+  base's indexing, so label values stay the base's ids and one-hot maps keep K channels.
+
+Example:
+    labels = load_label_set("ade20k")
+    labels.num_classes        # 151 one-hot channels (150 classes + "other")
+    labels.id_of("sky")       # 3
+    rgb = labels.colorize(label_map)  # [H, W] int -> [H, W, 3] uint8
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+class LabelSetError(ValueError):
+    """A label set name, file or content is invalid; the message names the file and problem."""
+
+
+class LabelSetFileNotFoundError(LabelSetError, FileNotFoundError):
+    """A label set file does not exist (catchable as ValueError or FileNotFoundError)."""
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    """An immutable label set.
+
+    Attributes:
+        name: short name of the set, e.g. "ade20k" or "scenes".
+        names: class name per label value; `names[v]` is the class of label value v.
+        colors: [K, 3] uint8 display colour per label value (read-only array).
+        used_ids: label values that occur in this set's data: all of 0..K-1 for a full set, the
+            listed ids for a subset (which still has K names and colours).
+        dontcare_id: label value meaning "unlabelled / other", or None if the set has none.
+    """
+
+    name: str
+    names: tuple[str, ...]
+    colors: np.ndarray
+    used_ids: tuple[int, ...]
+    dontcare_id: int | None
+
+    def __post_init__(self):
+        colors = np.array(self.colors, dtype=np.uint8)
+        if colors.shape != (len(self.names), 3):
+            raise LabelSetError(
+                f"label set {self.name!r}: colors must have shape [{len(self.names)}, 3], "
+                f"got {list(colors.shape)}"
+            )
+        # A frozen dataclass must not hand out a mutable array: a caller writing into it would
+        # silently change every later colorize() of the cached built-in set.
+        colors.setflags(write=False)
+        object.__setattr__(self, "colors", colors)
+
+    # Written by hand because the generated ones cannot compare or hash a numpy array.
+    def __eq__(self, other):
+        if not isinstance(other, LabelSet):
+            return NotImplemented
+        return (
+            self.name == other.name
+            and self.names == other.names
+            and np.array_equal(self.colors, other.colors)
+            and self.used_ids == other.used_ids
+            and self.dontcare_id == other.dontcare_id
+        )
+
+    def __hash__(self):
+        return hash((self.name, self.names, self.colors.tobytes(), self.used_ids,
+                     self.dontcare_id))
+
+    @property
+    def num_classes(self) -> int:
+        """Number of label values, i.e. one-hot channels (151 for ADE20K)."""
+        return len(self.names)
+
+    def id_of(self, name: str) -> int:
+        """Label value of the class called `name` (exact match)."""
+        try:
+            return self.names.index(name)
+        except ValueError:
+            close = difflib.get_close_matches(name, self.names, n=3)
+            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise LabelSetError(
+                f"label set {self.name!r} has no class named {name!r}{hint}"
+            ) from None
+
+    def colorize(self, label: np.ndarray) -> np.ndarray:
+        """Colours a label map: [H, W] integer label values -> [H, W, 3] uint8 RGB."""
+        label = np.asarray(label)
+        if not (np.issubdtype(label.dtype, np.integer) or label.dtype == np.bool_):
+            raise LabelSetError(
+                f"colorize: label must hold integers, got dtype {label.dtype}"
+            )
+        if label.size:
+            low, high = int(label.min()), int(label.max())
+            if low < 0 or high >= self.num_classes:
+                raise LabelSetError(
+                    f"colorize: label values must lie in [0, {self.num_classes - 1}] for label "
+                    f"set {self.name!r}, got min {low}, max {high}"
+                )
+        return self.colors[label.astype(np.intp)]  # [H, W, 3]
+
+
+def available_label_sets() -> list[str]:
+    """Names of the built-in label sets (the JSON files shipped in this folder)."""
+    return sorted(
+        entry[: -len(".json")]
+        for entry in os.listdir(_PACKAGE_DIR)
+        if entry.endswith(".json")
+    )
+
+
+def load_label_set(name_or_path: str) -> LabelSet:
+    """Loads a built-in label set by name ("ade20k", "scenes") or a JSON file by path.
+
+    Raises LabelSetError (a ValueError) naming the file and the problem for an unknown name,
+    a missing file (then also a FileNotFoundError), malformed JSON or invalid content.
+    """
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise LabelSetError(
+            f"label set must be a name or a path, got {type(name_or_path).__name__}"
+        )
+    name_or_path = os.fspath(name_or_path)
+    if name_or_path in available_label_sets():
+        return _load_builtin(name_or_path)
+    looks_like_path = (
+        name_or_path.endswith(".json") or os.sep in name_or_path or "/" in name_or_path
+    )
+    if not looks_like_path:
+        raise LabelSetError(
+            f"unknown label set {name_or_path!r}: use one of {available_label_sets()} "
+            "or the path to a .json file in the format of semantic_labels/README.md"
+        )
+    return _load_file(os.path.abspath(name_or_path), chain=())
+
+
+@functools.lru_cache(maxsize=None)
+def _load_builtin(name: str) -> LabelSet:
+    return _load_file(os.path.join(_PACKAGE_DIR, f"{name}.json"), chain=())
+
+
+def _load_file(path: str, chain: tuple[str, ...]) -> LabelSet:
+    # `chain` holds the files that led here through "base" references, to stop cycles.
+    if path in chain:
+        raise LabelSetError(f"{chain[-1]}: 'base' refers back to {path} (a cycle)")
+    if not os.path.isfile(path):
+        raise LabelSetFileNotFoundError(f"label set file {path} does not exist")
+    try:
+        with open(path, encoding="utf-8") as file:
+            spec = json.load(file)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise LabelSetError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(spec, dict):
+        raise LabelSetError(f"{path}: the top level must be a JSON object")
+    name = spec.get("name")
+    if not isinstance(name, str) or not name:
+        raise LabelSetError(f"{path}: 'name' must be a non-empty string")
+    if "base" in spec:
+        return _parse_subset(path, spec, chain)
+    return _parse_full(path, spec)
+
+
+def _is_int(value) -> bool:
+    # JSON true/false arrive as Python bools, which are ints; they are not valid ids.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _parse_full(path: str, spec: dict) -> LabelSet:
+    classes = spec.get("classes")
+    if not isinstance(classes, list) or not classes:
+        raise LabelSetError(f"{path}: 'classes' must be a non-empty list (or give 'base')")
+    by_id: dict[int, tuple[str, list[int]]] = {}
+    for position, entry in enumerate(classes):
+        where = f"{path}: classes[{position}]"
+        if not isinstance(entry, dict):
+            raise LabelSetError(f"{where} must be an object with 'id', 'name', 'color'")
+        class_id, class_name, color = entry.get("id"), entry.get("name"), entry.get("color")
+        if not _is_int(class_id) or class_id < 0:
+            raise LabelSetError(f"{where}: 'id' must be a non-negative integer, got {class_id!r}")
+        if class_id in by_id:
+            raise LabelSetError(f"{path}: duplicate id {class_id}")
+        if not isinstance(class_name, str) or not class_name.strip():
+            raise LabelSetError(f"{where} (id {class_id}): 'name' must be a non-empty string")
+        if (
+            not isinstance(color, list)
+            or len(color) != 3
+            or not all(_is_int(c) and 0 <= c <= 255 for c in color)
+        ):
+            raise LabelSetError(
+                f"{where} (id {class_id}, {class_name!r}): 'color' must be three integers "
+                f"in [0, 255], got {color!r}"
+            )
+        by_id[class_id] = (class_name, color)
+    num_classes = len(by_id)
+    missing = sorted(set(range(num_classes)) - set(by_id))
+    if missing:
+        raise LabelSetError(
+            f"{path}: ids must be contiguous 0..{num_classes - 1}; missing {missing[:10]}, "
+            f"largest id {max(by_id)}"
+        )
+    names = tuple(by_id[i][0] for i in range(num_classes))
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise LabelSetError(f"{path}: duplicate class names {duplicates[:10]}")
+    dontcare_id = spec.get("dontcare_id")
+    if dontcare_id is not None and (not _is_int(dontcare_id) or not 0 <= dontcare_id < num_classes):
+        raise LabelSetError(
+            f"{path}: 'dontcare_id' must be null or an id in [0, {num_classes - 1}], "
+            f"got {dontcare_id!r}"
+        )
+    return LabelSet(
+        name=spec["name"],
+        names=names,
+        colors=np.array([by_id[i][1] for i in range(num_classes)], dtype=np.uint8),
+        used_ids=tuple(range(num_classes)),
+        dontcare_id=dontcare_id,
+    )
+
+
+def _parse_subset(path: str, spec: dict, chain: tuple[str, ...]) -> LabelSet:
+    base_ref = spec["base"]
+    if not isinstance(base_ref, str) or not base_ref:
+        raise LabelSetError(f"{path}: 'base' must be a label set name or a path")
+    if base_ref in available_label_sets():
+        base_path = os.path.join(_PACKAGE_DIR, f"{base_ref}.json")
+    else:
+        # Relative to the subset file, so a subset and its base can travel together.
+        base_path = os.path.abspath(os.path.join(os.path.dirname(path), base_ref))
+    try:
+        base = _load_file(base_path, chain + (path,))
+    except LabelSetError as error:
+        raise type(error)(f"{path}: cannot load its base {base_ref!r}: {error}") from None
+    ids = spec.get("ids")
+    if not isinstance(ids, list) or not ids or not all(_is_int(i) for i in ids):
+        raise LabelSetError(f"{path}: 'ids' must be a non-empty list of integers")
+    if len(set(ids)) != len(ids):
+        raise LabelSetError(
+            f"{path}: duplicate ids {sorted({i for i in ids if ids.count(i) > 1})}"
+        )
+    outside = [i for i in ids if not 0 <= i < base.num_classes]
+    if outside:
+        raise LabelSetError(
+            f"{path}: ids {outside} are outside its base {base.name!r} "
+            f"(0..{base.num_classes - 1})"
+        )
+    return LabelSet(
+        name=spec["name"],
+        names=base.names,
+        colors=base.colors,
+        used_ids=tuple(sorted(ids)),
+        dontcare_id=base.dontcare_id,
+    )
+
+
+__all__ = [
+    "LabelSet",
+    "LabelSetError",
+    "LabelSetFileNotFoundError",
+    "available_label_sets",
+    "load_label_set",
+]

@@ -1,0 +1,63 @@
+"""Shared test set-up: repo root on sys.path, the `slow` marker, a tiny built-in dataset."""
+
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# Tiny built-in scenes shared by the training tests: 8 training and a few validation pairs.
+TINY_SCENES = {"num_scenes": 8, "scenes_size": 64}
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "slow: takes more than ~30 s (run by CI too; deselect with -m 'not slow')"
+    )
+
+
+@pytest.fixture(scope="session")
+def scenes_root(tmp_path_factory):
+    """A data root holding the tiny built-in scenes (generated once per test session)."""
+    import datasets
+
+    root = str(tmp_path_factory.mktemp("data"))
+    datasets.resolve_pairs("scenes", "training", data_root=root, **TINY_SCENES)
+    return root
+
+
+@pytest.fixture
+def float32_policy():
+    """Restores the float32 Keras policy after a test that changes it."""
+    import keras
+
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def tiny_train_args(data_root, run_dir, *extra):
+    """Command-line style arguments of a tiny, fast SPADE training run."""
+    return [
+        "--preset=tiny",
+        "--dataset=scenes",
+        f"--data_root={data_root}",
+        f"--num_scenes={TINY_SCENES['num_scenes']}",
+        f"--scenes_size={TINY_SCENES['scenes_size']}",
+        f"--checkpoint_dir={run_dir}",
+        "--batch_size=2",
+        "--crop_size=32",
+        "--load_size=36",
+        "--encoder_input_size=32",
+        "--ngf=4",
+        "--ndf=4",
+        "--z_dim=8",
+        "--spade_hidden=8",
+        "--n_layers_D=3",
+        "--progress=false",
+        "--export=false",
+        *extra,
+    ]

@@ -1,0 +1,350 @@
+"""Tests for models/layers.py: SNConv2D, InstanceNormalization, param_free_norm, helpers."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from models.layers import InstanceNormalization
+from models.layers import SNConv2D
+from models.layers import param_free_norm
+from models.layers import resize_nearest
+from models.layers import xavier_normal_init
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    keras.utils.set_random_seed(1234)
+
+
+def _numpy_conv(x, kernel, stride, pad):
+    """Reference NHWC cross-correlation with symmetric zero padding (PyTorch semantics)."""
+    x = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    kh, kw, _, cout = kernel.shape
+    n, h, w, _ = x.shape
+    out_h, out_w = (h - kh) // stride + 1, (w - kw) // stride + 1
+    out = np.zeros((n, out_h, out_w, cout), np.float64)
+    for i in range(out_h):
+        for j in range(out_w):
+            patch = x[:, i * stride : i * stride + kh, j * stride : j * stride + kw, :]
+            out[:, i, j, :] = np.einsum("nhwc,hwco->no", patch, kernel)
+    return out
+
+
+def _top_singular_value(kernel):
+    return np.linalg.svd(kernel.reshape(-1, kernel.shape[-1]), compute_uv=False)[0]
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def test_xavier_normal_init_matches_torch_std():
+    kernel = xavier_normal_init(0.02)((3, 3, 64, 128)).numpy()
+    fan_in, fan_out = 3 * 3 * 64, 3 * 3 * 128
+    expected_std = 0.02 * np.sqrt(2.0 / (fan_in + fan_out))
+    assert abs(kernel.std() / expected_std - 1) < 0.02
+    assert abs(kernel.mean()) < 0.05 * expected_std
+    # Untruncated: a normal sample of this size has values beyond 2 std.
+    assert np.abs(kernel).max() > 3 * expected_std
+
+
+def test_resize_nearest_uses_pytorch_sampling_grid():
+    x = np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1)
+    down = resize_nearest(x, (2, 2)).numpy()[0, :, :, 0]
+    # floor(dst * 2): top-left pixel of each 2x2 block (tf.image.resize would take the centre).
+    np.testing.assert_array_equal(down, [[0, 2], [8, 10]])
+    up = resize_nearest(x[:, :2, :2], (4, 4)).numpy()[0, :, :, 0]
+    np.testing.assert_array_equal(up, np.repeat(np.repeat([[0, 1], [4, 5]], 2, 0), 2, 1))
+
+
+def test_resize_nearest_dynamic_size_in_tf_function():
+    @tf.function(input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)] * 2)
+    def resize_like(images, reference):
+        return resize_nearest(images, tf.shape(reference)[1:3])
+
+    out = resize_like(tf.ones((2, 8, 8, 3)), tf.zeros((2, 5, 7, 3)))
+    assert out.shape == (2, 5, 7, 3)
+
+
+# --- SNConv2D ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "padding, strides, kernel_size, expected_hw",
+    [
+        ("same", 1, 3, (32, 24)),
+        ("valid", 1, 3, (30, 22)),
+        (1, 2, 3, (16, 12)),
+        (2, 2, 4, (17, 13)),  # discriminator: kernel 4, padding 2
+        (0, 1, 1, (32, 24)),
+    ],
+)
+def test_snconv2d_output_shapes(padding, strides, kernel_size, expected_hw):
+    conv = SNConv2D(8, kernel_size, strides=strides, padding=padding)
+    x = np.random.randn(2, 32, 24, 4).astype("float32")
+    eager = conv(x)
+    graph = tf.function(lambda t: conv(t))(x)
+    assert eager.shape == (2, *expected_hw, 8)
+    assert graph.shape == eager.shape
+    assert conv.compute_output_shape((2, 32, 24, 4)) == (2, *expected_hw, 8)
+    np.testing.assert_allclose(graph.numpy(), eager.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_snconv2d_matches_numpy_conv_with_symmetric_padding():
+    # padding=1, stride 2 is the reference's encoder conv; Keras "same" would shift the windows.
+    conv = SNConv2D(5, 3, strides=2, padding=1, spectral_norm=False, bias_initializer="ones")
+    x = np.random.randn(2, 8, 6, 3).astype("float32")
+    out = conv(x).numpy()
+    expected = _numpy_conv(x, conv.kernel.numpy(), stride=2, pad=1) + 1.0
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
+    same = SNConv2D(5, 3, strides=2, padding="same", spectral_norm=False, use_bias=False)
+    same.build(x.shape)
+    same.kernel.assign(conv.kernel)
+    assert same(x).shape == out.shape
+    assert not np.allclose(same(x).numpy(), out - 1.0, atol=1e-3)
+
+
+def test_snconv2d_spectral_norm_adds_only_state():
+    conv = SNConv2D(8, 3, use_bias=True)
+    conv.build((None, 16, 16, 4))
+    assert conv.count_params() == 3 * 3 * 4 * 8 + 8 + (8 + 3 * 3 * 4)
+    trainable = sum(int(np.prod(w.shape)) for w in conv.trainable_weights)
+    assert trainable == 3 * 3 * 4 * 8 + 8
+    assert [tuple(w.shape) for w in conv.non_trainable_weights] == [(1, 8), (1, 36)]
+    np.testing.assert_allclose(np.linalg.norm(conv.u.numpy()), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(conv.v.numpy()), 1.0, rtol=1e-5)
+    plain = SNConv2D(8, 3, use_bias=False, spectral_norm=False)
+    plain.build((None, 16, 16, 4))
+    assert plain.count_params() == 3 * 3 * 4 * 8
+    assert not plain.non_trainable_weights
+
+
+def test_snconv2d_output_is_conv_with_kernel_over_sigma():
+    conv = SNConv2D(6, 3, padding=1, use_bias=False)
+    x = np.random.randn(1, 7, 7, 4).astype("float32")
+    out = conv(x).numpy()
+    kernel = conv.kernel.numpy()
+    u, v = conv.u.numpy()[0], conv.v.numpy()[0]
+    sigma = v @ kernel.reshape(-1, 6) @ u
+    expected = _numpy_conv(x, kernel / sigma, stride=1, pad=1)
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_snconv2d_sigma_converges_to_largest_singular_value():
+    conv = SNConv2D(8, 3, kernel_initializer="glorot_normal")
+    x = np.random.randn(2, 8, 8, 4).astype("float32")
+    conv(x)
+    raw_sigma = _top_singular_value(conv.kernel.numpy())
+    assert abs(_top_singular_value(conv.normalized_kernel().numpy()) - 1) > 1e-3
+    train_call = tf.function(lambda t: conv(t, training=True))
+    # One power-iteration step per call; convergence speed depends on the gap between the top two
+    # singular values (about 1.11 vs 1.05 for this seed), so give it plenty of steps.
+    for _ in range(80):
+        train_call(x)
+    effective = conv.normalized_kernel().numpy()
+    np.testing.assert_allclose(_top_singular_value(effective), 1.0, atol=1e-3)
+    np.testing.assert_allclose(effective * raw_sigma, conv.kernel.numpy(), rtol=1e-3, atol=1e-6)
+
+
+def test_snconv2d_inference_is_deterministic_and_leaves_state():
+    conv = SNConv2D(8, 3)
+    x = np.random.randn(2, 8, 8, 4).astype("float32")
+    conv(x, training=True)
+    u, v = conv.u.numpy().copy(), conv.v.numpy().copy()
+    first = conv(x, training=False).numpy()
+    second = tf.function(lambda t: conv(t, training=False))(x).numpy()
+    third = conv(x).numpy()  # training=None counts as inference
+    np.testing.assert_array_equal(conv.u.numpy(), u)
+    np.testing.assert_array_equal(conv.v.numpy(), v)
+    np.testing.assert_allclose(first, second, atol=1e-6)
+    np.testing.assert_array_equal(first, third)
+    conv(x, training=True)
+    assert not np.array_equal(conv.u.numpy(), u)
+
+
+def test_snconv2d_gradient_flows_through_sigma():
+    conv = SNConv2D(6, 3, use_bias=False)
+    x = tf.constant(np.random.randn(2, 6, 6, 4).astype("float32"))
+    weights = tf.constant(np.random.randn(2, 6, 6, 6).astype("float32"))
+    conv(x)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(conv(x, training=False) * weights)
+    grad = tape.gradient(loss, conv.kernel.value).numpy()
+
+    # Expected: L = <G, W / sigma>, sigma = v^T W u (u, v fixed) =>
+    # dL/dW = G / sigma - <G, W> / sigma^2 * v u^T.
+    kernel = conv.kernel.numpy()
+    u, v = conv.u.numpy()[0], conv.v.numpy()[0]
+    sigma = v @ kernel.reshape(-1, 6) @ u
+    effective = tf.Variable(kernel / sigma)
+    with tf.GradientTape() as tape:
+        out = tf.nn.conv2d(x, effective, strides=1, padding="SAME")
+        loss_eff = tf.reduce_sum(out * weights)
+    g_eff = tape.gradient(loss_eff, effective).numpy()  # dL / d(W / sigma)
+    expected = g_eff / sigma - np.sum(g_eff * kernel) / sigma**2 * np.outer(v, u).reshape(
+        kernel.shape
+    )
+    np.testing.assert_allclose(grad, expected, rtol=1e-3, atol=1e-6)
+    # Without the sigma term the gradient would be plainly different.
+    assert not np.allclose(grad, g_eff / sigma, rtol=1e-2, atol=1e-6)
+
+
+def test_snconv2d_gradients_reach_kernel_in_training():
+    conv = SNConv2D(4, 3)
+    x = np.random.randn(2, 8, 8, 3).astype("float32")
+    conv(x)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(tf.square(conv(x, training=True)))
+    grads = tape.gradient(loss, conv.trainable_variables)
+    assert len(grads) == 2
+    assert all(g is not None and np.abs(g.numpy()).sum() > 0 for g in grads)
+
+
+def test_snconv2d_config_round_trip():
+    conv = SNConv2D(
+        8, (3, 5), strides=2, padding=2, use_bias=False, power_iterations=2,
+        kernel_initializer=xavier_normal_init(), name="sn",
+    )
+    x = np.random.randn(1, 12, 12, 4).astype("float32")
+    out = conv(x)
+    clone = SNConv2D.from_config(conv.get_config())
+    assert clone.get_config() == conv.get_config()
+    clone.build(x.shape)
+    clone.set_weights(conv.get_weights())
+    np.testing.assert_allclose(clone(x).numpy(), out.numpy(), atol=1e-6)
+
+
+def test_snconv2d_mixed_precision_sigma_in_float32():
+    conv = SNConv2D(8, 3, dtype="mixed_bfloat16")
+    x = np.random.randn(2, 8, 8, 4).astype("float32")
+    out = conv(x, training=True)
+    assert out.dtype == tf.bfloat16
+    assert conv.kernel.dtype == "float32" and conv.u.dtype == "float32"
+    assert conv.normalized_kernel().dtype == tf.float32
+
+
+@pytest.mark.parametrize(
+    "kwargs, named",
+    [
+        ({"padding": "full"}, "padding"),
+        ({"padding": -1}, "padding"),
+        ({"power_iterations": 0}, "power_iterations"),
+        ({"strides": 0}, "strides"),
+    ],
+)
+def test_snconv2d_bad_arguments(kwargs, named):
+    with pytest.raises(ValueError, match=named):
+        SNConv2D(4, 3, **kwargs)
+
+
+# --- normalisation --------------------------------------------------------------------------
+
+
+def test_instance_norm_zero_mean_unit_variance():
+    x = np.random.randn(3, 16, 12, 5).astype("float32") * 4 + 7
+    out = InstanceNormalization()(x).numpy()
+    np.testing.assert_allclose(out.mean(axis=(1, 2)), 0.0, atol=1e-4)
+    np.testing.assert_allclose(out.var(axis=(1, 2)), 1.0, atol=1e-3)
+    expected = (x - x.mean(axis=(1, 2), keepdims=True)) / np.sqrt(
+        x.var(axis=(1, 2), keepdims=True) + 1e-5
+    )
+    np.testing.assert_allclose(out, expected, atol=1e-4)
+
+
+def test_instance_norm_mixed_bfloat16_keeps_dtype_and_is_accurate():
+    x = np.random.randn(2, 32, 32, 4).astype("float32") * 3 + 50
+    out = InstanceNormalization(dtype="mixed_bfloat16")(x)
+    assert out.dtype == tf.bfloat16
+    stats = tf.cast(out, tf.float32).numpy()
+    np.testing.assert_allclose(stats.mean(axis=(1, 2)), 0.0, atol=0.05)
+    np.testing.assert_allclose(stats.std(axis=(1, 2)), 1.0, atol=0.05)
+
+
+def test_instance_norm_config_round_trip_and_no_weights():
+    layer = InstanceNormalization(epsilon=1e-3, name="inorm")
+    layer.build((None, 8, 8, 3))
+    assert layer.count_params() == 0
+    clone = InstanceNormalization.from_config(layer.get_config())
+    assert clone.epsilon == 1e-3 and clone.name == "inorm"
+
+
+@pytest.mark.parametrize("kind", ["instance", "batch", "syncbatch"])
+def test_param_free_norm_kinds(kind):
+    layer = param_free_norm(kind, name=f"{kind}_norm")
+    x = np.random.randn(4, 8, 8, 3).astype("float32") * 2 + 1
+    out = layer(x, training=True).numpy()
+    assert layer.name == f"{kind}_norm"
+    assert not layer.trainable_weights  # affine off
+    if kind == "instance":
+        assert isinstance(layer, InstanceNormalization)
+        np.testing.assert_allclose(out.mean(axis=(1, 2)), 0.0, atol=1e-4)
+    else:
+        assert isinstance(layer, keras.layers.BatchNormalization)
+        assert layer.synchronized == (kind == "syncbatch")
+        assert (layer.momentum, layer.epsilon) == (0.9, 1e-5)
+        np.testing.assert_allclose(out.mean(axis=(0, 1, 2)), 0.0, atol=1e-4)
+        np.testing.assert_allclose(out.var(axis=(0, 1, 2)), 1.0, atol=1e-3)
+        # Moving averages move by 1 - momentum = 0.1 of the batch statistics.
+        np.testing.assert_allclose(
+            layer.moving_mean.numpy(), 0.1 * x.mean(axis=(0, 1, 2)), rtol=1e-4, atol=1e-5
+        )
+
+
+def test_param_free_norm_unknown_kind():
+    with pytest.raises(ValueError, match="groupnorm"):
+        param_free_norm("groupnorm")
+
+
+_MIRRORED_SCRIPT = textwrap.dedent(
+    """
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from models.layers import SNConv2D, param_free_norm
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        conv = SNConv2D(4, 3)
+        norm = param_free_norm("syncbatch")
+        conv.build((None, 8, 8, 3))
+        norm.build((None, 8, 8, 4))
+    u0 = conv.u.numpy().copy()
+    x = np.random.RandomState(0).randn(4, 8, 8, 3).astype("float32")
+    dataset = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(x))
+
+    @tf.function
+    def step(batch):
+        return strategy.run(lambda t: norm(conv(t, training=True), training=True), args=(batch,))
+
+    for batch in dataset:
+        out = step(batch)
+    local = [t.numpy() for t in strategy.experimental_local_results(out)]
+    assert len(local) == 2
+    full = np.concatenate(local)
+    # Synchronised: global (not per-replica) batch statistics.
+    assert np.abs(full.mean(axis=(0, 1, 2))).max() < 1e-4, full.mean(axis=(0, 1, 2))
+    assert np.abs(local[0].mean(axis=(0, 1, 2))).max() > 1e-3
+    replicas_u = [v.numpy() for v in conv.u.value.values]  # MirroredVariable copies
+    assert not np.allclose(replicas_u[0], u0)
+    np.testing.assert_array_equal(replicas_u[0], replicas_u[1])
+    print("OK")
+    """
+)
+
+
+def test_syncbatch_and_spectral_norm_under_mirrored_strategy():
+    # A fresh process: logical CPU devices must be configured before TF initialises.
+    env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run(
+        [sys.executable, "-c", _MIRRORED_SCRIPT],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("OK")

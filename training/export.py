@@ -1,0 +1,181 @@
+"""SavedModel export of the SPADE generator, and loading a synthesizer for inference.
+
+Serving signatures (all take uint8 label maps [N, S, S] with S = the training crop size and return
+{"image": uint8 [N, S, S, 3], "image_float": float32 [N, S, S, 3] in [-1, 1]}):
+    serving_default / serve       (label)                      no VAE: the map alone; with a VAE
+                                                               z ~ N(0, I) drawn inside
+    serve_z        (VAE runs)     (label, z float32 [N, z_dim])
+    serve_style    (VAE runs)     (label, style uint8 [N, H, W, 3])   z = the encoder's mean
+The model always runs with training=False (no batch statistics, no spectral-norm power
+iteration), so the SavedModel's output equals the Keras model's.
+"""
+
+import os
+import shutil
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from models.spade_gan import SPADEGAN
+from semantic_labels import load_label_set
+from training import run_dir as run_dir_lib
+
+
+def _to_uint8(image):
+    """[-1, 1] float -> [0, 255] uint8 (rounded)."""
+    return tf.cast(tf.round(tf.clip_by_value((image + 1.0) * 127.5, 0.0, 255.0)), tf.uint8)
+
+
+def _outputs(image):
+    """The serving outputs: uint8 RGB, and the float32 image in [-1, 1] for exact comparisons."""
+    return {"image": _to_uint8(image), "image_float": tf.cast(image, tf.float32)}
+
+
+def _from_uint8(image):
+    return tf.cast(image, tf.float32) / 127.5 - 1.0
+
+
+def export_spade(gan, path):
+    """Writes `gan`'s generator (and encoder) as a SavedModel at `path` (replaced atomically)."""
+    size = gan.config["crop_size"]
+    label_spec = tf.TensorSpec([None, size, size], tf.uint8, name="label")
+    archive = keras.export.ExportArchive()
+    archive.track(gan.generator)
+    if gan.encoder is not None:
+        archive.track(gan.encoder)
+
+    if gan.use_vae:
+        z_dim = gan.config["z_dim"]
+
+        def serve(label):
+            z = tf.random.normal((tf.shape(label)[0], z_dim))
+            return _outputs(gan.synthesize(label, z=z, training=False))
+
+        def serve_z(label, z):
+            return _outputs(gan.synthesize(label, z=z, training=False))
+
+        def serve_style(label, style):
+            style = _from_uint8(style)
+            return _outputs(gan.synthesize(label, style_image=style, training=False))
+
+        archive.add_endpoint("serve", serve, input_signature=[label_spec])
+        archive.add_endpoint(
+            "serve_z",
+            serve_z,
+            input_signature=[label_spec, tf.TensorSpec([None, z_dim], tf.float32, name="z")],
+        )
+        archive.add_endpoint(
+            "serve_style",
+            serve_style,
+            input_signature=[
+                label_spec,
+                tf.TensorSpec([None, None, None, 3], tf.uint8, name="style"),
+            ],
+        )
+    else:
+
+        def serve(label):
+            return _outputs(gan.synthesize(label, training=False))
+
+        archive.add_endpoint("serve", serve, input_signature=[label_spec])
+
+    tmp = path.rstrip("/") + ".tmp"
+    if os.path.exists(tmp):
+        shutil.rmtree(tmp)
+    archive.write_out(tmp, verbose=False)
+    if os.path.exists(path):
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+    return path
+
+
+class Synthesizer:
+    """Label maps -> images, from a run directory (checkpoint) or an exported SavedModel.
+
+    Args:
+        checkpoint_dir: run directory of train.py; its latest checkpoint is restored.
+        saved_model: directory written by export_spade (alternative to checkpoint_dir).
+    """
+
+    def __init__(self, checkpoint_dir=None, saved_model=None):
+        if bool(checkpoint_dir) == bool(saved_model):
+            raise ValueError("give exactly one of --checkpoint_dir and --saved_model")
+        self._gan = self._module = None
+        if saved_model:
+            if not os.path.exists(os.path.join(saved_model, "saved_model.pb")):
+                raise FileNotFoundError(f"--saved_model={saved_model} is not a SavedModel folder")
+            self._module = tf.saved_model.load(saved_model)
+            spec = self._module.signatures["serve"].structured_input_signature[1]
+            self.crop_size = int(spec["label"].shape[1])
+            self.use_vae = hasattr(self._module, "serve_z")
+            self.z_dim = (
+                int(self._module.signatures["serve_z"].structured_input_signature[1]["z"].shape[1])
+                if self.use_vae
+                else None
+            )
+            self.num_classes = None
+            return
+        config = run_dir_lib.load_run_config(checkpoint_dir)
+        label_set = load_label_set(config["semantic_label_path"])
+        self._gan = SPADEGAN(config, label_set.num_classes, for_training=False)
+        ckpt_dir = os.path.join(checkpoint_dir, "checkpoints")
+        latest = tf.train.latest_checkpoint(ckpt_dir)
+        if latest is None:
+            raise FileNotFoundError(f"--checkpoint_dir={checkpoint_dir} has no checkpoint yet")
+        tf.train.Checkpoint(**self._gan.checkpoint_objects()).restore(latest).expect_partial()
+        self.crop_size = config["crop_size"]
+        self.use_vae = bool(config["use_vae"])
+        self.z_dim = config["z_dim"] if self.use_vae else None
+        self.num_classes = label_set.num_classes
+        self.step = int(self._gan.step.numpy())
+
+    def __call__(self, labels, z=None, style=None):
+        """labels uint8 [N, S, S]; z float32 [N, z_dim] or style uint8 [N, H, W, 3] (VAE runs).
+
+        Returns uint8 [N, S, S, 3].
+        """
+        labels = np.asarray(labels, np.uint8)
+        if labels.ndim != 3 or labels.shape[1:] != (self.crop_size, self.crop_size):
+            raise ValueError(
+                f"label maps must be [N, {self.crop_size}, {self.crop_size}], got {labels.shape}"
+            )
+        if self.num_classes is not None and labels.max() >= self.num_classes:
+            raise ValueError(
+                f"label value {labels.max()} is outside the run's {self.num_classes} classes"
+            )
+        if self._module is not None:
+            if style is not None and self.use_vae:
+                out = self._module.serve_style(tf.constant(labels), tf.constant(style, tf.uint8))
+            elif z is not None and self.use_vae:
+                out = self._module.serve_z(tf.constant(labels), tf.constant(z, tf.float32))
+            else:
+                out = self._module.serve(tf.constant(labels))
+            return out["image"].numpy()
+        style_image = None if style is None else _from_uint8(tf.constant(style, tf.uint8))
+        image = self._gan.synthesize(
+            tf.constant(labels), z=None if z is None else tf.constant(z, tf.float32),
+            style_image=style_image, training=False,
+        )
+        return _to_uint8(image).numpy()
+
+
+def resize_label_map(label, size):
+    """Nearest-neighbour resize of a [H, W] label map to [size, size] (class ids preserved)."""
+    label = np.asarray(label)
+    if label.shape == (size, size):
+        return label.astype(np.uint8)
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(label.astype(np.uint8)).resize((size, size), Image.NEAREST))
+
+
+def check_writable(paths, overwrite):
+    """Refuses to overwrite existing outputs unless --overwrite is given (lists a few)."""
+    existing = [p for p in paths if os.path.exists(p)]
+    if existing and not overwrite:
+        more = f" and {len(existing) - 3} more" if len(existing) > 3 else ""
+        raise FileExistsError(
+            f"{', '.join(existing[:3])}{more} already exist; pass --overwrite or another "
+            "output directory"
+        )

@@ -1,0 +1,82 @@
+"""The run directory: resolved config, checkpoints, TensorBoard logs, samples, export.
+
+    <checkpoint_dir>/
+        config.json      the resolved config of the run (written once, checked on resume)
+        checkpoints/     tf.train.CheckpointManager files (the newest K)
+        logs/            TensorBoard events
+        samples/         sample grids as PNG (label colours | real | synthesized)
+        export/          the SavedModel written at the end of training (or by export on demand)
+"""
+
+import json
+import os
+
+CONFIG_FILE = "config.json"
+
+
+class RunDirError(ValueError):
+    """The run directory cannot be used with this config."""
+
+
+def prepare_run_dir(config, resumable_keys):
+    """Creates the run directory or checks that an existing one belongs to `config`.
+
+    Args:
+        config: the resolved config (a JSON-serialisable dict) with "checkpoint_dir".
+        resumable_keys: keys allowed to differ from the stored config (how long or how visibly
+            we train); any other difference is an error naming the keys, because resuming
+            would mix two configurations.
+
+    Returns:
+        True when the directory already held a run (training resumes), False for a new run.
+    """
+    run_dir = config["checkpoint_dir"]
+    path = os.path.join(run_dir, CONFIG_FILE)
+    if os.path.exists(path):
+        try:
+            with open(path) as f:
+                stored = json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            raise RunDirError(f"{path} is unreadable ({e}); use another --checkpoint_dir") from e
+        diffs = [
+            f"--{key}: {stored.get(key)!r} in the run, {config.get(key)!r} now"
+            for key in sorted(set(stored) | set(config))
+            if key not in resumable_keys and stored.get(key) != config.get(key)
+        ]
+        if diffs:
+            raise RunDirError(
+                f"--checkpoint_dir={run_dir} holds a run of another config; resuming would mix "
+                "them. Use a new --checkpoint_dir, or give the run's values:\n  "
+                + "\n  ".join(diffs)
+            )
+        return True
+    if os.path.isdir(os.path.join(run_dir, "checkpoints")) and os.listdir(
+        os.path.join(run_dir, "checkpoints")
+    ):
+        raise RunDirError(
+            f"--checkpoint_dir={run_dir} has checkpoints but no {CONFIG_FILE}; refusing to "
+            "guess its config. Use a new --checkpoint_dir."
+        )
+    os.makedirs(run_dir, exist_ok=True)
+    write_json_atomic(path, config)
+    return False
+
+
+def load_run_config(run_dir):
+    """Reads <run_dir>/config.json with a clear error when it is missing."""
+    path = os.path.join(run_dir, CONFIG_FILE)
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"--checkpoint_dir={run_dir} is not a run directory of train.py (no {CONFIG_FILE})"
+        )
+    with open(path) as f:
+        return json.load(f)
+
+
+def write_json_atomic(path, obj):
+    """Writes JSON through a temporary file so an interrupted write never leaves half a file."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
