@@ -12,13 +12,37 @@ Flag names follow the SPADE TF port where it has a name for the same thing (--im
 default is "preset" take their value from --preset unless given on the command line.
 """
 
+import contextlib
 import os
+import sys
 
 from absl import flags
 
 from models import presets
 
 FLAGS = flags.FLAGS
+
+
+class ConfigError(ValueError):
+    """A flag value (or a combination of them) that cannot work; the message names the flag."""
+
+
+@contextlib.contextmanager
+def user_errors(program):
+    """Turns errors about the user's input into one clear line and exit status 2.
+
+    Errors of our own code (bugs) keep their traceback.
+    """
+    from datasets.pairs import DatasetError
+    from semantic_labels import LabelSetError
+    from training.run_dir import RunDirError
+
+    try:
+        yield
+    except (ConfigError, DatasetError, LabelSetError, RunDirError, FileNotFoundError,
+            FileExistsError, NotImplementedError) as e:
+        print(f"{program}: error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 # Config keys that may differ between the run that wrote a checkpoint and the run that resumes
 # it: they change how long or how visibly we train, never what is trained. Every other key must
@@ -38,7 +62,7 @@ RESUMABLE_KEYS = frozenset(
         "xla",
         "mixed_precision",
         "export",
-        "log_dir",
+        "tensorboard_dir",
         "results_dir",
         "deterministic",
         "progress",
@@ -126,7 +150,9 @@ def _define_train_flags(d):
         "Run directory: config.json, checkpoints/, logs/ (TensorBoard), samples/, export/. "
         "Default runs/<model>_<preset>. An existing run directory is resumed.",
     )
-    d.DEFINE_string("log_dir", None, "TensorBoard directory (default <checkpoint_dir>/logs).")
+    d.DEFINE_string(
+        "tensorboard_dir", None, "TensorBoard directory (default <checkpoint_dir>/logs)."
+    )
     d.DEFINE_string(
         "results_dir", None, "Sample grids directory (default <checkpoint_dir>/samples)."
     )
@@ -217,14 +243,17 @@ def resolve_train_config(flag_values=FLAGS):
     if not _TRAIN_FLAG_NAMES:
         raise RuntimeError("call define_train_flags() first")
     config = {name: flag_values[name].value for name in _TRAIN_FLAG_NAMES}
-    preset = presets.get_preset(config["model"], config["preset"])
+    try:
+        preset = presets.get_preset(config["model"], config["preset"])
+    except (ValueError, NotImplementedError) as e:
+        raise ConfigError(str(e)) from None
     for key, value in preset.items():
         if config.get(key) is None:
             config[key] = value
     if config["checkpoint_dir"] is None:
         config["checkpoint_dir"] = os.path.join("runs", f"{config['model']}_{config['preset']}")
-    if config["log_dir"] is None:
-        config["log_dir"] = os.path.join(config["checkpoint_dir"], "logs")
+    if config["tensorboard_dir"] is None:
+        config["tensorboard_dir"] = os.path.join(config["checkpoint_dir"], "logs")
     if config["results_dir"] is None:
         config["results_dir"] = os.path.join(config["checkpoint_dir"], "samples")
     _validate_train_config(config)
@@ -234,7 +263,7 @@ def resolve_train_config(flag_values=FLAGS):
 def _validate_train_config(config):
     def positive(name):
         if config[name] is None or config[name] <= 0:
-            raise ValueError(f"--{name} must be positive, got {config[name]}")
+            raise ConfigError(f"--{name} must be positive, got {config[name]}")
 
     for name in ("batch_size", "crop_size", "load_size", "ngf", "ndf", "z_dim", "spade_hidden"):
         positive(name)
@@ -243,24 +272,24 @@ def _validate_train_config(config):
     for name in ("save_img_freq", "save_model_freq", "keep_checkpoints"):
         positive(name)
     if config["load_size"] < config["crop_size"]:
-        raise ValueError(
+        raise ConfigError(
             f"--load_size={config['load_size']} must be >= --crop_size={config['crop_size']}"
         )
     if not 0 <= config["decay_epoch"] <= config["total_epochs"]:
-        raise ValueError(
+        raise ConfigError(
             f"--decay_epoch={config['decay_epoch']} must lie in [0, --total_epochs="
             f"{config['total_epochs']}]"
         )
     num_up = {"normal": 5, "more": 6, "most": 7}[config["num_upsampling_layers"]]
     if config["crop_size"] % 2**num_up:
-        raise ValueError(
+        raise ConfigError(
             f"--crop_size={config['crop_size']} must be a multiple of {2**num_up} for "
             f"--num_upsampling_layers={config['num_upsampling_layers']}"
         )
     if config["max_steps"] < 0 or config["max_minutes"] < 0:
-        raise ValueError("--max_steps and --max_minutes must be >= 0")
+        raise ConfigError("--max_steps and --max_minutes must be >= 0")
     if config["dataset"] == "folders" and not (config["image_dir"] and config["label_dir"]):
-        raise ValueError("--dataset=folders needs --image_dir and --label_dir")
+        raise ConfigError("--dataset=folders needs --image_dir and --label_dir")
 
 
 def define_test_one_flags():

@@ -17,6 +17,11 @@ FLAGS = absl_flags.FLAGS
 
 
 def main(argv):
+    with cli.user_errors(os.path.basename(__file__)):
+        _main(argv)
+
+
+def _main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if not FLAGS.label_filename:

@@ -15,13 +15,14 @@ cli.define_train_flags()
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    config = cli.resolve_train_config(absl_flags.FLAGS)
-    from training import loop  # TensorFlow loads after the flags are parsed
+    with cli.user_errors("train.py"):
+        config = cli.resolve_train_config(absl_flags.FLAGS)
+        from training import loop  # TensorFlow loads after the flags are parsed
 
-    if config["dry_run"]:
-        loop.dry_run(config)
-        return
-    loop.train(config)
+        if config["dry_run"]:
+            loop.dry_run(config)
+            return
+        loop.train(config)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ def resolve_pairs(
         val_image_dir, val_label_dir: its validation folders; both None -> no validation
             pairs ([]).
         scenes_size: side of the procedural scenes in pixels.
-        num_scenes: training scenes to generate; num_scenes // 10 validation scenes.
+        num_scenes: training scenes to generate; max(1, num_scenes // 10) validation scenes.
         scenes_seed: seed of the procedural dataset.
     """
     if split not in ("training", "validation"):
@@ -61,12 +61,10 @@ def resolve_pairs(
         root = generate_scenes(
             os.path.join(data_root, f"scenes_{scenes_size}"),
             num_train=num_scenes,
-            num_val=num_scenes // 10,
+            num_val=max(1, num_scenes // 10),
             size=scenes_size,
             seed=scenes_seed,
         )
-        if split == "validation" and num_scenes // 10 == 0:
-            return []
         return ade20k_pairs(root, split)
     if dataset == "ade20k":
         return ade20k_pairs(data_root, split)

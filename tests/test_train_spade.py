@@ -216,6 +216,7 @@ def test_mirrored_two_replicas_stay_identical_and_match_one_device(scenes_root, 
     assert report["gap"] < 2 * 1e-4, report
 
 
+@pytest.mark.slow
 def test_test_one_and_synthesize_cli(scenes_root, tmp_path):
     from training import loop
 

@@ -165,7 +165,7 @@ def train(config, strategy=None, log=print):
             for k, v in per_replica.items()
         }
 
-    writer = tf.summary.create_file_writer(config["log_dir"]) if is_chief else None
+    writer = tf.summary.create_file_writer(config["tensorboard_dir"]) if is_chief else None
     sample_batch = _sample_batch(val_pairs or train_pairs, label_set, config)
     if is_chief:
         os.makedirs(config["results_dir"], exist_ok=True)

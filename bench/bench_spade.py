@@ -1,0 +1,747 @@
+"""SPADE / GauGAN benchmark: training step, generator latency, input pipeline, peak memory.
+
+Run from the repository root (the full default run takes ~15-20 minutes on 2 CPU cores):
+
+    python -m bench.bench_spade [--presets tiny,ade20k_256] [--policies float32,mixed_bfloat16]
+        [--steps N] [--warmup N] [--json PATH]
+
+Absolute times on a shared CPU drift with the load of the machine, so every time is put beside
+a baseline measured in the same run: the rate of a large square float32 / bfloat16 matmul
+(FLOP/s = 2 n^3 / t), measured at the start and again at the end (the drift check). The model
+FLOPs of each training step are profiled on its traced graph and reported as a fraction of that
+rate: a fraction is comparable across machines and loads where seconds are not.
+
+Each (preset, policy) case runs in its own subprocess, so that its peak resident memory (VmHWM
+of /proc/self/status) is its own and one case's graphs, caches and thread pools cannot slow or
+inflate the next. A case builds SPADEGAN with the VAE encoder at batch 1 and the VGG19
+perceptual loss, whose weights are a random-init VGG19 saved once to a temporary .weights.h5
+(the same compute as the ImageNet weights, which cannot be downloaded here).
+
+The script prints markdown tables and PASS / FAIL lines for the performance targets of
+ade20k_256 at batch 1 (see bench/README.md); --json writes everything measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
+# Untimed calls (the first one traces) and timed calls per preset: an ade20k_256 step takes
+# tens of seconds on 2 cores, a tiny one a fraction of a second.
+DEFAULT_WARMUP = {"tiny": 3, "ade20k_256": 2}
+DEFAULT_STEPS = {"tiny": 10, "ade20k_256": 3}
+FALLBACK_WARMUP, FALLBACK_STEPS = 2, 3
+
+# Targets of the issue, checked at ade20k_256, batch 1.
+TARGET_PRESET = "ade20k_256"
+TARGET_F32_MATMUL_FRACTION = 0.75  # float32 step FLOP/s over the float32 matmul rate
+TARGET_BF16_SPEEDUP = 1.6  # float32 step time over mixed_bfloat16 step time
+TARGET_PIPELINE_RATIO = 10.0  # input pipeline images/s over the float32 training images/s
+TARGET_PEAK_RSS_GIB = 4.0  # peak resident memory of a training process
+
+GIB = 2.0**30
+
+
+# ------------------------------------------------------------------------------------------
+# Helpers shared by the parent and the workers (no TensorFlow import here).
+# ------------------------------------------------------------------------------------------
+
+
+def _proc_status_kib(field):
+    """A memory field of /proc/self/status ("VmHWM", "VmRSS") in KiB, or None off Linux."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as file:
+            for line in file:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _gib(kib):
+    return None if kib is None else kib * 1024 / GIB
+
+
+def _median(values):
+    return statistics.median(values) if values else None
+
+
+def _all_finite(loss_dicts):
+    return all(math.isfinite(v) for losses in loss_dicts for v in losses.values())
+
+
+def machine_info():
+    """CPU model, cores, bf16-relevant CPU flags, library versions, date, load (no TF import)."""
+    model, cpu_flags = platform.processor() or "unknown", set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as file:
+            for line in file:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "model name":
+                    model = value.strip()
+                elif key == "flags":
+                    cpu_flags = set(value.split())
+    except OSError:
+        pass
+    try:
+        usable_cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable_cores = os.cpu_count()
+
+    def version(package):
+        try:
+            return importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    return {
+        "cpu_model": model,
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": usable_cores,
+        # bf16 is only a speed lever on CPUs with native bf16 dot products (Zen 4, Cooper
+        # Lake, Sapphire Rapids); elsewhere bf16 kernels convert to float32 and lose.
+        "avx512_bf16": "avx512_bf16" in cpu_flags,
+        "amx_bf16": "amx_bf16" in cpu_flags,
+        "avx512f": "avx512f" in cpu_flags,
+        "tensorflow": version("tensorflow"),
+        "keras": version("keras"),
+        "python": platform.python_version(),
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "loadavg_start": _loadavg(),
+    }
+
+
+def _loadavg():
+    try:
+        with open("/proc/loadavg", encoding="ascii") as file:
+            return [float(v) for v in file.read().split()[:3]]
+    except OSError:
+        return None
+
+
+# ------------------------------------------------------------------------------------------
+# Workers: each runs in its own process and writes a JSON result file.
+# ------------------------------------------------------------------------------------------
+
+
+def worker_vgg(args):
+    """Saves a random-init notop VGG19 to args.vgg_weights (the stand-in for ImageNet's)."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    vgg = keras.applications.VGG19(include_top=False, weights=None)
+    vgg.save_weights(args.vgg_weights)
+    return {"path": args.vgg_weights, "bytes": os.path.getsize(args.vgg_weights)}
+
+
+def worker_matmul(args):
+    """Median time and FLOP/s of an n x n matmul in float32 and bfloat16."""
+    import tensorflow as tf
+
+    n = args.matmul_size
+    results = {}
+    for dtype in ("float32", "bfloat16"):
+        a = tf.cast(tf.random.stateless_normal((n, n), seed=(1, 2)), dtype)  # [n, n]
+        b = tf.cast(tf.random.stateless_normal((n, n), seed=(3, 4)), dtype)  # [n, n]
+        # Reducing in the graph keeps the host copy out of the timing; it costs n^2 adds
+        # against the matmul's 2 n^3 FLOPs.
+        matmul = tf.function(lambda a, b: tf.reduce_sum(tf.matmul(a, b)))
+        matmul(a, b).numpy()  # trace + first run (oneDNN primitive creation)
+        times = []
+        for _ in range(args.matmul_runs):
+            start = time.perf_counter()
+            matmul(a, b).numpy()
+            times.append(time.perf_counter() - start)
+        seconds = _median(times)
+        results[dtype] = {
+            "n": n,
+            "times_s": times,
+            "median_s": seconds,
+            "gflops": 2.0 * n**3 / seconds / 1e9,
+        }
+    return results
+
+
+def _profile_flops(graph):
+    """(total FLOPs, {op type: FLOPs}) of a graph with static shapes, by TF's v1 profiler."""
+    import tensorflow as tf
+
+    profiler = tf.compat.v1.profiler
+    options = (
+        profiler.ProfileOptionBuilder(profiler.ProfileOptionBuilder.float_operation())
+        .with_empty_output()
+        .build()
+    )
+    result = profiler.profile(graph=graph, cmd="op", options=options)
+    # The "op" view is a chain, not a flat list: each op type's node holds its own float_ops
+    # and, as its child, the next op type (total_float_ops is cumulative down the chain).
+    by_op, pending = {}, list(result.children)
+    while pending:
+        node = pending.pop()
+        by_op[node.name] = by_op.get(node.name, 0) + int(node.float_ops)
+        pending.extend(node.children)
+    return int(result.total_float_ops), dict(sorted(by_op.items(), key=lambda kv: -kv[1]))
+
+
+def _dense_flops(by_op):
+    """FLOPs of the convolution and matmul ops: the part a matmul rate is a fair yardstick for."""
+    dense_ops = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter", "MatMul")
+    return sum(flops for op, flops in by_op.items() if op in dense_ops or "MatMul" in op)
+
+
+def worker_case(args):
+    """Times SPADEGAN.train_step and synthesize for one (preset, policy) at batch 1."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    import flags as cli
+    from datasets.scenes import render_scene
+    from models.spade_gan import SPADEGAN
+    from semantic_labels import load_label_set
+
+    keras.utils.set_random_seed(0)
+    # Before any network is built: the VGG of the perceptual loss is built under the global
+    # policy at construction.
+    keras.mixed_precision.set_global_policy(args.policy)
+    mixed_precision = "none" if args.policy == "float32" else args.policy
+    config = cli.config_from_args(
+        [
+            f"--preset={args.preset}",
+            "--batch_size=1",
+            "--use_vae",
+            f"--mixed_precision={mixed_precision}",
+            f"--vgg_weights={args.vgg_weights}",
+        ]
+    )
+    num_classes = load_label_set(config["semantic_label_path"]).num_classes
+    start = time.perf_counter()
+    # steps_per_epoch only shapes the lr schedule; large enough that lr stays constant here.
+    gan = SPADEGAN(config, num_classes, steps_per_epoch=1000)
+    build_s = time.perf_counter() - start
+
+    # A real built-in scene (ADE20K ids) rather than noise labels: the one-hot map is as
+    # sparse as in training.
+    size = config["crop_size"]
+    image, label = render_scene(0, size, size)  # [S, S, 3] uint8, [S, S] uint8
+    batch = {
+        "image": tf.constant(image[None].astype(np.float32) / 127.5 - 1.0),  # [1, S, S, 3]
+        "label": tf.constant(label[None].astype(np.int32)),  # [1, S, S]
+    }
+    batch_size = int(batch["label"].shape[0])
+
+    train_step = tf.function(gan.train_step)
+
+    def run_step():
+        losses = train_step(batch)
+        return {name: float(value.numpy()) for name, value in losses.items()}  # syncs
+
+    all_losses, warmup_times, step_times = [], [], []
+    for _ in range(args.warmup):
+        start = time.perf_counter()
+        all_losses.append(run_step())
+        warmup_times.append(time.perf_counter() - start)
+        print(f"  warm-up step {len(warmup_times)}: {warmup_times[-1]:.2f} s", file=sys.stderr)
+    for _ in range(args.steps):
+        start = time.perf_counter()
+        all_losses.append(run_step())
+        step_times.append(time.perf_counter() - start)
+        print(f"  timed step {len(step_times)}: {step_times[-1]:.2f} s", file=sys.stderr)
+    # Read before profiling and inference so that it is the training process's peak.
+    peak_train_kib = _proc_status_kib("VmHWM")
+    rss_train_kib = _proc_status_kib("VmRSS")
+
+    train_flops, train_flops_by_op = _profile_flops(
+        train_step.get_concrete_function(batch).graph
+    )
+
+    synthesize = tf.function(lambda label: gan.synthesize(label, training=False))
+    gen_times = []
+    for i in range(args.gen_warmup + args.gen_runs):
+        start = time.perf_counter()
+        synthesize(batch["label"]).numpy()
+        if i >= args.gen_warmup:
+            gen_times.append(time.perf_counter() - start)
+    gen_flops, _ = _profile_flops(synthesize.get_concrete_function(batch["label"]).graph)
+
+    step_s = _median(step_times)
+    return {
+        "preset": args.preset,
+        "policy": args.policy,
+        "batch_size": batch_size,
+        "crop_size": size,
+        "num_classes": num_classes,
+        "parameters": gan.parameter_counts(),
+        "build_s": build_s,
+        "warmup_times_s": warmup_times,
+        "step_times_s": step_times,
+        "step_median_s": step_s,
+        "images_per_s": batch_size / step_s,
+        "losses_last": all_losses[-1],
+        "losses_finite": _all_finite(all_losses),
+        "train_gflop": train_flops / 1e9,
+        "train_dense_gflop": _dense_flops(train_flops_by_op) / 1e9,
+        "train_gflop_by_op": {op: f / 1e9 for op, f in train_flops_by_op.items()},
+        "achieved_gflops": train_flops / 1e9 / step_s,
+        "gen_times_s": gen_times,
+        "gen_latency_s": _median(gen_times),
+        "gen_gflop": gen_flops / 1e9,
+        "peak_rss_train_gib": _gib(peak_train_kib),
+        "rss_after_train_gib": _gib(rss_train_kib),
+        "peak_rss_end_gib": _gib(_proc_status_kib("VmHWM")),
+    }
+
+
+def worker_pipeline(args):
+    """images/s of make_train_dataset on the built-in scenes (load 286, crop 256, batch 1)."""
+    import datasets
+    from datasets.pipeline import make_train_dataset
+    from semantic_labels import load_label_set
+
+    start = time.perf_counter()
+    pairs = datasets.resolve_pairs(
+        "scenes",
+        "training",
+        data_root=args.data_root,
+        scenes_size=256,
+        num_scenes=args.num_scenes,
+    )
+    generate_s = time.perf_counter() - start
+    dataset = make_train_dataset(
+        pairs,
+        num_classes=load_label_set("scenes").num_classes,
+        load_size=286,
+        crop_size=256,
+        global_batch_size=1,
+        seed=0,
+    )
+    iterator = iter(dataset)
+    # Warm-up lets AUTOTUNE settle its parallelism and prefetch depth.
+    for _ in range(args.pipeline_warmup):
+        next(iterator)
+    start = time.perf_counter()
+    images = 0
+    for _ in range(args.pipeline_elements):
+        batch = next(iterator)  # eager tensors: the element is fully produced
+        images += int(batch["image"].shape[0])
+    seconds = time.perf_counter() - start
+    return {
+        "num_files": len(pairs),
+        "scenes_ready_s": generate_s,
+        "elements": args.pipeline_elements,
+        "seconds": seconds,
+        "images_per_s": images / seconds,
+        "image_shape": [int(d) for d in batch["image"].shape],
+        "peak_rss_gib": _gib(_proc_status_kib("VmHWM")),
+    }
+
+
+WORKERS = {
+    "vgg": worker_vgg,
+    "matmul": worker_matmul,
+    "case": worker_case,
+    "pipeline": worker_pipeline,
+}
+
+
+# ------------------------------------------------------------------------------------------
+# Parent: runs the workers, prints the report.
+# ------------------------------------------------------------------------------------------
+
+
+def _log(message):
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _run_worker(kind, worker_args, work_dir, timeout_s):
+    """Runs `python -m bench.bench_spade --worker=kind ...`; returns its result or an error."""
+    result_path = os.path.join(work_dir, f"result_{kind}_{time.monotonic_ns()}.json")
+    command = [
+        sys.executable, "-m", "bench.bench_spade", f"--worker={kind}",
+        f"--result={result_path}", *worker_args,
+    ]
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env["PYTHONPATH"] = REPO_ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    start = time.perf_counter()
+    # stderr is echoed live (progress) and its tail kept for the report if the worker fails.
+    process = subprocess.Popen(
+        command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True, errors="replace",
+    )
+    # A hung worker is killed at the limit even while it prints nothing.
+    timer = threading.Timer(timeout_s, process.kill)
+    timer.start()
+    tail = []
+    try:
+        for line in process.stderr:
+            tail = (tail + [line.rstrip()])[-30:]
+            if line.startswith("  "):  # the workers' own progress lines
+                print(line.rstrip(), file=sys.stderr, flush=True)
+        returncode = process.wait()
+    finally:
+        timer.cancel()
+    wall_s = time.perf_counter() - start
+    if returncode != 0 or not os.path.isfile(result_path):
+        reason = f"worker {kind} exited with {returncode} after {wall_s:.0f} s"
+        return {"error": reason, "stderr_tail": tail, "wall_s": wall_s}
+    with open(result_path, encoding="utf-8") as file:
+        result = json.load(file)
+    result["wall_s"] = wall_s
+    return result
+
+
+def _fmt(value, spec=".3g", missing="-"):
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return missing
+    return format(value, spec)
+
+
+def _reference_rate(matmul_start, matmul_end, dtype):
+    """The achievable rate of `dtype`: the higher of the start and end medians (strict)."""
+    rates = [
+        m[dtype]["gflops"] for m in (matmul_start, matmul_end) if m and dtype in m
+    ]
+    return max(rates) if rates else None
+
+
+def _add_fractions(case, f32_rate, bf16_rate):
+    achieved = case.get("achieved_gflops")
+    case["fraction_of_f32_matmul"] = achieved / f32_rate if achieved and f32_rate else None
+    case["fraction_of_bf16_matmul"] = (
+        achieved / bf16_rate
+        if achieved and bf16_rate and case["policy"] != "float32"
+        else None
+    )
+
+
+def check_targets(cases, pipeline, f32_rate):
+    """PASS / FAIL / SKIP of each target, with the numbers behind it."""
+    by_policy = {
+        c["policy"]: c for c in cases if c["preset"] == TARGET_PRESET and "error" not in c
+    }
+    f32, bf16 = by_policy.get("float32"), by_policy.get("mixed_bfloat16")
+    checks = []
+
+    def add(name, ok, detail):
+        status = "SKIP" if ok is None else ("PASS" if ok else "FAIL")
+        checks.append({"target": name, "status": status, "detail": detail})
+
+    name = f"float32 step >= {TARGET_F32_MATMUL_FRACTION:.0%} of the float32 matmul rate"
+    if f32 and f32_rate:
+        fraction = f32["fraction_of_f32_matmul"]
+        add(name, fraction >= TARGET_F32_MATMUL_FRACTION,
+            f"{f32['achieved_gflops']:.1f} GFLOP/s ({f32['train_gflop']:.1f} GFLOP in "
+            f"{f32['step_median_s']:.2f} s) = {fraction:.1%} of {f32_rate:.1f} GFLOP/s")
+    else:
+        add(name, None, f"needs {TARGET_PRESET} float32 and the matmul baseline")
+
+    name = f"mixed_bfloat16 >= {TARGET_BF16_SPEEDUP}x faster than float32, finite losses"
+    if f32 and bf16:
+        speedup = f32["step_median_s"] / bf16["step_median_s"]
+        add(name, speedup >= TARGET_BF16_SPEEDUP and bf16["losses_finite"],
+            f"{f32['step_median_s']:.2f} s / {bf16['step_median_s']:.2f} s = {speedup:.2f}x; "
+            f"losses finite: {bf16['losses_finite']}")
+    else:
+        add(name, None, f"needs {TARGET_PRESET} in float32 and mixed_bfloat16")
+
+    name = f"input pipeline >= {TARGET_PIPELINE_RATIO:.0f}x the training images/s"
+    if f32 and pipeline and "error" not in pipeline:
+        ratio = pipeline["images_per_s"] / f32["images_per_s"]
+        add(name, ratio >= TARGET_PIPELINE_RATIO,
+            f"{pipeline['images_per_s']:.1f} images/s / {f32['images_per_s']:.3f} images/s "
+            f"= {ratio:.0f}x")
+    else:
+        add(name, None, f"needs the pipeline and {TARGET_PRESET} float32")
+
+    name = f"peak resident memory of training <= {TARGET_PEAK_RSS_GIB:.0f} GiB"
+    peaks = {p: c["peak_rss_train_gib"] for p, c in by_policy.items()
+             if c.get("peak_rss_train_gib")}
+    if peaks:
+        add(name, max(peaks.values()) <= TARGET_PEAK_RSS_GIB,
+            ", ".join(f"{p}: {v:.2f} GiB" for p, v in peaks.items()))
+    else:
+        add(name, None, f"needs {TARGET_PRESET} cases")
+    return checks
+
+
+def format_report(report):
+    """The markdown report: machine, matmul baseline, cases, pipeline, targets."""
+    m = report["machine"]
+    lines = [
+        "## Machine",
+        "",
+        f"{m['cpu_model']}, {m['usable_cpus']} usable of {m['logical_cpus']} logical CPUs; "
+        f"avx512_bf16: {'yes' if m['avx512_bf16'] else 'no'}, "
+        f"amx_bf16: {'yes' if m['amx_bf16'] else 'no'}, "
+        f"avx512f: {'yes' if m['avx512f'] else 'no'}; TensorFlow {m['tensorflow']}, "
+        f"Keras {m['keras']}, Python {m['python']}; {m['date']}; "
+        f"load average at start {m['loadavg_start']}, at end {m.get('loadavg_end')}.",
+        "",
+        "## Matmul baseline (the machine's achievable rate, same run)",
+        "",
+        "| dtype | n | start: median s | start: GFLOP/s | end: median s | end: GFLOP/s "
+        "| drift |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    start, end = report["matmul_start"], report["matmul_end"]
+    for dtype in ("float32", "bfloat16"):
+        s = start.get(dtype, {}) if "error" not in start else {}
+        e = end.get(dtype, {}) if "error" not in end else {}
+        drift = (
+            e["gflops"] / s["gflops"] - 1.0 if s.get("gflops") and e.get("gflops") else None
+        )
+        lines.append(
+            f"| {dtype} | {s.get('n', e.get('n', '-'))} | {_fmt(s.get('median_s'))} | "
+            f"{_fmt(s.get('gflops'), '.1f')} | {_fmt(e.get('median_s'))} | "
+            f"{_fmt(e.get('gflops'), '.1f')} | {_fmt(drift, '+.1%')} |"
+        )
+    lines += [
+        "",
+        "Reference rate for the fractions below: the higher of start and end "
+        f"(float32 {_fmt(report['f32_rate_gflops'], '.1f')} GFLOP/s, bfloat16 "
+        f"{_fmt(report['bf16_rate_gflops'], '.1f')} GFLOP/s).",
+        "",
+        "## Training step (G + D + E, VGG loss, batch 1) and generator inference",
+        "",
+        "| preset | policy | step s (median) | images/s | GFLOP/step | achieved GFLOP/s "
+        "| % f32 matmul | % bf16 matmul | G latency s | G GFLOP | peak RSS GiB "
+        "| losses finite |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in report["cases"]:
+        if "error" in c:
+            lines.append(
+                f"| {c['preset']} | {c['policy']} | FAILED: {c['error']} "
+                "| | | | | | | | | |"
+            )
+            continue
+        lines.append(
+            f"| {c['preset']} | {c['policy']} | {_fmt(c['step_median_s'], '.3f')} | "
+            f"{_fmt(c['images_per_s'], '.3g')} | {_fmt(c['train_gflop'], '.1f')} | "
+            f"{_fmt(c['achieved_gflops'], '.1f')} | "
+            f"{_fmt(c['fraction_of_f32_matmul'], '.1%')} | "
+            f"{_fmt(c['fraction_of_bf16_matmul'], '.1%')} | "
+            f"{_fmt(c['gen_latency_s'], '.3f')} | {_fmt(c['gen_gflop'], '.1f')} | "
+            f"{_fmt(c['peak_rss_train_gib'], '.2f')} | "
+            f"{'yes' if c['losses_finite'] else 'NO'} |"
+        )
+    lines += ["", "Per case: step times, FLOPs by op type (GFLOP), last losses:", ""]
+    for c in report["cases"]:
+        if "error" in c:
+            lines.append(f"- {c['preset']} / {c['policy']}: {c['error']}")
+            lines += [f"    {line}" for line in c.get("stderr_tail", [])[-8:]]
+            continue
+        top_ops = ", ".join(
+            f"{op} {gflop:.1f}" for op, gflop in list(c["train_gflop_by_op"].items())[:6]
+        )
+        losses = ", ".join(f"{k} {v:.4g}" for k, v in c["losses_last"].items())
+        lines.append(
+            f"- {c['preset']} / {c['policy']}: build {c['build_s']:.1f} s; warm-up "
+            f"{', '.join(f'{t:.2f}' for t in c['warmup_times_s'])} s (first traces); timed "
+            f"{', '.join(f'{t:.2f}' for t in c['step_times_s'])} s; conv+matmul "
+            f"{c['train_dense_gflop']:.1f} of {c['train_gflop']:.1f} GFLOP ({top_ops}); "
+            f"losses: {losses}"
+        )
+    p = report["pipeline"]
+    lines += ["", "## Input pipeline (built-in scenes, load 286, crop 256, batch 1)", ""]
+    if p is None:
+        lines.append("not run (--skip_pipeline)")
+    elif "error" in p:
+        lines.append(f"FAILED: {p['error']}")
+        lines += [f"    {line}" for line in p.get("stderr_tail", [])[-8:]]
+    else:
+        lines.append(
+            f"{p['images_per_s']:.1f} images/s ({p['elements']} elements in "
+            f"{p['seconds']:.2f} s after warm-up, {p['num_files']} files; scenes ready in "
+            f"{p['scenes_ready_s']:.1f} s; peak RSS {p['peak_rss_gib']:.2f} GiB). Measured "
+            "alone: in training it shares the cores with the step."
+        )
+    lines += ["", f"## Targets ({TARGET_PRESET}, batch 1)", ""]
+    for check in report["targets"]:
+        lines.append(f"- {check['status']}: {check['target']} -- {check['detail']}")
+    lines += ["", f"Run time: {report['run_time_s'] / 60:.1f} min."]
+    return "\n".join(lines)
+
+
+def _parse_list(text, allowed, flag):
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [v for v in values if v not in allowed]
+    if not values or unknown:
+        raise ValueError(
+            f"{flag}={text!r}: unknown value(s) {unknown or '(empty)'}; "
+            f"choose from {', '.join(allowed)}"
+        )
+    return values
+
+
+def main_parent(args):
+    from models import presets
+
+    presets_run = _parse_list(args.presets, tuple(presets.SPADE_PRESETS), "--presets")
+    policies_run = _parse_list(args.policies, POLICIES, "--policies")
+    for name in ("steps", "warmup", "matmul_runs", "pipeline_elements", "num_scenes"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name} must be >= 1, got {value}")
+    if args.json:
+        json_dir = os.path.dirname(os.path.abspath(args.json))
+        if not os.path.isdir(json_dir):
+            raise FileNotFoundError(f"--json={args.json}: folder {json_dir} does not exist")
+
+    run_start = time.perf_counter()
+    report = {"machine": machine_info(), "args": vars(args)}
+    work_dir = tempfile.mkdtemp(prefix="semsynth_bench_")
+    try:
+        vgg_weights = os.path.join(work_dir, "vgg19_random_init.weights.h5")
+        _log("saving a random-init VGG19 for the perceptual loss")
+        vgg = _run_worker("vgg", [f"--vgg_weights={vgg_weights}"], work_dir, args.timeout_s)
+        if "error" in vgg:
+            raise RuntimeError(f"{vgg['error']}:\n" + "\n".join(vgg["stderr_tail"]))
+
+        matmul_args = [f"--matmul_size={args.matmul_size}", f"--matmul_runs={args.matmul_runs}"]
+        _log(f"matmul baseline (start), n={args.matmul_size}")
+        report["matmul_start"] = _run_worker("matmul", matmul_args, work_dir, args.timeout_s)
+
+        cases = []
+        for preset in presets_run:
+            warmup = args.warmup or DEFAULT_WARMUP.get(preset, FALLBACK_WARMUP)
+            steps = args.steps or DEFAULT_STEPS.get(preset, FALLBACK_STEPS)
+            for policy in policies_run:
+                _log(f"case {preset} / {policy}: {warmup} warm-up + {steps} timed steps")
+                case_args = [
+                    f"--preset={preset}", f"--policy={policy}", f"--warmup={warmup}",
+                    f"--steps={steps}", f"--vgg_weights={vgg_weights}",
+                    f"--gen_warmup={min(warmup, 2)}", f"--gen_runs={max(steps, 3)}",
+                ]
+                case = _run_worker("case", case_args, work_dir, args.timeout_s)
+                case.setdefault("preset", preset)
+                case.setdefault("policy", policy)
+                cases.append(case)
+                if "error" not in case:
+                    _log(f"  median step {case['step_median_s']:.3f} s, "
+                         f"peak RSS {case['peak_rss_train_gib']:.2f} GiB")
+
+        report["pipeline"] = None
+        if not args.skip_pipeline:
+            data_root = args.data_root or os.path.join(
+                tempfile.gettempdir(), "semsynth_bench_data", f"n{args.num_scenes}"
+            )
+            _log(f"input pipeline on {args.num_scenes} built-in scenes under {data_root}")
+            report["pipeline"] = _run_worker(
+                "pipeline",
+                [f"--data_root={data_root}", f"--num_scenes={args.num_scenes}",
+                 f"--pipeline_elements={args.pipeline_elements}",
+                 f"--pipeline_warmup={args.pipeline_warmup}"],
+                work_dir, args.timeout_s,
+            )
+
+        _log("matmul baseline (end)")
+        report["matmul_end"] = _run_worker("matmul", matmul_args, work_dir, args.timeout_s)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+    f32_rate = _reference_rate(
+        _ok(report["matmul_start"]), _ok(report["matmul_end"]), "float32"
+    )
+    bf16_rate = _reference_rate(
+        _ok(report["matmul_start"]), _ok(report["matmul_end"]), "bfloat16"
+    )
+    report["f32_rate_gflops"], report["bf16_rate_gflops"] = f32_rate, bf16_rate
+    for case in cases:
+        if "error" not in case:
+            _add_fractions(case, f32_rate, bf16_rate)
+    report["cases"] = cases
+    report["targets"] = check_targets(cases, report["pipeline"], f32_rate)
+    report["machine"]["loadavg_end"] = _loadavg()
+    report["run_time_s"] = time.perf_counter() - run_start
+    print(format_report(report))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as file:
+            json.dump(report, file, indent=2)
+        _log(f"wrote {args.json}")
+    failed = [c for c in cases if "error" in c]
+    return 1 if failed else 0
+
+
+def _ok(result):
+    return None if result is None or "error" in result else result
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.bench_spade",
+        description="SPADE training / inference / input-pipeline benchmark (see bench/README.md).",
+    )
+    parser.add_argument("--presets", default="tiny,ade20k_256",
+                        help="Comma-separated SPADE presets to time.")
+    parser.add_argument("--policies", default="float32,mixed_bfloat16",
+                        help=f"Comma-separated Keras dtype policies ({', '.join(POLICIES)}).")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="Timed training steps per case (default: tiny 10, ade20k_256 3).")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="Untimed steps before them, the first traces (tiny 3, ade20k 2).")
+    parser.add_argument("--json", default=None, help="Write everything measured to this file.")
+    parser.add_argument("--matmul_size", type=int, default=4096,
+                        help="Side n of the square matmul baseline.")
+    parser.add_argument("--matmul_runs", type=int, default=3,
+                        help="Timed matmuls per dtype (after one untimed).")
+    parser.add_argument("--skip_pipeline", action="store_true",
+                        help="Do not measure the input pipeline.")
+    parser.add_argument("--data_root", default=None,
+                        help="Where the built-in scenes are generated (default: a reused "
+                             "folder under the system temp dir).")
+    parser.add_argument("--num_scenes", type=int, default=64,
+                        help="Built-in training scenes for the input pipeline.")
+    parser.add_argument("--pipeline_elements", type=int, default=300,
+                        help="Timed input-pipeline elements (batch 1).")
+    parser.add_argument("--pipeline_warmup", type=int, default=30,
+                        help="Untimed input-pipeline elements first.")
+    parser.add_argument("--timeout_s", type=float, default=1800.0,
+                        help="Wall-clock limit of each worker process.")
+    # Internal: one measurement in a subprocess of the parent run.
+    parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    parser.add_argument("--preset", help=argparse.SUPPRESS)
+    parser.add_argument("--policy", help=argparse.SUPPRESS)
+    parser.add_argument("--vgg_weights", help=argparse.SUPPRESS)
+    parser.add_argument("--gen_warmup", type=int, default=2, help=argparse.SUPPRESS)
+    parser.add_argument("--gen_runs", type=int, default=3, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.worker:
+        result = WORKERS[args.worker](args)
+        with open(args.result, "w", encoding="utf-8") as file:
+            json.dump(result, file, indent=2)
+        return 0
+    try:
+        return main_parent(args)
+    except (ValueError, FileNotFoundError) as error:
+        parser.error(str(error))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
