@@ -37,6 +37,12 @@ def user_errors(program):
     from semantic_labels import LabelSetError
     from training.run_dir import RunDirError
 
+    from absl import logging
+
+    # TensorFlow's INFO lines (checkpoint sharding, SavedModel assets) drown the progress bar;
+    # --verbosity=0 brings them back.
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
     try:
         yield
     except (ConfigError, DatasetError, LabelSetError, RunDirError, FileNotFoundError,

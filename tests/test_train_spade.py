@@ -243,12 +243,50 @@ def test_test_one_and_synthesize_cli(scenes_root, tmp_path):
     assert proc.returncode != 0 and "already exist" in proc.stderr
     assert os.path.getmtime(out / f"{stem}_0.png") == mtime
 
+    # On-demand export of the run's latest checkpoint reproduces the end-of-training export.
+    proc = _run(["-m", "training.export", f"--checkpoint_dir={run_dir}",
+                 f"--output={tmp_path / 'export2'}"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = _run(["test_one.py", f"--saved_model={tmp_path / 'export2'}",
+                 f"--label_filename={label}", f"--results_dir={tmp_path / 'one2'}",
+                 "--style_filename=" + label.replace("annotations", "images")[:-4] + ".jpg"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = _run(["test_one.py", f"--saved_model={run_dir / 'export'}",
+                 f"--label_filename={label}", f"--results_dir={tmp_path / 'one3'}",
+                 "--style_filename=" + label.replace("annotations", "images")[:-4] + ".jpg"])
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "one2" / f"{stem}.png")),
+                                  np.asarray(Image.open(tmp_path / "one3" / f"{stem}.png")))
+
     label_dir = os.path.dirname(label)
     proc = _run(["synthesize.py", "--model=spade", f"--label_dir={label_dir}",
                  f"--checkpoint_dir={run_dir}", f"--output_dir={tmp_path / 'synth'}",
                  "--batch_size=3"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(os.listdir(tmp_path / "synth")) == sorted(os.listdir(label_dir))
+
+
+@pytest.mark.slow
+def test_corrupt_training_image_is_named(tmp_path, float32_policy):
+    from PIL import Image
+
+    from datasets.pairs import DatasetError
+    from training import loop
+
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    images.mkdir()
+    labels.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(
+            images / f"p{i}.jpg")
+        Image.fromarray(rng.choice([2, 3], (40, 40)).astype(np.uint8), mode="L").save(
+            labels / f"p{i}.png")
+    (images / "p2.jpg").write_bytes(b"\xff\xd8 this is not a jpeg")
+    config = cli.config_from_args(tiny_train_args(
+        "unused", str(tmp_path / "run"), "--dataset=folders", f"--image_dir={images}",
+        f"--label_dir={labels}", "--max_steps=4"))
+    with pytest.raises(DatasetError, match="p2.jpg"):
+        loop.train(config, log=lambda *_: None)
 
 
 def test_dry_run_prints_reference_parameter_counts():

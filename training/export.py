@@ -179,3 +179,28 @@ def check_writable(paths, overwrite):
             f"{', '.join(existing[:3])}{more} already exist; pass --overwrite or another "
             "output directory"
         )
+
+
+def export_run(checkpoint_dir, output=None):
+    """Exports the latest checkpoint of a run directory (on demand); returns the path."""
+    synth = Synthesizer(checkpoint_dir=checkpoint_dir)
+    return export_spade(synth._gan, output or os.path.join(checkpoint_dir, "export"))
+
+
+def main(argv=None):
+    """python -m training.export --checkpoint_dir=RUN [--output=DIR]"""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m training.export", description=main.__doc__)
+    parser.add_argument("--checkpoint_dir", required=True, help="run directory of train.py")
+    parser.add_argument("--output", default=None, help="SavedModel folder (<run>/export)")
+    args = parser.parse_args(argv)
+    try:
+        path = export_run(args.checkpoint_dir, args.output)
+    except (FileNotFoundError, ValueError) as e:
+        parser.exit(2, f"python -m training.export: error: {e}\n")
+    print(f"Exported {args.checkpoint_dir} to {path}")
+
+
+if __name__ == "__main__":
+    main()

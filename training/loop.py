@@ -176,7 +176,8 @@ def train(config, strategy=None, log=print):
         f"{start_step} -> {total_steps}; run dir {run_dir}"
     )
     progbar = (
-        keras.utils.Progbar(total_steps, stateful_metrics=None, unit_name="step")
+        # No stateless metrics: show each step's losses, not a running average since the start.
+        keras.utils.Progbar(total_steps, stateless_metrics=(), unit_name="step")
         if config["progress"] and is_chief
         else None
     )
