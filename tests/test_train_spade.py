@@ -265,7 +265,6 @@ def test_test_one_and_synthesize_cli(scenes_root, tmp_path):
     assert sorted(os.listdir(tmp_path / "synth")) == sorted(os.listdir(label_dir))
 
 
-@pytest.mark.slow
 def test_corrupt_training_image_is_named(tmp_path, float32_policy):
     from PIL import Image
 

@@ -8,6 +8,7 @@ keyed by the step, so a run stopped after k steps and restarted continues with e
 batches, noise and optimizer state of an uninterrupted run.
 """
 
+import contextlib
 import json
 import math
 import os
@@ -166,7 +167,9 @@ def train(config, strategy=None, log=print):
         }
 
     writer = tf.summary.create_file_writer(config["tensorboard_dir"]) if is_chief else None
-    sample_batch = _sample_batch(val_pairs or train_pairs, label_set, config)
+    sample_pairs = (val_pairs or train_pairs)[:4]
+    with _named_data_errors(sample_pairs, label_set.num_classes):
+        sample_batch = _sample_batch(sample_pairs, label_set, config)
     if is_chief:
         os.makedirs(config["results_dir"], exist_ok=True)
 
@@ -189,15 +192,8 @@ def train(config, strategy=None, log=print):
             if config["max_minutes"] and time.time() - started > 60 * config["max_minutes"]:
                 stopped = f"time budget of {config['max_minutes']} min reached"
                 break
-            try:
+            with _named_data_errors(train_pairs, label_set.num_classes):
                 losses = train_step(iterator)
-            except tf.errors.InvalidArgumentError as e:
-                # The pipeline's in-graph checks name the file; a decoder error (a corrupt file)
-                # does not, so then find the file the slow way.
-                if "assertion failed" in e.message:
-                    raise pairs_lib.DatasetError(_assertion_text(e.message)) from None
-                pairs_lib.diagnose_pairs(train_pairs, label_set.num_classes)
-                raise
             step += 1
             window_steps += 1
             losses = {k: float(v) for k, v in losses.items()}
@@ -232,6 +228,20 @@ def train(config, strategy=None, log=print):
     return {"step": step, "losses": losses, "export": export_path, "stopped": stopped, "gan": gan}
 
 
+@contextlib.contextmanager
+def _named_data_errors(pairs, num_classes):
+    """Re-raises input-pipeline failures as DatasetError naming the bad file."""
+    try:
+        yield
+    except tf.errors.InvalidArgumentError as e:
+        # The pipeline's in-graph checks name the file; a decoder error (a corrupt file) does
+        # not, so then find the file the slow way.
+        if "assertion failed" in e.message:
+            raise pairs_lib.DatasetError(_assertion_text(e.message)) from None
+        pairs_lib.diagnose_pairs(pairs, num_classes)
+        raise
+
+
 def _assertion_text(message):
     """The data of a failed tf.debugging.Assert, without TF's graph trace."""
     text = message[message.index("assertion failed") :]
@@ -248,13 +258,13 @@ def _write_scalars(writer, step, losses, gan, seconds_per_step, batch_size):
         tf.summary.scalar("perf/images_per_s", batch_size / max(seconds_per_step, 1e-9))
 
 
-def _sample_batch(pairs, label_set, config, count=4):
+def _sample_batch(pairs, label_set, config):
     """A fixed batch of (held-out, when there are any) pairs for the sample grids."""
     dataset = pipeline.make_eval_dataset(
-        pairs[:count],
+        pairs,
         num_classes=label_set.num_classes,
         size=config["crop_size"],
-        batch_size=count,
+        batch_size=len(pairs),
     )
     return next(iter(dataset))
 
