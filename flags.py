@@ -80,11 +80,15 @@ def _define_data_flags(d):
     d.DEFINE_enum(
         "dataset",
         "scenes",
-        ["scenes", "ade20k", "folders"],
+        ["scenes", "ade20k", "folders", "facesynthetics", "cityscapes", "json"],
         "scenes: the built-in procedural scenes (generated on demand under --data_root, ADE20K "
         "layout); ade20k: the official ADEChallengeData2016 folder at --data_root; folders: "
-        "--image_dir / --label_dir matched by file stem.",
+        "--image_dir / --label_dir matched by file stem. Segmentation only: facesynthetics "
+        "(--data_root), cityscapes (--data_root with leftImg8bit/ and gtFine/), json "
+        "(--train_list / --val_list, as written by our synthesizers).",
     )
+    d.DEFINE_string("train_list", None, "JSON list of training pairs (--dataset=json).")
+    d.DEFINE_string("val_list", None, "JSON list of validation pairs (--dataset=json).")
     d.DEFINE_string(
         "data_root",
         "data",
@@ -142,7 +146,10 @@ def _define_train_flags(d):
         "model", "spade", list(presets.MODELS), "Model family to train."
     )
     d.DEFINE_string(
-        "preset", "tiny", "Named configuration of the model family (spade: tiny, ade20k_256)."
+        "preset",
+        "tiny",
+        "Named configuration of the model family (spade: tiny, ade20k_256; segformer: tiny, "
+        "segformer_b0 .. segformer_b5).",
     )
     d.DEFINE_bool(
         "dry_run", False, "Print the resolved config and every network's parameter count, exit."
@@ -200,16 +207,19 @@ def _define_train_flags(d):
 
     # Optimisation.
     d.DEFINE_integer("batch_size", None, "Global mini-batch size (preset).")
-    d.DEFINE_float("lr", 2e-4, "Base learning rate; with --ttur G uses lr/2 and D lr*2.")
+    d.DEFINE_float(
+        "lr", None, "Base learning rate (preset; SPADE 2e-4 with TTUR G lr/2, D lr*2; SegFormer "
+        "6e-5)."
+    )
     d.DEFINE_bool("ttur", True, "Two time-scale update rule (G lr/2, D lr*2).")
-    d.DEFINE_float("beta1", 0.0, "Adam beta1 (reference: 0).")
-    d.DEFINE_float("beta2", 0.9, "Adam beta2 (reference: 0.9).")
+    d.DEFINE_float("beta1", None, "Adam beta1 (preset; SPADE 0, SegFormer 0.9).")
+    d.DEFINE_float("beta2", None, "Adam beta2 (preset; SPADE 0.9, SegFormer 0.999).")
     d.DEFINE_integer("total_epochs", None, "Total epochs (preset).")
     d.DEFINE_integer(
         "decay_epoch", None, "Epoch from which the lr decays linearly to zero (preset)."
     )
     d.DEFINE_integer(
-        "max_steps", 0, "Stop after this many steps in total (0: total_epochs decide)."
+        "max_steps", None, "Stop after this many steps in total (preset; 0: total_epochs decide)."
     )
     d.DEFINE_float(
         "max_minutes", 0.0, "Stop (checkpoint, export) after this many minutes of this run (0: no limit)."
@@ -218,6 +228,29 @@ def _define_train_flags(d):
     d.DEFINE_bool(
         "deterministic", False, "Enable TF op determinism (bit-exact resume; slower)."
     )
+
+    # Segmentation (--model=segformer).
+    d.DEFINE_string("variant", None, "SegFormer MiT encoder: tiny, b0 .. b5 (preset).")
+    d.DEFINE_integer(
+        "num_classes", None, "Classes of the segmenter (default: from --semantic_label_path)."
+    )
+    d.DEFINE_float("weight_decay", None, "AdamW weight decay, none on norms (preset: 0.01).")
+    d.DEFINE_float("head_lr_mult", None, "Decode-head lr multiplier (preset: 10).")
+    d.DEFINE_integer("warmup_steps", None, "Linear lr warm-up steps (preset: 1500).")
+    d.DEFINE_float("lr_power", None, "Power of the poly lr decay (preset: 1.0).")
+    d.DEFINE_float("clip_grad_norm", None, "Global gradient-norm clipping, 0 = off (preset).")
+    d.DEFINE_float("ce_weight", 1.0, "Weight of the cross-entropy loss.")
+    d.DEFINE_float(
+        "jaccard_weight", 0.0, "Weight of the power-Jaccard loss (FaceSynthetics recipe: 1)."
+    )
+    d.DEFINE_string(
+        "class_weights", None, "JSON from python -m datasets.class_weights (per-class CE weights)."
+    )
+    d.DEFINE_string(
+        "pretrained", None, "keras-hub preset name or local preset directory (segformer_* or "
+        "mit_*) to start from."
+    )
+    d.DEFINE_integer("eval_freq", None, "Steps between validation runs (preset; 0 = off).")
 
     # Monitoring and checkpoints.
     d.DEFINE_integer("print_info_freq", 50, "Steps between TensorBoard scalar writes.")
@@ -262,21 +295,57 @@ def resolve_train_config(flag_values=FLAGS):
         config["tensorboard_dir"] = os.path.join(config["checkpoint_dir"], "logs")
     if config["results_dir"] is None:
         config["results_dir"] = os.path.join(config["checkpoint_dir"], "samples")
-    _validate_train_config(config)
+    config.setdefault("max_steps", 0)
+    if config["max_steps"] is None:
+        config["max_steps"] = 0
+    if config["model"] == "spade":
+        _validate_spade_config(config)
+    else:
+        _validate_segformer_config(config)
+    _validate_common(config)
     return config
 
 
-def _validate_train_config(config):
-    def positive(name):
-        if config[name] is None or config[name] <= 0:
-            raise ConfigError(f"--{name} must be positive, got {config[name]}")
+def _positive(config, *names):
+    for name in names:
+        if config.get(name) is None or config[name] <= 0:
+            raise ConfigError(f"--{name} must be positive, got {config.get(name)}")
 
-    for name in ("batch_size", "crop_size", "load_size", "ngf", "ndf", "z_dim", "spade_hidden"):
-        positive(name)
-    for name in ("num_discriminators", "n_layers_D", "total_epochs", "print_info_freq"):
-        positive(name)
-    for name in ("save_img_freq", "save_model_freq", "keep_checkpoints"):
-        positive(name)
+
+def _validate_common(config):
+    _positive(config, "batch_size", "crop_size", "total_epochs", "print_info_freq")
+    _positive(config, "save_img_freq", "save_model_freq", "keep_checkpoints", "lr")
+    if config["max_steps"] < 0 or config["max_minutes"] < 0:
+        raise ConfigError("--max_steps and --max_minutes must be >= 0")
+    if config["dataset"] == "folders" and not (config["image_dir"] and config["label_dir"]):
+        raise ConfigError("--dataset=folders needs --image_dir and --label_dir")
+    if config["dataset"] == "json" and not config["train_list"]:
+        raise ConfigError("--dataset=json needs --train_list")
+
+
+def _validate_segformer_config(config):
+    if config["crop_size"] % 32:
+        raise ConfigError(f"--crop_size={config['crop_size']} must be a multiple of 32")
+    if config["mixed_precision"] == "mixed_float16":
+        raise ConfigError(
+            "--mixed_precision=mixed_float16 is not supported for --model=segformer (two "
+            "optimizers, encoder and head, cannot share one dynamic loss scale); use "
+            "mixed_bfloat16"
+        )
+    if config["ce_weight"] < 0 or config["jaccard_weight"] < 0:
+        raise ConfigError("--ce_weight and --jaccard_weight must be >= 0")
+    if config["ce_weight"] + config["jaccard_weight"] <= 0:
+        raise ConfigError("--ce_weight + --jaccard_weight must be positive")
+
+
+def _validate_spade_config(config):
+    if config["dataset"] not in ("scenes", "ade20k", "folders"):
+        raise ConfigError(
+            f"--dataset={config['dataset']} is a segmentation dataset; --model=spade reads "
+            "scenes, ade20k or folders"
+        )
+    _positive(config, "load_size", "ngf", "ndf", "z_dim", "spade_hidden")
+    _positive(config, "num_discriminators", "n_layers_D")
     if config["load_size"] < config["crop_size"]:
         raise ConfigError(
             f"--load_size={config['load_size']} must be >= --crop_size={config['crop_size']}"
@@ -292,10 +361,6 @@ def _validate_train_config(config):
             f"--crop_size={config['crop_size']} must be a multiple of {2**num_up} for "
             f"--num_upsampling_layers={config['num_upsampling_layers']}"
         )
-    if config["max_steps"] < 0 or config["max_minutes"] < 0:
-        raise ConfigError("--max_steps and --max_minutes must be >= 0")
-    if config["dataset"] == "folders" and not (config["image_dir"] and config["label_dir"]):
-        raise ConfigError("--dataset=folders needs --image_dir and --label_dir")
 
 
 def define_test_one_flags():

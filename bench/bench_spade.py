@@ -30,6 +30,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -45,9 +46,9 @@ if REPO_ROOT not in sys.path:
 POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 # Untimed calls (the first one traces) and timed calls per preset: an ade20k_256 step takes
 # tens of seconds on 2 cores, a tiny one a fraction of a second.
-DEFAULT_WARMUP = {"tiny": 3, "ade20k_256": 2}
+DEFAULT_WARMUP = {"tiny": 3, "ade20k_256": 1}
 DEFAULT_STEPS = {"tiny": 10, "ade20k_256": 3}
-FALLBACK_WARMUP, FALLBACK_STEPS = 2, 3
+FALLBACK_WARMUP, FALLBACK_STEPS = 1, 3
 
 # Targets of the issue, checked at ade20k_256, batch 1.
 TARGET_PRESET = "ade20k_256"
@@ -181,8 +182,40 @@ def worker_matmul(args):
     return results
 
 
+def _live_ops(graph):
+    """Names of the ops TF executes: those the outputs or a side effect depend on.
+
+    tf.function prunes the rest when it instantiates the graph. A gradient tape leaves many
+    such ops behind: Conv2DBackpropFilter of frozen or non-target weights (VGG, D in the G
+    step), Conv2DBackpropInput of convs over the constant one-hot map. Counting them would
+    overstate the work done per step.
+    """
+    roots = [tensor.op for tensor in graph.outputs]
+    roots += list(getattr(graph, "control_outputs", []))
+    roots += [op for op in graph.get_operations() if op.op_def.is_stateful]
+    live, pending = set(), roots
+    while pending:
+        op = pending.pop()
+        if op.name in live:
+            continue
+        live.add(op.name)
+        pending.extend(tensor.op for tensor in op.inputs)
+        pending.extend(op.control_inputs)
+    return live
+
+
+# Layers whose FLOPs are worth seeing separately (SPADE's convs and the residual convs).
+_LAYER_KINDS = ("mlp_shared", "mlp_gamma", "mlp_beta", "conv_0", "conv_1", "conv_s", "fc")
+
+
 def _profile_flops(graph):
-    """(total FLOPs, {op type: FLOPs}) of a graph with static shapes, by TF's v1 profiler."""
+    """FLOPs of a traced graph with static shapes, counted by TF's v1 profiler.
+
+    Returns:
+        {"graph": FLOPs of every op in the graph, "executed": FLOPs of the ops TF runs (see
+        _live_ops), "by_op": {op type: executed FLOPs}, "by_part": {"<network> forward" /
+        "<network> backward": executed FLOPs}, "by_layer": {layer kind: executed FLOPs}}.
+    """
     import tensorflow as tf
 
     profiler = tf.compat.v1.profiler
@@ -191,20 +224,47 @@ def _profile_flops(graph):
         .with_empty_output()
         .build()
     )
-    result = profiler.profile(graph=graph, cmd="op", options=options)
-    # The "op" view is a chain, not a flat list: each op type's node holds its own float_ops
-    # and, as its child, the next op type (total_float_ops is cumulative down the chain).
-    by_op, pending = {}, list(result.children)
+    # The "scope" view holds every op with FLOPs as a node carrying its own count.
+    result = profiler.profile(graph=graph, cmd="scope", options=options)
+    node_flops, pending = {}, list(result.children)
     while pending:
         node = pending.pop()
-        by_op[node.name] = by_op.get(node.name, 0) + int(node.float_ops)
+        node_flops[node.name] = node_flops.get(node.name, 0) + int(node.float_ops)
         pending.extend(node.children)
-    return int(result.total_float_ops), dict(sorted(by_op.items(), key=lambda kv: -kv[1]))
+    live = _live_ops(graph)
+    by_op, by_part, by_layer = {}, {}, {}
+    for name, flops in node_flops.items():
+        if name not in live or not flops:
+            continue
+        op_type = graph.get_operation_by_name(name).type
+        by_op[op_type] = by_op.get(op_type, 0) + flops
+        # Scopes read "[gradient_tape/]<network>_<k>/<block>_<k>/<layer>_<k>/...".
+        parts = [re.sub(r"_\d+$", "", part) for part in name.split("/")]
+        backward = parts[0] == "gradient_tape"
+        network = parts[1] if backward and len(parts) > 1 else parts[0]
+        if network not in ("generator", "discriminator", "encoder"):
+            network = "vgg" if network.startswith("vgg19") else "other"
+        part = f"{network} {'backward' if backward else 'forward'}"
+        by_part[part] = by_part.get(part, 0) + flops
+        kind = next((p for p in parts if p in _LAYER_KINDS), None)
+        if kind is not None:
+            by_layer[kind] = by_layer.get(kind, 0) + flops
+
+    def ranked(counts):
+        return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+    return {
+        "graph": int(result.total_float_ops),
+        "executed": sum(by_op.values()),
+        "by_op": ranked(by_op),
+        "by_part": ranked(by_part),
+        "by_layer": ranked(by_layer),
+    }
 
 
 def _dense_flops(by_op):
     """FLOPs of the convolution and matmul ops: the part a matmul rate is a fair yardstick for."""
-    dense_ops = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter", "MatMul")
+    dense_ops = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter")
     return sum(flops for op, flops in by_op.items() if op in dense_ops or "MatMul" in op)
 
 
@@ -270,9 +330,7 @@ def worker_case(args):
     peak_train_kib = _proc_status_kib("VmHWM")
     rss_train_kib = _proc_status_kib("VmRSS")
 
-    train_flops, train_flops_by_op = _profile_flops(
-        train_step.get_concrete_function(batch).graph
-    )
+    train_flops = _profile_flops(train_step.get_concrete_function(batch).graph)
 
     synthesize = tf.function(lambda label: gan.synthesize(label, training=False))
     gen_times = []
@@ -281,7 +339,7 @@ def worker_case(args):
         synthesize(batch["label"]).numpy()
         if i >= args.gen_warmup:
             gen_times.append(time.perf_counter() - start)
-    gen_flops, _ = _profile_flops(synthesize.get_concrete_function(batch["label"]).graph)
+    gen_flops = _profile_flops(synthesize.get_concrete_function(batch["label"]).graph)
 
     step_s = _median(step_times)
     return {
@@ -298,13 +356,18 @@ def worker_case(args):
         "images_per_s": batch_size / step_s,
         "losses_last": all_losses[-1],
         "losses_finite": _all_finite(all_losses),
-        "train_gflop": train_flops / 1e9,
-        "train_dense_gflop": _dense_flops(train_flops_by_op) / 1e9,
-        "train_gflop_by_op": {op: f / 1e9 for op, f in train_flops_by_op.items()},
-        "achieved_gflops": train_flops / 1e9 / step_s,
+        # Executed FLOPs (see _live_ops); the whole graph's count is kept for reference.
+        "train_gflop": train_flops["executed"] / 1e9,
+        "train_graph_gflop": train_flops["graph"] / 1e9,
+        "train_dense_gflop": _dense_flops(train_flops["by_op"]) / 1e9,
+        "train_gflop_by_op": {op: f / 1e9 for op, f in train_flops["by_op"].items()},
+        "train_gflop_by_part": {k: f / 1e9 for k, f in train_flops["by_part"].items()},
+        "train_gflop_by_layer": {k: f / 1e9 for k, f in train_flops["by_layer"].items()},
+        "achieved_gflops": train_flops["executed"] / 1e9 / step_s,
         "gen_times_s": gen_times,
         "gen_latency_s": _median(gen_times),
-        "gen_gflop": gen_flops / 1e9,
+        "gen_gflop": gen_flops["executed"] / 1e9,
+        "gen_gflop_by_layer": {k: f / 1e9 for k, f in gen_flops["by_layer"].items()},
         "peak_rss_train_gib": _gib(peak_train_kib),
         "rss_after_train_gib": _gib(rss_train_kib),
         "peak_rss_end_gib": _gib(_proc_status_kib("VmHWM")),
@@ -545,23 +608,31 @@ def format_report(report):
             f"{_fmt(c['peak_rss_train_gib'], '.2f')} | "
             f"{'yes' if c['losses_finite'] else 'NO'} |"
         )
-    lines += ["", "Per case: step times, FLOPs by op type (GFLOP), last losses:", ""]
+    lines += [
+        "",
+        "Per case: step times, last losses, executed GFLOP by op type, network part and layer:",
+        "",
+    ]
     for c in report["cases"]:
         if "error" in c:
             lines.append(f"- {c['preset']} / {c['policy']}: {c['error']}")
             lines += [f"    {line}" for line in c.get("stderr_tail", [])[-8:]]
             continue
-        top_ops = ", ".join(
-            f"{op} {gflop:.1f}" for op, gflop in list(c["train_gflop_by_op"].items())[:6]
-        )
+        def listing(gflop_by_key, count=8):
+            return ", ".join(f"{k} {g:.1f}" for k, g in list(gflop_by_key.items())[:count])
+
         losses = ", ".join(f"{k} {v:.4g}" for k, v in c["losses_last"].items())
-        lines.append(
+        lines += [
             f"- {c['preset']} / {c['policy']}: build {c['build_s']:.1f} s; warm-up "
-            f"{', '.join(f'{t:.2f}' for t in c['warmup_times_s'])} s (first traces); timed "
-            f"{', '.join(f'{t:.2f}' for t in c['step_times_s'])} s; conv+matmul "
-            f"{c['train_dense_gflop']:.1f} of {c['train_gflop']:.1f} GFLOP ({top_ops}); "
-            f"losses: {losses}"
-        )
+            f"{', '.join(f'{t:.2f}' for t in c['warmup_times_s'])} s (the first traces); "
+            f"timed {', '.join(f'{t:.2f}' for t in c['step_times_s'])} s; losses: {losses}",
+            f"    executed {c['train_gflop']:.1f} GFLOP (the traced graph holds "
+            f"{c['train_graph_gflop']:.1f}; the rest are gradient ops tf.function prunes), "
+            f"conv+matmul {c['train_dense_gflop']:.1f}",
+            f"    by op: {listing(c['train_gflop_by_op'], 5)}",
+            f"    by part: {listing(c['train_gflop_by_part'])}",
+            f"    by layer: {listing(c['train_gflop_by_layer'])}",
+        ]
     p = report["pipeline"]
     lines += ["", "## Input pipeline (built-in scenes, load 286, crop 256, batch 1)", ""]
     if p is None:
@@ -699,7 +770,7 @@ def build_parser():
     parser.add_argument("--steps", type=int, default=None,
                         help="Timed training steps per case (default: tiny 10, ade20k_256 3).")
     parser.add_argument("--warmup", type=int, default=None,
-                        help="Untimed steps before them, the first traces (tiny 3, ade20k 2).")
+                        help="Untimed steps before them, the first traces (tiny 3, ade20k_256 1).")
     parser.add_argument("--json", default=None, help="Write everything measured to this file.")
     parser.add_argument("--matmul_size", type=int, default=4096,
                         help="Side n of the square matmul baseline.")

@@ -24,6 +24,9 @@ SPADE_PRESETS = {
         "total_epochs": 100,
         "decay_epoch": 50,
         "vgg_weights": "none",  # no ImageNet weights offline; the perceptual loss is off
+        "lr": 2e-4,  # base lr; TTUR: G lr/2, D lr*2
+        "beta1": 0.0,
+        "beta2": 0.9,
     },
     # The SPADE paper on ADE20K at 256x256 (reference parameter counts).
     "ade20k_256": {
@@ -42,10 +45,44 @@ SPADE_PRESETS = {
         "total_epochs": 200,
         "decay_epoch": 100,  # constant lr for 100 epochs, then linear decay to 0 over 100
         "vgg_weights": "imagenet",
+        "lr": 2e-4,
+        "beta1": 0.0,  # the paper's 0.999 / 0.5 are documented typos; the code uses 0 / 0.9
+        "beta2": 0.9,
     },
 }
 
-PRESETS = {"spade": SPADE_PRESETS}
+
+def _segformer_preset(variant, **overrides):
+    preset = {
+        "variant": variant,  # MiT encoder size (models/segformer.MIT_VARIANTS)
+        "crop_size": 512,  # training crop (px)
+        "batch_size": 16,
+        "lr": 6e-5,  # AdamW; the decode head uses lr * head_lr_mult
+        "beta1": 0.9,
+        "beta2": 0.999,
+        "weight_decay": 0.01,  # none on normalisation parameters
+        "head_lr_mult": 10.0,
+        "warmup_steps": 1500,  # linear warm-up, then poly decay to 0
+        "lr_power": 1.0,
+        "clip_grad_norm": 0.0,  # off in the SegFormer recipe (FaceSynthetics: 1.0)
+        "max_steps": 160000,
+        "total_epochs": 1000,  # max_steps decides
+        "eval_freq": 4000,
+    }
+    preset.update(overrides)
+    return preset
+
+
+SEGFORMER_PRESETS = {
+    # Tests and the demo: a 4-stage MiT of widths 8-64, 64 px crops.
+    "tiny": _segformer_preset(
+        "tiny", crop_size=64, batch_size=8, lr=1e-3, head_lr_mult=1.0, warmup_steps=20,
+        max_steps=400, eval_freq=100,
+    ),
+    **{f"segformer_b{i}": _segformer_preset(f"b{i}") for i in range(6)},
+}
+
+PRESETS = {"spade": SPADE_PRESETS, "segformer": SEGFORMER_PRESETS}
 
 # Models the CLI knows about; the others are announced but not built yet.
 MODELS = ("spade", "segformer", "stylegan2")

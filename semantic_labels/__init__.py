@@ -8,6 +8,11 @@ display colour. Two kinds of JSON file exist (see README.md in this folder):
 - a subset names a base set and the ids it uses: `{"name", "base", "ids": [...]}`. It keeps the
   base's indexing, so label values stay the base's ids and one-hot maps keep K channels.
 
+Optional keys of a full set, used by segmentation training (datasets/segmentation.py):
+"ignore_index" (the label value meaning "not labelled", e.g. 255), "flip_pairs" (class ids a
+horizontal flip swaps, e.g. left / right eye) and "source_ids" / "ignored_source_ids" (the raw
+values stored in the dataset's files when they differ from the ids, e.g. Cityscapes labelIds).
+
 Example:
     labels = load_label_set("ade20k")
     labels.num_classes        # 151 one-hot channels (150 classes + "other")
@@ -47,6 +52,12 @@ class LabelSet:
         used_ids: label values that occur in this set's data: all of 0..K-1 for a full set, the
             listed ids for a subset (which still has K names and colours).
         dontcare_id: label value meaning "unlabelled / other", or None if the set has none.
+        ignore_index: label value of pixels no loss or metric counts (e.g. 255), or None. Unlike
+            dontcare_id it is not a class and has no one-hot channel.
+        flip_pairs: pairs (a, b) of class ids that a horizontal flip swaps (left / right eye).
+        source_ids: raw value stored in the dataset's label files for each class id
+            (`source_ids[k]` is the file value of class k), or None when files store the ids.
+        ignored_source_ids: raw file values that mean ignore_index (only with source_ids).
     """
 
     name: str
@@ -54,6 +65,10 @@ class LabelSet:
     colors: np.ndarray
     used_ids: tuple[int, ...]
     dontcare_id: int | None
+    ignore_index: int | None = None
+    flip_pairs: tuple[tuple[int, int], ...] = ()
+    source_ids: tuple[int, ...] | None = None
+    ignored_source_ids: tuple[int, ...] = ()
 
     def __post_init__(self):
         colors = np.array(self.colors, dtype=np.uint8)
@@ -77,11 +92,16 @@ class LabelSet:
             and np.array_equal(self.colors, other.colors)
             and self.used_ids == other.used_ids
             and self.dontcare_id == other.dontcare_id
+            and self.ignore_index == other.ignore_index
+            and self.flip_pairs == other.flip_pairs
+            and self.source_ids == other.source_ids
+            and self.ignored_source_ids == other.ignored_source_ids
         )
 
     def __hash__(self):
         return hash((self.name, self.names, self.colors.tobytes(), self.used_ids,
-                     self.dontcare_id))
+                     self.dontcare_id, self.ignore_index, self.flip_pairs, self.source_ids,
+                     self.ignored_source_ids))
 
     @property
     def num_classes(self) -> int:
@@ -229,7 +249,78 @@ def _parse_full(path: str, spec: dict) -> LabelSet:
         colors=np.array([by_id[i][1] for i in range(num_classes)], dtype=np.uint8),
         used_ids=tuple(range(num_classes)),
         dontcare_id=dontcare_id,
+        **_parse_segmentation_keys(path, spec, num_classes),
     )
+
+
+def _int_list(path: str, spec: dict, key: str, low: int, high: int) -> tuple[int, ...]:
+    """spec[key] as a tuple of distinct integers in [low, high]; raises naming file and key."""
+    values = spec[key]
+    if not isinstance(values, list) or not all(_is_int(v) and low <= v <= high for v in values):
+        raise LabelSetError(
+            f"{path}: {key!r} must be a list of integers in [{low}, {high}], got {values!r}"
+        )
+    if len(set(values)) != len(values):
+        raise LabelSetError(
+            f"{path}: {key!r} repeats {sorted({v for v in values if values.count(v) > 1})}"
+        )
+    return tuple(values)
+
+
+def _parse_segmentation_keys(path: str, spec: dict, num_classes: int) -> dict:
+    """The optional keys ignore_index, flip_pairs, source_ids, ignored_source_ids."""
+    # Label files are 8-bit, so every raw value and the ignore value lie in 0..255.
+    ignore_index = spec.get("ignore_index")
+    if ignore_index is not None and (
+        not _is_int(ignore_index) or not num_classes <= ignore_index <= 255
+    ):
+        raise LabelSetError(
+            f"{path}: 'ignore_index' must be null or an integer in [{num_classes}, 255] (not a "
+            f"class id), got {ignore_index!r}"
+        )
+    flip_pairs = spec.get("flip_pairs", [])
+
+    def is_pair(pair) -> bool:
+        return (
+            isinstance(pair, list)
+            and len(pair) == 2
+            and all(_is_int(i) and 0 <= i < num_classes for i in pair)
+            and pair[0] != pair[1]
+        )
+
+    if not isinstance(flip_pairs, list) or not all(is_pair(pair) for pair in flip_pairs):
+        raise LabelSetError(
+            f"{path}: 'flip_pairs' must be a list of [a, b] pairs of two different class ids in "
+            f"[0, {num_classes - 1}], got {flip_pairs!r}"
+        )
+    flipped = [i for pair in flip_pairs for i in pair]
+    if len(set(flipped)) != len(flipped):
+        raise LabelSetError(f"{path}: 'flip_pairs' names a class id twice: {flip_pairs!r}")
+    source_ids, ignored_source_ids = None, ()
+    if "source_ids" in spec:
+        source_ids = _int_list(path, spec, "source_ids", 0, 254)
+        if len(source_ids) != num_classes:
+            raise LabelSetError(
+                f"{path}: 'source_ids' must give one raw value per class ({num_classes}), "
+                f"got {len(source_ids)}"
+            )
+    if "ignored_source_ids" in spec:
+        if source_ids is None or ignore_index is None:
+            raise LabelSetError(
+                f"{path}: 'ignored_source_ids' needs 'source_ids' and 'ignore_index'"
+            )
+        ignored_source_ids = _int_list(path, spec, "ignored_source_ids", 0, 255)
+        both = sorted(set(source_ids) & set(ignored_source_ids))
+        if both:
+            raise LabelSetError(
+                f"{path}: raw values {both} are in both 'source_ids' and 'ignored_source_ids'"
+            )
+    return {
+        "ignore_index": ignore_index,
+        "flip_pairs": tuple(tuple(pair) for pair in flip_pairs),
+        "source_ids": source_ids,
+        "ignored_source_ids": ignored_source_ids,
+    }
 
 
 def _parse_subset(path: str, spec: dict, chain: tuple[str, ...]) -> LabelSet:
@@ -264,6 +355,10 @@ def _parse_subset(path: str, spec: dict, chain: tuple[str, ...]) -> LabelSet:
         colors=base.colors,
         used_ids=tuple(sorted(ids)),
         dontcare_id=base.dontcare_id,
+        ignore_index=base.ignore_index,
+        flip_pairs=base.flip_pairs,
+        source_ids=base.source_ids,
+        ignored_source_ids=base.ignored_source_ids,
     )
 
 

@@ -142,8 +142,8 @@ def test_load_subset_with_relative_base(tmp_path):
 
 
 def test_unknown_name_lists_choices():
-    with pytest.raises(ValueError, match="unknown label set 'cityscapes'.*ade20k"):
-        load_label_set("cityscapes")
+    with pytest.raises(ValueError, match="unknown label set 'coco'.*ade20k"):
+        load_label_set("coco")
 
 
 def test_missing_file_is_value_and_file_not_found_error(tmp_path):

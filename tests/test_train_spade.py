@@ -34,10 +34,10 @@ def _run(args, timeout=300, env=None):
 def test_train_step_changes_every_network_with_finite_losses(scenes_root, tmp_path, use_vae):
     from datasets import pipeline
     from models.spade_gan import SPADEGAN
-    from training import loop
+    from training import loop, spade_task
 
     config = _config(scenes_root, tmp_path / "run", *(["--use_vae"] if use_vae else []))
-    label_set, pairs, _ = loop.build_dataset_info(config)
+    label_set, pairs, _ = spade_task.build_dataset_info(config)
     gan = SPADEGAN(config, label_set.num_classes, steps_per_epoch=4)
     batch = next(iter(pipeline.make_train_dataset(
         pairs, num_classes=label_set.num_classes, load_size=36, crop_size=32,
@@ -61,7 +61,7 @@ def test_train_step_changes_every_network_with_finite_losses(scenes_root, tmp_pa
 
 
 def test_train_loop_writes_config_checkpoints_samples_and_logs(scenes_root, tmp_path):
-    from training import loop
+    from training import loop, spade_task
 
     run_dir = tmp_path / "run"
     config = _config(scenes_root, run_dir, "--max_steps=3", "--save_model_freq=2",
@@ -78,7 +78,7 @@ def test_train_loop_writes_config_checkpoints_samples_and_logs(scenes_root, tmp_
 
 def test_resume_equals_uninterrupted_run(scenes_root, tmp_path):
     """2 steps, stop, 2 more steps == 4 steps in one go (op determinism on)."""
-    from training import loop
+    from training import loop, spade_task
 
     common = ("--deterministic", "--use_vae", "--save_model_freq=100")
     straight = loop.train(_config(scenes_root, tmp_path / "a", "--max_steps=4", *common),
@@ -102,7 +102,7 @@ def test_resume_equals_uninterrupted_run(scenes_root, tmp_path):
 
 
 def test_resume_refuses_another_config(scenes_root, tmp_path):
-    from training import loop
+    from training import loop, spade_task
     from training.run_dir import RunDirError, prepare_run_dir
 
     assert prepare_run_dir(_config(scenes_root, tmp_path / "run"), cli.RESUMABLE_KEYS) is False
@@ -118,7 +118,7 @@ def test_resume_refuses_another_config(scenes_root, tmp_path):
 
 
 def test_bfloat16_step_has_finite_losses(scenes_root, tmp_path, float32_policy):
-    from training import loop
+    from training import loop, spade_task
 
     config = _config(scenes_root, tmp_path / "run", "--max_steps=1", "--use_vae",
                      "--mixed_precision=mixed_bfloat16")
@@ -134,10 +134,10 @@ def test_savedmodel_matches_keras_model(scenes_root, tmp_path, use_vae):
 
     from models.spade_gan import SPADEGAN
     from training import export as export_lib
-    from training import loop
+    from training import loop, spade_task
 
     config = _config(scenes_root, tmp_path / "run", *(["--use_vae"] if use_vae else []))
-    label_set, pairs, _ = loop.build_dataset_info(config)
+    label_set, pairs, _ = spade_task.build_dataset_info(config)
     gan = SPADEGAN(config, label_set.num_classes)
     rng = np.random.default_rng(0)
     labels = rng.choice([2, 3, 5, 10, 17], size=(2, 32, 32)).astype(np.uint8)
@@ -218,7 +218,7 @@ def test_mirrored_two_replicas_stay_identical_and_match_one_device(scenes_root, 
 
 @pytest.mark.slow
 def test_test_one_and_synthesize_cli(scenes_root, tmp_path):
-    from training import loop
+    from training import loop, spade_task
 
     run_dir = tmp_path / "run"
     config = _config(scenes_root, run_dir, "--max_steps=1", "--export=true", "--use_vae")
@@ -269,7 +269,7 @@ def test_corrupt_training_image_is_named(tmp_path, float32_policy):
     from PIL import Image
 
     from datasets.pairs import DatasetError
-    from training import loop
+    from training import loop, spade_task
 
     images, labels = tmp_path / "images", tmp_path / "labels"
     images.mkdir()

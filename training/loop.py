@@ -1,11 +1,18 @@
-"""The SPADE training loop: distribution, input, checkpoints and resume, TensorBoard, export.
+"""The training loop shared by every model family: distribution, input, checkpoints and resume,
+TensorBoard, progress, export.
 
-    train(config) -> summary dict
+    train(config) -> summary dict      (dispatches on config["model"])
+    fit(task, config) -> summary dict   (any family's task object, e.g. training/spade_task.py)
 
-Resume is exact: the checkpoint holds every network, both optimizers and the global step; the
-input pipeline is a pure function of (seed, step) (datasets/pipeline.py) and the latent noise is
-keyed by the step, so a run stopped after k steps and restarted continues with exactly the
-batches, noise and optimizer state of an uninterrupted run.
+Resume is exact: the checkpoint holds every network, the optimizers and the global step; the
+input pipelines are pure functions of (seed, step) (datasets/pipeline.py) and any noise is keyed
+by the step, so a run stopped after k steps and restarted continues with exactly the batches,
+noise and optimizer state of an uninterrupted run.
+
+A task provides: `title`, `train_pairs`, `num_classes`, `monitoring_pairs`, `build(steps_per_epoch)`
+-> model (with `step`, `train_step(batch)`, `checkpoint_objects()`, `learning_rates()`,
+`parameter_counts()`), `dataset_fn(input_context, start_step)`, `prepare_monitoring()`,
+`write_samples(writer, step)`, `evaluate(strategy, writer, step)` -> metrics or None, `export(path)`.
 """
 
 import contextlib
@@ -17,17 +24,10 @@ import tempfile
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
-from PIL import Image
 
-import datasets
 from datasets import pairs as pairs_lib
-from datasets import pipeline
-from models.spade_gan import SPADEGAN
-from semantic_labels import load_label_set
 from training import distribute
-from training import export as export_lib
 from training import run_dir as run_dir_lib
 
 
@@ -36,42 +36,24 @@ def set_precision(policy):
     keras.mixed_precision.set_global_policy("float32" if policy == "none" else policy)
 
 
-def image_grid(label_set, labels, reals, fakes):
-    """Rows of [label colours | real | synthesized], uint8 [N*S, 3*S, 3]."""
-    rows = []
-    for label, real, fake in zip(labels, reals, fakes):
-        rows.append(np.concatenate([label_set.colorize(label), real, fake], axis=1))
-    return np.concatenate(rows, axis=0)
+def make_task(config):
+    """The task object of config["model"]."""
+    if config["model"] == "spade":
+        from training.spade_task import SPADETask
+
+        return SPADETask(config)
+    if config["model"] == "segformer":
+        from training.segformer_task import SegFormerTask
+
+        return SegFormerTask(config)
+    raise NotImplementedError(f"--model={config['model']} is not built yet in this version")
 
 
-def _to_uint8(images):
-    return np.clip(np.round((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(
-        np.uint8
-    )
-
-
-def build_dataset_info(config):
-    """Training / validation pairs and the label set of a config."""
-    label_set = load_label_set(config["semantic_label_path"])
-    kwargs = dict(
-        data_root=config["data_root"],
-        image_dir=config["image_dir"],
-        label_dir=config["label_dir"],
-        val_image_dir=config["val_image_dir"],
-        val_label_dir=config["val_label_dir"],
-        scenes_size=config["scenes_size"],
-        num_scenes=config["num_scenes"],
-    )
-    train_pairs = datasets.resolve_pairs(config["dataset"], "training", **kwargs)
-    val_pairs = datasets.resolve_pairs(config["dataset"], "validation", **kwargs)
-    return label_set, train_pairs, val_pairs
-
-
-def describe(config, gan):
+def describe(config, model):
     """The resolved config and the parameter counts, as printed by --dry_run."""
     lines = ["Resolved config:", json.dumps(config, indent=2, sort_keys=True), ""]
     lines.append("Trainable parameters:")
-    for name, count in gan.parameter_counts().items():
+    for name, count in model.parameter_counts().items():
         lines.append(f"  {name:<14s} {count:>13,d}")
     return "\n".join(lines)
 
@@ -79,40 +61,59 @@ def describe(config, gan):
 def dry_run(config, out=sys.stdout):
     """Prints the resolved config and every network's trainable parameter count."""
     set_precision(config["mixed_precision"])
-    label_set = load_label_set(config["semantic_label_path"])
-    dry = dict(config, vgg_weights="none")  # the VGG loss network is not trained: skip loading
-    gan = SPADEGAN(dry, label_set.num_classes, steps_per_epoch=1)
-    print(describe(config, gan), file=out)
-    return gan.parameter_counts()
+    model = _dry_run_model(config)
+    print(describe(config, model), file=out)
+    return model.parameter_counts()
+
+
+def _dry_run_model(config):
+    # Build the networks only: no data is read and no pretrained weights are loaded.
+    if config["model"] == "spade":
+        from models.spade_gan import SPADEGAN
+        from semantic_labels import load_label_set
+
+        label_set = load_label_set(config["semantic_label_path"])
+        return SPADEGAN(dict(config, vgg_weights="none"), label_set.num_classes)
+    if config["model"] == "segformer":
+        from training.segformer_task import build_segformer_for_dry_run
+
+        return build_segformer_for_dry_run(config)
+    raise NotImplementedError(f"--model={config['model']} is not built yet in this version")
 
 
 def train(config, strategy=None, log=print):
-    """Trains SPADE as `config` says; resumes the run in config["checkpoint_dir"] if any.
+    """Trains config["model"] as `config` says; resumes the run in config["checkpoint_dir"]."""
+    if config["deterministic"]:
+        tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(config["seed"])
+    set_precision(config["mixed_precision"])
+    return fit(make_task(config), config, strategy=strategy, log=log)
+
+
+def fit(task, config, strategy=None, log=print):
+    """Runs the training loop for `task`.
 
     Args:
+        task: a model family's task object (see the module docstring).
         config: resolved config (flags.resolve_train_config).
         strategy: a tf.distribute strategy; default from config["distribute"].
         log: where one-line messages go.
 
     Returns:
-        {"step", "losses" (last step's), "export" (path or None), "stopped" (reason)}.
+        {"step", "losses" (last step's), "metrics" (last evaluation or None), "export" (path or
+        None), "stopped" (reason), "model"} (and "gan" for SPADE, the same object).
     """
     from flags import RESUMABLE_KEYS  # the config contract lives with the flags
 
-    if config["deterministic"]:
-        tf.config.experimental.enable_op_determinism()
-    keras.utils.set_random_seed(config["seed"])
-    set_precision(config["mixed_precision"])
     strategy = strategy or distribute.make_strategy(config["distribute"])
     is_chief, task_id = distribute.worker_info(strategy)
-
-    label_set, train_pairs, val_pairs = build_dataset_info(config)
     batch_size = config["batch_size"]
     if batch_size % strategy.num_replicas_in_sync:
         raise ValueError(
             f"--batch_size={batch_size} must be divisible by the {strategy.num_replicas_in_sync} "
             "replicas"
         )
+    train_pairs = task.train_pairs
     steps_per_epoch = max(1, len(train_pairs) // batch_size)
     total_steps = config["max_steps"] or config["total_epochs"] * steps_per_epoch
 
@@ -124,33 +125,23 @@ def train(config, strategy=None, log=print):
     save_dir = ckpt_dir if is_chief else tempfile.mkdtemp(prefix=f"semsynth_worker{task_id}_")
 
     with strategy.scope():
-        gan = SPADEGAN(config, label_set.num_classes, steps_per_epoch=steps_per_epoch)
-    checkpoint = tf.train.Checkpoint(**gan.checkpoint_objects())
+        model = task.build(steps_per_epoch)
+    checkpoint = tf.train.Checkpoint(**model.checkpoint_objects())
     manager = tf.train.CheckpointManager(
         checkpoint, save_dir, max_to_keep=config["keep_checkpoints"]
     )
     latest = tf.train.latest_checkpoint(ckpt_dir)
     if latest:
         checkpoint.restore(latest).assert_existing_objects_matched()
-        log(f"Resumed {latest} at step {int(gan.step.numpy())}")
-    start_step = int(gan.step.numpy())
+        log(f"Resumed {latest} at step {int(model.step.numpy())}")
+    start_step = int(model.step.numpy())
 
-    def dataset_fn(input_context):
-        return pipeline.make_train_dataset(
-            train_pairs,
-            num_classes=label_set.num_classes,
-            load_size=config["load_size"],
-            crop_size=config["crop_size"],
-            global_batch_size=batch_size,
-            seed=config["seed"],
-            start_step=start_step,
-            input_context=input_context,
-        )
-
-    iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
+    iterator = iter(strategy.distribute_datasets_from_function(
+        lambda context: task.dataset_fn(context, start_step)
+    ))
 
     def step_fn(batch):
-        return gan.train_step(batch)
+        return model.train_step(batch)
 
     @tf.function(jit_compile=config["xla"])
     def replica_step(batch):
@@ -160,21 +151,18 @@ def train(config, strategy=None, log=print):
     def train_step(iterator):
         batch = next(iterator)
         per_replica = strategy.run(replica_step if config["xla"] else step_fn, args=(batch,))
-        gan.step.assign_add(1)
+        model.step.assign_add(1)
         return {
             k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
             for k, v in per_replica.items()
         }
 
     writer = tf.summary.create_file_writer(config["tensorboard_dir"]) if is_chief else None
-    sample_pairs = (val_pairs or train_pairs)[:4]
-    with _named_data_errors(sample_pairs, label_set.num_classes):
-        sample_batch = _sample_batch(sample_pairs, label_set, config)
-    if is_chief:
-        os.makedirs(config["results_dir"], exist_ok=True)
+    with _named_data_errors(task.monitoring_pairs, task.num_classes):
+        task.prepare_monitoring()
 
     log(
-        f"Training SPADE ({config['preset']}) on {len(train_pairs)} pairs, "
+        f"Training {task.title} ({config['preset']}) on {len(train_pairs)} pairs, "
         f"{strategy.num_replicas_in_sync} replica(s), batch {batch_size}, steps "
         f"{start_step} -> {total_steps}; run dir {run_dir}"
     )
@@ -184,15 +172,16 @@ def train(config, strategy=None, log=print):
         if config["progress"] and is_chief
         else None
     )
+    eval_freq = config.get("eval_freq") or 0
     started = time.time()
-    losses, stopped, step = {}, "finished", start_step
+    losses, metrics, stopped, step = {}, None, "finished", start_step
     window_start, window_steps = time.time(), 0
     try:
         while step < total_steps:
             if config["max_minutes"] and time.time() - started > 60 * config["max_minutes"]:
                 stopped = f"time budget of {config['max_minutes']} min reached"
                 break
-            with _named_data_errors(train_pairs, label_set.num_classes):
+            with _named_data_errors(train_pairs, task.num_classes):
                 losses = train_step(iterator)
             step += 1
             window_steps += 1
@@ -204,28 +193,33 @@ def train(config, strategy=None, log=print):
                 progbar.update(step, values=list(losses.items()), finalize=False)
             if writer is not None and (step % config["print_info_freq"] == 0 or step == 1):
                 elapsed = time.time() - window_start
-                _write_scalars(writer, step, losses, gan, elapsed / window_steps, batch_size)
+                _write_scalars(writer, step, losses, model, elapsed / window_steps, batch_size)
                 window_start, window_steps = time.time(), 0
             if is_chief and step % config["save_img_freq"] == 0:
-                _write_samples(writer, gan, sample_batch, label_set, config, step)
+                task.write_samples(writer, step)
             if step % config["save_model_freq"] == 0:
                 manager.save(checkpoint_number=step)
+            if eval_freq and step % eval_freq == 0:
+                metrics = task.evaluate(strategy, writer, step) or metrics
     except KeyboardInterrupt:
         stopped = "interrupted"
         log("\nInterrupted: saving a checkpoint before exiting.")
-    step = int(gan.step.numpy())
+    step = int(model.step.numpy())
     manager.save(checkpoint_number=step)
     if progbar is not None:
         progbar.update(step, finalize=True)
+    if stopped != "interrupted" and eval_freq and step % eval_freq:
+        metrics = task.evaluate(strategy, writer, step) or metrics
     export_path = None
     if is_chief:
-        _write_samples(writer, gan, sample_batch, label_set, config, step)
+        task.write_samples(writer, step)
         writer.flush()
         if config["export"] and stopped != "interrupted":
-            export_path = export_lib.export_spade(gan, os.path.join(run_dir, "export"))
+            export_path = task.export(os.path.join(run_dir, "export"))
             log(f"Exported SavedModel to {export_path}")
     log(f"Stopped at step {step}: {stopped}. Checkpoints in {ckpt_dir}")
-    return {"step": step, "losses": losses, "export": export_path, "stopped": stopped, "gan": gan}
+    return {"step": step, "losses": losses, "metrics": metrics, "export": export_path,
+            "stopped": stopped, "model": model, "gan": model}
 
 
 @contextlib.contextmanager
@@ -248,33 +242,11 @@ def _assertion_text(message):
     return "bad training data: " + text.splitlines()[0]
 
 
-def _write_scalars(writer, step, losses, gan, seconds_per_step, batch_size):
+def _write_scalars(writer, step, losses, model, seconds_per_step, batch_size):
     with writer.as_default(step=step):
         for name, value in losses.items():
             tf.summary.scalar(f"loss/{name}", value)
-        for name, value in gan.learning_rates().items():
+        for name, value in model.learning_rates().items():
             tf.summary.scalar(f"lr/{name}", value)
         tf.summary.scalar("perf/step_time_s", seconds_per_step)
         tf.summary.scalar("perf/images_per_s", batch_size / max(seconds_per_step, 1e-9))
-
-
-def _sample_batch(pairs, label_set, config):
-    """A fixed batch of (held-out, when there are any) pairs for the sample grids."""
-    dataset = pipeline.make_eval_dataset(
-        pairs,
-        num_classes=label_set.num_classes,
-        size=config["crop_size"],
-        batch_size=len(pairs),
-    )
-    return next(iter(dataset))
-
-
-def _write_samples(writer, gan, batch, label_set, config, step):
-    fake = gan.synthesize(batch["label"], training=False)
-    grid = image_grid(
-        label_set, batch["label"].numpy(), _to_uint8(batch["image"]), _to_uint8(fake)
-    )
-    Image.fromarray(grid).save(os.path.join(config["results_dir"], f"step_{step:08d}.png"))
-    if writer is not None:
-        with writer.as_default(step=step):
-            tf.summary.image("samples/label_real_fake", grid[None], max_outputs=1)

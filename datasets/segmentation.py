@@ -1,0 +1,805 @@
+"""Segmentation datasets: file lists, raw label values -> train ids, SegFormer-style tf.data.
+
+Batches are dicts {"image": [N, H, W, 3] float32 ImageNet-normalised ((x / 255 - mean) / std),
+"label": [N, H, W] int32 train ids in [0, num_classes) or 255 = ignore}.
+
+Label files store raw values, which a 256-entry table (a "label map") turns into train ids in
+graph: identity for FaceSynthetics, generic folders and JSON lists; Cityscapes labelIds ->
+trainIds; ADE20K 0 -> 255 and 1..150 -> 0..149 (mmsegmentation's reduce_zero_label). Raw 255
+always means ignore. A raw value the table does not know stops the pipeline with an error
+naming the file and the value: it means the files belong to another dataset.
+
+Training (`make_seg_train_dataset`) follows the SegFormer / mmsegmentation recipe: random
+scale by a ratio in [0.5, 2.0] (image bilinear, label nearest), random crop whose largest class
+covers less than cat_max_ratio of its labelled pixels (up to 10 tries), horizontal flip that
+also swaps left / right classes, photometric distortion, normalisation, then padding to the
+crop size (image 0 after normalisation, label 255). Like datasets/pipeline.py, the stream is a
+pure function of (seed, global element index), so resuming at a step repeats the batches.
+
+JSON list format, read by `json_list_pairs` and written by our synthesizers:
+
+    {
+      "pairs": [
+        {"image": "images/000001.png", "label": "labels/000001.png"},
+        {"image": "/abs/path/000002.jpg", "label": "/abs/path/000002.png"}
+      ]
+    }
+
+Relative paths are relative to the folder of the JSON file. Other top-level keys (e.g.
+"label_set", "generator") are allowed and ignored; a bare list of pairs is accepted too. Labels
+are single-channel 8-bit PNGs of raw values, like every other label file here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from semantic_labels import LabelSet, load_label_set
+
+from .pairs import (
+    IMAGE_EXTENSIONS,
+    DatasetError,
+    DatasetNotFoundError,
+    _listing,
+    _match,
+    ade20k_pairs,
+    folder_pairs,
+)
+from .pipeline import _check_pairs, _check_positive, _options, load_pair
+
+IGNORE = 255  # label value of pixels no loss or metric counts
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+SEG_DATASETS = ("facesynthetics", "cityscapes", "ade20k", "folders", "json")
+SPLITS = ("training", "validation")
+CITYSCAPES_SPLITS = ("train", "val", "test")
+_CITYSCAPES_SPLIT_OF = {"training": "train", "validation": "val"}
+_FACE_SPLIT_FOLDERS = {"training": ("train", "training"), "validation": ("val", "validation")}
+_INVALID = -1  # label-map entry of raw values that belong to no class
+_CROP_TRIES = 10  # mmsegmentation's RandomCrop tries 10 windows for cat_max_ratio
+
+
+# ------------------------------------------------------------------------------------------
+# File lists
+# ------------------------------------------------------------------------------------------
+
+
+def _face_folder_pairs(folder: str) -> list[tuple[str, str]]:
+    """Pairs {id}.png (or another image extension) with {id}_seg.png in one folder."""
+    if not os.path.isdir(folder):
+        raise DatasetNotFoundError(f"FaceSynthetics folder {folder} does not exist")
+    images, labels = {}, {}
+    for name in sorted(os.listdir(folder)):
+        stem, extension = os.path.splitext(name)
+        # Landmarks ({id}_ldmks.txt) and hidden files are not part of a pair.
+        if name.startswith(".") or extension.lower() not in IMAGE_EXTENSIONS:
+            continue
+        if stem.endswith("_seg"):
+            if extension.lower() == ".png":
+                labels[stem[: -len("_seg")]] = os.path.join(folder, name)
+            continue
+        images[stem] = os.path.join(folder, name)
+    if not images and not labels:
+        raise DatasetError(
+            f"{folder} holds no FaceSynthetics files ({{id}}.png with {{id}}_seg.png)"
+        )
+    return _match(images, labels, folder, folder)
+
+
+def _hash_split(pairs: list[tuple[str, str]], split: str, seed: int, val_fraction: float,
+                where: str) -> list[tuple[str, str]]:
+    """Deterministic training / validation split by a seeded shuffle of the file names.
+
+    The shuffle orders files by a hash of (seed, file name), so a file's side does not depend
+    on the Python or numpy version, and adding files moves few others.
+    """
+    if len(pairs) < 2:
+        raise DatasetError(
+            f"{where} holds {len(pairs)} pair(s): too few to split into training and validation"
+        )
+    num_val = min(max(1, round(len(pairs) * val_fraction)), len(pairs) - 1)
+
+    def shuffle_key(pair):
+        return hashlib.sha256(f"{seed}:{os.path.basename(pair[0])}".encode()).digest()
+
+    validation = set(sorted(pairs, key=shuffle_key)[:num_val])
+    return [pair for pair in pairs if (pair in validation) == (split == "validation")]
+
+
+def facesynthetics_pairs(root: str, split: str = "training", *, seed: int = 0,
+                         val_fraction: float = 0.1) -> list[tuple[str, str]]:
+    """(image, label) pairs of Microsoft FaceSynthetics, sorted by name.
+
+    Files are {id}.png with {id}_seg.png (uint8 class index); {id}_ldmks.txt is ignored. If
+    root has a train/ (or training/) sub-folder, the split is read from train/ or val/ (or
+    training/ / validation/); otherwise root holds every file and a seeded shuffle puts
+    val_fraction of them (at least one) in the validation split.
+
+    Args:
+        root: the dataset folder.
+        split: "training" or "validation".
+        seed: seed of the shuffle that splits a single folder.
+        val_fraction: share of a single folder used for validation, in (0, 1).
+    """
+    if split not in SPLITS:
+        raise DatasetError(f"unknown split {split!r}: use one of {list(SPLITS)}")
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction!r}")
+    if not os.path.isdir(root):
+        raise DatasetNotFoundError(f"FaceSynthetics folder {root} does not exist")
+    has_training_folder = any(
+        os.path.isdir(os.path.join(root, name)) for name in _FACE_SPLIT_FOLDERS["training"]
+    )
+    if has_training_folder:
+        for name in _FACE_SPLIT_FOLDERS[split]:
+            if os.path.isdir(os.path.join(root, name)):
+                return _face_folder_pairs(os.path.join(root, name))
+        raise DatasetNotFoundError(
+            f"{root} has a training sub-folder but no {split} sub-folder "
+            f"({' or '.join(_FACE_SPLIT_FOLDERS[split])})"
+        )
+    return _hash_split(_face_folder_pairs(root), split, seed, val_fraction, root)
+
+
+def _scan_suffix(directory: str, suffix: str) -> dict[str, str]:
+    """{city/prefix: path} of the files named {prefix}{suffix} under directory/{city}/."""
+    found = {}
+    for folder, subfolders, files in os.walk(directory):
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        for name in sorted(files):
+            if name.endswith(suffix) and not name.startswith("."):
+                prefix = os.path.join(os.path.relpath(folder, directory), name[: -len(suffix)])
+                found[os.path.normpath(prefix).replace(os.sep, "/")] = os.path.join(folder, name)
+    return found
+
+
+def cityscapes_pairs(root: str, split: str) -> list[tuple[str, str]]:
+    """(leftImg8bit image, gtFine labelIds) pairs of a Cityscapes split, sorted by name.
+
+    Layout: root/leftImg8bit/{split}/{city}/{x}_leftImg8bit.png with
+    root/gtFine/{split}/{city}/{x}_gtFine_labelIds.png. The labels hold labelIds; map them
+    with `label_map_from_label_set(load_label_set("cityscapes"))`.
+
+    Args:
+        root: folder holding leftImg8bit/ and gtFine/.
+        split: "train", "val" or "test" ("training" / "validation" are accepted too).
+    """
+    split = _CITYSCAPES_SPLIT_OF.get(split, split)
+    if split not in CITYSCAPES_SPLITS:
+        raise DatasetError(
+            f"unknown Cityscapes split {split!r}: use one of {list(CITYSCAPES_SPLITS)}"
+        )
+    image_dir = os.path.join(root, "leftImg8bit", split)
+    label_dir = os.path.join(root, "gtFine", split)
+    for directory in (image_dir, label_dir):
+        if not os.path.isdir(directory):
+            raise DatasetNotFoundError(
+                f"{directory} does not exist: expected the Cityscapes layout "
+                f"{{leftImg8bit,gtFine}}/{split}/<city> under {root}"
+            )
+    images = _scan_suffix(image_dir, "_leftImg8bit.png")
+    labels = _scan_suffix(label_dir, "_gtFine_labelIds.png")
+    if not images:
+        raise DatasetError(f"{image_dir} has no *_leftImg8bit.png images")
+    if not labels:
+        raise DatasetError(f"{label_dir} has no *_gtFine_labelIds.png label maps")
+    return _match(images, labels, image_dir, label_dir)
+
+
+def ade20k_seg_pairs(root: str, split: str) -> list[tuple[str, str]]:
+    """ADE20K pairs (datasets.pairs.ade20k_pairs); map their labels with
+    `label_map_from_label_set(reduce_zero_label(load_label_set("ade20k")))`."""
+    return ade20k_pairs(root, split)
+
+
+def json_list_pairs(path: str, *, flag: str | None = None) -> list[tuple[str, str]]:
+    """Pairs listed in a JSON file (format in this module's docstring), in file order.
+
+    Args:
+        path: the JSON file; relative paths inside it are relative to its folder.
+        flag: the command-line flag that gave `path`, named in error messages.
+    """
+    where = f"{flag}={path}" if flag else f"pair list {path}"
+    if not os.path.isfile(path):
+        raise DatasetNotFoundError(f"{where} does not exist")
+    try:
+        with open(path, encoding="utf-8") as file:
+            spec = json.load(file)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DatasetError(f"{where}: not valid JSON ({error})") from None
+    entries = spec.get("pairs") if isinstance(spec, dict) else spec
+    if not isinstance(entries, list) or not entries:
+        raise DatasetError(
+            f'{where}: expected {{"pairs": [{{"image": ..., "label": ...}}, ...]}} with at '
+            "least one pair"
+        )
+    folder = os.path.dirname(os.path.abspath(path))
+    pairs, missing = [], []
+    for position, entry in enumerate(entries):
+        if not (
+            isinstance(entry, dict)
+            and all(isinstance(entry.get(key), str) and entry[key] for key in ("image", "label"))
+        ):
+            raise DatasetError(
+                f'{where}: pairs[{position}] must be {{"image": path, "label": path}}, '
+                f"got {entry!r}"
+            )
+        pair = tuple(os.path.normpath(os.path.join(folder, entry[key]))
+                     for key in ("image", "label"))
+        missing += [p for p in pair if not os.path.isfile(p)]
+        pairs.append(pair)
+    if missing:
+        raise DatasetNotFoundError(f"{where}: {len(missing)} listed file(s) do not exist: "
+                                   f"{_listing(missing)}")
+    return pairs
+
+
+def resolve_seg_pairs(
+    dataset: str,
+    split: str,
+    *,
+    data_root: str = "data",
+    image_dir: str | None = None,
+    label_dir: str | None = None,
+    val_image_dir: str | None = None,
+    val_label_dir: str | None = None,
+    train_list: str | None = None,
+    val_list: str | None = None,
+    split_seed: int = 0,
+) -> list[tuple[str, str]]:
+    """The (image, label) pairs of a segmentation dataset split, as chosen by flags.
+
+    Args:
+        dataset: one of SEG_DATASETS: "facesynthetics", "cityscapes", "ade20k" (each read
+            from data_root), "folders" (image_dir / label_dir) or "json" (train_list /
+            val_list, see `json_list_pairs`).
+        split: "training" or "validation".
+        data_root: the dataset folder of facesynthetics, cityscapes and ade20k.
+        image_dir, label_dir: training folders of "folders".
+        val_image_dir, val_label_dir: its validation folders; both None -> [] for validation.
+        train_list, val_list: JSON pair lists of "json"; val_list None -> [] for validation.
+        split_seed: seed of the FaceSynthetics 90/10 split of a single folder.
+    """
+    if split not in SPLITS:
+        raise DatasetError(f"split must be one of {list(SPLITS)}, got {split!r}")
+    if dataset == "facesynthetics":
+        return facesynthetics_pairs(data_root, split, seed=split_seed)
+    if dataset == "cityscapes":
+        return cityscapes_pairs(data_root, split)
+    if dataset == "ade20k":
+        return ade20k_seg_pairs(data_root, split)
+    if dataset == "folders":
+        training = split == "training"
+        names = ("--image_dir", "--label_dir") if training else ("--val_image_dir",
+                                                                 "--val_label_dir")
+        dirs = (image_dir, label_dir) if training else (val_image_dir, val_label_dir)
+        if not training and dirs == (None, None):
+            return []
+        missing = [name for name, value in zip(names, dirs) if not value]
+        if missing:
+            raise DatasetError(f"--dataset=folders needs {' and '.join(missing)}")
+        return folder_pairs(dirs[0], dirs[1], image_flag=names[0], label_flag=names[1])
+    if dataset == "json":
+        if split == "validation":
+            return json_list_pairs(val_list, flag="--val_list") if val_list else []
+        if not train_list:
+            raise DatasetError("--dataset=json needs --train_list")
+        return json_list_pairs(train_list, flag="--train_list")
+    raise DatasetError(f"--dataset={dataset!r} is not one of: {', '.join(SEG_DATASETS)}")
+
+
+# ------------------------------------------------------------------------------------------
+# Label sets and label maps (raw file value -> train id)
+# ------------------------------------------------------------------------------------------
+
+
+def reduce_zero_label(labels: LabelSet) -> LabelSet:
+    """The segmentation view of a label set whose id 0 is "other" (ADE20K: 150 classes).
+
+    Raw 0 becomes ignore and raw k becomes train id k - 1, as mmsegmentation's
+    reduce_zero_label; names and colours are the base's, without id 0.
+    """
+    if labels.num_classes < 2:
+        raise ValueError(f"label set {labels.name!r} has no classes besides id 0")
+    source_ids = labels.source_ids or tuple(range(labels.num_classes))
+    return LabelSet(
+        name=f"{labels.name}_reduce_zero_label",
+        names=labels.names[1:],
+        colors=labels.colors[1:],
+        used_ids=tuple(i - 1 for i in labels.used_ids if i > 0),
+        dontcare_id=None,
+        ignore_index=IGNORE,
+        flip_pairs=tuple((a - 1, b - 1) for a, b in labels.flip_pairs if a and b),
+        source_ids=source_ids[1:],
+        ignored_source_ids=(source_ids[0],) + labels.ignored_source_ids,
+    )
+
+
+def make_label_map(source_ids, ignored_source_ids=()) -> np.ndarray:
+    """The [256] int32 table from raw label values to train ids.
+
+    Args:
+        source_ids: raw value of each train id (`source_ids[k]` -> k), values in 0..254.
+        ignored_source_ids: raw values that mean ignore (-> 255); raw 255 always does.
+
+    Returns:
+        table with table[raw] = train id, 255 for ignored values and -1 for every other value
+        (an in-graph error when a file holds it).
+    """
+    source_ids = [int(v) for v in source_ids]
+    ignored = [int(v) for v in ignored_source_ids]
+    if any(not 0 <= v < IGNORE for v in source_ids) or len(set(source_ids)) != len(source_ids):
+        raise ValueError(f"source_ids must be distinct values in [0, 254], got {source_ids}")
+    if any(not 0 <= v <= IGNORE for v in ignored) or set(ignored) & set(source_ids):
+        raise ValueError(
+            f"ignored_source_ids must be values in [0, 255] not in source_ids, got {ignored}"
+        )
+    table = np.full(256, _INVALID, np.int32)
+    table[ignored] = IGNORE
+    table[IGNORE] = IGNORE
+    table[source_ids] = np.arange(len(source_ids), dtype=np.int32)
+    return table
+
+
+def identity_label_map(num_classes: int) -> np.ndarray:
+    """Files store train ids 0..num_classes-1 (and 255 = ignore); other values are errors."""
+    num_classes = _check_positive("num_classes", num_classes)
+    if num_classes > IGNORE:
+        raise ValueError(f"num_classes must be at most 255 for 8-bit labels, got {num_classes}")
+    return make_label_map(range(num_classes))
+
+
+def label_map_from_label_set(labels: LabelSet) -> np.ndarray:
+    """The label map of a label set: its source_ids (or ids) -> ids, ignore values -> 255."""
+    source_ids = labels.source_ids or range(labels.num_classes)
+    ignored = labels.ignored_source_ids
+    if labels.ignore_index is not None and labels.ignore_index not in ignored:
+        ignored = ignored + (labels.ignore_index,)
+    return make_label_map(source_ids, ignored)
+
+
+def dataset_label_set(dataset: str) -> LabelSet | None:
+    """The label set of a built-in segmentation dataset; None for "folders" and "json"."""
+    if dataset in ("facesynthetics", "cityscapes"):
+        return load_label_set(dataset)
+    if dataset == "ade20k":
+        return reduce_zero_label(load_label_set("ade20k"))
+    if dataset in ("folders", "json"):
+        return None
+    raise DatasetError(f"--dataset={dataset!r} is not one of: {', '.join(SEG_DATASETS)}")
+
+
+def dataset_label_map(dataset: str, num_classes: int | None = None) -> tuple[np.ndarray, int]:
+    """(label map, num_classes) of a dataset; "folders" / "json" store train ids directly.
+
+    num_classes is required for "folders" / "json" and, if given, must match the built-in
+    datasets' class count; errors name --num_classes.
+    """
+    labels = dataset_label_set(dataset)
+    if labels is None:
+        if num_classes is None:
+            raise DatasetError(f"--dataset={dataset} needs --num_classes")
+        return identity_label_map(num_classes), int(num_classes)
+    if num_classes is not None and num_classes != labels.num_classes:
+        raise DatasetError(
+            f"--num_classes={num_classes} but --dataset={dataset} has {labels.num_classes} "
+            "classes"
+        )
+    return label_map_from_label_set(labels), labels.num_classes
+
+
+def _check_label_map(label_map, num_classes: int) -> np.ndarray:
+    table = np.asarray(identity_label_map(num_classes) if label_map is None else label_map)
+    if table.shape != (256,) or not np.issubdtype(table.dtype, np.integer):
+        raise ValueError(
+            f"label_map must be a [256] integer table (raw value -> train id), got shape "
+            f"{list(table.shape)} dtype {table.dtype}"
+        )
+    bad = sorted(set(table[(table != IGNORE) & ((table < _INVALID) | (table >= num_classes))]))
+    if bad:
+        raise ValueError(
+            f"label_map holds train ids {bad[:10]} outside [0, {num_classes - 1}] for "
+            f"num_classes={num_classes} (allowed: ids, 255 = ignore, -1 = invalid)"
+        )
+    return table.astype(np.int32)
+
+
+def apply_label_map(label, label_map, label_path="label map"):
+    """Raw label values -> train ids, in graph; unknown values fail naming file and value.
+
+    Args:
+        label: [H, W] integer raw values (uint8 from the PNG).
+        label_map: [256] table from `make_label_map` and friends.
+        label_path: scalar string naming the file in the error message.
+
+    Returns:
+        [H, W] int32 train ids, 255 = ignore.
+    """
+    table = tf.convert_to_tensor(label_map, tf.int32)  # [256]
+    raw = tf.cast(label, tf.int32)  # [H, W]
+    mapped = tf.gather(table, raw)  # [H, W]
+    unknown = tf.reduce_max(tf.where(mapped == _INVALID, raw, -1))
+    known = tf.debugging.Assert(
+        unknown < 0,
+        ["label map", label_path, "holds raw value", unknown,
+         "which is neither a class of this dataset nor ignored (wrong dataset or label set?)"],
+    )
+    with tf.control_dependencies([known]):
+        return tf.identity(mapped)
+
+
+# ------------------------------------------------------------------------------------------
+# Augmentation: pure functions of their inputs and a [2] seed, eager or inside tf.data.
+# ------------------------------------------------------------------------------------------
+
+
+def _pair_size(size) -> tuple[int, int]:
+    """An int or (h, w) -> (h, w) of positive ints."""
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+        size = (size, size)
+    if (
+        not isinstance(size, (tuple, list))
+        or len(size) != 2
+        or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0
+                   for s in size)
+    ):
+        raise ValueError(f"a size must be a positive int or (height, width), got {size!r}")
+    return int(size[0]), int(size[1])
+
+
+def random_scale(image, label, seed, scale_range=(0.5, 2.0)):
+    """Resizes image (bilinear) and label (nearest) by one ratio drawn from scale_range.
+
+    Args:
+        image: [H, W, 3] float32. label: [H, W] int32. seed: [2] int.
+        scale_range: (low, high) of the uniformly drawn ratio.
+
+    Returns:
+        image [h, w, 3] float32, label [h, w] int32 with (h, w) = round(ratio * (H, W)).
+    """
+    low, high = scale_range
+    ratio = tf.random.stateless_uniform([], seed, minval=low, maxval=high)
+    size = tf.maximum(
+        tf.cast(tf.round(tf.cast(tf.shape(label), tf.float32) * ratio), tf.int32), 1
+    )  # [2]
+    image = tf.image.resize(image, size, method="bilinear")  # [h, w, 3]
+    label = tf.image.resize(label[..., None], size, method="nearest")[..., 0]  # [h, w]
+    return image, label
+
+
+def random_crop(image, label, seed, crop_size, cat_max_ratio=0.75):
+    """One random crop of image and label, avoiding windows dominated by a single class.
+
+    Up to 10 windows are drawn; the first whose largest class (255 not counted) covers less
+    than cat_max_ratio of its labelled pixels is kept, else the 10th (mmsegmentation's
+    RandomCrop). cat_max_ratio >= 1 keeps the first. Images smaller than crop_size keep
+    their size along that side (pad afterwards).
+
+    Args:
+        image: [H, W, 3]. label: [H, W] int32 train ids. seed: [2] int.
+        crop_size: (crop_h, crop_w).
+        cat_max_ratio: largest share of one class allowed in the crop.
+
+    Returns:
+        image [min(H, crop_h), min(W, crop_w), 3], label of the same height and width.
+    """
+    window = tf.minimum(tf.shape(label), crop_size)  # [2]
+    room = tf.shape(label) - window + 1  # [2] number of possible offsets per axis
+    draws = tf.random.stateless_uniform([_CROP_TRIES, 2], seed)  # [T, 2] in [0, 1)
+    offsets = tf.minimum(
+        tf.cast(draws * tf.cast(room, tf.float32), tf.int32), room - 1
+    )  # [T, 2]
+    chosen = tf.constant(0)
+    if cat_max_ratio < 1.0:
+
+        def dominated(offset):
+            crop = tf.reshape(tf.slice(label, offset, window), [-1])  # [h * w]
+            counts = tf.math.bincount(crop, minlength=256, maxlength=256)[:IGNORE]  # [255]
+            labelled = tf.cast(tf.reduce_sum(counts), tf.float32)
+            largest = tf.cast(tf.reduce_max(counts), tf.float32)
+            return tf.logical_or(labelled == 0.0, largest >= cat_max_ratio * labelled)
+
+        (chosen,) = tf.while_loop(
+            lambda t: tf.logical_and(t < _CROP_TRIES - 1, dominated(offsets[t])),
+            lambda t: (t + 1,),
+            (chosen,),
+        )
+    offset = offsets[chosen]  # [2]
+    image = tf.slice(image, tf.concat([offset, [0]], 0), tf.concat([window, [-1]], 0))
+    label = tf.slice(label, offset, window)  # [h, w]
+    return image, label
+
+
+def random_flip(image, label, seed, flip_pairs=()):
+    """Horizontal flip with probability 1/2; a flipped label swaps each pair (a, b).
+
+    Args:
+        image: [H, W, 3]. label: [H, W] int32. seed: [2] int.
+        flip_pairs: pairs of train ids a mirror image exchanges (left eye <-> right eye).
+    """
+    swap = np.arange(256, dtype=np.int32)
+    for a, b in flip_pairs:
+        swap[a], swap[b] = b, a
+    mirrored = tf.random.stateless_uniform([], seed) < 0.5
+    image = tf.where(mirrored, tf.reverse(image, axis=[1]), image)
+    flipped = tf.gather(tf.constant(swap), tf.reverse(label, axis=[1]))  # [H, W]
+    label = tf.where(mirrored, flipped, label)
+    return image, label
+
+
+def photometric_distortion(image, seed):
+    """mmsegmentation's PhotoMetricDistortion, with stateless random draws.
+
+    Each with probability 1/2: brightness + U(-32, 32), contrast * U(0.5, 1.5) (before or
+    after the colour changes, 1/2 each), saturation * U(0.5, 1.5), hue + U(-18, 18) degrees
+    on OpenCV's 0..180 hue scale (a tenth of the hue circle). Clipped to [0, 255] after each.
+
+    Args:
+        image: [H, W, 3] float32 in [0, 255]. seed: [2] int.
+    """
+    keys = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=5)  # [5, 2]
+    applied = tf.random.stateless_uniform([5], keys[0]) < 0.5  # [5]
+    delta = tf.random.stateless_uniform([], keys[1], -32.0, 32.0)
+    alpha = tf.random.stateless_uniform([], keys[2], 0.5, 1.5)
+    saturation = tf.random.stateless_uniform([], keys[3], 0.5, 1.5)
+    hue = tf.random.stateless_uniform([], keys[4], -0.1, 0.1)
+
+    def clip(x):
+        return tf.clip_by_value(x, 0.0, 255.0)
+
+    def contrast(x, when):
+        return tf.cond(tf.logical_and(applied[1], when), lambda: clip(x * alpha), lambda: x)
+
+    contrast_first = applied[4]
+    image = tf.cond(applied[0], lambda: clip(image + delta), lambda: image)
+    image = contrast(image, contrast_first)
+    image = tf.cond(
+        applied[2],
+        lambda: clip(tf.image.adjust_saturation(image / 255.0, saturation) * 255.0),
+        lambda: image,
+    )
+    image = tf.cond(
+        applied[3], lambda: clip(tf.image.adjust_hue(image / 255.0, hue) * 255.0), lambda: image
+    )
+    return contrast(image, tf.logical_not(contrast_first))
+
+
+def normalize_image(image):
+    """[H, W, 3] in [0, 255] -> ImageNet-normalised float32 (x / 255 - mean) / std."""
+    return (tf.cast(image, tf.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+
+
+def pad_to_size(image, label, size):
+    """Pads bottom / right up to size: image with 0 (the mean after normalisation), label
+    with 255. Sides already at least as large are left alone."""
+    missing = tf.maximum(tf.constant(size) - tf.shape(label), 0)  # [2]
+    image = tf.pad(image, [[0, missing[0]], [0, missing[1]], [0, 0]])  # [>=h, >=w, 3]
+    label = tf.pad(label, [[0, missing[0]], [0, missing[1]]], constant_values=IGNORE)
+    return image, label
+
+
+def preprocess_seg_train(image, label, seed, *, crop_size, scale_range=(0.5, 2.0),
+                         cat_max_ratio=0.75, flip=True, flip_pairs=(), photometric=True):
+    """The SegFormer training augmentation of one pair; a pure function of its inputs.
+
+    Args:
+        image: [H, W, 3] uint8 (or float in [0, 255]).
+        label: [H, W] int32 train ids, 255 = ignore (after `apply_label_map`).
+        seed: [2] int tensor seeding every random draw.
+        crop_size: int or (crop_h, crop_w) of the output.
+        scale_range: (low, high) of the random resize ratio; (1, 1) keeps the size.
+        cat_max_ratio: largest share of one class in the crop (see `random_crop`).
+        flip: random horizontal flips; flip_pairs: the train ids they swap.
+        photometric: apply `photometric_distortion`.
+
+    Returns:
+        image [crop_h, crop_w, 3] float32 ImageNet-normalised, label [crop_h, crop_w] int32.
+    """
+    crop_size = _pair_size(crop_size)
+    seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
+    keys = tf.random.experimental.stateless_split(seed, num=4)  # [4, 2]
+    image = tf.cast(image, tf.float32)  # [H, W, 3]
+    label = tf.cast(label, tf.int32)  # [H, W]
+    if tuple(scale_range) != (1.0, 1.0):
+        image, label = random_scale(image, label, keys[0], scale_range)  # [h, w, 3], [h, w]
+    image, label = random_crop(image, label, keys[1], crop_size, cat_max_ratio)
+    if flip:
+        image, label = random_flip(image, label, keys[2], flip_pairs)
+    if photometric:
+        image = photometric_distortion(image, keys[3])
+    image, label = pad_to_size(normalize_image(image), label, crop_size)
+    image = tf.ensure_shape(image, (*crop_size, 3))  # [crop_h, crop_w, 3]
+    return image, tf.ensure_shape(label, crop_size)  # [crop_h, crop_w]
+
+
+def preprocess_seg_eval(image, label, size=None):
+    """Evaluation preprocessing: optional resize (image bilinear, label nearest), normalise.
+
+    Returns image [h, w, 3] float32 ImageNet-normalised, label [h, w] int32 ((h, w) = size, or
+    the file's size when size is None).
+    """
+    image = tf.cast(image, tf.float32)  # [H, W, 3]
+    label = tf.cast(label, tf.int32)  # [H, W]
+    if size is not None:
+        size = _pair_size(size)
+        image = tf.clip_by_value(tf.image.resize(image, size, method="bilinear"), 0.0, 255.0)
+        label = tf.image.resize(label[..., None], size, method="nearest")[..., 0]  # [h, w]
+    return normalize_image(image), label
+
+
+# ------------------------------------------------------------------------------------------
+# tf.data pipelines
+# ------------------------------------------------------------------------------------------
+
+
+def _check_flip_pairs(flip_pairs, num_classes: int) -> tuple[tuple[int, int], ...]:
+    pairs = tuple(tuple(int(i) for i in pair) for pair in flip_pairs)
+    ids = [i for pair in pairs for i in pair]
+    if (
+        any(len(pair) != 2 for pair in pairs)
+        or any(not 0 <= i < num_classes for i in ids)
+        or len(set(ids)) != len(ids)
+    ):
+        raise ValueError(
+            f"flip_pairs must be pairs of distinct train ids in [0, {num_classes - 1}], each id "
+            f"at most once, got {flip_pairs!r}"
+        )
+    return pairs
+
+
+def _pipeline_slice(global_batch_size: int, input_context) -> tuple[int, int, int]:
+    """(pipeline id, elements per step of this pipeline, per-replica batch).
+
+    The arithmetic of datasets/pipeline.make_train_dataset, which keeps it inline.
+    """
+    if input_context is None:
+        return 0, global_batch_size, global_batch_size
+    num_pipelines = input_context.num_input_pipelines
+    replica_batch = input_context.get_per_replica_batch_size(global_batch_size)
+    if global_batch_size % num_pipelines:
+        raise ValueError(
+            f"global_batch_size={global_batch_size} is not divisible by the "
+            f"{num_pipelines} input pipelines"
+        )
+    pipeline_batch = global_batch_size // num_pipelines
+    if pipeline_batch % replica_batch:
+        raise ValueError(
+            f"each input pipeline reads {pipeline_batch} elements per step, not a multiple of "
+            f"the per-replica batch {replica_batch}"
+        )
+    return input_context.input_pipeline_id, pipeline_batch, replica_batch
+
+
+def make_seg_train_dataset(
+    pairs,
+    *,
+    num_classes: int,
+    crop_size,
+    global_batch_size: int,
+    seed: int = 0,
+    start_step: int = 0,
+    input_context: tf.distribute.InputContext | None = None,
+    label_map=None,
+    scale_range=(0.5, 2.0),
+    cat_max_ratio: float = 0.75,
+    flip_pairs=(),
+    photometric: bool = True,
+    flip: bool = True,
+) -> tf.data.Dataset:
+    """Infinite, exactly reproducible stream of augmented segmentation batches.
+
+    Element i of the global stream (batch step s holds i in [s * B, (s + 1) * B)) reads file
+    index_shuffle(i % n) of epoch i // n and is augmented with seed (seed, i), exactly as in
+    datasets/pipeline.make_train_dataset.
+
+    Args:
+        pairs: list of (image_path, label_path); labels hold raw values.
+        num_classes: number of train ids (the model's output channels).
+        crop_size: int or (crop_h, crop_w) of the training crops.
+        global_batch_size: B, the batch summed over all replicas.
+        seed: seeds the file order and the augmentation.
+        start_step: first batch step to produce (resuming gives the same batches).
+        input_context: from tf.distribute; pipeline p of P yields its slice of every global
+            batch in per-replica batches.
+        label_map: [256] raw value -> train id table (None: identity over num_classes).
+        scale_range: (low, high) of the random resize ratio.
+        cat_max_ratio: largest share of one class in a crop (mmsegmentation's 0.75).
+        flip_pairs: pairs of train ids a horizontal flip swaps (from the label set).
+        photometric: random brightness, contrast, saturation and hue.
+        flip: random horizontal flips.
+
+    Returns:
+        Dataset of {"image": [b, crop_h, crop_w, 3] float32, "label": [b, crop_h, crop_w]
+        int32}.
+    """
+    image_paths, label_paths = _check_pairs(pairs)
+    num_classes = _check_positive("num_classes", num_classes)
+    global_batch_size = _check_positive("global_batch_size", global_batch_size)
+    crop_size = _pair_size(crop_size)
+    table = _check_label_map(label_map, num_classes)
+    flip_pairs = _check_flip_pairs(flip_pairs, num_classes)
+    if len(scale_range) != 2 or not 0.0 < scale_range[0] <= scale_range[1]:
+        raise ValueError(f"scale_range must be (low, high) with 0 < low <= high, got "
+                         f"{scale_range!r}")
+    scale_range = (float(scale_range[0]), float(scale_range[1]))
+    if not cat_max_ratio > 0.0:
+        raise ValueError(f"cat_max_ratio must be positive, got {cat_max_ratio!r}")
+    if isinstance(start_step, bool) or not isinstance(start_step, (int, np.integer)) or (
+        start_step < 0
+    ):
+        raise ValueError(f"start_step must be a non-negative integer, got {start_step!r}")
+    start_step = int(start_step)
+    pipeline_id, pipeline_batch, replica_batch = _pipeline_slice(global_batch_size,
+                                                                 input_context)
+    num_files = len(image_paths)
+    image_paths = tf.constant(image_paths)
+    label_paths = tf.constant(label_paths)
+    seed = tf.constant(int(seed), tf.int64)
+
+    def element(k):
+        # k counts this pipeline's elements; i is the element's index in the global stream.
+        step = start_step + k // pipeline_batch
+        i = step * global_batch_size + pipeline_id * pipeline_batch + k % pipeline_batch
+        file_index = tf.random.experimental.index_shuffle(
+            i % num_files, seed=tf.stack([seed, i // num_files]), max_index=num_files - 1
+        )
+        # 256: load_pair's range check would reject raw values such as Cityscapes labelIds;
+        # apply_label_map checks them instead.
+        pair = load_pair(image_paths[file_index], label_paths[file_index], 256)
+        label = apply_label_map(pair["label"], table, pair["label_path"])  # [H, W]
+        image, label = preprocess_seg_train(
+            pair["image"], label, tf.stack([seed, i]), crop_size=crop_size,
+            scale_range=scale_range, cat_max_ratio=cat_max_ratio, flip=flip,
+            flip_pairs=flip_pairs, photometric=photometric,
+        )
+        return {"image": image, "label": label}
+
+    dataset = tf.data.Dataset.counter(start=0, dtype=tf.int64)
+    dataset = dataset.map(element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.batch(replica_batch, drop_remainder=True)
+    return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
+
+
+def make_seg_eval_dataset(pairs, *, num_classes: int, label_map=None, size=None,
+                          batch_size: int = 1) -> tf.data.Dataset:
+    """One pass over `pairs` in file order, without augmentation.
+
+    Args:
+        pairs: list of (image_path, label_path); labels hold raw values.
+        num_classes: number of train ids.
+        label_map: [256] raw value -> train id table (None: identity over num_classes).
+        size: None keeps each file's size; int or (h, w) resizes (image bilinear, label
+            nearest).
+        batch_size: with size None and files of different sizes, batches are padded
+            bottom / right (image 0, label 255) to their largest member.
+
+    Returns:
+        Dataset of {"image": [N, h, w, 3] float32 ImageNet-normalised, "label": [N, h, w]
+        int32, "label_path": [N] string}; the last batch may be smaller.
+    """
+    image_paths, label_paths = _check_pairs(pairs)
+    num_classes = _check_positive("num_classes", num_classes)
+    batch_size = _check_positive("batch_size", batch_size)
+    table = _check_label_map(label_map, num_classes)
+    if size is not None:
+        size = _pair_size(size)
+
+    def element(image_path, label_path):
+        pair = load_pair(image_path, label_path, 256)
+        label = apply_label_map(pair["label"], table, label_path)  # [H, W]
+        image, label = preprocess_seg_eval(pair["image"], label, size)
+        return {"image": image, "label": label, "label_path": label_path}
+
+    dataset = tf.data.Dataset.from_tensor_slices((image_paths, label_paths))
+    dataset = dataset.map(element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.padded_batch(
+        batch_size,
+        padding_values={"image": 0.0, "label": IGNORE, "label_path": ""},
+        drop_remainder=False,
+    )
+    return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())

@@ -1,0 +1,234 @@
+"""What the generic training loop needs to know about SegFormer: data, model, evaluation, export.
+
+Evaluation runs every --eval_freq steps on the validation split (resized to --crop_size) with a
+streaming confusion matrix that sums over replicas; the best checkpoint by validation mIoU is
+kept in <run>/best/ with its metrics in <run>/best.json.
+"""
+
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+import datasets
+from datasets import segmentation as seg_data
+from evaluation.segmentation_metrics import ConfusionMatrix, metrics_from_confusion
+from models import segformer
+from models.segformer_trainer import SegFormerTrainer
+from semantic_labels import load_label_set
+from training import run_dir as run_dir_lib
+from training import seg_export
+
+LABEL_SET_FILE = "label_set.json"
+
+
+def label_set_json(label_set):
+    """A label set in the one JSON format of semantic_labels/ (ids 0..K-1)."""
+    return {
+        "name": label_set.name,
+        "classes": [
+            {"id": i, "name": name, "color": [int(c) for c in color]}
+            for i, (name, color) in enumerate(zip(label_set.names, label_set.colors))
+        ],
+    }
+
+
+def resolve_labels(config):
+    """(label set for names / colours, raw->train-id table, num_classes) of a config."""
+    dataset = config["dataset"]
+    if dataset == "scenes":  # the built-in scenes are stored in the ADE20K layout
+        dataset = "ade20k"
+    label_set = seg_data.dataset_label_set(dataset)
+    if label_set is None:  # folders / json: train ids stored directly
+        label_set = load_label_set(config["semantic_label_path"])
+        num_classes = config["num_classes"] or label_set.num_classes
+        label_map, num_classes = seg_data.dataset_label_map(dataset, num_classes)
+        return label_set, label_map, num_classes
+    label_map, num_classes = seg_data.dataset_label_map(dataset, config["num_classes"])
+    return label_set, label_map, num_classes
+
+
+def resolve_pairs(config, split):
+    if config["dataset"] == "scenes":
+        return datasets.resolve_pairs(
+            "scenes", split, data_root=config["data_root"], scenes_size=config["scenes_size"],
+            num_scenes=config["num_scenes"],
+        )
+    return seg_data.resolve_seg_pairs(
+        config["dataset"], split, data_root=config["data_root"], image_dir=config["image_dir"],
+        label_dir=config["label_dir"], val_image_dir=config["val_image_dir"],
+        val_label_dir=config["val_label_dir"], train_list=config["train_list"],
+        val_list=config["val_list"], split_seed=config["seed"],
+    )
+
+
+def load_class_weights(path, num_classes):
+    if not path:
+        return None
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"--class_weights={path} does not exist")
+    with open(path) as f:
+        weights = json.load(f).get("weights")
+    if not isinstance(weights, list) or len(weights) != num_classes:
+        raise ValueError(
+            f"--class_weights={path} must hold 'weights' with {num_classes} numbers"
+        )
+    return np.asarray(weights, np.float32)
+
+
+def build_segformer_for_dry_run(config):
+    _, _, num_classes = resolve_labels(config)
+    return SegFormerTrainer(config, num_classes, total_steps=1)
+
+
+def build_segmenter_for_inference(config):
+    """(trainer without optimizers, label-set JSON path, raw->id table) for a run config."""
+    label_set, label_map, num_classes = resolve_labels(config)
+    trainer = SegFormerTrainer(config, num_classes, for_training=False)
+    path = os.path.join(config["checkpoint_dir"], LABEL_SET_FILE)
+    return trainer, path if os.path.exists(path) else label_set.name, label_map
+
+
+class SegFormerTask:
+    """SegFormer for training/loop.fit."""
+
+    title = "SegFormer"
+
+    def __init__(self, config):
+        self.config = config
+        self.label_set, self.label_map, self.num_classes = resolve_labels(config)
+        self.train_pairs = resolve_pairs(config, "training")
+        self.val_pairs = resolve_pairs(config, "validation")
+        self.class_weights = load_class_weights(config["class_weights"], self.num_classes)
+        self.model = None
+        self.best = {"mIoU": -1.0, "step": None}
+
+    @property
+    def monitoring_pairs(self):
+        return (self.val_pairs or self.train_pairs)[:4]
+
+    def build(self, steps_per_epoch):
+        cfg = self.config
+        total = cfg["max_steps"] or cfg["total_epochs"] * steps_per_epoch
+        self.model = SegFormerTrainer(
+            cfg, self.num_classes, total_steps=total, class_weights=self.class_weights
+        )
+        if cfg["pretrained"]:
+            segformer.load_keras_hub_weights(self.model.segformer, cfg["pretrained"])
+        self.confusion = ConfusionMatrix(self.num_classes)
+        return self.model
+
+    def dataset_fn(self, input_context, start_step):
+        cfg = self.config
+        return seg_data.make_seg_train_dataset(
+            self.train_pairs,
+            num_classes=self.num_classes,
+            crop_size=cfg["crop_size"],
+            global_batch_size=cfg["batch_size"],
+            seed=cfg["seed"],
+            start_step=start_step,
+            input_context=input_context,
+            label_map=self.label_map,
+            flip_pairs=self.label_set.flip_pairs,
+        )
+
+    def _eval_dataset(self, pairs, batch_size):
+        size = self.config["crop_size"]
+        return seg_data.make_seg_eval_dataset(
+            pairs, num_classes=self.num_classes, label_map=self.label_map, size=size,
+            batch_size=batch_size,
+        )
+
+    def prepare_monitoring(self):
+        run_dir = self.config["checkpoint_dir"]
+        os.makedirs(run_dir, exist_ok=True)
+        run_dir_lib.write_json_atomic(
+            os.path.join(run_dir, LABEL_SET_FILE), label_set_json(self.label_set)
+        )
+        best = os.path.join(run_dir, "best.json")
+        if os.path.exists(best):
+            with open(best) as f:
+                self.best = json.load(f)
+        pairs = self.monitoring_pairs
+        self._sample_batch = next(iter(self._eval_dataset(pairs, len(pairs))))
+        self._predict = tf.function(lambda x: self.model.segformer(x, training=False))
+
+    def _predictions(self, images, size):
+        logits = self._predict(images)
+        logits = segformer.upsample_logits(logits, size)
+        return tf.argmax(logits, axis=-1, output_type=tf.int32)
+
+    def write_samples(self, writer, step):
+        batch = self._sample_batch
+        preds = self._predictions(batch["image"], tf.shape(batch["label"])[1:3]).numpy()
+        mean = np.asarray(seg_data.IMAGENET_MEAN) * 255
+        std = np.asarray(seg_data.IMAGENET_STD) * 255
+        images = np.clip(batch["image"].numpy() * std + mean, 0, 255).astype(np.uint8)
+        rows = []
+        for image, label, pred in zip(images, batch["label"].numpy(), preds):
+            colors = self.label_set.colors
+            gt = np.where(label[..., None] == 255, 0, colors[np.minimum(label, len(colors) - 1)])
+            overlay = (0.5 * image + 0.5 * colors[pred]).astype(np.uint8)
+            rows.append(np.concatenate([image, gt.astype(np.uint8), overlay], axis=1))
+        grid = np.concatenate(rows, axis=0)
+        os.makedirs(self.config["results_dir"], exist_ok=True)
+        Image.fromarray(grid).save(
+            os.path.join(self.config["results_dir"], f"step_{step:08d}.png")
+        )
+        if writer is not None:
+            with writer.as_default(step=step):
+                tf.summary.image("samples/image_truth_prediction", grid[None], max_outputs=1)
+
+    def evaluate(self, strategy, writer, step):
+        """mIoU, pixel accuracy and per-class IoU on the validation split (all replicas)."""
+        if not self.val_pairs:
+            return None
+        model, confusion = self.model, self.confusion
+        confusion.reset()
+        dataset = strategy.experimental_distribute_dataset(
+            self._eval_dataset(self.val_pairs, self.config["batch_size"])
+        )
+
+        @tf.function
+        def eval_step(batch):
+            def replica_fn(batch):
+                logits = model.segformer(batch["image"], training=False)
+                logits = segformer.upsample_logits(logits, tf.shape(batch["label"])[1:3])
+                confusion.update(batch["label"], tf.argmax(logits, -1, output_type=tf.int32))
+
+            strategy.run(replica_fn, args=({"image": batch["image"],
+                                            "label": batch["label"]},))
+
+        for batch in dataset:
+            eval_step(batch)
+        metrics = metrics_from_confusion(confusion.result())
+        if writer is not None:
+            with writer.as_default(step=step):
+                tf.summary.scalar("val/mIoU", metrics["miou"])
+                tf.summary.scalar("val/pixel_accuracy", metrics["pixel_accuracy"])
+                for name, iou in zip(self.label_set.names, metrics["iou"]):
+                    if np.isfinite(iou):
+                        tf.summary.scalar(f"val_IoU/{name}", iou)
+        if metrics["miou"] > self.best["mIoU"]:
+            self._save_best(step, metrics)
+        return metrics
+
+    def _save_best(self, step, metrics):
+        run_dir = self.config["checkpoint_dir"]
+        checkpoint = tf.train.Checkpoint(**self.model.checkpoint_objects())
+        manager = tf.train.CheckpointManager(checkpoint, os.path.join(run_dir, "best"), 1)
+        manager.save(checkpoint_number=step)
+        self.best = {"mIoU": float(metrics["miou"]), "step": int(step),
+                     "pixel_accuracy": float(metrics["pixel_accuracy"])}
+        run_dir_lib.write_json_atomic(os.path.join(run_dir, "best.json"), self.best)
+
+    def export(self, path):
+        exported = seg_export.export_segformer(
+            self.model.segformer, path, LABEL_SET_FILE, label_map=self.label_map
+        )
+        run_dir_lib.write_json_atomic(
+            os.path.join(exported, LABEL_SET_FILE), label_set_json(self.label_set)
+        )
+        return exported
