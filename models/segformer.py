@@ -462,7 +462,7 @@ class MiTEncoder(keras.layers.Layer):
 
     Example:
     >>> encoder = MiTEncoder("tiny")
-    >>> [f.shape for f in encoder(ops.zeros((1, 64, 96, 3)))]
+    >>> [tuple(f.shape) for f in encoder(ops.zeros((1, 64, 96, 3)))]
     [(1, 16, 24, 8), (1, 8, 12, 16), (1, 4, 6, 32), (1, 2, 3, 64)]
     """
 
@@ -693,7 +693,7 @@ class SegFormer(keras.Model):
 
     Example:
     >>> model = SegFormer("tiny", num_classes=5)
-    >>> model(preprocess(ops.zeros((2, 64, 96, 3), "uint8"))).shape
+    >>> tuple(model(preprocess(ops.zeros((2, 64, 96, 3), "uint8"))).shape)
     (2, 16, 24, 5)
     """
 
