@@ -404,3 +404,44 @@ def _define_source_flags():
     flags.DEFINE_string(
         "saved_model", None, "An exported SavedModel directory (instead of --checkpoint_dir)."
     )
+
+
+def define_segment_flags(flag_values=FLAGS):
+    """Defines the flags of segment.py in `flag_values` (absl's global FLAGS by default)."""
+    d = _Definer(flag_values)
+    d.DEFINE_string(
+        "input", None, "An image file, a folder (its images, not recursive) or a glob pattern "
+        "(quoted; ** recurses)."
+    )
+    d.DEFINE_string("output_dir", "outputs/segmented", "Where the PNGs (and metrics) go.")
+    d.DEFINE_string(
+        "checkpoint_dir", None, "Run directory of train.py (restores its latest checkpoint)."
+    )
+    d.DEFINE_string(
+        "saved_model", None, "An exported SavedModel directory (instead of --checkpoint_dir)."
+    )
+    d.DEFINE_enum(
+        "mode", "slide", ["slide", "whole"],
+        "slide: overlapping --tile_size tiles, probabilities averaged; whole: the full image "
+        "padded to a multiple of 32 in one pass.",
+    )
+    d.DEFINE_integer(
+        "tile_size", 512, "Side of the square tiles of --mode=slide (px, a multiple of 32)."
+    )
+    d.DEFINE_float(
+        "overlap", 0.25, "Fraction of a tile shared with its neighbour, in [0, 1) (slide)."
+    )
+    d.DEFINE_integer("batch_size", 4, "Tiles per forward pass.")
+    d.DEFINE_string(
+        "gt_dir", None, "Ground-truth label maps (8-bit PNG class ids, 255 = ignore), matched "
+        "by stem: <stem>.png or <stem>_seg.png. Enables the metrics."
+    )
+    d.DEFINE_string(
+        "semantic_label_path", None, "Label set for colours and class names: a built-in name "
+        "or a JSON file (default: the model's)."
+    )
+    d.DEFINE_bool(
+        "ignore_dontcare", True, "With --gt_dir: ignore ground-truth pixels of the label set's "
+        "dontcare class (ADE20K 'other') and leave that class out of the means."
+    )
+    d.DEFINE_bool("overwrite", False, "Overwrite existing output files.")

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The two set-up-free commands of semsynth (see README.md):
 #   bash run.sh demo    creates .venv, generates the built-in scenes, trains the tiny SPADE preset
-#                       (bounded time), exports a SavedModel and synthesizes a held-out label map
+#                       (bounded time), exports a SavedModel, synthesizes a held-out label map,
+#                       then trains the tiny SegFormer on the scenes and prints its val mIoU
 #   bash run.sh test    creates .venv and runs the whole test suite (slow tests included);
 #                       extra arguments go to pytest, e.g. bash run.sh test -m "not slow"
 # Environment: SEMSYNTH_VENV (default .venv), PYTHON (default python3),
-#              DEMO_MINUTES (default 8), DEMO_DIR (default runs/demo).
+#              DEMO_MINUTES (default 8), DEMO_DIR (default runs/demo),
+#              DEMO_SEG_MINUTES (default 3), DEMO_SEG_DIR (default runs/demo_segformer).
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV="${SEMSYNTH_VENV:-.venv}"
@@ -44,12 +46,22 @@ case "$cmd" in
     label="$(ls data/scenes_256/ADEChallengeData2016/annotations/validation/*.png | head -n 1)"
     "$VENV/bin/python" test_one.py --saved_model="$demo_dir/export" \
       --label_filename="$label" --results_dir="$demo_dir/test_one" --overwrite
+    # 4: train the tiny SegFormer on the same scenes (as segmentation data) and report its
+    # validation mIoU.
+    seg_dir="${DEMO_SEG_DIR:-runs/demo_segformer}"
+    "$VENV/bin/python" train.py --model=segformer --preset=tiny --dataset=scenes \
+      --checkpoint_dir="$seg_dir" --max_minutes="${DEMO_SEG_MINUTES:-3}" --eval_freq=100 \
+      --save_img_freq=100
+    "$VENV/bin/python" -c "import json; b = json.load(open('$seg_dir/best.json')); \
+print(f'[semsynth] tiny SegFormer: best validation mIoU {b[\"mIoU\"]:.3f}, pixel accuracy \
+{b[\"pixel_accuracy\"]:.3f} (step {b[\"step\"]})')"
     echo
     echo "[semsynth] demo done."
     echo "  sample grids (label | real | synthesized): $demo_dir/samples/"
     echo "  TensorBoard logs:   $VENV/bin/tensorboard --logdir $demo_dir/logs"
     echo "  SavedModel:         $demo_dir/export"
     echo "  held-out synthesis: $demo_dir/test_one/ (from $label)"
+    echo "  segmenter run:      $seg_dir (samples/, logs/, export/; try segment.py on it)"
     ;;
   test)
     ensure_venv

@@ -38,47 +38,6 @@ _OUTPUT_SUFFIXES = ("", "_color", "_overlay")
 _SIZE_DIVISOR = 32  # total stride of the MiT encoder
 
 
-def define_segment_flags(flag_values=FLAGS):
-    """Defines the flags of segment.py in `flag_values` (absl's global FLAGS by default)."""
-    d = cli._Definer(flag_values)
-    d.DEFINE_string(
-        "input", None, "An image file, a folder (its images, not recursive) or a glob pattern "
-        "(quoted; ** recurses)."
-    )
-    d.DEFINE_string("output_dir", "outputs/segmented", "Where the PNGs (and metrics) go.")
-    d.DEFINE_string(
-        "checkpoint_dir", None, "Run directory of train.py (restores its latest checkpoint)."
-    )
-    d.DEFINE_string(
-        "saved_model", None, "An exported SavedModel directory (instead of --checkpoint_dir)."
-    )
-    d.DEFINE_enum(
-        "mode", "slide", ["slide", "whole"],
-        "slide: overlapping --tile_size tiles, probabilities averaged; whole: the full image "
-        "padded to a multiple of 32 in one pass.",
-    )
-    d.DEFINE_integer(
-        "tile_size", 512, "Side of the square tiles of --mode=slide (px, a multiple of 32)."
-    )
-    d.DEFINE_float(
-        "overlap", 0.25, "Fraction of a tile shared with its neighbour, in [0, 1) (slide)."
-    )
-    d.DEFINE_integer("batch_size", 4, "Tiles per forward pass.")
-    d.DEFINE_string(
-        "gt_dir", None, "Ground-truth label maps (8-bit PNG class ids, 255 = ignore), matched "
-        "by stem: <stem>.png or <stem>_seg.png. Enables the metrics."
-    )
-    d.DEFINE_string(
-        "semantic_label_path", None, "Label set for colours and class names: a built-in name "
-        "or a JSON file (default: the model's)."
-    )
-    d.DEFINE_bool(
-        "ignore_dontcare", True, "With --gt_dir: ignore ground-truth pixels of the label set's "
-        "dontcare class (ADE20K 'other') and leave that class out of the means."
-    )
-    d.DEFINE_bool("overwrite", False, "Overwrite existing output files.")
-
-
 def main(argv):
     with cli.user_errors(os.path.basename(__file__)):
         if len(argv) > 1:
@@ -92,7 +51,7 @@ def run(args):
     Errors are raised (not turned into an exit status), e.g. run(["--input=a.png", ...]).
     """
     flag_values = absl_flags.FlagValues()
-    define_segment_flags(flag_values)
+    cli.define_segment_flags(flag_values)
     flag_values(["segment.py", *args])
     return segment_from_flags(flag_values)
 
@@ -356,5 +315,5 @@ def segment_from_flags(flag_values):
 
 
 if __name__ == "__main__":
-    define_segment_flags()
+    cli.define_segment_flags()
     app.run(main)
