@@ -151,6 +151,30 @@ def _options() -> tf.data.Options:
     return options
 
 
+def pipeline_slice(global_batch_size: int, input_context) -> tuple[int, int, int]:
+    """(pipeline id, elements per step of this pipeline, per-replica batch).
+
+    Input pipeline p of P (tf.distribute.InputContext) reads the slice [p*B/P, (p+1)*B/P) of
+    each global batch of B elements, so the pipelines together read what one pipeline would.
+    """
+    if input_context is None:
+        return 0, global_batch_size, global_batch_size
+    num_pipelines = input_context.num_input_pipelines
+    replica_batch = input_context.get_per_replica_batch_size(global_batch_size)
+    if global_batch_size % num_pipelines:
+        raise ValueError(
+            f"global_batch_size={global_batch_size} is not divisible by the "
+            f"{num_pipelines} input pipelines"
+        )
+    pipeline_batch = global_batch_size // num_pipelines
+    if pipeline_batch % replica_batch:
+        raise ValueError(
+            f"each input pipeline reads {pipeline_batch} elements per step, not a multiple of "
+            f"the per-replica batch {replica_batch}"
+        )
+    return input_context.input_pipeline_id, pipeline_batch, replica_batch
+
+
 def make_train_dataset(
     pairs,
     *,
@@ -193,23 +217,7 @@ def make_train_dataset(
     if start_step < 0:
         raise ValueError(f"start_step must be a non-negative integer, got {start_step!r}")
     start_step = int(start_step)
-    if input_context is None:
-        num_pipelines, pipeline_id, replica_batch = 1, 0, global_batch_size
-    else:
-        num_pipelines = input_context.num_input_pipelines
-        pipeline_id = input_context.input_pipeline_id
-        replica_batch = input_context.get_per_replica_batch_size(global_batch_size)
-    if global_batch_size % num_pipelines:
-        raise ValueError(
-            f"global_batch_size={global_batch_size} is not divisible by the "
-            f"{num_pipelines} input pipelines"
-        )
-    pipeline_batch = global_batch_size // num_pipelines
-    if pipeline_batch % replica_batch:
-        raise ValueError(
-            f"each input pipeline reads {pipeline_batch} elements per step, not a multiple of "
-            f"the per-replica batch {replica_batch}"
-        )
+    pipeline_id, pipeline_batch, replica_batch = pipeline_slice(global_batch_size, input_context)
     num_files = len(image_paths)
     image_paths = tf.constant(image_paths)
     label_paths = tf.constant(label_paths)

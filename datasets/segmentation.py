@@ -50,7 +50,7 @@ from .pairs import (
     ade20k_pairs,
     folder_pairs,
 )
-from .pipeline import _check_pairs, _check_positive, _options, load_pair
+from .pipeline import _check_pairs, _check_positive, _options, load_pair, pipeline_slice
 
 IGNORE = 255  # label value of pixels no loss or metric counts
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -652,29 +652,6 @@ def _check_flip_pairs(flip_pairs, num_classes: int) -> tuple[tuple[int, int], ..
     return pairs
 
 
-def _pipeline_slice(global_batch_size: int, input_context) -> tuple[int, int, int]:
-    """(pipeline id, elements per step of this pipeline, per-replica batch).
-
-    The arithmetic of datasets/pipeline.make_train_dataset, which keeps it inline.
-    """
-    if input_context is None:
-        return 0, global_batch_size, global_batch_size
-    num_pipelines = input_context.num_input_pipelines
-    replica_batch = input_context.get_per_replica_batch_size(global_batch_size)
-    if global_batch_size % num_pipelines:
-        raise ValueError(
-            f"global_batch_size={global_batch_size} is not divisible by the "
-            f"{num_pipelines} input pipelines"
-        )
-    pipeline_batch = global_batch_size // num_pipelines
-    if pipeline_batch % replica_batch:
-        raise ValueError(
-            f"each input pipeline reads {pipeline_batch} elements per step, not a multiple of "
-            f"the per-replica batch {replica_batch}"
-        )
-    return input_context.input_pipeline_id, pipeline_batch, replica_batch
-
-
 def make_seg_train_dataset(
     pairs,
     *,
@@ -734,7 +711,7 @@ def make_seg_train_dataset(
     ):
         raise ValueError(f"start_step must be a non-negative integer, got {start_step!r}")
     start_step = int(start_step)
-    pipeline_id, pipeline_batch, replica_batch = _pipeline_slice(global_batch_size,
+    pipeline_id, pipeline_batch, replica_batch = pipeline_slice(global_batch_size,
                                                                  input_context)
     num_files = len(image_paths)
     image_paths = tf.constant(image_paths)
