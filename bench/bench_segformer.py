@@ -1,0 +1,729 @@
+"""SegFormer-B0 benchmark: ours against keras-hub's, side by side in the same run.
+
+Run from the repository root (the full default run takes ~10-15 minutes on 2 CPU cores):
+
+    python -m bench.bench_segformer [--steps N] [--warmup N] [--batch B] [--json PATH]
+
+What is measured, at 512 x 512 with 150 classes (ADE20K), float32:
+
+- training images/s: one AdamW step (forward, sparse cross-entropy with ignore 255 on logits at
+  the label size, backward, update) under tf.function, batch 2 by default. Two versions of ours:
+  "plain", the very same step function as keras-hub's (one AdamW, constant lr 6e-5, weight decay
+  0.01 except on norms; only the model call differs), and "trainer", `SegFormerTrainer.train_step`
+  (what train.py runs: two AdamW optimizers, encoder and decode head, poly/warm-up schedule).
+- inference latency: tf.function forward at training=False, batch 1, up to full-resolution
+  logits: keras-hub's segmenter ends in a Resizing layer to the input size, so ours is timed with
+  `upsample_logits` to the same [1, 512, 512, 150] (and, for information, alone at 1/4).
+- sliding window: `evaluation.sliding_window.predict_probs` over a 1024 x 2048 (H x W) image,
+  tiles 512, overlap 0.25 (15 tiles), 4 tiles per call, probabilities averaged on the image.
+
+keras-hub's SegFormer-B0 is built with random weights (MiTBackbone B0 config, image_shape
+(512, 512, 3), SegFormerBackbone(projection_filters=256), SegFormerImageSegmenter(150 classes)):
+the same 3,752,694 trainable parameters as ours; weights do not change the compute.
+
+Each case runs in its own subprocess, so that its peak resident memory (VmHWM of
+/proc/self/status) is its own and one case's graphs and caches cannot slow the next. Every
+worker imports keras_hub (~150 MB of Python modules), ours included, so that peak memory
+compares the models and steps, not the imports. Times are medians; ratios are ours / theirs from
+the same run (for latencies: theirs / ours, so that above 1.0 means ours is faster). Timings are
+only meaningful on an otherwise idle machine: the load average at start and end is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+NUM_CLASSES = 150  # ADE20K
+IGNORE_INDEX = 255
+IGNORED_FRACTION = 0.05  # share of label pixels set to IGNORE_INDEX in the synthetic batch
+LR, WEIGHT_DECAY = 6e-5, 0.01  # SegFormer's AdamW recipe
+# keras-hub's MiT-B0 configuration (identical to ours, models.segformer.MIT_VARIANTS["b0"]).
+MIT_B0 = {
+    "layerwise_depths": [2, 2, 2, 2],
+    "num_layers": 4,
+    "layerwise_num_heads": [1, 2, 5, 8],
+    "layerwise_sr_ratios": [8, 4, 2, 1],
+    "max_drop_path_rate": 0.1,
+    "layerwise_patch_sizes": [7, 3, 3, 3],
+    "layerwise_strides": [4, 2, 2, 2],
+    "hidden_dims": [32, 64, 160, 256],
+}
+# Sliding window: the image is SLIDE_TILES_HIGH x SLIDE_TILES_WIDE tile sizes (1024 x 2048 at
+# 512), tiles overlapping by SLIDE_OVERLAP, SLIDE_BATCH tiles per call.
+SLIDE_TILES_HIGH, SLIDE_TILES_WIDE = 2, 4
+SLIDE_OVERLAP, SLIDE_BATCH = 0.25, 4
+
+# Targets of the issue: ours / theirs ratios.
+TARGET_SPEED_RATIO = 1.0  # ours at least as fast (training images/s, inference speed)
+TARGET_MEMORY_RATIO = 1.0  # ours' peak RSS at most theirs
+
+GIB = 2.0**30
+
+
+# ------------------------------------------------------------------------------------------
+# Helpers shared by the parent and the workers (no TensorFlow import here).
+# ------------------------------------------------------------------------------------------
+
+
+def _proc_status_kib(field):
+    """A memory field of /proc/self/status ("VmHWM", "VmRSS") in KiB, or None off Linux."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as file:
+            for line in file:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _gib(kib):
+    return None if kib is None else kib * 1024 / GIB
+
+
+def _loadavg():
+    try:
+        with open("/proc/loadavg", encoding="ascii") as file:
+            return [float(v) for v in file.read().split()[:3]]
+    except OSError:
+        return None
+
+
+def _version(package):
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def machine_info():
+    """CPU model, cores, library versions, date and load average (no TF import)."""
+    model = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as file:
+            for line in file:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    model = value.strip()
+                    break
+    except OSError:
+        pass
+    try:
+        usable_cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable_cores = os.cpu_count()
+    return {
+        "cpu_model": model,
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": usable_cores,
+        "tensorflow": _version("tensorflow"),
+        "keras": _version("keras"),
+        "keras_hub": _version("keras-hub"),
+        "python": platform.python_version(),
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "loadavg_start": _loadavg(),
+    }
+
+
+def other_benchmarks():
+    """Command lines of other running `bench.*` / `bench_*` processes (they skew timings)."""
+    found = []
+    own = {os.getpid(), os.getppid()}
+    for pid in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not pid.isdigit() or int(pid) in own:
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as file:
+                args = file.read().split(b"\0")
+        except OSError:
+            continue
+        text = " ".join(a.decode(errors="replace") for a in args if a)
+        if "bench_" in text and "bench_segformer" not in text and "python" in text:
+            found.append(f"{pid}: {text[:120]}")
+    return found
+
+
+# ------------------------------------------------------------------------------------------
+# Workers: one measurement each, in a subprocess of the parent run.
+# ------------------------------------------------------------------------------------------
+
+
+def _progress(message):
+    # Indented lines are echoed live by the parent.
+    print(f"  {message}", file=sys.stderr, flush=True)
+
+
+def _import_tf():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import keras_hub  # noqa: F401  imported by every worker, so peak memory compares like with like
+    import tensorflow as tf
+
+    return tf, keras
+
+
+def _synthetic_batch(batch, size, seed=0):
+    """Normalised random images [B, S, S, 3] float32 and labels [B, S, S] int32 (5% ignored)."""
+    import numpy as np
+
+    from models import segformer
+
+    rng = np.random.default_rng(seed)
+    raw = rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)  # [B, S, S, 3]
+    images = np.asarray(segformer.preprocess(raw))  # [B, S, S, 3] float32
+    labels = rng.integers(0, NUM_CLASSES, (batch, size, size)).astype(np.int32)  # [B, S, S]
+    labels[rng.random(labels.shape) < IGNORED_FRACTION] = IGNORE_INDEX
+    return images, labels
+
+
+def build_ours():
+    from models import segformer
+
+    return segformer.SegFormer("b0", num_classes=NUM_CLASSES)
+
+
+def build_theirs(size):
+    """keras-hub 0.32 SegFormer-B0, random weights, fixed square input `size`."""
+    import keras_hub
+
+    encoder = keras_hub.models.MiTBackbone(**MIT_B0, image_shape=(size, size, 3))
+    backbone = keras_hub.models.SegFormerBackbone(image_encoder=encoder, projection_filters=256)
+    return keras_hub.models.SegFormerImageSegmenter(backbone=backbone, num_classes=NUM_CLASSES)
+
+
+def _trainable_count(variables):
+    return int(sum(math.prod(v.shape) for v in variables))
+
+
+def _timed(fn, warmup, runs, label):
+    """Calls fn() warmup + runs times; returns (first call s, timed seconds list)."""
+    first_s, times = None, []
+    for i in range(warmup + runs):
+        start = time.perf_counter()
+        fn()
+        elapsed = time.perf_counter() - start
+        if i == 0:
+            first_s = elapsed
+        if i >= warmup:
+            times.append(elapsed)
+        _progress(f"{label} call {i + 1}/{warmup + runs}: {elapsed:.3f} s"
+                  + ("" if i >= warmup else " (warm-up)"))
+    return first_s, times
+
+
+def _plain_adamw():
+    import keras
+
+    optimizer = keras.optimizers.AdamW(learning_rate=LR, weight_decay=WEIGHT_DECAY)
+    optimizer.exclude_from_weight_decay(var_names=["gamma", "beta"])
+    return optimizer
+
+
+def worker_train(args):
+    """Training steps of one implementation ("ours", "ours_trainer", "theirs")."""
+    tf, _ = _import_tf()
+    from losses import segmentation as seg_losses
+
+    size, batch = args.size, args.batch
+    images, labels = _synthetic_batch(batch, size)
+    images, labels = tf.constant(images), tf.constant(labels)
+
+    if args.impl == "ours_trainer":
+        import flags as semsynth_flags
+        from models.segformer_trainer import SegFormerTrainer
+
+        config = semsynth_flags.config_from_args([
+            "--model=segformer", "--preset=segformer_b0", "--dataset=ade20k",
+            f"--batch_size={batch}", f"--crop_size={size}",
+        ])
+        trainer = SegFormerTrainer(config, NUM_CLASSES, total_steps=config["max_steps"])
+        variables = trainer.segformer.trainable_variables
+        step_fn = tf.function(trainer.train_step)
+        batch_dict = {"image": images, "label": labels}
+
+        def step():
+            return float(step_fn(batch_dict)["loss"])
+
+        step_kind = "SegFormerTrainer.train_step (2 AdamW, poly/warm-up lr)"
+    else:
+        if args.impl == "ours":
+            model = build_ours()
+            model(images[:1], training=False)  # creates the weights
+        else:
+            model = build_theirs(size)
+        variables = model.trainable_variables
+        optimizer = _plain_adamw()
+        optimizer.build(variables)
+
+        # The same function for both models: only the model differs. Our logits are at 1/4 and
+        # upsampled to the label size inside cross_entropy; keras-hub's are already at 512
+        # (its Resizing layer), where that upsampling is a no-op.
+        @tf.function
+        def train_step(images, labels):
+            with tf.GradientTape() as tape:
+                logits = model(images, training=True)  # [B, h, w, K] float32
+                loss = seg_losses.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
+            grads = tape.gradient(loss, variables)
+            optimizer.apply_gradients(zip(grads, variables))
+            return loss
+
+        def step():
+            return float(train_step(images, labels))
+
+        step_kind = "plain AdamW step (the same function for both models)"
+
+    rss_built = _proc_status_kib("VmRSS")
+    losses = []
+    first_s, times = _timed(lambda: losses.append(step()), args.warmup, args.steps,
+                            f"train {args.impl}")
+    peak = _proc_status_kib("VmHWM")
+    median = statistics.median(times)
+    return {
+        "impl": args.impl,
+        "step_kind": step_kind,
+        "batch": batch,
+        "size": size,
+        "trainable_params": _trainable_count(variables),
+        "first_call_s": first_s,
+        "step_s": times,
+        "median_step_s": median,
+        "images_per_s": batch / median,
+        "losses": losses,
+        "losses_finite": all(math.isfinite(v) for v in losses),
+        "rss_after_build_kib": rss_built,
+        "peak_rss_kib": peak,
+    }
+
+
+def worker_infer(args):
+    """Forward latency at training=False, batch 1, of one implementation ("ours", "theirs")."""
+    tf, _ = _import_tf()
+    from models import segformer
+
+    size = args.size
+    images, _ = _synthetic_batch(1, size)
+    images = tf.constant(images)
+    if args.impl == "ours":
+        model = build_ours()
+        forward = tf.function(
+            lambda x: model(x, training=False), autograph=False
+        )  # [1, S/4, S/4, K]
+        # The same output as keras-hub's segmenter: logits at the input size.
+        full = tf.function(
+            lambda x: segformer.upsample_logits(model(x, training=False), (size, size)),
+            autograph=False,
+        )  # [1, S, S, K]
+        functions = {"full_resolution": full, "quarter_resolution": forward}
+    else:
+        model = build_theirs(size)
+        functions = {
+            "full_resolution": tf.function(lambda x: model(x, training=False), autograph=False)
+        }
+    rss_built = None
+    result = {"impl": args.impl, "size": size, "cases": {}}
+    for name, function in functions.items():
+        shape = None
+
+        def call():
+            nonlocal shape
+            out = function(images)
+            shape = tuple(out.shape)
+            # One element to host: a CPU tf.function has finished when it returns.
+            float(out[0, 0, 0, 0])
+
+        if rss_built is None:
+            rss_built = _proc_status_kib("VmRSS")
+        first_s, times = _timed(call, args.infer_warmup, args.infer_runs,
+                                f"infer {args.impl} {name}")
+        result["cases"][name] = {
+            "output_shape": list(shape),
+            "first_call_s": first_s,
+            "latency_s": times,
+            "median_latency_s": statistics.median(times),
+            # The full-resolution function runs first: its peak is that of the process so far.
+            "peak_rss_kib": _proc_status_kib("VmHWM"),
+        }
+    result["trainable_params"] = _trainable_count(model.trainable_variables)
+    result["rss_after_build_kib"] = rss_built
+    result["peak_rss_kib"] = result["cases"]["full_resolution"]["peak_rss_kib"]
+    return result
+
+
+def worker_slide(args):
+    """Sliding-window probabilities of a (2 x 4 tiles) image with one implementation."""
+    tf, _ = _import_tf()
+    import numpy as np
+
+    from evaluation.sliding_window import predict_probs, tile_origins
+    from models import segformer
+
+    tile = args.size
+    height, width = SLIDE_TILES_HIGH * tile, SLIDE_TILES_WIDE * tile
+    rng = np.random.default_rng(1)
+    raw = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)  # [H, W, 3]
+    image = np.asarray(segformer.preprocess(raw))  # [H, W, 3] float32
+    model = build_ours() if args.impl == "ours" else build_theirs(tile)
+    # A batch dimension of None: the last call of an image holds fewer tiles, no retrace.
+    predict_fn = tf.function(
+        lambda x: model(x, training=False),
+        input_signature=[tf.TensorSpec([None, tile, tile, 3], tf.float32)],
+        autograph=False,
+    )
+    stride = max(1, int(round(tile * (1.0 - SLIDE_OVERLAP))))
+    num_tiles = len(tile_origins(height, tile, stride)) * len(tile_origins(width, tile, stride))
+    rss_built = _proc_status_kib("VmRSS")
+    shape = None
+
+    def call():
+        nonlocal shape
+        probs = predict_probs(predict_fn, image, NUM_CLASSES, mode="slide", tile=(tile, tile),
+                              overlap=SLIDE_OVERLAP, batch_size=SLIDE_BATCH)
+        shape = probs.shape
+
+    first_s, times = _timed(call, args.slide_warmup, args.slide_runs, f"slide {args.impl}")
+    median = statistics.median(times)
+    return {
+        "impl": args.impl,
+        "image_hw": [height, width],
+        "tile": tile,
+        "overlap": SLIDE_OVERLAP,
+        "tiles_per_image": num_tiles,
+        "tiles_per_call": SLIDE_BATCH,
+        "output_shape": list(shape),
+        "first_call_s": first_s,
+        "image_s": times,
+        "median_image_s": median,
+        "images_per_s": 1.0 / median,
+        "tiles_per_s": num_tiles / median,
+        "trainable_params": _trainable_count(model.trainable_variables),
+        "rss_after_build_kib": rss_built,
+        "peak_rss_kib": _proc_status_kib("VmHWM"),
+    }
+
+
+WORKERS = {"train": worker_train, "infer": worker_infer, "slide": worker_slide}
+
+
+# ------------------------------------------------------------------------------------------
+# Parent: runs the workers, prints the report.
+# ------------------------------------------------------------------------------------------
+
+
+def _log(message):
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _run_worker(kind, worker_args, work_dir, timeout_s):
+    """Runs `python -m bench.bench_segformer --worker=kind ...`; returns its result or error."""
+    result_path = os.path.join(work_dir, f"result_{kind}_{time.monotonic_ns()}.json")
+    command = [
+        sys.executable, "-m", "bench.bench_segformer", f"--worker={kind}",
+        f"--result={result_path}", *worker_args,
+    ]
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env["PYTHONPATH"] = REPO_ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True, errors="replace",
+    )
+    # A hung worker is killed at the limit even while it prints nothing.
+    timer = threading.Timer(timeout_s, process.kill)
+    timer.start()
+    tail = []
+    try:
+        for line in process.stderr:
+            tail = (tail + [line.rstrip()])[-30:]
+            if line.startswith("  "):  # the workers' own progress lines
+                print(line.rstrip(), file=sys.stderr, flush=True)
+        returncode = process.wait()
+    finally:
+        timer.cancel()
+    wall_s = time.perf_counter() - start
+    if returncode != 0 or not os.path.isfile(result_path):
+        reason = f"worker {kind} {' '.join(worker_args)} exited with {returncode} after " \
+                 f"{wall_s:.0f} s"
+        return {"error": reason, "stderr_tail": tail, "wall_s": wall_s}
+    with open(result_path, encoding="utf-8") as file:
+        result = json.load(file)
+    result["wall_s"] = wall_s
+    return result
+
+
+def _fmt(value, spec=".3g", missing="-"):
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return missing
+    return format(value, spec)
+
+
+def _ok(result):
+    return None if result is None or "error" in result else result
+
+
+def _ratio(numerator, denominator):
+    if numerator is None or denominator in (None, 0):
+        return None
+    return numerator / denominator
+
+
+def _get(result, *keys):
+    """Nested lookup that gives None on a failed case or a missing key."""
+    value = _ok(result)
+    for key in keys:
+        if value is None:
+            return None
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def compare(cases):
+    """Ratios ours / theirs (speed: > 1 means ours is faster; memory: < 1 means ours is smaller)
+    and the PASS / FAIL lines of the targets."""
+    ours_plain, ours_trainer, theirs = (cases.get(k) for k in
+                                        ("train_ours", "train_ours_trainer", "train_theirs"))
+    infer_ours, infer_theirs = cases.get("infer_ours"), cases.get("infer_theirs")
+    slide_ours, slide_theirs = cases.get("slide_ours"), cases.get("slide_theirs")
+    their_latency = _get(infer_theirs, "cases", "full_resolution", "median_latency_s")
+
+    rows = []  # (quantity, ours, theirs, ratio, target or None)
+
+    def add(name, ours, theirs_value, ratio, target, unit_spec=".3g"):
+        rows.append({"quantity": name, "ours": ours, "theirs": theirs_value, "ratio": ratio,
+                     "target": target, "spec": unit_spec})
+
+    for label, ours in (("plain step", ours_plain), ("SegFormerTrainer.train_step", ours_trainer)):
+        ours_ips = _get(ours, "images_per_s")
+        theirs_ips = _get(theirs, "images_per_s")
+        add(f"train images/s ({label})", ours_ips, theirs_ips, _ratio(ours_ips, theirs_ips),
+            (">=", TARGET_SPEED_RATIO))
+    for label, key in (("full-res logits, as theirs", "full_resolution"),
+                       ("1/4-res logits, ours only", "quarter_resolution")):
+        ours_latency = _get(infer_ours, "cases", key, "median_latency_s")
+        target = (">=", TARGET_SPEED_RATIO) if key == "full_resolution" else None
+        add(f"inference ms, batch 1 ({label}); ratio = speed",
+            None if ours_latency is None else 1e3 * ours_latency,
+            None if their_latency is None else 1e3 * their_latency,
+            _ratio(their_latency, ours_latency), target)
+    slide_ours_ips, slide_theirs_ips = (_get(r, "images_per_s") for r in (slide_ours, slide_theirs))
+    add("sliding window images/s (tiles/s = x15)", slide_ours_ips, slide_theirs_ips,
+        _ratio(slide_ours_ips, slide_theirs_ips), None)
+    for label, ours_case, theirs_case in (
+        ("train, plain step", ours_plain, theirs),
+        ("train, SegFormerTrainer", ours_trainer, theirs),
+        ("inference", infer_ours, infer_theirs),
+        ("sliding window", slide_ours, slide_theirs),
+    ):
+        ours_gib, theirs_gib = (_gib(_get(c, "peak_rss_kib")) for c in (ours_case, theirs_case))
+        target = None if label == "sliding window" else ("<=", TARGET_MEMORY_RATIO)
+        add(f"peak RSS GiB ({label})", ours_gib, theirs_gib, _ratio(ours_gib, theirs_gib),
+            target)
+    for row in rows:
+        if row["target"] is None:
+            row["verdict"] = ""
+        elif row["ratio"] is None:
+            row["verdict"] = "SKIP"
+        else:
+            op, bound = row["target"]
+            ok = row["ratio"] >= bound if op == ">=" else row["ratio"] <= bound
+            row["verdict"] = "PASS" if ok else "FAIL"
+    return rows
+
+
+def format_report(report):
+    machine, cases, rows = report["machine"], report["cases"], report["comparison"]
+    lines = [
+        "## SegFormer-B0: ours vs keras-hub (same run)",
+        "",
+        f"Machine: {machine['cpu_model']}, {machine['usable_cpus']} usable cores "
+        f"({machine['logical_cpus']} logical); TF {machine['tensorflow']}, Keras "
+        f"{machine['keras']}, keras-hub {machine['keras_hub']}, Python {machine['python']}; "
+        f"{machine['date']}; load average start {machine['loadavg_start']}, end "
+        f"{machine.get('loadavg_end')}.",
+        f"Settings: {report['size']}x{report['size']}, {NUM_CLASSES} classes, float32; "
+        f"train batch {report['batch']}, {report['warmup']} warm-up + {report['steps']} timed "
+        f"steps; inference batch 1, {report['infer_warmup']} + {report['infer_runs']} calls; "
+        f"sliding window {SLIDE_TILES_HIGH * report['size']}x{SLIDE_TILES_WIDE * report['size']}"
+        f" (HxW), tile {report['size']}, overlap {SLIDE_OVERLAP}, {SLIDE_BATCH} tiles/call, "
+        f"{report['slide_warmup']} + {report['slide_runs']} images. Medians.",
+    ]
+    if report.get("other_benchmarks"):
+        lines.append("WARNING: other benchmarks were running, timings are unreliable: "
+                     + "; ".join(report["other_benchmarks"]))
+    lines += [
+        "",
+        "| quantity | ours | keras-hub | ratio ours/theirs | target | |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        target = "" if row["target"] is None else f"{row['target'][0]} {row['target'][1]:g}"
+        lines.append(
+            f"| {row['quantity']} | {_fmt(row['ours'])} | {_fmt(row['theirs'])} | "
+            f"{_fmt(row['ratio'], '.3f')} | {target} | {row['verdict']} |"
+        )
+    verdicts = [row["verdict"] for row in rows if row["verdict"]]
+    overall = "PASS" if verdicts and all(v == "PASS" for v in verdicts) else "FAIL"
+    lines += ["", f"Overall: {overall} ({verdicts.count('PASS')}/{len(verdicts)} targets met)"]
+
+    lines += [
+        "",
+        "| case | median s | min s | max s | n | first call s | params | RSS built GiB "
+        "| peak RSS GiB | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, case in cases.items():
+        if not _ok(case):
+            lines.append(f"| {name} | FAILED: {case.get('error') if case else 'not run'} "
+                         "| | | | | | | | |")
+            continue
+        subcases = case.get("cases") or {"": case}
+        for sub, values in subcases.items():
+            times = (values.get("step_s") or values.get("latency_s") or values.get("image_s"))
+            lines.append(
+                f"| {name}{' ' + sub if sub else ''} | {_fmt(statistics.median(times), '.4g')} "
+                f"| {_fmt(min(times), '.4g')} | {_fmt(max(times), '.4g')} | {len(times)} "
+                f"| {_fmt(values.get('first_call_s'), '.3g')} "
+                f"| {case.get('trainable_params', '-')} "
+                f"| {_fmt(_gib(case.get('rss_after_build_kib')), '.3f')} "
+                f"| {_fmt(_gib(values.get('peak_rss_kib')), '.3f')} "
+                f"| {_fmt(case['wall_s'], '.0f')} |"
+            )
+    notes = []
+    for name in ("train_ours", "train_ours_trainer", "train_theirs"):
+        case = _ok(cases.get(name))
+        if case:
+            losses = ", ".join(f"{v:.3f}" for v in case["losses"][-3:])
+            notes.append(f"- {name}: {case['step_kind']}; last losses {losses}; "
+                         f"all finite: {case['losses_finite']}")
+    for name in ("slide_ours", "slide_theirs"):
+        case = _ok(cases.get(name))
+        if case:
+            notes.append(f"- {name}: {case['tiles_per_image']} tiles/image, "
+                         f"{case['tiles_per_s']:.3g} tiles/s, output {case['output_shape']}")
+    lines += ["", *notes, "", f"Total wall time: {report['wall_s']:.0f} s"]
+    return "\n".join(lines)
+
+
+def main_parent(args):
+    if args.size % 32 or args.size < 64:
+        raise ValueError(f"--size={args.size} must be a multiple of 32 and >= 64")
+    for name in ("steps", "warmup", "batch", "infer_runs", "slide_runs"):
+        minimum = 0 if name == "warmup" else 1
+        if getattr(args, name) < minimum:
+            raise ValueError(f"--{name} must be >= {minimum}, got {getattr(args, name)}")
+    started = time.perf_counter()
+    machine = machine_info()
+    others = other_benchmarks()
+    if others:
+        _log("WARNING: other benchmarks are running, timings will be unreliable: "
+             + "; ".join(others))
+    common = [f"--size={args.size}"]
+    train_args = [*common, f"--batch={args.batch}", f"--steps={args.steps}",
+                  f"--warmup={args.warmup}"]
+    infer_args = [*common, f"--infer_runs={args.infer_runs}",
+                  f"--infer_warmup={args.infer_warmup}"]
+    slide_args = [*common, f"--slide_runs={args.slide_runs}",
+                  f"--slide_warmup={args.slide_warmup}"]
+    plan = [
+        ("train_ours", "train", ["--impl=ours", *train_args]),
+        ("train_theirs", "train", ["--impl=theirs", *train_args]),
+        ("train_ours_trainer", "train", ["--impl=ours_trainer", *train_args]),
+        ("infer_ours", "infer", ["--impl=ours", *infer_args]),
+        ("infer_theirs", "infer", ["--impl=theirs", *infer_args]),
+        ("slide_ours", "slide", ["--impl=ours", *slide_args]),
+    ]
+    if not args.skip_slide_theirs:
+        plan.append(("slide_theirs", "slide", ["--impl=theirs", *slide_args]))
+    cases = {}
+    with tempfile.TemporaryDirectory(prefix="semsynth_bench_segformer_") as work_dir:
+        for name, kind, worker_args in plan:
+            _log(f"case {name} ...")
+            cases[name] = _run_worker(kind, worker_args, work_dir, args.timeout_s)
+            if "error" in cases[name]:
+                _log(f"case {name} FAILED: {cases[name]['error']}")
+                for line in cases[name]["stderr_tail"][-10:]:
+                    _log(f"    {line}")
+            else:
+                _log(f"case {name} done in {cases[name]['wall_s']:.0f} s")
+    machine["loadavg_end"] = _loadavg()
+    report = {
+        "machine": machine,
+        "other_benchmarks": others + [o for o in other_benchmarks() if o not in others],
+        "size": args.size, "batch": args.batch, "steps": args.steps, "warmup": args.warmup,
+        "infer_runs": args.infer_runs, "infer_warmup": args.infer_warmup,
+        "slide_runs": args.slide_runs, "slide_warmup": args.slide_warmup,
+        "cases": cases,
+    }
+    report["comparison"] = compare(cases)
+    report["wall_s"] = time.perf_counter() - started
+    print(format_report(report), flush=True)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as file:
+            json.dump(report, file, indent=2)
+        _log(f"wrote {args.json}")
+    return 0 if all(_ok(c) for c in cases.values()) else 1
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.bench_segformer",
+        description="SegFormer-B0 training / inference / sliding-window benchmark, ours "
+                    "against keras-hub's in the same run (see bench/README.md).",
+    )
+    parser.add_argument("--steps", type=int, default=10, help="Timed training steps per case.")
+    parser.add_argument("--warmup", type=int, default=2,
+                        help="Untimed training steps before them (the first traces).")
+    parser.add_argument("--batch", type=int, default=2, help="Training batch size.")
+    parser.add_argument("--infer_runs", type=int, default=20, help="Timed inference calls.")
+    parser.add_argument("--infer_warmup", type=int, default=3, help="Untimed inference calls.")
+    parser.add_argument("--slide_runs", type=int, default=3,
+                        help="Timed sliding-window images.")
+    parser.add_argument("--slide_warmup", type=int, default=1,
+                        help="Untimed sliding-window images.")
+    parser.add_argument("--skip_slide_theirs", action="store_true",
+                        help="Do not run keras-hub's model through the sliding window.")
+    parser.add_argument("--json", default=None, help="Write everything measured to this file.")
+    parser.add_argument("--timeout_s", type=float, default=1200.0,
+                        help="Wall-clock limit of each worker process.")
+    # Image / tile side (512); smaller sizes are for smoke runs of the script only.
+    parser.add_argument("--size", type=int, default=512, help=argparse.SUPPRESS)
+    # Internal: one measurement in a subprocess of the parent run.
+    parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
+    parser.add_argument("--impl", choices=("ours", "ours_trainer", "theirs"),
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.worker:
+        result = WORKERS[args.worker](args)
+        with open(args.result, "w", encoding="utf-8") as file:
+            json.dump(result, file, indent=2)
+        return 0
+    try:
+        return main_parent(args)
+    except (ValueError, FileNotFoundError) as error:
+        parser.error(str(error))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
