@@ -38,6 +38,7 @@ import json
 import math
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -74,6 +75,9 @@ TARGET_SPEED_RATIO = 1.0  # ours at least as fast (training images/s, inference 
 TARGET_MEMORY_RATIO = 1.0  # ours' peak RSS at most theirs
 
 GIB = 2.0**30
+# A case whose timed calls shared more than this fraction of the machine's CPU time with other
+# processes is flagged: its times are inflated.
+CONTENTION_WARNING = 0.05
 
 
 # ------------------------------------------------------------------------------------------
@@ -211,10 +215,35 @@ def _trainable_count(variables):
     return int(sum(math.prod(v.shape) for v in variables))
 
 
+def _cpu_snapshot():
+    """(CPU seconds the whole machine was busy, CPU seconds of this process, wall time)."""
+    busy = None
+    try:
+        with open("/proc/stat", encoding="ascii") as file:
+            values = [int(v) for v in file.readline().split()[1:9]]
+        # user nice system idle iowait irq softirq steal: busy = all but idle and iowait.
+        busy = (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        pass
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return busy, usage.ru_utime + usage.ru_stime, time.perf_counter()
+
+
+def _others_cpu_share(before, after):
+    """Fraction of the machine's CPU time that other processes used between two snapshots."""
+    if before[0] is None or after[0] is None or after[2] <= before[2]:
+        return None
+    others = (after[0] - before[0]) - (after[1] - before[1])
+    return max(0.0, others / ((after[2] - before[2]) * (os.cpu_count() or 1)))
+
+
 def _timed(fn, warmup, runs, label):
-    """Calls fn() warmup + runs times; returns (first call s, timed seconds list)."""
-    first_s, times = None, []
+    """Calls fn() warmup + runs times; returns (first call s, timed seconds list, share of the
+    machine's CPU time other processes used during the timed calls)."""
+    first_s, times, before = None, [], None
     for i in range(warmup + runs):
+        if i == warmup:
+            before = _cpu_snapshot()
         start = time.perf_counter()
         fn()
         elapsed = time.perf_counter() - start
@@ -224,7 +253,10 @@ def _timed(fn, warmup, runs, label):
             times.append(elapsed)
         _progress(f"{label} call {i + 1}/{warmup + runs}: {elapsed:.3f} s"
                   + ("" if i >= warmup else " (warm-up)"))
-    return first_s, times
+    others = _others_cpu_share(before, _cpu_snapshot())
+    _progress(f"{label}: other processes used {100 * others:.0f}% of the CPU while timed"
+              if others is not None else f"{label}: CPU use of other processes unknown")
+    return first_s, times, others
 
 
 def _plain_adamw():
@@ -290,7 +322,7 @@ def worker_train(args):
 
     rss_built = _proc_status_kib("VmRSS")
     losses = []
-    first_s, times = _timed(lambda: losses.append(step()), args.warmup, args.steps,
+    first_s, times, others = _timed(lambda: losses.append(step()), args.warmup, args.steps,
                             f"train {args.impl}")
     peak = _proc_status_kib("VmHWM")
     median = statistics.median(times)
@@ -302,6 +334,7 @@ def worker_train(args):
         "trainable_params": _trainable_count(variables),
         "first_call_s": first_s,
         "step_s": times,
+        "others_cpu_share": others,
         "median_step_s": median,
         "images_per_s": batch / median,
         "losses": losses,
@@ -349,12 +382,13 @@ def worker_infer(args):
 
         if rss_built is None:
             rss_built = _proc_status_kib("VmRSS")
-        first_s, times = _timed(call, args.infer_warmup, args.infer_runs,
+        first_s, times, others = _timed(call, args.infer_warmup, args.infer_runs,
                                 f"infer {args.impl} {name}")
         result["cases"][name] = {
             "output_shape": list(shape),
             "first_call_s": first_s,
             "latency_s": times,
+            "others_cpu_share": others,
             "median_latency_s": statistics.median(times),
             # The full-resolution function runs first: its peak is that of the process so far.
             "peak_rss_kib": _proc_status_kib("VmHWM"),
@@ -396,7 +430,8 @@ def worker_slide(args):
                               overlap=SLIDE_OVERLAP, batch_size=SLIDE_BATCH)
         shape = probs.shape
 
-    first_s, times = _timed(call, args.slide_warmup, args.slide_runs, f"slide {args.impl}")
+    first_s, times, others = _timed(call, args.slide_warmup, args.slide_runs,
+                                    f"slide {args.impl}")
     median = statistics.median(times)
     return {
         "impl": args.impl,
@@ -408,6 +443,7 @@ def worker_slide(args):
         "output_shape": list(shape),
         "first_call_s": first_s,
         "image_s": times,
+        "others_cpu_share": others,
         "median_image_s": median,
         "images_per_s": 1.0 / median,
         "tiles_per_s": num_tiles / median,
@@ -584,17 +620,21 @@ def format_report(report):
     lines += [
         "",
         "| case | median s | min s | max s | n | first call s | params | RSS built GiB "
-        "| peak RSS GiB | wall s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| peak RSS GiB | others' CPU % | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    contended = []
     for name, case in cases.items():
         if not _ok(case):
             lines.append(f"| {name} | FAILED: {case.get('error') if case else 'not run'} "
-                         "| | | | | | | | |")
+                         "| | | | | | | | | |")
             continue
         subcases = case.get("cases") or {"": case}
         for sub, values in subcases.items():
             times = (values.get("step_s") or values.get("latency_s") or values.get("image_s"))
+            others = values.get("others_cpu_share")
+            if others is not None and others > CONTENTION_WARNING:
+                contended.append(f"{name}{' ' + sub if sub else ''} ({100 * others:.0f}%)")
             lines.append(
                 f"| {name}{' ' + sub if sub else ''} | {_fmt(statistics.median(times), '.4g')} "
                 f"| {_fmt(min(times), '.4g')} | {_fmt(max(times), '.4g')} | {len(times)} "
@@ -602,8 +642,13 @@ def format_report(report):
                 f"| {case.get('trainable_params', '-')} "
                 f"| {_fmt(_gib(case.get('rss_after_build_kib')), '.3f')} "
                 f"| {_fmt(_gib(values.get('peak_rss_kib')), '.3f')} "
+                f"| {_fmt(None if others is None else 100 * others, '.0f')} "
                 f"| {_fmt(case['wall_s'], '.0f')} |"
             )
+    if contended:
+        lines += ["", f"WARNING: other processes used more than {100 * CONTENTION_WARNING:.0f}% "
+                  "of the machine's CPU time during the timed calls of: " + ", ".join(contended)
+                  + ". Those times are inflated; rerun on an idle machine."]
     notes = []
     for name in ("train_ours", "train_ours_trainer", "train_theirs"):
         case = _ok(cases.get(name))

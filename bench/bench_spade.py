@@ -7,9 +7,10 @@ Run from the repository root (the full default run takes ~15-20 minutes on 2 CPU
 
 Absolute times on a shared CPU drift with the load of the machine, so every time is put beside
 a baseline measured in the same run: the rate of a large square float32 / bfloat16 matmul
-(FLOP/s = 2 n^3 / t), measured at the start and again at the end (the drift check). The model
-FLOPs of each training step are profiled on its traced graph and reported as a fraction of that
-rate: a fraction is comparable across machines and loads where seconds are not.
+(FLOP/s = 2 n^3 / t), measured at the start and again at the end (the drift check), and inside
+each training case right before and right after its timed steps (the same load as the steps).
+The model FLOPs of each training step are profiled on its traced graph and reported as a
+fraction of that rate: a fraction is comparable across machines and loads where seconds are not.
 
 Each (preset, policy) case runs in its own subprocess, so that its peak resident memory (VmHWM
 of /proc/self/status) is its own and one case's graphs, caches and thread pools cannot slow or

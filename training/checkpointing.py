@@ -3,21 +3,20 @@
 tf.train.Checkpoint follows TF's object graph, but Keras 3 layers held in Python lists are not
 part of it (their variables would silently be left out of a checkpoint, or only reachable through
 an optimizer's references). We therefore checkpoint every network as a flat bundle of its
-variables keyed by their unique Keras paths, e.g. "generator/head_0/conv_0/kernel".
+variables keyed by their position in `model.variables` (an order fixed by the architecture)
+and their short name, e.g. "v00012_kernel". Keras paths are not usable as keys: auto-generated
+layer names ("seg_former_3/...") depend on how many models the process built before.
+Restoring checks every shape, and callers assert that every variable was found.
 """
 
 import tensorflow as tf
 
 
 def variable_bundle(model):
-    """A trackable holding each of `model`'s variables under its Keras path."""
+    """A trackable holding each of `model`'s variables under its position and name."""
     bundle = tf.Module(name=None)
-    seen = {}
-    for variable in model.variables:
-        key = variable.path.replace("/", ".")
-        if key in seen and seen[key] is not variable:
-            raise ValueError(f"two variables of {model.name} share the path {variable.path}")
-        seen[key] = variable
     # tf.Module tracks attributes; a dict attribute is tracked key by key.
-    bundle.variables_by_path = dict(sorted(seen.items()))
+    bundle.variables_by_position = {
+        f"v{i:05d}_{variable.name}": variable for i, variable in enumerate(model.variables)
+    }
     return bundle

@@ -123,7 +123,9 @@ class Synthesizer:
         latest = tf.train.latest_checkpoint(ckpt_dir)
         if latest is None:
             raise FileNotFoundError(f"--checkpoint_dir={checkpoint_dir} has no checkpoint yet")
-        tf.train.Checkpoint(**self._gan.checkpoint_objects()).restore(latest).expect_partial()
+        checkpoint = tf.train.Checkpoint(**self._gan.checkpoint_objects())
+        # Every network variable must be found; the optimizers' state is not needed here.
+        checkpoint.restore(latest).assert_existing_objects_matched().expect_partial()
         self.crop_size = config["crop_size"]
         self.use_vae = bool(config["use_vae"])
         self.z_dim = config["z_dim"] if self.use_vae else None

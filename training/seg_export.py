@@ -111,7 +111,9 @@ class Segmenter:
         latest = tf.train.latest_checkpoint(os.path.join(checkpoint_dir, "checkpoints"))
         if latest is None:
             raise FileNotFoundError(f"--checkpoint_dir={checkpoint_dir} has no checkpoint yet")
-        tf.train.Checkpoint(**trainer.checkpoint_objects()).restore(latest).expect_partial()
+        checkpoint = tf.train.Checkpoint(**trainer.checkpoint_objects())
+        # Every network variable must be found; the optimizers' state is not needed here.
+        checkpoint.restore(latest).assert_existing_objects_matched().expect_partial()
         self.num_classes = trainer.num_classes
         model = trainer.segformer
         predict = tf.function(
