@@ -78,6 +78,16 @@ def _proc_status_kib(field):
     return None
 
 
+def _reset_peak_rss():
+    """Resets VmHWM to the current RSS (Linux /proc/self/clear_refs "5"); False if refused."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as file:
+            file.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def _gib(kib):
     return None if kib is None else kib * 1024 / GIB
 
@@ -155,23 +165,46 @@ def worker_vgg(args):
     return {"path": args.vgg_weights, "bytes": os.path.getsize(args.vgg_weights)}
 
 
-def _time_matmul(n, runs, dtypes=("float32", "bfloat16")):
-    """{dtype: median time and GFLOP/s of an n x n matmul} (tf.function, after one untimed)."""
-    import tensorflow as tf
+class _MatmulTimer:
+    """Times one n x n matmul of `dtype` per call to `seconds()` (tf.function).
 
-    results = {}
-    for dtype in dtypes:
-        a = tf.cast(tf.random.stateless_normal((n, n), seed=(1, 2)), dtype)  # [n, n]
-        b = tf.cast(tf.random.stateless_normal((n, n), seed=(3, 4)), dtype)  # [n, n]
+    The operands are made afresh for every call and freed after it, so that holding a timer
+    costs no memory between calls (the training cases measure their peak memory meanwhile).
+
+    Args:
+        n: side of the square matrices.
+        dtype: "float32" or "bfloat16".
+    """
+
+    def __init__(self, n, dtype):
+        import tensorflow as tf
+
+        self.n, self.dtype = int(n), dtype
         # Reducing in the graph keeps the host copy out of the timing; it costs n^2 adds
         # against the matmul's 2 n^3 FLOPs.
-        matmul = tf.function(lambda a, b: tf.reduce_sum(tf.matmul(a, b)))
-        matmul(a, b).numpy()  # trace + first run (oneDNN primitive creation)
-        times = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            matmul(a, b).numpy()
-            times.append(time.perf_counter() - start)
+        self._matmul = tf.function(lambda a, b: tf.reduce_sum(tf.matmul(a, b)))
+        self.seconds()  # traces, creates the oneDNN primitive: not a representative time
+
+    def seconds(self):
+        import tensorflow as tf
+
+        shape = (self.n, self.n)
+        a = tf.cast(tf.random.stateless_normal(shape, seed=(1, 2)), self.dtype)  # [n, n]
+        b = tf.cast(tf.random.stateless_normal(shape, seed=(3, 4)), self.dtype)  # [n, n]
+        start = time.perf_counter()
+        self._matmul(a, b).numpy()
+        return time.perf_counter() - start
+
+    def gflops(self):
+        return 2.0 * self.n**3 / self.seconds() / 1e9
+
+
+def _time_matmul(n, runs, dtypes=("float32", "bfloat16")):
+    """{dtype: median time and GFLOP/s of an n x n matmul over `runs` timed runs}."""
+    results = {}
+    for dtype in dtypes:
+        timer = _MatmulTimer(n, dtype)
+        times = [timer.seconds() for _ in range(runs)]
         seconds = _median(times)
         results[dtype] = {
             "n": n,
@@ -326,26 +359,35 @@ def worker_case(args):
         all_losses.append(run_step())
         warmup_times.append(time.perf_counter() - start)
         print(f"  warm-up step {len(warmup_times)}: {warmup_times[-1]:.2f} s", file=sys.stderr)
-    # The yardstick under the load the timed steps see: a shared machine's speed drifts over
-    # minutes, so the rate is measured right before and right after them, in this process.
+    # Peak memory of training so far (build, tracing, warm-up steps reach it already).
+    peaks_kib = [_proc_status_kib("VmHWM")]
+
+    # The yardstick under the load the timed steps see: a shared machine's speed drifts within
+    # minutes, so one matmul per dtype is timed before the first step and after every step, in
+    # this process; the case's rate is their median.
     rate_dtypes = ("float32",) if args.policy == "float32" else ("float32", "bfloat16")
-    peak_before_matmul_kib = _proc_status_kib("VmHWM")
-    matmul_before = _time_matmul(args.matmul_size, args.matmul_runs, rate_dtypes)
-    peak_after_matmul_kib = _proc_status_kib("VmHWM")
+    timers = {dtype: _MatmulTimer(args.matmul_size, dtype) for dtype in rate_dtypes}
+    rate_samples = {dtype: [] for dtype in rate_dtypes}
+
+    def sample_rates():
+        for dtype, timer in timers.items():
+            rate_samples[dtype].append(timer.gflops())
+        # The matmul's operands must not count as training memory.
+        return _reset_peak_rss()
+
+    peak_is_clean = sample_rates()
     loadavg_steps = _loadavg()
     for _ in range(args.steps):
         start = time.perf_counter()
         all_losses.append(run_step())
         step_times.append(time.perf_counter() - start)
+        peaks_kib.append(_proc_status_kib("VmHWM"))
         print(f"  timed step {len(step_times)}: {step_times[-1]:.2f} s", file=sys.stderr)
-    # Read before profiling and inference so that it is the training process's peak.
-    peak_train_kib = _proc_status_kib("VmHWM")
+        peak_is_clean = sample_rates() and peak_is_clean
+    # Read before profiling and inference: the training process's peak.
+    peak_train_kib = max(peaks_kib) if None not in peaks_kib else None
     rss_train_kib = _proc_status_kib("VmRSS")
-    matmul_after = _time_matmul(args.matmul_size, args.matmul_runs, rate_dtypes)
-    matmul_local = {
-        dtype: (matmul_before[dtype]["gflops"] + matmul_after[dtype]["gflops"]) / 2
-        for dtype in rate_dtypes
-    }
+    matmul_local = {dtype: _median(samples) for dtype, samples in rate_samples.items()}
 
     train_flops = _profile_flops(train_step.get_concrete_function(batch).graph)
 
@@ -381,8 +423,7 @@ def worker_case(args):
         "train_gflop_by_part": {k: f / 1e9 for k, f in train_flops["by_part"].items()},
         "train_gflop_by_layer": {k: f / 1e9 for k, f in train_flops["by_layer"].items()},
         "achieved_gflops": train_flops["executed"] / 1e9 / step_s,
-        "matmul_before": matmul_before,
-        "matmul_after": matmul_after,
+        "matmul_samples_gflops": rate_samples,
         "matmul_local_gflops": matmul_local,
         "loadavg_steps_start": loadavg_steps,
         "gen_times_s": gen_times,
@@ -390,10 +431,8 @@ def worker_case(args):
         "gen_gflop": gen_flops["executed"] / 1e9,
         "gen_gflop_by_layer": {k: f / 1e9 for k, f in gen_flops["by_layer"].items()},
         "peak_rss_train_gib": _gib(peak_train_kib),
-        # Shows that the matmul before the timed steps did not raise the training peak.
-        "peak_rss_around_matmul_gib": [
-            _gib(peak_before_matmul_kib), _gib(peak_after_matmul_kib)
-        ],
+        # False where VmHWM could not be reset: the peak may then hold a matmul's operands.
+        "peak_rss_excludes_matmul": peak_is_clean,
         "rss_after_train_gib": _gib(rss_train_kib),
         "peak_rss_end_gib": _gib(_proc_status_kib("VmHWM")),
     }
@@ -511,7 +550,7 @@ def _highest_rate(matmul_start, matmul_end, dtype):
 
 
 def _add_fractions(case):
-    """Achieved FLOP/s over the matmul rate measured around the case's own timed steps."""
+    """Achieved FLOP/s over the matmul rate measured between the case's own timed steps."""
     achieved, local = case["achieved_gflops"], case["matmul_local_gflops"]
     case["fraction_of_f32_matmul"] = achieved / local["float32"]
     case["fraction_of_bf16_matmul"] = (
@@ -537,7 +576,7 @@ def check_targets(cases, pipeline, f32_highest):
         detail = (
             f"{f32['achieved_gflops']:.1f} GFLOP/s ({f32['train_gflop']:.1f} GFLOP in "
             f"{f32['step_median_s']:.2f} s) = {fraction:.1%} of {local:.1f} GFLOP/s, the "
-            "matmul rate measured around the timed steps"
+            "matmul rate measured between the timed steps"
         )
         if f32_highest:
             detail += (
@@ -610,8 +649,8 @@ def format_report(report):
         )
     lines += [
         "",
-        "The training fractions below use the matmul rate measured inside each case, right "
-        "before and right after its timed steps (mean of the two), i.e. under the same load.",
+        "The training fractions below use the matmul rate measured inside each case, before its "
+        "first and after each of its timed steps (median), i.e. under the same load.",
         "",
         "## Training step (G + D + E, VGG loss, batch 1) and generator inference",
         "",
@@ -657,11 +696,10 @@ def format_report(report):
             f"- {c['preset']} / {c['policy']}: build {c['build_s']:.1f} s; warm-up "
             f"{', '.join(f'{t:.2f}' for t in c['warmup_times_s'])} s (the first traces); "
             f"timed {', '.join(f'{t:.2f}' for t in c['step_times_s'])} s; losses: {losses}",
-            "    matmul GFLOP/s before / after the timed steps: "
-            + ", ".join(
-                f"{dtype} {c['matmul_before'][dtype]['gflops']:.1f} / "
-                f"{c['matmul_after'][dtype]['gflops']:.1f}"
-                for dtype in c["matmul_before"]
+            "    matmul GFLOP/s before the first and after each timed step: "
+            + "; ".join(
+                f"{dtype} {', '.join(f'{g:.1f}' for g in samples)}"
+                for dtype, samples in c["matmul_samples_gflops"].items()
             )
             + f"; load average as they began: {c['loadavg_steps_start']}",
             f"    executed {c['train_gflop']:.1f} GFLOP (the traced graph holds "

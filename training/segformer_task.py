@@ -104,6 +104,7 @@ class SegFormerTask:
         self.class_weights = load_class_weights(config["class_weights"], self.num_classes)
         self.model = None
         self.best = {"mIoU": -1.0, "step": None}
+        self._eval_step = None
 
     @property
     def monitoring_pairs(self):
@@ -191,18 +192,23 @@ class SegFormerTask:
             self._eval_dataset(self.val_pairs, self.config["batch_size"])
         )
 
-        @tf.function
-        def eval_step(batch):
-            def replica_fn(batch):
-                logits = model.segformer(batch["image"], training=False)
-                logits = segformer.upsample_logits(logits, tf.shape(batch["label"])[1:3])
-                confusion.update(batch["label"], tf.argmax(logits, -1, output_type=tf.int32))
+        if self._eval_step is None:  # traced once per run, not once per evaluation
 
-            strategy.run(replica_fn, args=({"image": batch["image"],
-                                            "label": batch["label"]},))
+            @tf.function(reduce_retracing=True)
+            def eval_step(batch):
+                def replica_fn(batch):
+                    logits = model.segformer(batch["image"], training=False)
+                    logits = segformer.upsample_logits(logits, tf.shape(batch["label"])[1:3])
+                    predictions = tf.argmax(logits, -1, output_type=tf.int32)
+                    confusion.update(batch["label"], predictions)
+
+                strategy.run(replica_fn, args=({"image": batch["image"],
+                                                "label": batch["label"]},))
+
+            self._eval_step = eval_step
 
         for batch in dataset:
-            eval_step(batch)
+            self._eval_step(batch)
         metrics = metrics_from_confusion(confusion.result())
         if writer is not None:
             with writer.as_default(step=step):
