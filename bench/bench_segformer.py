@@ -503,6 +503,43 @@ def _run_worker(kind, worker_args, work_dir, timeout_s):
     return result
 
 
+def _contention(result):
+    """Largest share of the CPU other processes took during a case's timed calls (or None)."""
+    shares = [values.get("others_cpu_share") for values in
+              (result.get("cases") or {"": result}).values()]
+    shares = [share for share in shares if share is not None]
+    return max(shares) if shares else None
+
+
+def _run_case(name, kind, worker_args, work_dir, args):
+    """Runs one case; reruns it (up to --retries times) while other processes took more than
+    --max_contention of the CPU during its timed calls, and keeps the least disturbed attempt.
+    On a shared machine this is what keeps one case's load from deciding a ratio."""
+    attempts, best = [], None
+    for attempt in range(1 + args.retries):
+        _log(f"case {name} ..." if attempt == 0 else f"case {name}, attempt {attempt + 1} ...")
+        result = _run_worker(kind, worker_args, work_dir, args.timeout_s)
+        if "error" in result:
+            _log(f"case {name} FAILED: {result['error']}")
+            for line in result["stderr_tail"][-10:]:
+                _log(f"    {line}")
+            return result
+        share = _contention(result)
+        attempts.append(share)
+        _log(f"case {name} done in {result['wall_s']:.0f} s; other processes' CPU share while "
+             f"timed: {_fmt(None if share is None else 100 * share, '.0f')}%")
+        if best is None or (share is not None and share < _contention(best)):
+            best = result
+        if share is None or share <= args.max_contention:
+            break
+        if attempt < args.retries:
+            _log(f"case {name}: more than {100 * args.max_contention:.0f}% taken by other "
+                 f"processes; waiting {args.retry_wait_s:.0f} s and running it again")
+            time.sleep(args.retry_wait_s)
+    best["attempts_others_cpu_share"] = attempts
+    return best
+
+
 def _fmt(value, spec=".3g", missing="-"):
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return missing
@@ -633,6 +670,8 @@ def format_report(report):
         for sub, values in subcases.items():
             times = (values.get("step_s") or values.get("latency_s") or values.get("image_s"))
             others = values.get("others_cpu_share")
+            attempts = case.get("attempts_others_cpu_share") or []
+            reruns = f" (best of {len(attempts)})" if len(attempts) > 1 else ""
             if others is not None and others > CONTENTION_WARNING:
                 contended.append(f"{name}{' ' + sub if sub else ''} ({100 * others:.0f}%)")
             lines.append(
@@ -642,7 +681,7 @@ def format_report(report):
                 f"| {case.get('trainable_params', '-')} "
                 f"| {_fmt(_gib(case.get('rss_after_build_kib')), '.3f')} "
                 f"| {_fmt(_gib(values.get('peak_rss_kib')), '.3f')} "
-                f"| {_fmt(None if others is None else 100 * others, '.0f')} "
+                f"| {_fmt(None if others is None else 100 * others, '.0f')}{reruns} "
                 f"| {_fmt(case['wall_s'], '.0f')} |"
             )
     if contended:
@@ -668,8 +707,8 @@ def format_report(report):
 def main_parent(args):
     if args.size % 32 or args.size < 64:
         raise ValueError(f"--size={args.size} must be a multiple of 32 and >= 64")
-    for name in ("steps", "warmup", "batch", "infer_runs", "slide_runs"):
-        minimum = 0 if name == "warmup" else 1
+    for name in ("steps", "warmup", "batch", "infer_runs", "slide_runs", "retries"):
+        minimum = 0 if name in ("warmup", "retries") else 1
         if getattr(args, name) < minimum:
             raise ValueError(f"--{name} must be >= {minimum}, got {getattr(args, name)}")
     started = time.perf_counter()
@@ -698,14 +737,7 @@ def main_parent(args):
     cases = {}
     with tempfile.TemporaryDirectory(prefix="semsynth_bench_segformer_") as work_dir:
         for name, kind, worker_args in plan:
-            _log(f"case {name} ...")
-            cases[name] = _run_worker(kind, worker_args, work_dir, args.timeout_s)
-            if "error" in cases[name]:
-                _log(f"case {name} FAILED: {cases[name]['error']}")
-                for line in cases[name]["stderr_tail"][-10:]:
-                    _log(f"    {line}")
-            else:
-                _log(f"case {name} done in {cases[name]['wall_s']:.0f} s")
+            cases[name] = _run_case(name, kind, worker_args, work_dir, args)
     machine["loadavg_end"] = _loadavg()
     report = {
         "machine": machine,
@@ -746,6 +778,13 @@ def build_parser():
     parser.add_argument("--json", default=None, help="Write everything measured to this file.")
     parser.add_argument("--timeout_s", type=float, default=1200.0,
                         help="Wall-clock limit of each worker process.")
+    parser.add_argument("--max_contention", type=float, default=0.10,
+                        help="Rerun a case when other processes took more than this fraction "
+                             "of the machine's CPU time during its timed calls.")
+    parser.add_argument("--retries", type=int, default=2,
+                        help="Reruns per case at most (the least disturbed attempt is kept).")
+    parser.add_argument("--retry_wait_s", type=float, default=30.0,
+                        help="Pause before a rerun.")
     # Image / tile side (512); smaller sizes are for smoke runs of the script only.
     parser.add_argument("--size", type=int, default=512, help=argparse.SUPPRESS)
     # Internal: one measurement in a subprocess of the parent run.
