@@ -1,0 +1,586 @@
+"""Cluster annotation web app (Synthesis in Style, step 4): map each layer's clusters to classes.
+
+For one k of a cluster run directory (layout: semsynth's shared contract, see README.md here) the
+page shows, per generator layer, the cluster colouring and the labelled view of one sample. The
+user picks a class from the palette and clicks a cluster; the class then holds for that cluster
+id of that layer in every sample. Every change is written to the mapping JSON at once (atomic
+replace) and the file is reloaded at start.
+
+Run:
+    python -m annotator.app --clusters_dir runs/clusters --k 20 --palette documents
+
+JSON API (used by static/annotator.js and the tests):
+    GET  /api/state[?sample=i]   layers, k, num_samples, display_size, classes, mapping
+    POST /api/assign             {"layer", "cluster" | ("sample", "x", "y"), "class"}
+    GET  /image/<kind>/<layer>/<sample>.png   kind in {sample, clusters, labelled}
+
+Pixel coordinates x (column), y (row) are those of the served images, which are square,
+display_size pixels wide, upscaled nearest from the layer's native resolution.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import io
+import ipaddress
+import json
+import os
+import re
+import sys
+import tempfile
+import threading
+
+import numpy as np
+from PIL import Image
+
+import flask
+from werkzeug.exceptions import HTTPException
+
+from annotator.palette import PaletteError, color_to_hex, load_palette
+from semantic_labels import LabelSet
+
+CLUSTERS_FORMAT = "semsynth-clusters/1"
+MAPPING_FORMAT = "semsynth-cluster-labels/1"
+IMAGE_KINDS = ("sample", "clusters", "labelled")
+# Assign requests are a few short fields; anything bigger is not ours.
+MAX_REQUEST_BYTES = 4096
+LOOPBACK_HOSTS = ["localhost", "127.0.0.1"]
+# Unlabelled clusters in the labelled view: diagonal stripes of two greys, so they cannot be
+# mistaken for a class, even a grey one.
+_HATCH_LIGHT, _HATCH_DARK, _HATCH_PERIOD = 150, 100, 8
+# Layer names become path components; anything beyond this set is refused when the run loads.
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+
+
+class AnnotationError(ValueError):
+    """The cluster run or the mapping file is invalid; the message names the file."""
+
+
+class AnnotationFileNotFoundError(AnnotationError, FileNotFoundError):
+    """A file of the cluster run does not exist (catchable as ValueError or FileNotFoundError)."""
+
+
+def _is_int(value) -> bool:
+    # JSON true/false arrive as Python bools, which are ints; they are not valid ids.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def cluster_colors(k: int) -> np.ndarray:
+    """A fixed table of k distinct colours, [k, 3] uint8 (golden-ratio hue steps)."""
+    hues = (np.arange(k) * 0.618033988749895) % 1.0  # [k]
+    saturation = np.where(np.arange(k) % 2 == 0, 0.85, 0.55)  # [k]
+    value = np.where(np.arange(k) % 3 == 2, 0.7, 0.95)  # [k]
+    sector = np.floor(hues * 6).astype(int) % 6
+    f = hues * 6 - np.floor(hues * 6)
+    p = value * (1 - saturation)
+    q = value * (1 - f * saturation)
+    t = value * (1 - (1 - f) * saturation)
+    rgb = np.select(
+        [sector[:, None] == i for i in range(6)],
+        [np.stack(c, axis=1) for c in (
+            (value, t, p), (q, value, p), (p, value, t), (p, q, value), (t, p, value), (value, p, q)
+        )],
+    )  # [k, 3]
+    return np.round(rgb * 255).astype(np.uint8)
+
+
+def upscale_nearest(image: np.ndarray, size: int) -> np.ndarray:
+    """[h, w, ...] -> [size, size, ...], nearest; display pixel x shows source column x*w//size.
+
+    Done with index arithmetic rather than PIL so that a click at display pixel (x, y) maps back
+    to exactly the source pixel (y * h // size, x * w // size) that was drawn there.
+    """
+    h, w = image.shape[:2]
+    rows = np.arange(size) * h // size  # [size]
+    cols = np.arange(size) * w // size  # [size]
+    return image[rows][:, cols]  # [size, size, ...]
+
+
+class ClusterRun:
+    """Read-only view of one k of a cluster run directory.
+
+    Args:
+        clusters_dir: the run directory holding clusters.json, samples/ and k??/ folders.
+        k: number of clusters per layer; its folder f"k{k:02d}" must exist.
+    """
+
+    def __init__(self, clusters_dir: str, k: int):
+        self.clusters_dir = os.path.abspath(clusters_dir)
+        meta_path = os.path.join(self.clusters_dir, "clusters.json")
+        if not os.path.isdir(self.clusters_dir):
+            raise AnnotationFileNotFoundError(
+                f"--clusters_dir {self.clusters_dir} is not a directory"
+            )
+        if not os.path.isfile(meta_path):
+            raise AnnotationFileNotFoundError(
+                f"{meta_path} does not exist (is --clusters_dir a cluster run directory?)"
+            )
+        try:
+            with open(meta_path, encoding="utf-8") as file:
+                meta = json.load(file)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise AnnotationError(f"{meta_path}: not valid JSON ({error})") from None
+        if not isinstance(meta, dict) or meta.get("format") != CLUSTERS_FORMAT:
+            raise AnnotationError(
+                f"{meta_path}: 'format' must be {CLUSTERS_FORMAT!r}, got "
+                f"{meta.get('format') if isinstance(meta, dict) else type(meta).__name__!r}"
+            )
+        generator = meta.get("generator")
+        if not isinstance(generator, dict) or not isinstance(generator.get("fingerprint"), str):
+            raise AnnotationError(f"{meta_path}: 'generator.fingerprint' must be a string")
+        self.fingerprint: str = generator["fingerprint"]
+        self.num_samples = meta.get("num_samples")
+        if not _is_int(self.num_samples) or self.num_samples < 1:
+            raise AnnotationError(f"{meta_path}: 'num_samples' must be a positive integer")
+        k_values = meta.get("k_values")
+        if not _is_int(k) or k < 1:
+            raise AnnotationError(f"--k must be a positive integer, got {k!r}")
+        if isinstance(k_values, list) and k not in k_values:
+            raise AnnotationError(f"--k {k}: {meta_path} lists only k_values {k_values}")
+        self.k = k
+        self.k_dir = os.path.join(self.clusters_dir, f"k{k:02d}")
+        if not os.path.isdir(self.k_dir):
+            raise AnnotationFileNotFoundError(f"--k {k}: folder {self.k_dir} does not exist")
+        layers = meta.get("layers")
+        if not isinstance(layers, list) or not layers:
+            raise AnnotationError(f"{meta_path}: 'layers' must be a non-empty list")
+        self.layers: list[dict] = []
+        for position, layer in enumerate(layers):
+            name = layer.get("name") if isinstance(layer, dict) else None
+            if not isinstance(name, str) or not _SAFE_NAME.match(name):
+                raise AnnotationError(
+                    f"{meta_path}: layers[{position}].name must be a plain file name "
+                    f"(letters, digits, '_', '-', '.'), got {name!r}"
+                )
+            self.layers.append({
+                "name": name,
+                "resolution": layer.get("resolution"),
+                "channels": layer.get("channels"),
+            })
+        self.layer_names = [layer["name"] for layer in self.layers]
+        if len(set(self.layer_names)) != len(self.layer_names):
+            raise AnnotationError(f"{meta_path}: layer names repeat")
+        self.meta_path = meta_path
+        self._present: dict[str, list[int]] = {}
+        self._present_lock = threading.Lock()
+        # Per run, not functools on the method: that cache would be shared by every instance.
+        self.cluster_map = functools.lru_cache(maxsize=4096)(self._read_cluster_map)
+
+    def has_layer(self, layer) -> bool:
+        return isinstance(layer, str) and layer in self.layer_names
+
+    def has_sample(self, sample) -> bool:
+        return _is_int(sample) and 0 <= sample < self.num_samples
+
+    # Paths are only ever built from names found in clusters.json and from integers: callers
+    # check has_layer / has_sample first, so no request string reaches the file system.
+    def _map_path(self, layer: str, sample: int) -> str:
+        return os.path.join(self.k_dir, "maps", layer, f"{sample:06d}.png")
+
+    def _read_cluster_map(self, layer: str, sample: int) -> np.ndarray:
+        """[r, r] uint8 cluster ids of one layer and sample (read-only; cached as cluster_map)."""
+        path = self._map_path(layer, sample)
+        if not os.path.isfile(path):
+            raise AnnotationFileNotFoundError(f"cluster map {path} does not exist")
+        with Image.open(path) as image:
+            if image.mode not in ("L", "P"):
+                raise AnnotationError(f"{path}: expected an 8-bit 'L' PNG, got mode {image.mode}")
+            ids = np.array(image)  # [r, r]
+        if ids.size and int(ids.max()) >= self.k:
+            raise AnnotationError(f"{path}: holds cluster id {int(ids.max())} >= k = {self.k}")
+        ids.setflags(write=False)
+        return ids
+
+    def sample_image(self, sample: int) -> np.ndarray:
+        """[R, R, 3] uint8 RGB sample."""
+        path = os.path.join(self.clusters_dir, "samples", f"{sample:06d}.png")
+        if not os.path.isfile(path):
+            raise AnnotationFileNotFoundError(f"sample image {path} does not exist")
+        with Image.open(path) as image:
+            return np.array(image.convert("RGB"))
+
+    def cluster_colouring(self, layer: str, sample: int) -> np.ndarray:
+        """[r, r, 3] uint8: the run's own colour PNG when present, else our k-colour table."""
+        ids = self.cluster_map(layer, sample)
+        path = os.path.join(self.k_dir, "colour", layer, f"{sample:06d}.png")
+        if os.path.isfile(path):
+            with Image.open(path) as image:
+                rgb = np.array(image.convert("RGB"))
+            if rgb.shape[:2] == ids.shape:
+                return rgb
+        return cluster_colors(self.k)[ids]
+
+    def present_clusters(self, layer: str) -> list[int]:
+        """Cluster ids of a layer that occur in at least one sample (scanned once, cached)."""
+        with self._present_lock:
+            if layer not in self._present:
+                seen = np.zeros(self.k, dtype=bool)
+                for sample in range(self.num_samples):
+                    try:
+                        seen[np.unique(self.cluster_map(layer, sample))] = True
+                    except AnnotationFileNotFoundError:
+                        continue
+                self._present[layer] = [int(c) for c in np.flatnonzero(seen)]
+            return self._present[layer]
+
+
+class Mapping:
+    """The {layer: {cluster_id: class_name}} mapping and its JSON file.
+
+    Args:
+        path: the mapping JSON; read when it exists, rewritten after every change.
+        run: the cluster run it annotates (k, layer names, generator fingerprint).
+        labels: the palette; every class in the file must be one of its names.
+        palette_ref: the palette's name or path, recorded in the file for dataset synthesis.
+    """
+
+    def __init__(self, path: str, run: ClusterRun, labels: LabelSet, palette_ref: str):
+        self.path = os.path.abspath(path)
+        self.run, self.labels, self.palette_ref = run, labels, palette_ref
+        self.layers: dict[str, dict[int, str]] = {name: {} for name in run.layer_names}
+        # Re-entrant: toggle() holds it while save() serialises through layer_json().
+        self.lock = threading.RLock()
+        if os.path.exists(self.path):
+            self._load()
+
+    def _load(self) -> None:
+        path = self.path
+        try:
+            with open(path, encoding="utf-8") as file:
+                spec = json.load(file)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise AnnotationError(f"mapping file {path}: not valid JSON ({error})") from None
+        if not isinstance(spec, dict) or spec.get("format") != MAPPING_FORMAT:
+            raise AnnotationError(f"mapping file {path}: 'format' must be {MAPPING_FORMAT!r}")
+        if spec.get("k") != self.run.k:
+            raise AnnotationError(
+                f"mapping file {path} is for k = {spec.get('k')!r}, not --k {self.run.k}; "
+                "pass --k to match it or another --mapping path"
+            )
+        if spec.get("generator") != self.run.fingerprint:
+            raise AnnotationError(
+                f"mapping file {path} was made for generator {spec.get('generator')!r}, but "
+                f"{self.run.meta_path} has generator {self.run.fingerprint!r}"
+            )
+        layers = spec.get("layers")
+        if not isinstance(layers, dict):
+            raise AnnotationError(f"mapping file {path}: 'layers' must be an object")
+        for layer, clusters in layers.items():
+            if not self.run.has_layer(layer):
+                raise AnnotationError(
+                    f"mapping file {path}: layer {layer!r} is not a layer of {self.run.meta_path}"
+                )
+            if not isinstance(clusters, dict):
+                raise AnnotationError(f"mapping file {path}: layers[{layer!r}] must be an object")
+            for key, class_name in clusters.items():
+                if not (key.isdecimal() and int(key) < self.run.k):
+                    raise AnnotationError(
+                        f"mapping file {path}: layer {layer!r}: cluster id {key!r} is not a "
+                        f"decimal string in 0..{self.run.k - 1}"
+                    )
+                if class_name not in self.labels.names:
+                    raise AnnotationError(
+                        f"mapping file {path}: layer {layer!r}, cluster {key}: class "
+                        f"{class_name!r} is not in the palette {list(self.labels.names)}"
+                    )
+                self.layers[layer][int(key)] = class_name
+
+    def layer_json(self, layer: str) -> dict[str, str]:
+        with self.lock:
+            return {str(c): name for c, name in sorted(self.layers[layer].items())}
+
+    def to_json(self) -> dict:
+        return {
+            "format": MAPPING_FORMAT,
+            "k": self.run.k,
+            "generator": self.run.fingerprint,
+            "palette": self.palette_ref,
+            # Layers without any labelled cluster are left out (the contract: "not annotated").
+            "layers": {
+                layer: self.layer_json(layer)
+                for layer in self.run.layer_names
+                if self.layers[layer]
+            },
+        }
+
+    def toggle(self, layer: str, cluster: int, class_name: str | None) -> str | None:
+        """Assigns class_name, or unlabels when it already has it (or class_name is None)."""
+        with self.lock:
+            clusters = self.layers[layer]
+            if class_name is None or clusters.get(cluster) == class_name:
+                clusters.pop(cluster, None)
+            else:
+                clusters[cluster] = class_name
+            self.save()
+            return clusters.get(cluster)
+
+    def save(self) -> None:
+        """Writes the file atomically: a reader never sees half a file, a crash keeps the old."""
+        directory = os.path.dirname(self.path)
+        os.makedirs(directory, exist_ok=True)
+        handle, temp_path = tempfile.mkstemp(
+            dir=directory, prefix=".annotations-", suffix=".json.tmp"
+        )
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as file:
+                json.dump(self.to_json(), file, indent=2)
+                file.write("\n")
+            os.replace(temp_path, self.path)
+        except BaseException:
+            if os.path.exists(temp_path):
+                os.remove(temp_path)
+            raise
+
+
+def render_labelled(ids: np.ndarray, layer_mapping: dict[int, str], labels: LabelSet,
+                    size: int) -> np.ndarray:
+    """[r, r] cluster ids -> [size, size, 3] uint8: class colours, unlabelled clusters hatched."""
+    k_table = np.full((256, 3), -1, dtype=np.int16)  # cluster id -> class colour, -1 unlabelled
+    for cluster, class_name in layer_mapping.items():
+        k_table[cluster] = labels.colors[labels.id_of(class_name)]
+    rgb = k_table[upscale_nearest(ids, size)]  # [size, size, 3]
+    rows, cols = np.indices((size, size))
+    hatch = np.where((rows + cols) % _HATCH_PERIOD < _HATCH_PERIOD // 2, _HATCH_LIGHT, _HATCH_DARK)
+    rgb = np.where(rgb < 0, hatch[..., None], rgb)  # [size, size, 3]
+    return rgb.astype(np.uint8)
+
+
+def _png_response(rgb: np.ndarray, cacheable: bool) -> flask.Response:
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    response = flask.Response(buffer.getvalue(), mimetype="image/png")
+    response.headers["Cache-Control"] = "private, max-age=3600" if cacheable else "no-store"
+    return response
+
+
+def create_app(clusters_dir: str, *, k: int, palette: str | LabelSet,
+               mapping_path: str | None = None, display_size: int = 256,
+               trusted_hosts: list[str] | None = None) -> flask.Flask:
+    """Builds the annotation app for one k of a cluster run.
+
+    Args:
+        clusters_dir: cluster run directory (clusters.json, samples/, k??/maps, k??/colour).
+        k: clusters per layer; selects the folder f"k{k:02d}" and the default mapping file.
+        palette: class palette, a built-in label set name, a JSON path (see annotator.palette)
+            or a LabelSet.
+        mapping_path: mapping JSON to read and write; default
+            `<clusters_dir>/annotations_k{k:02d}.json`.
+        display_size: width and height in pixels of every served image.
+        trusted_hosts: Host header values accepted (Flask TRUSTED_HOSTS); None accepts any.
+            main() sets the loopback names when binding to loopback (DNS-rebinding guard).
+
+    Raises AnnotationError / PaletteError (ValueErrors naming the file) for a bad run, palette
+    or mapping file.
+    """
+    if isinstance(palette, LabelSet):
+        labels, palette_ref = palette, palette.name
+    else:
+        labels, palette_ref = load_palette(palette), os.fspath(palette)
+    if not _is_int(display_size) or not 8 <= display_size <= 4096:
+        raise AnnotationError(
+            f"--display_size must be an integer in [8, 4096], got {display_size!r}"
+        )
+    run = ClusterRun(clusters_dir, k)
+    if mapping_path is None:
+        mapping_path = os.path.join(run.clusters_dir, f"annotations_k{k:02d}.json")
+    mapping = Mapping(mapping_path, run, labels, palette_ref)
+
+    app = flask.Flask(__name__)
+    app.config.update(
+        MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
+        TRUSTED_HOSTS=trusted_hosts,
+    )
+    app.extensions["annotator"] = {"run": run, "mapping": mapping, "labels": labels}
+
+    def fail(status: int, message: str):
+        flask.abort(flask.make_response(flask.jsonify(error=message), status))
+
+    def layer_state(layer: str, sample: int | None) -> dict:
+        labelled = mapping.layers[layer]
+        present = set(run.present_clusters(layer))
+        state = {
+            **next(item for item in run.layers if item["name"] == layer),
+            "mapping": mapping.layer_json(layer),
+            # Clusters that never occur cannot be clicked, so they are not counted as to-do.
+            "unlabelled": sum(1 for c in present if c not in labelled),
+            "empty_clusters": [c for c in range(run.k) if c not in present],
+        }
+        if sample is not None:
+            visible = np.unique(run.cluster_map(layer, sample))
+            state["unlabelled_in_sample"] = int(sum(1 for c in visible if int(c) not in labelled))
+        return state
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        return flask.jsonify(error=error.description or error.name), error.code
+
+    @app.errorhandler(AnnotationFileNotFoundError)
+    def missing_file(error: AnnotationFileNotFoundError):
+        return flask.jsonify(error=str(error)), 404
+
+    @app.errorhandler(AnnotationError)
+    def broken_run(error: AnnotationError):
+        return flask.jsonify(error=str(error)), 500
+
+    @app.after_request
+    def security_headers(response: flask.Response):
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'self'; img-src 'self'; script-src 'self'; style-src 'self'; "
+            "object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+        )
+        return response
+
+    @app.get("/")
+    def index():
+        return flask.render_template(
+            "index.html", run_name=os.path.basename(run.clusters_dir), k=run.k
+        )
+
+    @app.get("/api/state")
+    def state():
+        sample = flask.request.args.get("sample")
+        if sample is not None:
+            if not sample.isdecimal() or not run.has_sample(int(sample)):
+                fail(400, f"'sample' must be an integer in [0, {run.num_samples - 1}]")
+            sample = int(sample)
+        return flask.jsonify(
+            k=run.k,
+            num_samples=run.num_samples,
+            display_size=display_size,
+            generator=run.fingerprint,
+            palette=palette_ref,
+            mapping_file=os.path.basename(mapping.path),
+            classes=[
+                {"id": i, "name": name, "color": color_to_hex(labels.colors[i])}
+                for i, name in enumerate(labels.names)
+            ],
+            layers=[layer_state(name, sample) for name in run.layer_names],
+            mapping={name: mapping.layer_json(name) for name in run.layer_names},
+        )
+
+    @app.post("/api/assign")
+    def assign():
+        if not flask.request.is_json:
+            # Also what keeps other web sites out: a cross-site form cannot send JSON, and a
+            # cross-site fetch with this content type needs a CORS pre-flight we never grant.
+            fail(400, "the request body must be JSON (Content-Type: application/json)")
+        body = flask.request.get_json(silent=True)
+        if body is None:
+            fail(400, "the request body is not valid JSON")
+        if not isinstance(body, dict):
+            fail(400, "the request body must be a JSON object")
+        unknown = sorted(set(body) - {"layer", "cluster", "sample", "x", "y", "class"})
+        if unknown:
+            fail(400, f"unknown fields {unknown}")
+        layer = body.get("layer")
+        if not isinstance(layer, str):
+            fail(400, "'layer' must be a string (a layer name from /api/state)")
+        if not run.has_layer(layer):
+            fail(400, f"unknown layer {layer[:100]!r}")
+        if "class" not in body:
+            fail(400, "missing field 'class' (a class name, or null to unlabel)")
+        class_name = body["class"]
+        if class_name is not None and (
+            not isinstance(class_name, str) or class_name not in labels.names
+        ):
+            fail(400, f"'class' must be one of {list(labels.names)} or null, "
+                      f"got {str(class_name)[:100]!r}")
+        if "cluster" in body:
+            if any(key in body for key in ("x", "y", "sample")):
+                fail(400, "give either 'cluster' or 'sample', 'x', 'y', not both")
+            cluster = body["cluster"]
+            if not _is_int(cluster) or not 0 <= cluster < run.k:
+                fail(400, f"'cluster' must be an integer in [0, {run.k - 1}]")
+        else:
+            missing = [key for key in ("sample", "x", "y") if key not in body]
+            if missing:
+                fail(400, f"missing fields {missing} (or give 'cluster')")
+            if not run.has_sample(body["sample"]):
+                fail(400, f"'sample' must be an integer in [0, {run.num_samples - 1}]")
+            x, y = body["x"], body["y"]
+            if not all(_is_int(v) and 0 <= v < display_size for v in (x, y)):
+                fail(400, f"'x' and 'y' must be integers in [0, {display_size - 1}] "
+                          "(pixels of the served image)")
+            ids = run.cluster_map(layer, body["sample"])  # [r, r]
+            height, width = ids.shape
+            cluster = int(ids[y * height // display_size, x * width // display_size])
+        new_class = mapping.toggle(layer, cluster, class_name)
+        return flask.jsonify(
+            layer=layer,
+            cluster=cluster,
+            **{"class": new_class},
+            mapping=mapping.layer_json(layer),
+            unlabelled=layer_state(layer, None)["unlabelled"],
+        )
+
+    @app.get("/image/<kind>/<layer>/<int:sample>.png")
+    def image(kind: str, layer: str, sample: int):
+        if kind not in IMAGE_KINDS or not run.has_layer(layer) or not run.has_sample(sample):
+            fail(404, "no such image")
+        if kind == "sample":
+            rgb = upscale_nearest(run.sample_image(sample), display_size)
+        elif kind == "clusters":
+            rgb = upscale_nearest(run.cluster_colouring(layer, sample), display_size)
+        else:
+            with mapping.lock:
+                layer_mapping = dict(mapping.layers[layer])
+            rgb = render_labelled(run.cluster_map(layer, sample), layer_mapping, labels,
+                                  display_size)
+        return _png_response(rgb, cacheable=kind != "labelled")
+
+    return app
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m annotator.app",
+        description="Web app to label the clusters of a cluster run (Synthesis in Style step 4).",
+    )
+    parser.add_argument("--clusters_dir", required=True, help="cluster run directory")
+    parser.add_argument("--k", type=int, required=True, help="clusters per layer to annotate")
+    parser.add_argument("--palette", default="documents",
+                        help="built-in label set name or class-colour JSON path")
+    parser.add_argument("--mapping", default=None,
+                        help="mapping JSON (default <clusters_dir>/annotations_k{k:02d}.json)")
+    parser.add_argument("--display_size", type=int, default=256,
+                        help="width and height in pixels of every layer image")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind; keep the loopback default unless you must share")
+    parser.add_argument("--port", type=int, default=5000)
+    args = parser.parse_args(argv)
+    loopback = _is_loopback(args.host)
+    try:
+        app = create_app(
+            args.clusters_dir, k=args.k, palette=args.palette, mapping_path=args.mapping,
+            display_size=args.display_size,
+            trusted_hosts=LOOPBACK_HOSTS if loopback else None,
+        )
+    except (AnnotationError, PaletteError) as error:
+        parser.exit(2, f"error: {error}\n")
+    if not loopback:
+        print(
+            f"WARNING: binding to {args.host}: anyone who can reach this port can read the "
+            "samples and change the mapping file (no authentication). Prefer 127.0.0.1 and an "
+            "SSH tunnel.",
+            file=sys.stderr,
+        )
+    mapping = app.extensions["annotator"]["mapping"]
+    print(f"annotating k={args.k}; mapping file {mapping.path}", file=sys.stderr)
+    app.run(host=args.host, port=args.port, debug=False, use_reloader=False, threaded=True)
+
+
+if __name__ == "__main__":
+    main()
