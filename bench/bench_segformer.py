@@ -32,23 +32,31 @@ only meaningful on an otherwise idle machine: the load average at start and end 
 from __future__ import annotations
 
 import argparse
-import datetime
-import importlib.metadata
+import importlib
 import json
 import math
 import os
-import platform
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
+
+from bench.common import (  # noqa: E402  (after the sys.path entry for a direct run)
+    all_finite,
+    fmt,
+    kib_to_gib,
+    loadavg,
+    log,
+    machine_info,
+    ok,
+    proc_status_kib,
+    run_worker,
+)
 
 NUM_CLASSES = 150  # ADE20K
 IGNORE_INDEX = 255
@@ -74,7 +82,6 @@ SLIDE_OVERLAP, SLIDE_BATCH = 0.25, 4
 TARGET_SPEED_RATIO = 1.0  # ours at least as fast (training images/s, inference speed)
 TARGET_MEMORY_RATIO = 1.0  # ours' peak RSS at most theirs
 
-GIB = 2.0**30
 # A case whose timed calls shared more than this fraction of the machine's CPU time with other
 # processes is flagged: its times are inflated.
 CONTENTION_WARNING = 0.05
@@ -83,66 +90,6 @@ CONTENTION_WARNING = 0.05
 # ------------------------------------------------------------------------------------------
 # Helpers shared by the parent and the workers (no TensorFlow import here).
 # ------------------------------------------------------------------------------------------
-
-
-def _proc_status_kib(field):
-    """A memory field of /proc/self/status ("VmHWM", "VmRSS") in KiB, or None off Linux."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as file:
-            for line in file:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _gib(kib):
-    return None if kib is None else kib * 1024 / GIB
-
-
-def _loadavg():
-    try:
-        with open("/proc/loadavg", encoding="ascii") as file:
-            return [float(v) for v in file.read().split()[:3]]
-    except OSError:
-        return None
-
-
-def _version(package):
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def machine_info():
-    """CPU model, cores, library versions, date and load average (no TF import)."""
-    model = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as file:
-            for line in file:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name":
-                    model = value.strip()
-                    break
-    except OSError:
-        pass
-    try:
-        usable_cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable_cores = os.cpu_count()
-    return {
-        "cpu_model": model,
-        "logical_cpus": os.cpu_count(),
-        "usable_cpus": usable_cores,
-        "tensorflow": _version("tensorflow"),
-        "keras": _version("keras"),
-        "keras_hub": _version("keras-hub"),
-        "python": platform.python_version(),
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "loadavg_start": _loadavg(),
-    }
 
 
 def other_benchmarks():
@@ -176,8 +123,10 @@ def _progress(message):
 def _import_tf():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
-    import keras_hub  # noqa: F401  imported by every worker, so peak memory compares like with like
     import tensorflow as tf
+
+    # Imported by every worker, ours included, so that peak memory compares like with like.
+    importlib.import_module("keras_hub")
 
     return tf, keras
 
@@ -320,11 +269,11 @@ def worker_train(args):
 
         step_kind = "plain AdamW step (the same function for both models)"
 
-    rss_built = _proc_status_kib("VmRSS")
+    rss_built = proc_status_kib("VmRSS")
     losses = []
     first_s, times, others = _timed(lambda: losses.append(step()), args.warmup, args.steps,
                             f"train {args.impl}")
-    peak = _proc_status_kib("VmHWM")
+    peak = proc_status_kib("VmHWM")
     median = statistics.median(times)
     return {
         "impl": args.impl,
@@ -338,7 +287,7 @@ def worker_train(args):
         "median_step_s": median,
         "images_per_s": batch / median,
         "losses": losses,
-        "losses_finite": all(math.isfinite(v) for v in losses),
+        "losses_finite": all_finite(losses),
         "rss_after_build_kib": rss_built,
         "peak_rss_kib": peak,
     }
@@ -381,7 +330,7 @@ def worker_infer(args):
             float(out[0, 0, 0, 0])
 
         if rss_built is None:
-            rss_built = _proc_status_kib("VmRSS")
+            rss_built = proc_status_kib("VmRSS")
         first_s, times, others = _timed(call, args.infer_warmup, args.infer_runs,
                                 f"infer {args.impl} {name}")
         result["cases"][name] = {
@@ -391,7 +340,7 @@ def worker_infer(args):
             "others_cpu_share": others,
             "median_latency_s": statistics.median(times),
             # The full-resolution function runs first: its peak is that of the process so far.
-            "peak_rss_kib": _proc_status_kib("VmHWM"),
+            "peak_rss_kib": proc_status_kib("VmHWM"),
         }
     result["trainable_params"] = _trainable_count(model.trainable_variables)
     result["rss_after_build_kib"] = rss_built
@@ -421,7 +370,7 @@ def worker_slide(args):
     )
     stride = max(1, int(round(tile * (1.0 - SLIDE_OVERLAP))))
     num_tiles = len(tile_origins(height, tile, stride)) * len(tile_origins(width, tile, stride))
-    rss_built = _proc_status_kib("VmRSS")
+    rss_built = proc_status_kib("VmRSS")
     shape = None
 
     def call():
@@ -449,7 +398,7 @@ def worker_slide(args):
         "tiles_per_s": num_tiles / median,
         "trainable_params": _trainable_count(model.trainable_variables),
         "rss_after_build_kib": rss_built,
-        "peak_rss_kib": _proc_status_kib("VmHWM"),
+        "peak_rss_kib": proc_status_kib("VmHWM"),
     }
 
 
@@ -461,46 +410,10 @@ WORKERS = {"train": worker_train, "infer": worker_infer, "slide": worker_slide}
 # ------------------------------------------------------------------------------------------
 
 
-def _log(message):
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
 def _run_worker(kind, worker_args, work_dir, timeout_s):
     """Runs `python -m bench.bench_segformer --worker=kind ...`; returns its result or error."""
-    result_path = os.path.join(work_dir, f"result_{kind}_{time.monotonic_ns()}.json")
-    command = [
-        sys.executable, "-m", "bench.bench_segformer", f"--worker={kind}",
-        f"--result={result_path}", *worker_args,
-    ]
-    env = dict(os.environ)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    env["PYTHONPATH"] = REPO_ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    start = time.perf_counter()
-    process = subprocess.Popen(
-        command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        text=True, errors="replace",
-    )
-    # A hung worker is killed at the limit even while it prints nothing.
-    timer = threading.Timer(timeout_s, process.kill)
-    timer.start()
-    tail = []
-    try:
-        for line in process.stderr:
-            tail = (tail + [line.rstrip()])[-30:]
-            if line.startswith("  "):  # the workers' own progress lines
-                print(line.rstrip(), file=sys.stderr, flush=True)
-        returncode = process.wait()
-    finally:
-        timer.cancel()
-    wall_s = time.perf_counter() - start
-    if returncode != 0 or not os.path.isfile(result_path):
-        reason = f"worker {kind} {' '.join(worker_args)} exited with {returncode} after " \
-                 f"{wall_s:.0f} s"
-        return {"error": reason, "stderr_tail": tail, "wall_s": wall_s}
-    with open(result_path, encoding="utf-8") as file:
-        result = json.load(file)
-    result["wall_s"] = wall_s
-    return result
+    return run_worker("bench.bench_segformer", kind, worker_args, work_dir, timeout_s,
+                      args_in_error=True)
 
 
 def _contention(result):
@@ -517,37 +430,27 @@ def _run_case(name, kind, worker_args, work_dir, args):
     On a shared machine this is what keeps one case's load from deciding a ratio."""
     attempts, best = [], None
     for attempt in range(1 + args.retries):
-        _log(f"case {name} ..." if attempt == 0 else f"case {name}, attempt {attempt + 1} ...")
+        log(f"case {name} ..." if attempt == 0 else f"case {name}, attempt {attempt + 1} ...")
         result = _run_worker(kind, worker_args, work_dir, args.timeout_s)
         if "error" in result:
-            _log(f"case {name} FAILED: {result['error']}")
+            log(f"case {name} FAILED: {result['error']}")
             for line in result["stderr_tail"][-10:]:
-                _log(f"    {line}")
+                log(f"    {line}")
             return result
         share = _contention(result)
         attempts.append(share)
-        _log(f"case {name} done in {result['wall_s']:.0f} s; other processes' CPU share while "
-             f"timed: {_fmt(None if share is None else 100 * share, '.0f')}%")
+        log(f"case {name} done in {result['wall_s']:.0f} s; other processes' CPU share while "
+            f"timed: {fmt(None if share is None else 100 * share, '.0f')}%")
         if best is None or (share is not None and share < _contention(best)):
             best = result
         if share is None or share <= args.max_contention:
             break
         if attempt < args.retries:
-            _log(f"case {name}: more than {100 * args.max_contention:.0f}% taken by other "
-                 f"processes; waiting {args.retry_wait_s:.0f} s and running it again")
+            log(f"case {name}: more than {100 * args.max_contention:.0f}% taken by other "
+                f"processes; waiting {args.retry_wait_s:.0f} s and running it again")
             time.sleep(args.retry_wait_s)
     best["attempts_others_cpu_share"] = attempts
     return best
-
-
-def _fmt(value, spec=".3g", missing="-"):
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return missing
-    return format(value, spec)
-
-
-def _ok(result):
-    return None if result is None or "error" in result else result
 
 
 def _ratio(numerator, denominator):
@@ -558,7 +461,7 @@ def _ratio(numerator, denominator):
 
 def _get(result, *keys):
     """Nested lookup that gives None on a failed case or a missing key."""
-    value = _ok(result)
+    value = ok(result)
     for key in keys:
         if value is None:
             return None
@@ -603,7 +506,9 @@ def compare(cases):
         ("inference", infer_ours, infer_theirs),
         ("sliding window", slide_ours, slide_theirs),
     ):
-        ours_gib, theirs_gib = (_gib(_get(c, "peak_rss_kib")) for c in (ours_case, theirs_case))
+        ours_gib, theirs_gib = (
+            kib_to_gib(_get(c, "peak_rss_kib")) for c in (ours_case, theirs_case)
+        )
         target = None if label == "sliding window" else ("<=", TARGET_MEMORY_RATIO)
         add(f"peak RSS GiB ({label})", ours_gib, theirs_gib, _ratio(ours_gib, theirs_gib),
             target)
@@ -647,8 +552,8 @@ def format_report(report):
     for row in rows:
         target = "" if row["target"] is None else f"{row['target'][0]} {row['target'][1]:g}"
         lines.append(
-            f"| {row['quantity']} | {_fmt(row['ours'])} | {_fmt(row['theirs'])} | "
-            f"{_fmt(row['ratio'], '.3f')} | {target} | {row['verdict']} |"
+            f"| {row['quantity']} | {fmt(row['ours'])} | {fmt(row['theirs'])} | "
+            f"{fmt(row['ratio'], '.3f')} | {target} | {row['verdict']} |"
         )
     verdicts = [row["verdict"] for row in rows if row["verdict"]]
     overall = "PASS" if verdicts and all(v == "PASS" for v in verdicts) else "FAIL"
@@ -662,7 +567,7 @@ def format_report(report):
     ]
     contended = []
     for name, case in cases.items():
-        if not _ok(case):
+        if not ok(case):
             lines.append(f"| {name} | FAILED: {case.get('error') if case else 'not run'} "
                          "| | | | | | | | | |")
             continue
@@ -675,14 +580,14 @@ def format_report(report):
             if others is not None and others > CONTENTION_WARNING:
                 contended.append(f"{name}{' ' + sub if sub else ''} ({100 * others:.0f}%)")
             lines.append(
-                f"| {name}{' ' + sub if sub else ''} | {_fmt(statistics.median(times), '.4g')} "
-                f"| {_fmt(min(times), '.4g')} | {_fmt(max(times), '.4g')} | {len(times)} "
-                f"| {_fmt(values.get('first_call_s'), '.3g')} "
+                f"| {name}{' ' + sub if sub else ''} | {fmt(statistics.median(times), '.4g')} "
+                f"| {fmt(min(times), '.4g')} | {fmt(max(times), '.4g')} | {len(times)} "
+                f"| {fmt(values.get('first_call_s'), '.3g')} "
                 f"| {case.get('trainable_params', '-')} "
-                f"| {_fmt(_gib(case.get('rss_after_build_kib')), '.3f')} "
-                f"| {_fmt(_gib(values.get('peak_rss_kib')), '.3f')} "
-                f"| {_fmt(None if others is None else 100 * others, '.0f')}{reruns} "
-                f"| {_fmt(case['wall_s'], '.0f')} |"
+                f"| {fmt(kib_to_gib(case.get('rss_after_build_kib')), '.3f')} "
+                f"| {fmt(kib_to_gib(values.get('peak_rss_kib')), '.3f')} "
+                f"| {fmt(None if others is None else 100 * others, '.0f')}{reruns} "
+                f"| {fmt(case['wall_s'], '.0f')} |"
             )
     if contended:
         lines += ["", f"WARNING: other processes used more than {100 * CONTENTION_WARNING:.0f}% "
@@ -690,13 +595,13 @@ def format_report(report):
                   + ". Those times are inflated; rerun on an idle machine."]
     notes = []
     for name in ("train_ours", "train_ours_trainer", "train_theirs"):
-        case = _ok(cases.get(name))
+        case = ok(cases.get(name))
         if case:
             losses = ", ".join(f"{v:.3f}" for v in case["losses"][-3:])
             notes.append(f"- {name}: {case['step_kind']}; last losses {losses}; "
                          f"all finite: {case['losses_finite']}")
     for name in ("slide_ours", "slide_theirs"):
-        case = _ok(cases.get(name))
+        case = ok(cases.get(name))
         if case:
             notes.append(f"- {name}: {case['tiles_per_image']} tiles/image, "
                          f"{case['tiles_per_s']:.3g} tiles/s, output {case['output_shape']}")
@@ -715,8 +620,8 @@ def main_parent(args):
     machine = machine_info()
     others = other_benchmarks()
     if others:
-        _log("WARNING: other benchmarks are running, timings will be unreliable: "
-             + "; ".join(others))
+        log("WARNING: other benchmarks are running, timings will be unreliable: "
+            + "; ".join(others))
     common = [f"--size={args.size}"]
     train_args = [*common, f"--batch={args.batch}", f"--steps={args.steps}",
                   f"--warmup={args.warmup}"]
@@ -738,7 +643,7 @@ def main_parent(args):
     with tempfile.TemporaryDirectory(prefix="semsynth_bench_segformer_") as work_dir:
         for name, kind, worker_args in plan:
             cases[name] = _run_case(name, kind, worker_args, work_dir, args)
-    machine["loadavg_end"] = _loadavg()
+    machine["loadavg_end"] = loadavg()
     report = {
         "machine": machine,
         "other_benchmarks": others + [o for o in other_benchmarks() if o not in others],
@@ -753,8 +658,8 @@ def main_parent(args):
     if args.json:
         with open(args.json, "w", encoding="utf-8") as file:
             json.dump(report, file, indent=2)
-        _log(f"wrote {args.json}")
-    return 0 if all(_ok(c) for c in cases.values()) else 1
+        log(f"wrote {args.json}")
+    return 0 if all(ok(c) for c in cases.values()) else 1
 
 
 def build_parser():

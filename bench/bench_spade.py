@@ -25,24 +25,33 @@ ade20k_256 at batch 1 (see bench/README.md); --json writes everything measured.
 from __future__ import annotations
 
 import argparse
-import datetime
-import importlib.metadata
 import json
-import math
 import os
-import platform
-import re
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
+
+from bench.common import (  # noqa: E402  (after the sys.path entry for a direct run)
+    MatmulTimer,
+    all_finite,
+    dense_flops,
+    fmt,
+    kib_to_gib,
+    loadavg,
+    log,
+    machine_info,
+    median,
+    ok,
+    proc_status_kib,
+    profile_flops,
+    run_worker,
+    time_matmul,
+)
 
 POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 # Untimed calls (the first one traces) and timed calls per preset: an ade20k_256 step takes
@@ -58,86 +67,21 @@ TARGET_BF16_SPEEDUP = 1.6  # float32 step time over mixed_bfloat16 step time
 TARGET_PIPELINE_RATIO = 10.0  # input pipeline images/s over the float32 training images/s
 TARGET_PEAK_RSS_GIB = 4.0  # peak resident memory of a training process
 
-GIB = 2.0**30
+# How profile_flops splits a training step's FLOPs: the top-level scopes of SPADEGAN's networks
+# (anything else is the perceptual loss's VGG or "other"), and the layers worth seeing
+# separately (SPADE's convs and the residual convs).
+NETWORKS = ("generator", "discriminator", "encoder")
+LAYER_KINDS = ("mlp_shared", "mlp_gamma", "mlp_beta", "conv_0", "conv_1", "conv_s", "fc")
 
 
-# ------------------------------------------------------------------------------------------
-# Helpers shared by the parent and the workers (no TensorFlow import here).
-# ------------------------------------------------------------------------------------------
+def _other_network(network):
+    return "vgg" if network.startswith("vgg19") else "other"
 
 
-def _proc_status_kib(field):
-    """A memory field of /proc/self/status ("VmHWM", "VmRSS") in KiB, or None off Linux."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as file:
-            for line in file:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _gib(kib):
-    return None if kib is None else kib * 1024 / GIB
-
-
-def _median(values):
-    return statistics.median(values) if values else None
-
-
-def _all_finite(loss_dicts):
-    return all(math.isfinite(v) for losses in loss_dicts for v in losses.values())
-
-
-def machine_info():
-    """CPU model, cores, bf16-relevant CPU flags, library versions, date, load (no TF import)."""
-    model, cpu_flags = platform.processor() or "unknown", set()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as file:
-            for line in file:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key == "model name":
-                    model = value.strip()
-                elif key == "flags":
-                    cpu_flags = set(value.split())
-    except OSError:
-        pass
-    try:
-        usable_cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable_cores = os.cpu_count()
-
-    def version(package):
-        try:
-            return importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            return None
-
-    return {
-        "cpu_model": model,
-        "logical_cpus": os.cpu_count(),
-        "usable_cpus": usable_cores,
-        # bf16 is only a speed lever on CPUs with native bf16 dot products (Zen 4, Cooper
-        # Lake, Sapphire Rapids); elsewhere bf16 kernels convert to float32 and lose.
-        "avx512_bf16": "avx512_bf16" in cpu_flags,
-        "amx_bf16": "amx_bf16" in cpu_flags,
-        "avx512f": "avx512f" in cpu_flags,
-        "tensorflow": version("tensorflow"),
-        "keras": version("keras"),
-        "python": platform.python_version(),
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "loadavg_start": _loadavg(),
-    }
-
-
-def _loadavg():
-    try:
-        with open("/proc/loadavg", encoding="ascii") as file:
-            return [float(v) for v in file.read().split()[:3]]
-    except OSError:
-        return None
+def _profile_flops(graph):
+    """profile_flops split by SPADEGAN's networks and layer kinds (see bench.common)."""
+    return profile_flops(graph, networks=NETWORKS, layer_kinds=LAYER_KINDS,
+                         fallback=_other_network)
 
 
 # ------------------------------------------------------------------------------------------
@@ -155,145 +99,9 @@ def worker_vgg(args):
     return {"path": args.vgg_weights, "bytes": os.path.getsize(args.vgg_weights)}
 
 
-class _MatmulTimer:
-    """Times one n x n matmul of `dtype` per call to `seconds()` (tf.function).
-
-    The operands are made afresh for every call and freed after it, so that holding a timer
-    costs no memory between calls (the training cases measure their peak memory meanwhile).
-
-    Args:
-        n: side of the square matrices.
-        dtype: "float32" or "bfloat16".
-    """
-
-    def __init__(self, n, dtype):
-        import tensorflow as tf
-
-        self.n, self.dtype = int(n), dtype
-        # Reducing in the graph keeps the host copy out of the timing; it costs n^2 adds
-        # against the matmul's 2 n^3 FLOPs.
-        self._matmul = tf.function(lambda a, b: tf.reduce_sum(tf.matmul(a, b)))
-        self.seconds()  # traces, creates the oneDNN primitive: not a representative time
-
-    def seconds(self):
-        import tensorflow as tf
-
-        shape = (self.n, self.n)
-        a = tf.cast(tf.random.stateless_normal(shape, seed=(1, 2)), self.dtype)  # [n, n]
-        b = tf.cast(tf.random.stateless_normal(shape, seed=(3, 4)), self.dtype)  # [n, n]
-        start = time.perf_counter()
-        self._matmul(a, b).numpy()
-        return time.perf_counter() - start
-
-    def gflops(self):
-        return 2.0 * self.n**3 / self.seconds() / 1e9
-
-
-def _time_matmul(n, runs, dtypes=("float32", "bfloat16")):
-    """{dtype: median time and GFLOP/s of an n x n matmul over `runs` timed runs}."""
-    results = {}
-    for dtype in dtypes:
-        timer = _MatmulTimer(n, dtype)
-        times = [timer.seconds() for _ in range(runs)]
-        seconds = _median(times)
-        results[dtype] = {
-            "n": n,
-            "times_s": times,
-            "median_s": seconds,
-            "gflops": 2.0 * n**3 / seconds / 1e9,
-        }
-    return results
-
-
 def worker_matmul(args):
     """The machine's float32 and bfloat16 matmul rate (run at the start and end of a run)."""
-    return _time_matmul(args.matmul_size, args.matmul_runs)
-
-
-def _live_ops(graph):
-    """Names of the ops TF executes: those the outputs or a side effect depend on.
-
-    tf.function prunes the rest when it instantiates the graph. A gradient tape leaves many
-    such ops behind: Conv2DBackpropFilter of frozen or non-target weights (VGG, D in the G
-    step), Conv2DBackpropInput of convs over the constant one-hot map. Counting them would
-    overstate the work done per step.
-    """
-    roots = [tensor.op for tensor in graph.outputs]
-    roots += list(getattr(graph, "control_outputs", []))
-    roots += [op for op in graph.get_operations() if op.op_def.is_stateful]
-    live, pending = set(), roots
-    while pending:
-        op = pending.pop()
-        if op.name in live:
-            continue
-        live.add(op.name)
-        pending.extend(tensor.op for tensor in op.inputs)
-        pending.extend(op.control_inputs)
-    return live
-
-
-# Layers whose FLOPs are worth seeing separately (SPADE's convs and the residual convs).
-_LAYER_KINDS = ("mlp_shared", "mlp_gamma", "mlp_beta", "conv_0", "conv_1", "conv_s", "fc")
-
-
-def _profile_flops(graph):
-    """FLOPs of a traced graph with static shapes, counted by TF's v1 profiler.
-
-    Returns:
-        {"graph": FLOPs of every op in the graph, "executed": FLOPs of the ops TF runs (see
-        _live_ops), "by_op": {op type: executed FLOPs}, "by_part": {"<network> forward" /
-        "<network> backward": executed FLOPs}, "by_layer": {layer kind: executed FLOPs}}.
-    """
-    import tensorflow as tf
-
-    profiler = tf.compat.v1.profiler
-    options = (
-        profiler.ProfileOptionBuilder(profiler.ProfileOptionBuilder.float_operation())
-        .with_empty_output()
-        .build()
-    )
-    # The "scope" view holds every op with FLOPs as a node carrying its own count.
-    result = profiler.profile(graph=graph, cmd="scope", options=options)
-    node_flops, pending = {}, list(result.children)
-    while pending:
-        node = pending.pop()
-        node_flops[node.name] = node_flops.get(node.name, 0) + int(node.float_ops)
-        pending.extend(node.children)
-    live = _live_ops(graph)
-    by_op, by_part, by_layer = {}, {}, {}
-    for name, flops in node_flops.items():
-        if name not in live or not flops:
-            continue
-        op_type = graph.get_operation_by_name(name).type
-        by_op[op_type] = by_op.get(op_type, 0) + flops
-        # Scopes read "[gradient_tape/]<network>_<k>/<block>_<k>/<layer>_<k>/...".
-        parts = [re.sub(r"_\d+$", "", part) for part in name.split("/")]
-        backward = parts[0] == "gradient_tape"
-        network = parts[1] if backward and len(parts) > 1 else parts[0]
-        if network not in ("generator", "discriminator", "encoder"):
-            network = "vgg" if network.startswith("vgg19") else "other"
-        part = f"{network} {'backward' if backward else 'forward'}"
-        by_part[part] = by_part.get(part, 0) + flops
-        kind = next((p for p in parts if p in _LAYER_KINDS), None)
-        if kind is not None:
-            by_layer[kind] = by_layer.get(kind, 0) + flops
-
-    def ranked(counts):
-        return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
-
-    return {
-        "graph": int(result.total_float_ops),
-        "executed": sum(by_op.values()),
-        "by_op": ranked(by_op),
-        "by_part": ranked(by_part),
-        "by_layer": ranked(by_layer),
-    }
-
-
-def _dense_flops(by_op):
-    """FLOPs of the convolution and matmul ops: the part a matmul rate is a fair yardstick for."""
-    dense_ops = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter")
-    return sum(flops for op, flops in by_op.items() if op in dense_ops or "MatMul" in op)
+    return time_matmul(args.matmul_size, args.matmul_runs)
 
 
 def worker_case(args):
@@ -352,13 +160,13 @@ def worker_case(args):
     # The training peak: the warm-up steps (the first one included) run the whole step, so it
     # is reached by now. Read before any matmul below, whose buffers and oneDNN caches stay
     # resident and would count as training memory (~0.35 GiB for n = 4096).
-    peak_train_kib = _proc_status_kib("VmHWM")
+    peak_train_kib = proc_status_kib("VmHWM")
 
     # The yardstick under the load the timed steps see: a shared machine's speed drifts within
     # minutes, so one matmul per dtype is timed before the first step and after every step, in
     # this process; the case's rate is their median.
     rate_dtypes = ("float32",) if args.policy == "float32" else ("float32", "bfloat16")
-    timers = {dtype: _MatmulTimer(args.matmul_size, dtype) for dtype in rate_dtypes}
+    timers = {dtype: MatmulTimer(args.matmul_size, dtype) for dtype in rate_dtypes}
     rate_samples = {dtype: [] for dtype in rate_dtypes}
 
     def sample_rates():
@@ -366,14 +174,14 @@ def worker_case(args):
             rate_samples[dtype].append(timer.gflops())
 
     sample_rates()
-    loadavg_steps = _loadavg()
+    loadavg_steps = loadavg()
     for _ in range(args.steps):
         start = time.perf_counter()
         all_losses.append(run_step())
         step_times.append(time.perf_counter() - start)
         print(f"  timed step {len(step_times)}: {step_times[-1]:.2f} s", file=sys.stderr)
         sample_rates()
-    matmul_local = {dtype: _median(samples) for dtype, samples in rate_samples.items()}
+    matmul_local = {dtype: median(samples) for dtype, samples in rate_samples.items()}
 
     train_flops = _profile_flops(train_step.get_concrete_function(batch).graph)
 
@@ -386,7 +194,7 @@ def worker_case(args):
             gen_times.append(time.perf_counter() - start)
     gen_flops = _profile_flops(synthesize.get_concrete_function(batch["label"]).graph)
 
-    step_s = _median(step_times)
+    step_s = median(step_times)
     return {
         "preset": args.preset,
         "policy": args.policy,
@@ -400,11 +208,11 @@ def worker_case(args):
         "step_median_s": step_s,
         "images_per_s": batch_size / step_s,
         "losses_last": all_losses[-1],
-        "losses_finite": _all_finite(all_losses),
-        # Executed FLOPs (see _live_ops); the whole graph's count is kept for reference.
+        "losses_finite": all_finite(all_losses),
+        # Executed FLOPs (see bench.common.live_ops); the whole graph's count is kept for reference.
         "train_gflop": train_flops["executed"] / 1e9,
         "train_graph_gflop": train_flops["graph"] / 1e9,
-        "train_dense_gflop": _dense_flops(train_flops["by_op"]) / 1e9,
+        "train_dense_gflop": dense_flops(train_flops["by_op"]) / 1e9,
         "train_gflop_by_op": {op: f / 1e9 for op, f in train_flops["by_op"].items()},
         "train_gflop_by_part": {k: f / 1e9 for k, f in train_flops["by_part"].items()},
         "train_gflop_by_layer": {k: f / 1e9 for k, f in train_flops["by_layer"].items()},
@@ -413,12 +221,12 @@ def worker_case(args):
         "matmul_local_gflops": matmul_local,
         "loadavg_steps_start": loadavg_steps,
         "gen_times_s": gen_times,
-        "gen_latency_s": _median(gen_times),
+        "gen_latency_s": median(gen_times),
         "gen_gflop": gen_flops["executed"] / 1e9,
         "gen_gflop_by_layer": {k: f / 1e9 for k, f in gen_flops["by_layer"].items()},
-        "peak_rss_train_gib": _gib(peak_train_kib),
+        "peak_rss_train_gib": kib_to_gib(peak_train_kib),
         # With the matmul timers' memory, profiling and inference: not the training peak.
-        "peak_rss_end_gib": _gib(_proc_status_kib("VmHWM")),
+        "peak_rss_end_gib": kib_to_gib(proc_status_kib("VmHWM")),
     }
 
 
@@ -462,7 +270,7 @@ def worker_pipeline(args):
         "seconds": seconds,
         "images_per_s": images / seconds,
         "image_shape": [int(d) for d in batch["image"].shape],
-        "peak_rss_gib": _gib(_proc_status_kib("VmHWM")),
+        "peak_rss_gib": kib_to_gib(proc_status_kib("VmHWM")),
     }
 
 
@@ -479,52 +287,9 @@ WORKERS = {
 # ------------------------------------------------------------------------------------------
 
 
-def _log(message):
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
 def _run_worker(kind, worker_args, work_dir, timeout_s):
     """Runs `python -m bench.bench_spade --worker=kind ...`; returns its result or an error."""
-    result_path = os.path.join(work_dir, f"result_{kind}_{time.monotonic_ns()}.json")
-    command = [
-        sys.executable, "-m", "bench.bench_spade", f"--worker={kind}",
-        f"--result={result_path}", *worker_args,
-    ]
-    env = dict(os.environ)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    env["PYTHONPATH"] = REPO_ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    start = time.perf_counter()
-    # stderr is echoed live (progress) and its tail kept for the report if the worker fails.
-    process = subprocess.Popen(
-        command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        text=True, errors="replace",
-    )
-    # A hung worker is killed at the limit even while it prints nothing.
-    timer = threading.Timer(timeout_s, process.kill)
-    timer.start()
-    tail = []
-    try:
-        for line in process.stderr:
-            tail = (tail + [line.rstrip()])[-30:]
-            if line.startswith("  "):  # the workers' own progress lines
-                print(line.rstrip(), file=sys.stderr, flush=True)
-        returncode = process.wait()
-    finally:
-        timer.cancel()
-    wall_s = time.perf_counter() - start
-    if returncode != 0 or not os.path.isfile(result_path):
-        reason = f"worker {kind} exited with {returncode} after {wall_s:.0f} s"
-        return {"error": reason, "stderr_tail": tail, "wall_s": wall_s}
-    with open(result_path, encoding="utf-8") as file:
-        result = json.load(file)
-    result["wall_s"] = wall_s
-    return result
-
-
-def _fmt(value, spec=".3g", missing="-"):
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return missing
-    return format(value, spec)
+    return run_worker("bench.bench_spade", kind, worker_args, work_dir, timeout_s)
 
 
 def _highest_rate(matmul_start, matmul_end, dtype):
@@ -635,9 +400,9 @@ def format_report(report):
             e["gflops"] / s["gflops"] - 1.0 if s.get("gflops") and e.get("gflops") else None
         )
         lines.append(
-            f"| {dtype} | {s.get('n', e.get('n', '-'))} | {_fmt(s.get('median_s'))} | "
-            f"{_fmt(s.get('gflops'), '.1f')} | {_fmt(e.get('median_s'))} | "
-            f"{_fmt(e.get('gflops'), '.1f')} | {_fmt(drift, '+.1%')} |"
+            f"| {dtype} | {s.get('n', e.get('n', '-'))} | {fmt(s.get('median_s'))} | "
+            f"{fmt(s.get('gflops'), '.1f')} | {fmt(e.get('median_s'))} | "
+            f"{fmt(e.get('gflops'), '.1f')} | {fmt(drift, '+.1%')} |"
         )
     lines += [
         "",
@@ -659,15 +424,15 @@ def format_report(report):
             )
             continue
         lines.append(
-            f"| {c['preset']} | {c['policy']} | {_fmt(c['step_median_s'], '.3f')} | "
-            f"{_fmt(c['images_per_s'], '.3g')} | {_fmt(c['train_gflop'], '.1f')} | "
-            f"{_fmt(c['achieved_gflops'], '.1f')} | "
-            f"{_fmt(c['matmul_local_gflops'].get('float32'), '.1f')} / "
-            f"{_fmt(c['matmul_local_gflops'].get('bfloat16'), '.1f')} | "
-            f"{_fmt(c['fraction_of_f32_matmul'], '.1%')} | "
-            f"{_fmt(c['fraction_of_bf16_matmul'], '.1%')} | "
-            f"{_fmt(c['gen_latency_s'], '.3f')} | {_fmt(c['gen_gflop'], '.1f')} | "
-            f"{_fmt(c['peak_rss_train_gib'], '.2f')} | "
+            f"| {c['preset']} | {c['policy']} | {fmt(c['step_median_s'], '.3f')} | "
+            f"{fmt(c['images_per_s'], '.3g')} | {fmt(c['train_gflop'], '.1f')} | "
+            f"{fmt(c['achieved_gflops'], '.1f')} | "
+            f"{fmt(c['matmul_local_gflops'].get('float32'), '.1f')} / "
+            f"{fmt(c['matmul_local_gflops'].get('bfloat16'), '.1f')} | "
+            f"{fmt(c['fraction_of_f32_matmul'], '.1%')} | "
+            f"{fmt(c['fraction_of_bf16_matmul'], '.1%')} | "
+            f"{fmt(c['gen_latency_s'], '.3f')} | {fmt(c['gen_gflop'], '.1f')} | "
+            f"{fmt(c['peak_rss_train_gib'], '.2f')} | "
             f"{'yes' if c['losses_finite'] else 'NO'} |"
         )
     lines += [
@@ -752,13 +517,13 @@ def main_parent(args):
     work_dir = tempfile.mkdtemp(prefix="semsynth_bench_")
     try:
         vgg_weights = os.path.join(work_dir, "vgg19_random_init.weights.h5")
-        _log("saving a random-init VGG19 for the perceptual loss")
+        log("saving a random-init VGG19 for the perceptual loss")
         vgg = _run_worker("vgg", [f"--vgg_weights={vgg_weights}"], work_dir, args.timeout_s)
         if "error" in vgg:
             raise RuntimeError(f"{vgg['error']}:\n" + "\n".join(vgg["stderr_tail"]))
 
         matmul_args = [f"--matmul_size={args.matmul_size}", f"--matmul_runs={args.matmul_runs}"]
-        _log(f"matmul baseline (start), n={args.matmul_size}")
+        log(f"matmul baseline (start), n={args.matmul_size}")
         report["matmul_start"] = _run_worker("matmul", matmul_args, work_dir, args.timeout_s)
 
         cases = []
@@ -766,7 +531,7 @@ def main_parent(args):
             warmup = args.warmup or DEFAULT_WARMUP.get(preset, FALLBACK_WARMUP)
             steps = args.steps or DEFAULT_STEPS.get(preset, FALLBACK_STEPS)
             for policy in policies_run:
-                _log(f"case {preset} / {policy}: {warmup} warm-up + {steps} timed steps")
+                log(f"case {preset} / {policy}: {warmup} warm-up + {steps} timed steps")
                 case_args = [
                     f"--preset={preset}", f"--policy={policy}", f"--warmup={warmup}",
                     f"--steps={steps}", f"--vgg_weights={vgg_weights}",
@@ -778,15 +543,15 @@ def main_parent(args):
                 case.setdefault("policy", policy)
                 cases.append(case)
                 if "error" not in case:
-                    _log(f"  median step {case['step_median_s']:.3f} s, "
-                         f"peak RSS {case['peak_rss_train_gib']:.2f} GiB")
+                    log(f"  median step {case['step_median_s']:.3f} s, "
+                        f"peak RSS {case['peak_rss_train_gib']:.2f} GiB")
 
         report["pipeline"] = None
         if not args.skip_pipeline:
             data_root = args.data_root or os.path.join(
                 tempfile.gettempdir(), "semsynth_bench_data", f"n{args.num_scenes}"
             )
-            _log(f"input pipeline on {args.num_scenes} built-in scenes under {data_root}")
+            log(f"input pipeline on {args.num_scenes} built-in scenes under {data_root}")
             report["pipeline"] = _run_worker(
                 "pipeline",
                 [f"--data_root={data_root}", f"--num_scenes={args.num_scenes}",
@@ -795,12 +560,12 @@ def main_parent(args):
                 work_dir, args.timeout_s,
             )
 
-        _log("matmul baseline (end)")
+        log("matmul baseline (end)")
         report["matmul_end"] = _run_worker("matmul", matmul_args, work_dir, args.timeout_s)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
 
-    matmul_start, matmul_end = _ok(report["matmul_start"]), _ok(report["matmul_end"])
+    matmul_start, matmul_end = ok(report["matmul_start"]), ok(report["matmul_end"])
     for case in cases:
         if "error" not in case:
             _add_fractions(case)
@@ -811,19 +576,15 @@ def main_parent(args):
         _highest_rate(matmul_start, matmul_end, "float32"),
         report["machine"],
     )
-    report["machine"]["loadavg_end"] = _loadavg()
+    report["machine"]["loadavg_end"] = loadavg()
     report["run_time_s"] = time.perf_counter() - run_start
     print(format_report(report))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as file:
             json.dump(report, file, indent=2)
-        _log(f"wrote {args.json}")
+        log(f"wrote {args.json}")
     failed = [c for c in cases if "error" in c]
     return 1 if failed else 0
-
-
-def _ok(result):
-    return None if result is None or "error" in result else result
 
 
 def build_parser():
