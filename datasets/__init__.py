@@ -3,6 +3,13 @@
 - `scenes`: procedural outdoor scenes with ADE20K labels, generated on demand (the default).
 - `pairs`: file lists (ADE20K layout or two generic folders) and a thorough file check.
 - `pipeline`: tf.data pipelines yielding {"image", "label"} batches.
+- `segmentation`: segmentation datasets (ADE20K, Cityscapes, FaceSynthetics, folders, JSON
+  pair lists) and their training / evaluation pipelines.
+- `documents`: procedural document pages with ink masks (printed / handwritten text), the
+  built-in data of the Synthesis-in-Style pipeline; `crops`: pages -> 256 px tiles and JSON
+  lists (`python -m datasets.crops`); `images`: unlabelled images for GAN training.
+- `cluster_labels`, `synthetic_pairs`: image / mask pairs from a StyleGAN2 generator's annotated
+  feature clusters (Synthesis in Style).
 
 Only the light `pairs` module is imported here: `pipeline` pulls in TensorFlow and `scenes`
 must not be imported before `python -m datasets.scenes` runs it. Import them by module, e.g.

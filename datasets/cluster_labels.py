@@ -1,0 +1,447 @@
+"""Cluster-label mappings and the coarse / fine segmentation rule (Synthesis in Style, step 5).
+
+A label mapping (written by the annotation app, next to the cluster run it annotates, e.g.
+<clusters_dir>/annotations_k20.json) names the class of each cluster of some layers for one k;
+cluster ids are decimal strings and a cluster missing from its layer is unlabelled:
+
+    {"format": "semsynth-cluster-labels/1", "k": 20, "generator": "<fingerprint>",
+     "palette": "documents", "layers": {"conv09_64px": {"0": "printed_text", ...}, ...}}
+
+`segment_from_features` turns ONE sample's activations into a class-id mask with the rule
+"coarse layers decide the class, fine layers decide the shape":
+
+1. coarse layers (64 px at R = 256): every pixel's cluster -> class; per non-background class a
+   region mask, upsampled (nearest) to R, dilated, OR-ed over the coarse layers; its connected
+   components ("contours" in the reference, which used OpenCV contours: here a contour is a
+   connected component, 8-connected) smaller than min_area pixels at R x R are dropped;
+2. fine layers (R px): a pixel is *ink* when its cluster's class is not background, and stays
+   ink only where every fine layer agrees;
+3. every connected ink component takes the class of the coarse region it overlaps most
+   (overlap_policy="most"; ties go to the lower class id) or of the lowest class id whose
+   region it touches at all ("any-first"); a component touching no region becomes background;
+4. if an ink component's bounding box spans more than discard_full_page of both the width and
+   the height, the sample is discarded (None): such "ink" is a page edge or a texture, not text.
+
+Only numpy and PIL are used (PIL's MaxFilter dilates); `connected_components` is a vectorised
+union-find.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Mapping
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from models.feature_clusters import ClusterRun, assign, upsample_nearest
+from semantic_labels import LabelSet
+
+MAPPING_FORMAT = "semsynth-cluster-labels/1"
+OVERLAP_POLICIES = ("most", "any-first")
+
+
+class LabelMappingError(ValueError):
+    """A label mapping file or its content is invalid; the message names the file."""
+
+
+class LabelMappingFileNotFoundError(LabelMappingError, FileNotFoundError):
+    """A label mapping file does not exist (catchable as ValueError or FileNotFoundError)."""
+
+
+class UnlabelledClustersError(LabelMappingError):
+    """Clusters of the used layers have no class.
+
+    Attributes:
+        missing: {layer: [cluster ids without a class]} of the used layers.
+    """
+
+    def __init__(self, message: str, missing: dict[str, list[int]]):
+        super().__init__(message)
+        self.missing = missing
+
+
+# === Label mappings ===
+
+
+def _load_palette(palette) -> tuple[LabelSet, str]:
+    """(LabelSet, how to name it in errors) from a LabelSet or a palette name / path."""
+    if isinstance(palette, LabelSet):
+        return palette, f"palette {palette.name!r}"
+    from annotator.palette import load_palette
+
+    return load_palette(palette), f"palette file {os.fspath(palette)}"
+
+
+def validate_label_mapping(spec, *, clusters: ClusterRun, k: int | None = None, palette,
+                           source: str = "label mapping") -> dict:
+    """Checks a parsed mapping against its cluster run and palette (see load_label_mapping)."""
+    if not isinstance(spec, dict):
+        raise LabelMappingError(f"{source}: the top level must be a JSON object")
+    if spec.get("format") != MAPPING_FORMAT:
+        raise LabelMappingError(
+            f"{source}: 'format' must be {MAPPING_FORMAT!r}, got {spec.get('format')!r}"
+        )
+    mapping_k = spec.get("k")
+    if not isinstance(mapping_k, int) or isinstance(mapping_k, bool):
+        raise LabelMappingError(f"{source}: 'k' must be an integer, got {mapping_k!r}")
+    if k is not None and mapping_k != k:
+        raise LabelMappingError(
+            f"{source} was made for k={mapping_k}, but k={k} was requested"
+        )
+    if mapping_k not in clusters.k_values:
+        raise LabelMappingError(
+            f"{source}: k={mapping_k} is not in cluster run {clusters.directory} (available k: "
+            f"{list(clusters.k_values)})"
+        )
+    if spec.get("generator") != clusters.fingerprint:
+        raise LabelMappingError(
+            f"{source}: mapping made for another generator (fingerprint "
+            f"{spec.get('generator')!r}; cluster run {clusters.directory} has "
+            f"{clusters.fingerprint!r})"
+        )
+    labels, palette_name = _load_palette(palette)
+    layers = spec.get("layers")
+    if not isinstance(layers, dict):
+        raise LabelMappingError(
+            f"{source}: 'layers' must be an object {{layer: {{cluster_id: class}}}}"
+        )
+    unknown_layers = sorted(set(layers) - set(clusters.layer_names))
+    if unknown_layers:
+        raise LabelMappingError(
+            f"{source}: layers {unknown_layers} are not in cluster run {clusters.directory} "
+            f"(its layers: {list(clusters.layer_names)})"
+        )
+    parsed: dict[str, dict[int, str]] = {}
+    unknown_classes, bad_ids = set(), []
+    for layer, entries in layers.items():
+        if not isinstance(entries, dict):
+            raise LabelMappingError(
+                f"{source}: layers[{layer!r}] must be an object {{cluster_id: class}}"
+            )
+        parsed[layer] = {}
+        for cluster_id, class_name in entries.items():
+            if not (isinstance(cluster_id, str) and cluster_id.isdigit()
+                    and int(cluster_id) < mapping_k):
+                bad_ids.append(f"{layer}:{cluster_id}")
+                continue
+            if not isinstance(class_name, str) or class_name not in labels.names:
+                unknown_classes.add(repr(class_name))
+                continue
+            parsed[layer][int(cluster_id)] = class_name
+    if bad_ids:
+        raise LabelMappingError(
+            f"{source}: cluster ids must be decimal strings in [0, {mapping_k - 1}] "
+            f"(k={mapping_k}); bad: {bad_ids[:20]}"
+        )
+    if unknown_classes:
+        raise LabelMappingError(
+            f"{source}: classes {', '.join(sorted(unknown_classes))} are not in the "
+            f"{palette_name} (its classes: {list(labels.names)})"
+        )
+    return {
+        "format": MAPPING_FORMAT,
+        "k": mapping_k,
+        "generator": spec["generator"],
+        "palette": spec.get("palette"),
+        "layers": parsed,
+        "source": source,
+    }
+
+
+def load_label_mapping(path: str, *, clusters: ClusterRun, k: int | None = None,
+                       palette) -> dict:
+    """Loads and validates a cluster-label mapping JSON.
+
+    Args:
+        path: the mapping file (e.g. <clusters_dir>/annotations_k20.json).
+        clusters: the cluster run it annotates.
+        k: the k it must be for (None: the file's k, which must be in the run).
+        palette: LabelSet, or a palette name / path for annotator.palette.load_palette.
+
+    Returns:
+        {"format", "k", "generator", "palette", "source": path,
+         "layers": {layer: {int cluster_id: class name}}}.
+
+    Raises LabelMappingError (a ValueError) naming the file: wrong format, k mismatch (naming
+    both), "mapping made for another generator", classes missing from the palette (naming them
+    and the palette), unknown layers or cluster ids out of range.
+    """
+    path = os.path.abspath(os.fspath(path))
+    if not os.path.isfile(path):
+        raise LabelMappingFileNotFoundError(f"label mapping {path} does not exist")
+    try:
+        with open(path, encoding="utf-8") as file:
+            spec = json.load(file)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise LabelMappingError(f"label mapping {path}: not valid JSON ({error})") from None
+    return validate_label_mapping(spec, clusters=clusters, k=k, palette=palette,
+                                  source=f"label mapping {path}")
+
+
+def check_complete(mapping: dict, layers) -> None:
+    """Raises UnlabelledClustersError naming every (layer, cluster id) of `layers` with no class."""
+    k = mapping["k"]
+    missing = {}
+    for layer in layers:
+        labelled = mapping["layers"].get(layer, {})
+        unlabelled = [i for i in range(k) if i not in labelled]
+        if unlabelled:
+            missing[layer] = unlabelled
+    if missing:
+        details = "; ".join(
+            f"{layer}: {'all ' + str(k) + ' (layer not annotated)' if len(ids) == k else ids}"
+            for layer, ids in missing.items()
+        )
+        raise UnlabelledClustersError(
+            f"{mapping.get('source', 'label mapping')} (k={k}) leaves clusters unlabelled: "
+            f"{details}. Label them in the annotation app first.",
+            missing,
+        )
+
+
+def default_layers(clusters: ClusterRun) -> tuple[list[str], list[str]]:
+    """(coarse, fine) layers of the reference rule: those at R / 4 and those at R."""
+    coarse = [l["name"] for l in clusters.layers if l["resolution"] == clusters.resolution // 4]
+    fine = [l["name"] for l in clusters.layers if l["resolution"] == clusters.resolution]
+    if not coarse or not fine:
+        raise LabelMappingError(
+            f"cluster run {clusters.directory} has no layers at {clusters.resolution // 4} px "
+            f"and {clusters.resolution} px for the default coarse / fine layers; name them"
+        )
+    return coarse, fine
+
+
+def class_lookup(mapping: dict, layer: str, class_ids: Mapping[str, int]) -> np.ndarray:
+    """[k] int64 class id of each cluster of `layer` (raises if any is unlabelled)."""
+    check_complete(mapping, [layer])
+    table = mapping["layers"][layer]
+    return np.array([class_ids[table[i]] for i in range(mapping["k"])], dtype=np.int64)
+
+
+# === Connected components ===
+
+
+def connected_components(mask: np.ndarray, connectivity: int = 8) -> tuple[np.ndarray, int]:
+    """Labels the connected components of a boolean mask.
+
+    Args:
+        mask: [H, W] bool (or 0 / non-zero).
+        connectivity: 8 (diagonal neighbours connect, like OpenCV contours) or 4.
+
+    Returns:
+        (labels [H, W] int32 with 0 = outside the mask and 1..n in raster order of each
+        component's first pixel, n).
+    """
+    mask = np.asarray(mask).astype(bool)
+    if mask.ndim != 2:
+        raise ValueError(f"connected_components: mask must be [H, W], got {list(mask.shape)}")
+    if connectivity not in (4, 8):
+        raise ValueError(f"connected_components: connectivity must be 4 or 8, got {connectivity}")
+    height, width = mask.shape
+    labels = np.zeros((height, width), dtype=np.int32)
+    pixels = np.flatnonzero(mask)  # [n] raster indices of the mask's pixels
+    if pixels.size == 0:
+        return labels, 0
+    node = np.full(height * width, -1, dtype=np.int64)
+    node[pixels] = np.arange(pixels.size)
+    node = node.reshape(height, width)
+    # Horizontal runs are components already: start every node at its run's first node, so the
+    # union rounds below only work on the (far fewer) runs.
+    run_starts = np.ones(pixels.size, dtype=bool)
+    run_starts[1:] = (np.diff(pixels) != 1) | (pixels[1:] % width == 0)
+    parent = np.flatnonzero(run_starts)[np.cumsum(run_starts) - 1]  # [n]
+    # Edges between vertically / diagonally adjacent mask pixels (row r and r + 1).
+    shifts = [(0, 0)] if connectivity == 4 else [(0, 0), (0, 1), (1, 0)]
+    sources, targets = [], []
+    for upper_col0, lower_col0 in shifts:  # column offsets of the upper / lower row slices
+        cols = width - (upper_col0 or lower_col0)
+        upper = node[:-1, upper_col0 : upper_col0 + cols]  # [H-1, cols]
+        lower = node[1:, lower_col0 : lower_col0 + cols]  # [H-1, cols]
+        both = (upper >= 0) & (lower >= 0)
+        sources.append(upper[both])
+        targets.append(lower[both])
+    sources, targets = np.concatenate(sources), np.concatenate(targets)
+    # Hook the larger root under the smaller one, then compress paths fully; every round at
+    # least halves the number of trees that still have an edge to another tree. parent[i] <= i
+    # always holds, so no cycle can form.
+    while sources.size:
+        source_roots, target_roots = parent[sources], parent[targets]
+        apart = source_roots != target_roots
+        if not apart.any():
+            break
+        sources, targets = sources[apart], targets[apart]
+        low = np.minimum(source_roots[apart], target_roots[apart])
+        high = np.maximum(source_roots[apart], target_roots[apart])
+        np.minimum.at(parent, high, low)
+        while True:
+            grandparent = parent[parent]
+            if np.array_equal(grandparent, parent):
+                break
+            parent = grandparent
+    # A component's root is its smallest node, i.e. its first pixel in raster order.
+    _, component = np.unique(parent, return_inverse=True)
+    labels.ravel()[pixels] = component.astype(np.int32) + 1
+    return labels, int(component.max()) + 1
+
+
+def component_stats(labels: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Areas [count] and boxes [count, 4] (row0, col0, row1, col1 inclusive) of labels 1..count."""
+    rows, cols = np.nonzero(labels)
+    ids = labels[rows, cols] - 1
+    areas = np.bincount(ids, minlength=count)
+    boxes = np.empty((count, 4), dtype=np.int64)
+    boxes[:, 0] = labels.shape[0]
+    boxes[:, 1] = labels.shape[1]
+    boxes[:, 2:] = -1
+    np.minimum.at(boxes[:, 0], ids, rows)
+    np.minimum.at(boxes[:, 1], ids, cols)
+    np.maximum.at(boxes[:, 2], ids, rows)
+    np.maximum.at(boxes[:, 3], ids, cols)
+    return areas, boxes
+
+
+def dilate(mask: np.ndarray, size: int) -> np.ndarray:
+    """Binary dilation of [H, W] bool by a size x size square (size odd; 0 or 1: unchanged)."""
+    if size <= 1:
+        return mask
+    image = Image.fromarray(mask.astype(np.uint8) * 255)
+    return np.asarray(image.filter(ImageFilter.MaxFilter(size))) > 0
+
+
+# === The segmentation rule ===
+
+
+def _class_ids(class_ids) -> dict[str, int]:
+    if isinstance(class_ids, LabelSet):
+        return {name: i for i, name in enumerate(class_ids.names)}
+    return dict(class_ids)
+
+
+def segment_from_features(
+    features: Mapping[str, np.ndarray],
+    mapping: dict,
+    centers: Mapping[str, np.ndarray],
+    *,
+    coarse_layers: list[str],
+    fine_layers: list[str],
+    class_ids,
+    output_size: int,
+    min_area: int = 50,
+    dilation: int = 5,
+    overlap_policy: str = "most",
+    discard_full_page: float | None = 0.95,
+    background_id: int = 0,
+    min_ink_area: int = 0,
+) -> np.ndarray | None:
+    """Class-id mask of one sample from its activations (rule in this module's docstring).
+
+    Args:
+        features: {layer: [h, w, C] activations} of ONE sample (at least the used layers).
+        mapping: a validated label mapping (load_label_mapping) labelling every cluster of
+            the used layers.
+        centers: {layer: [k, C] centres} of the mapping's k.
+        coarse_layers: layers that decide the class (reference: the two 64 px layers).
+        fine_layers: layers that decide the ink shape (reference: the two 256 px layers).
+        class_ids: {class name: id} or the palette LabelSet (id = position).
+        output_size: R, the side of the returned mask.
+        min_area: coarse region components under this many pixels (at R x R) are dropped.
+        dilation: side of the square that dilates each coarse class region, in output pixels
+            (odd; 0 or 1: none); it lets ink at a region's edge still overlap it.
+        overlap_policy: "most" or "any-first" (see the module docstring).
+        discard_full_page: fraction of width and height an ink component's box must exceed
+            for the sample to be discarded; None never discards.
+        background_id: class id of background (what non-ink pixels get).
+        min_ink_area: ink components under this many pixels become background (0: keep all).
+
+    Returns:
+        [R, R] uint8 class ids, or None when the sample is discarded.
+    """
+    if overlap_policy not in OVERLAP_POLICIES:
+        raise ValueError(
+            f"overlap_policy must be one of {OVERLAP_POLICIES}, got {overlap_policy!r}"
+        )
+    if not coarse_layers or not fine_layers:
+        raise ValueError("segment_from_features: coarse_layers and fine_layers must be non-empty")
+    if dilation > 1 and dilation % 2 == 0:
+        raise ValueError(f"dilation must be odd (a centred square), got {dilation}")
+    class_ids = _class_ids(class_ids)
+    for layer in list(coarse_layers) + list(fine_layers):
+        if layer not in features or layer not in centers:
+            raise ValueError(
+                f"segment_from_features: layer {layer!r} is missing from the "
+                f"{'features' if layer not in features else 'centers'} given "
+                f"(have {sorted(features if layer not in features else centers)})"
+            )
+
+    def class_map(layer: str) -> np.ndarray:
+        lookup = class_lookup(mapping, layer, class_ids)  # [k]
+        ids = assign(features[layer], centers[layer])  # [h, w]
+        return upsample_nearest(lookup[ids], output_size)  # [R, R]
+
+    regions: dict[int, np.ndarray] = {}
+    for layer in coarse_layers:
+        classes = class_map(layer)
+        for class_id in np.unique(classes):
+            if class_id == background_id:
+                continue
+            region = dilate(classes == class_id, dilation)
+            regions[int(class_id)] = regions.get(int(class_id), False) | region
+    for class_id, region in regions.items():
+        components, count = connected_components(region)
+        areas, _ = component_stats(components, count)
+        keep = np.concatenate([[False], areas >= min_area])  # [count + 1], 0 = outside
+        regions[class_id] = keep[components]
+
+    ink = np.ones((output_size, output_size), dtype=bool)
+    for layer in fine_layers:
+        ink &= class_map(layer) != background_id
+    components, count = connected_components(ink)
+    mask = np.full((output_size, output_size), background_id, dtype=np.uint8)
+    if count == 0:
+        return mask
+    areas, boxes = component_stats(components, count)
+    if discard_full_page is not None:
+        heights = boxes[:, 2] - boxes[:, 0] + 1
+        widths = boxes[:, 3] - boxes[:, 1] + 1
+        limit = discard_full_page * output_size
+        if np.any((heights > limit) & (widths > limit)):
+            return None
+
+    region_ids = sorted(regions)
+    component_class = np.full(count + 1, background_id, dtype=np.int64)  # 0 = not ink
+    if region_ids:
+        overlap = np.stack(
+            [np.bincount(components[regions[c]], minlength=count + 1) for c in region_ids],
+            axis=1,
+        )  # [count + 1, num_regions] pixels of each component inside each class region
+        overlap[0] = 0
+        if overlap_policy == "most":
+            choice = np.argmax(overlap, axis=1)  # ties: the lower class id
+        else:
+            choice = np.argmax(overlap > 0, axis=1)  # the lowest class id touched
+        touched = overlap.max(axis=1) > 0
+        component_class[touched] = np.asarray(region_ids)[choice[touched]]
+    if min_ink_area > 0:
+        component_class[1:][areas < min_ink_area] = background_id
+    mask[:] = component_class[components]
+    return mask
+
+
+__all__ = [
+    "MAPPING_FORMAT",
+    "OVERLAP_POLICIES",
+    "LabelMappingError",
+    "LabelMappingFileNotFoundError",
+    "UnlabelledClustersError",
+    "check_complete",
+    "class_lookup",
+    "component_stats",
+    "connected_components",
+    "default_layers",
+    "dilate",
+    "load_label_mapping",
+    "segment_from_features",
+    "validate_label_mapping",
+]

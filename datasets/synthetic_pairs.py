@@ -1,0 +1,373 @@
+"""Synthetic image / mask pairs from an annotated cluster run (Synthesis in Style, step 6).
+
+`synthesize_dataset` samples z in batches, synthesizes images and activations with the caller's
+feature function, turns each sample into a class mask with the coarse / fine rule of
+`datasets.cluster_labels.segment_from_features`, and keeps sampling until num_images samples
+were accepted (discarded samples are counted). It writes:
+
+    out_dir/
+      images/000000.png        RGB, R x R
+      masks/000000.png         8-bit class ids of the palette (e.g. 0 background, 1 printed_text)
+      masks_colour/000000.png  the mask in the palette's colours
+      train.json, val.json     {"pairs": [{"image": "images/000000.png", "label": "masks/..."}]}
+                               (paths relative to the JSON; seeded 90 / 10 split)
+      coco_gt_val.json         COCO-style ground truth of the validation split
+      latents.npy              [num_images, z_dim] float32, the z of every accepted image
+      dataset.json             manifest: settings, counts, discarded samples
+
+Truncation (and noise) are the feature function's business: pass one that applies them, e.g.
+a generator wrapper with truncation psi 0.7 and constant noise.
+
+COCO ground truth: one category per non-background palette class (category id = class id); one
+annotation per 8-connected component of each class in each validation mask, with bbox
+[x, y, width, height] in pixels, area = its pixel count, iscrowd 0 and an uncompressed RLE
+segmentation {"counts": [...], "size": [h, w]} (column-major runs, starting with background).
+Image ids are the file index + 1 (COCO tools treat id 0 as missing).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+
+import numpy as np
+from PIL import Image
+
+from datasets.cluster_labels import (
+    OVERLAP_POLICIES,
+    check_complete,
+    component_stats,
+    connected_components,
+    default_layers,
+    load_label_mapping,
+    segment_from_features,
+)
+from models.feature_clusters import ClusterRun, FeatureFn, load_clusters
+from semantic_labels import LabelSet
+
+DATASET_FORMAT = "semsynth-synthetic-pairs/1"
+_OUTPUT_FOLDERS = ("images", "masks", "masks_colour")
+_OUTPUT_FILES = ("train.json", "val.json", "coco_gt_val.json", "latents.npy", "dataset.json")
+
+
+class SyntheticDatasetError(ValueError):
+    """Invalid arguments or a synthesis that cannot finish; the message names the culprit."""
+
+
+def mask_to_rle(mask: np.ndarray) -> dict:
+    """Uncompressed COCO RLE of a [h, w] bool mask: column-major run lengths, zeros first."""
+    flat = np.asarray(mask, dtype=bool).ravel(order="F")  # [h * w], column-major
+    changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    bounds = np.concatenate([[0], changes, [flat.size]])
+    counts = np.diff(bounds).tolist()
+    if flat.size and flat[0]:
+        counts = [0] + counts
+    return {"counts": counts, "size": [int(mask.shape[0]), int(mask.shape[1])]}
+
+
+def rle_to_mask(rle: dict) -> np.ndarray:
+    """Inverse of mask_to_rle: {"counts", "size": [h, w]} -> [h, w] bool."""
+    height, width = rle["size"]
+    values = np.arange(len(rle["counts"])) % 2 == 1  # runs alternate 0, 1, 0, ...
+    flat = np.repeat(values, rle["counts"])
+    return flat.reshape((width, height)).T
+
+
+def coco_ground_truth(masks: list[tuple[int, str, np.ndarray]], palette: LabelSet,
+                      background_id: int = 0) -> dict:
+    """COCO-style ground truth of class masks.
+
+    Args:
+        masks: (image id, file name, [h, w] uint8 class-id mask) per image.
+        palette: the label set; every class but background becomes a category.
+        background_id: class id that gets no annotations.
+    """
+    categories = [
+        {"id": class_id, "name": name, "supercategory": "text" if "text" in name else name}
+        for class_id, name in enumerate(palette.names)
+        if class_id != background_id
+    ]
+    images, annotations = [], []
+    for image_id, file_name, mask in masks:
+        images.append({"id": image_id, "file_name": file_name, "height": int(mask.shape[0]),
+                       "width": int(mask.shape[1])})
+        for category in categories:
+            components, count = connected_components(mask == category["id"])
+            if count == 0:
+                continue
+            areas, boxes = component_stats(components, count)
+            for index in range(count):
+                row0, col0, row1, col1 = (int(v) for v in boxes[index])
+                annotations.append({
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": category["id"],
+                    "bbox": [col0, row0, col1 - col0 + 1, row1 - row0 + 1],
+                    "area": int(areas[index]),
+                    "iscrowd": 0,
+                    "segmentation": mask_to_rle(components == index + 1),
+                })
+    return {
+        "info": {"description": "semsynth synthetic pairs, validation split"},
+        "images": images,
+        "annotations": annotations,
+        "categories": categories,
+    }
+
+
+def _prepare_out_dir(out_dir: str, overwrite: bool) -> None:
+    if os.path.isdir(out_dir) and os.listdir(out_dir):
+        if not overwrite:
+            raise SyntheticDatasetError(
+                f"out_dir {out_dir} is not empty; choose another folder or pass overwrite=True"
+            )
+        # Only what an earlier run wrote is removed: other files in out_dir stay.
+        for folder in _OUTPUT_FOLDERS:
+            if os.path.isdir(os.path.join(out_dir, folder)):
+                shutil.rmtree(os.path.join(out_dir, folder))
+        for name in _OUTPUT_FILES:
+            if os.path.isfile(os.path.join(out_dir, name)):
+                os.remove(os.path.join(out_dir, name))
+    for folder in _OUTPUT_FOLDERS:
+        os.makedirs(os.path.join(out_dir, folder), exist_ok=True)
+
+
+def _write_json(path: str, value) -> None:
+    with open(path, "w", encoding="utf-8") as file:
+        json.dump(value, file, indent=1)
+
+
+def _log(progress: bool, message: str) -> None:
+    if progress:
+        print(f"[synthesize_dataset] {message}", flush=True)
+
+
+def synthesize_dataset(
+    feature_fn: FeatureFn,
+    *,
+    mapping,
+    clusters,
+    palette: LabelSet,
+    num_images: int,
+    out_dir: str,
+    batch_size: int = 8,
+    z_dim: int | None = None,
+    seed: int = 0,
+    coarse_layers: list[str] | None = None,
+    fine_layers: list[str] | None = None,
+    min_area: int = 50,
+    overlap_policy: str = "most",
+    dilation: int = 5,
+    discard_full_page: float | None = 0.95,
+    val_fraction: float = 0.1,
+    max_attempts: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Writes num_images image / mask pairs, the split JSONs and COCO ground truth.
+
+    Args:
+        feature_fn: z [n, z_dim] -> (images uint8 [n, R, R, 3], {layer: [n, r, r, C]}), the
+            generator the cluster run was made with (same layers); applies truncation if wanted.
+        mapping: a validated mapping (load_label_mapping) or the path of a mapping JSON.
+        clusters: the ClusterRun (or its directory) the mapping annotates.
+        palette: the LabelSet of the classes (mask values are its ids).
+        num_images: accepted pairs to write.
+        out_dir: output folder; must be empty or absent unless overwrite.
+        batch_size: samples per feature_fn call.
+        z_dim: length of z; None: the cluster run's.
+        seed: seed of z and of the train / val split.
+        coarse_layers, fine_layers: the rule's layers; None: the layers at R / 4 and at R.
+        min_area, overlap_policy, dilation, discard_full_page: see segment_from_features.
+        val_fraction: share of pairs in val.json (at least one when > 0).
+        max_attempts: samples drawn at most before giving up; None: 10 * num_images.
+        overwrite: replace an earlier run's outputs in out_dir.
+        progress: print one line per batch.
+
+    Returns:
+        The manifest written to dataset.json.
+    """
+    started = time.time()
+    if not isinstance(clusters, ClusterRun):
+        clusters = load_clusters(clusters)
+    if not isinstance(palette, LabelSet):
+        from annotator.palette import load_palette
+
+        palette = load_palette(palette)
+    if not isinstance(mapping, dict):
+        mapping = load_label_mapping(mapping, clusters=clusters, palette=palette)
+    for name, value in (("num_images", num_images), ("batch_size", batch_size)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise SyntheticDatasetError(f"{name} must be a positive integer, got {value!r}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise SyntheticDatasetError(f"val_fraction must lie in [0, 1), got {val_fraction!r}")
+    num_val = 0 if val_fraction == 0 else max(1, int(round(num_images * val_fraction)))
+    if num_images - num_val < 1:
+        raise SyntheticDatasetError(
+            f"num_images={num_images} with val_fraction={val_fraction} leaves no training pair"
+        )
+    if overlap_policy not in OVERLAP_POLICIES:
+        raise SyntheticDatasetError(
+            f"overlap_policy must be one of {OVERLAP_POLICIES}, got {overlap_policy!r}"
+        )
+    if "background" not in palette.names:
+        raise SyntheticDatasetError(
+            f"palette {palette.name!r} has no class named 'background' (classes "
+            f"{list(palette.names)})"
+        )
+    background_id = palette.id_of("background")
+    z_dim = clusters.z_dim if z_dim is None else z_dim
+    max_attempts = 10 * num_images if max_attempts is None else max_attempts
+    if coarse_layers is None or fine_layers is None:
+        default_coarse, default_fine = default_layers(clusters)
+        coarse_layers = default_coarse if coarse_layers is None else coarse_layers
+        fine_layers = default_fine if fine_layers is None else fine_layers
+    coarse_layers, fine_layers = list(coarse_layers), list(fine_layers)
+    used_layers = list(dict.fromkeys(coarse_layers + fine_layers))
+    for layer in used_layers:
+        clusters.layer(layer)  # raises naming the run's layers
+    # Refuse before any sampling or writing: half-labelled layers make meaningless masks.
+    check_complete(mapping, used_layers)
+    k = mapping["k"]
+    centers = clusters.centers_for(k, used_layers)
+    resolution = clusters.resolution
+
+    out_dir = os.path.abspath(os.fspath(out_dir))
+    _prepare_out_dir(out_dir, overwrite)
+    rng = np.random.default_rng(seed)
+    accepted_z, attempts, discarded = [], 0, 0
+    class_pixels = np.zeros(palette.num_classes, dtype=np.int64)
+    while len(accepted_z) < num_images:
+        if attempts >= max_attempts:
+            raise SyntheticDatasetError(
+                f"only {len(accepted_z)} of {num_images} samples were accepted after "
+                f"{attempts} attempts ({discarded} discarded because an ink component spans "
+                f"> {discard_full_page} of the page); check the label mapping "
+                f"{mapping.get('source', '')} (is a background cluster labelled as text?), "
+                f"or raise max_attempts / discard_full_page. {out_dir} holds the partial output"
+            )
+        count = min(batch_size, max_attempts - attempts)
+        z = rng.standard_normal((count, z_dim)).astype(np.float32)  # [n, z_dim]
+        attempts += count
+        images, features = feature_fn(z)
+        images = np.asarray(images)
+        if images.shape != (count, resolution, resolution, 3) or images.dtype != np.uint8:
+            raise SyntheticDatasetError(
+                f"feature_fn returned images {images.dtype} {list(images.shape)}, expected uint8 "
+                f"[{count}, {resolution}, {resolution}, 3] (cluster run {clusters.directory})"
+            )
+        for layer in used_layers:
+            meta = clusters.layer(layer)
+            shape = (count, meta["resolution"], meta["resolution"], meta["channels"])
+            if layer not in features or np.shape(features[layer]) != shape:
+                got = list(np.shape(features[layer])) if layer in features else "nothing"
+                raise SyntheticDatasetError(
+                    f"feature_fn layer {layer!r}: expected shape {list(shape)} as in cluster run "
+                    f"{clusters.directory}, got {got}"
+                )
+        for index in range(count):
+            if len(accepted_z) == num_images:
+                break
+            mask = segment_from_features(
+                {layer: np.asarray(features[layer][index]) for layer in used_layers},
+                mapping,
+                centers,
+                coarse_layers=coarse_layers,
+                fine_layers=fine_layers,
+                class_ids=palette,
+                output_size=resolution,
+                min_area=min_area,
+                dilation=dilation,
+                overlap_policy=overlap_policy,
+                discard_full_page=discard_full_page,
+                background_id=background_id,
+            )
+            if mask is None:
+                discarded += 1
+                continue
+            name = f"{len(accepted_z):06d}.png"
+            Image.fromarray(images[index]).save(os.path.join(out_dir, "images", name))
+            Image.fromarray(mask).save(os.path.join(out_dir, "masks", name))
+            Image.fromarray(palette.colorize(mask)).save(
+                os.path.join(out_dir, "masks_colour", name)
+            )
+            class_pixels += np.bincount(mask.ravel(), minlength=palette.num_classes)
+            accepted_z.append(z[index])
+        del features
+        _log(progress, f"{len(accepted_z)}/{num_images} accepted, {discarded} discarded, "
+                       f"{attempts} sampled ({time.time() - started:.1f} s)")
+
+    np.save(os.path.join(out_dir, "latents.npy"), np.stack(accepted_z).astype(np.float32))
+    order = np.random.default_rng((seed, 1)).permutation(num_images)
+    val_indices = sorted(order[:num_val].tolist())
+    train_indices = sorted(order[num_val:].tolist())
+
+    def pairs(indices):
+        return {"pairs": [{"image": f"images/{i:06d}.png", "label": f"masks/{i:06d}.png"}
+                          for i in indices],
+                "label_set": palette.name}
+
+    _write_json(os.path.join(out_dir, "train.json"), pairs(train_indices))
+    if val_indices:
+        _write_json(os.path.join(out_dir, "val.json"), pairs(val_indices))
+        val_masks = [
+            (i + 1, f"images/{i:06d}.png",
+             np.asarray(Image.open(os.path.join(out_dir, "masks", f"{i:06d}.png"))))
+            for i in val_indices
+        ]
+        _write_json(os.path.join(out_dir, "coco_gt_val.json"),
+                    coco_ground_truth(val_masks, palette, background_id))
+    manifest = {
+        "format": DATASET_FORMAT,
+        "settings": {
+            "num_images": num_images,
+            "batch_size": batch_size,
+            "z_dim": z_dim,
+            "seed": seed,
+            "clusters": clusters.directory,
+            "generator": clusters.fingerprint,
+            "mapping": mapping.get("source"),
+            "k": k,
+            "palette": palette.name,
+            "classes": list(palette.names),
+            "coarse_layers": coarse_layers,
+            "fine_layers": fine_layers,
+            "min_area": min_area,
+            "overlap_policy": overlap_policy,
+            "dilation": dilation,
+            "discard_full_page": discard_full_page,
+            "val_fraction": val_fraction,
+            "max_attempts": max_attempts,
+        },
+        "counts": {
+            "accepted": num_images,
+            "train": len(train_indices),
+            "val": len(val_indices),
+            "attempts": attempts,
+            "discarded": discarded,
+            "class_pixels": {name: int(n) for name, n in zip(palette.names, class_pixels)},
+        },
+        "files": {
+            "train": "train.json",
+            "val": "val.json" if val_indices else None,
+            "coco_gt_val": "coco_gt_val.json" if val_indices else None,
+            "latents": "latents.npy",
+        },
+        "seconds": round(time.time() - started, 1),
+    }
+    _write_json(os.path.join(out_dir, "dataset.json"), manifest)
+    _log(progress, f"wrote {out_dir}: {len(train_indices)} train, {len(val_indices)} val, "
+                   f"{discarded} discarded ({manifest['seconds']} s)")
+    return manifest
+
+
+__all__ = [
+    "DATASET_FORMAT",
+    "SyntheticDatasetError",
+    "coco_ground_truth",
+    "mask_to_rle",
+    "rle_to_mask",
+    "synthesize_dataset",
+]
