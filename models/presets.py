@@ -82,7 +82,54 @@ SEGFORMER_PRESETS = {
     **{f"segformer_b{i}": _segformer_preset(f"b{i}") for i in range(6)},
 }
 
-PRESETS = {"spade": SPADE_PRESETS, "segformer": SEGFORMER_PRESETS}
+def _stylegan2_preset(**overrides):
+    preset = {
+        "resolution": 256,  # generated image size (px), a power of 2
+        "z_dim": 512,  # input latent z
+        "w_dim": 512,  # intermediate latent w (one per synthesis layer: 14 at 256 px)
+        "mapping_layers": 8,  # Dense layers of the mapping network (lr multiplier 0.01)
+        "channel_multiplier": 2,  # widths at 64 px and finer: 256/128/64 * cm (config F: 2)
+        "width": 1.0,  # scale on every width; 1.0 = the reference networks
+        "batch_size": 8,  # global batch
+        "lr": 0.001,  # Adam, G and D alike; scaled by k/(k+1) for lazy regularisation
+        "beta1": 0.0,
+        "beta2": 0.99,
+        "lr_schedule": "cosine",  # constant | cosine (to 0 over max_steps)
+        "max_steps": 100000,
+        "total_epochs": 1000,  # max_steps decides
+        "r1_gamma": 10.0,  # R1 weight gamma on reals (applied as gamma / 2 * r1_interval)
+        "r1_interval": 16,  # lazy R1: every 16 D steps
+        "pl_weight": 2.0,  # path-length weight (applied as pl_weight * pl_interval); 0 = off
+        "pl_interval": 4,  # lazy path-length regularisation: every 4 G steps; 0 = off
+        "pl_batch_shrink": 2,  # the path-length pass uses batch // 2 samples
+        "pl_decay": 0.01,  # running-mean decay of the path lengths
+        # EMA of G with half-life ema_half_life_kimg thousand images: decay per step
+        # 0.5 ** (batch_size / (1000 * ema_half_life_kimg)) = 0.5 ** (32 / 10000) at batch 32.
+        "ema_half_life_kimg": 10.0,
+        "style_mixing_prob": 0.9,
+    }
+    preset.update(overrides)
+    return preset
+
+
+STYLEGAN2_PRESETS = {
+    # Tests and the demo: 32 px, latents of 32, every width 16 (512 * 1/32); well under a
+    # second per training step on 2 CPU cores.
+    "tiny": _stylegan2_preset(
+        resolution=32, z_dim=32, w_dim=32, mapping_layers=2, width=1.0 / 32, batch_size=4,
+        lr=0.002, lr_schedule="constant", max_steps=200,
+    ),
+    # Synthesis in Style's recipe: StyleGAN2 config F at 256 px (cm 2; 30,034,338 G and
+    # 28,864,129 D parameters) trained with batch 8, lr 0.001 (not StyleGAN2's 0.002) and
+    # cosine decay over 100k iterations.
+    "stylegan2_256": _stylegan2_preset(),
+}
+
+PRESETS = {
+    "spade": SPADE_PRESETS,
+    "segformer": SEGFORMER_PRESETS,
+    "stylegan2": STYLEGAN2_PRESETS,
+}
 
 # Models the CLI knows about; the others are announced but not built yet.
 MODELS = ("spade", "segformer", "stylegan2")
