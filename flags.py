@@ -79,16 +79,26 @@ RESUMABLE_KEYS = frozenset(
 def _define_data_flags(d):
     d.DEFINE_enum(
         "dataset",
-        "scenes",
-        ["scenes", "ade20k", "folders", "facesynthetics", "cityscapes", "json"],
-        "scenes: the built-in procedural scenes (generated on demand under --data_root, ADE20K "
-        "layout); ade20k: the official ADEChallengeData2016 folder at --data_root; folders: "
-        "--image_dir / --label_dir matched by file stem. Segmentation only: facesynthetics "
-        "(--data_root), cityscapes (--data_root with leftImg8bit/ and gtFine/), json "
-        "(--train_list / --val_list, as written by our synthesizers).",
+        None,
+        ["scenes", "ade20k", "folders", "facesynthetics", "cityscapes", "json", "documents",
+         "images"],
+        "Default: scenes (spade, segformer), documents (stylegan2). scenes: the built-in "
+        "procedural scenes (generated on demand under --data_root, ADE20K layout); ade20k: the "
+        "official ADEChallengeData2016 folder at --data_root; folders: --image_dir / --label_dir "
+        "matched by file stem. Segmentation only: facesynthetics (--data_root), cityscapes "
+        "(--data_root with leftImg8bit/ and gtFine/), json (--train_list / --val_list, as "
+        "written by our synthesizers). StyleGAN2 only (unlabelled images): documents (the "
+        "built-in procedural pages cut into crops under --data_root), images (--image_dir, or "
+        "--train_list / --val_list JSON lists of image paths).",
     )
-    d.DEFINE_string("train_list", None, "JSON list of training pairs (--dataset=json).")
-    d.DEFINE_string("val_list", None, "JSON list of validation pairs (--dataset=json).")
+    d.DEFINE_string(
+        "train_list", None, "JSON list of training pairs (--dataset=json) or of image paths "
+        "(--dataset=images)."
+    )
+    d.DEFINE_string(
+        "val_list", None, "JSON list of validation pairs (--dataset=json) or of image paths "
+        "(--dataset=images)."
+    )
     d.DEFINE_string(
         "data_root",
         "data",
@@ -107,6 +117,13 @@ def _define_data_flags(d):
     )
     d.DEFINE_integer("num_scenes", 300, "Training scenes to generate for --dataset=scenes.")
     d.DEFINE_integer("scenes_size", 256, "Resolution of the generated scenes (px).")
+    d.DEFINE_integer(
+        "num_pages", 40, "Training pages to generate for --dataset=documents (a tenth more are "
+        "held out for evaluation)."
+    )
+    d.DEFINE_integer(
+        "num_crops", 4000, "Crops cut from the pages for --dataset=documents (90/10 split)."
+    )
 
 
 _TRAIN_FLAG_NAMES = []
@@ -149,7 +166,7 @@ def _define_train_flags(d):
         "preset",
         "tiny",
         "Named configuration of the model family (spade: tiny, ade20k_256; segformer: tiny, "
-        "segformer_b0 .. segformer_b5).",
+        "segformer_b0 .. segformer_b5; stylegan2: tiny, stylegan2_256).",
     )
     d.DEFINE_bool(
         "dry_run", False, "Print the resolved config and every network's parameter count, exit."
@@ -252,6 +269,33 @@ def _define_train_flags(d):
     )
     d.DEFINE_integer("eval_freq", None, "Steps between validation runs (preset; 0 = off).")
 
+    # StyleGAN2 (--model=stylegan2).
+    d.DEFINE_integer("resolution", None, "Generated image size, a power of 2, 32..1024 (preset).")
+    d.DEFINE_integer(
+        "channel_multiplier", None, "Width of the 64 px and finer blocks (preset; 2 as in "
+        "Synthesis in Style, 1 = config-e widths)."
+    )
+    d.DEFINE_integer("w_dim", None, "Size of the intermediate latent w (preset: 512).")
+    d.DEFINE_integer("mapping_layers", None, "Dense layers of the mapping network (preset: 8).")
+    d.DEFINE_float("r1_gamma", None, "R1 penalty weight gamma on reals (preset: 10).")
+    d.DEFINE_integer("r1_interval", None, "Lazy R1: every this many D steps (preset: 16).")
+    d.DEFINE_float(
+        "pl_weight", None, "Path-length regularisation weight (preset: 2; 0 switches it off)."
+    )
+    d.DEFINE_integer(
+        "pl_interval", None, "Lazy path-length regularisation: every this many G steps "
+        "(preset: 4; 0 switches it off)."
+    )
+    d.DEFINE_float("style_mixing_prob", None, "Probability of style mixing (preset: 0.9).")
+    d.DEFINE_float(
+        "ema_half_life_kimg", None, "Half-life of the generator EMA in thousands of images "
+        "(preset: 10, i.e. decay 0.5 ** (32 / 10000) per batch of 32)."
+    )
+    d.DEFINE_enum(
+        "lr_schedule", None, ["constant", "cosine"], "Learning-rate schedule (preset; Synthesis "
+        "in Style: cosine over --max_steps)."
+    )
+
     # Monitoring and checkpoints.
     d.DEFINE_integer("print_info_freq", 50, "Steps between TensorBoard scalar writes.")
     d.DEFINE_integer("save_img_freq", 500, "Steps between sample grids (TensorBoard + PNG).")
@@ -298,8 +342,12 @@ def resolve_train_config(flag_values=FLAGS):
     config.setdefault("max_steps", 0)
     if config["max_steps"] is None:
         config["max_steps"] = 0
+    if config["dataset"] is None:
+        config["dataset"] = "documents" if config["model"] == "stylegan2" else "scenes"
     if config["model"] == "spade":
         _validate_spade_config(config)
+    elif config["model"] == "stylegan2":
+        _validate_stylegan2_config(config)
     else:
         _validate_segformer_config(config)
     _validate_common(config)
@@ -313,7 +361,9 @@ def _positive(config, *names):
 
 
 def _validate_common(config):
-    _positive(config, "batch_size", "crop_size", "total_epochs", "print_info_freq")
+    if config["model"] != "stylegan2":
+        _positive(config, "crop_size")
+    _positive(config, "batch_size", "total_epochs", "print_info_freq")
     _positive(config, "save_img_freq", "save_model_freq", "keep_checkpoints", "lr")
     if config["max_steps"] < 0 or config["max_minutes"] < 0:
         raise ConfigError("--max_steps and --max_minutes must be >= 0")
@@ -324,6 +374,11 @@ def _validate_common(config):
 
 
 def _validate_segformer_config(config):
+    if config["dataset"] == "images":
+        raise ConfigError(
+            "--dataset=images holds unlabelled images (--model=stylegan2); a segmenter needs "
+            "labelled pairs"
+        )
     if config["crop_size"] % 32:
         raise ConfigError(f"--crop_size={config['crop_size']} must be a multiple of 32")
     if config["mixed_precision"] == "mixed_float16":
@@ -336,6 +391,30 @@ def _validate_segformer_config(config):
         raise ConfigError("--ce_weight and --jaccard_weight must be >= 0")
     if config["ce_weight"] + config["jaccard_weight"] <= 0:
         raise ConfigError("--ce_weight + --jaccard_weight must be positive")
+
+
+def _validate_stylegan2_config(config):
+    if config["dataset"] not in ("documents", "images"):
+        raise ConfigError(
+            f"--dataset={config['dataset']} holds labelled pairs; --model=stylegan2 trains on "
+            "unlabelled images: --dataset=documents (built-in) or --dataset=images"
+        )
+    if config["dataset"] == "images" and not (config["image_dir"] or config["train_list"]):
+        raise ConfigError("--dataset=images needs --image_dir or --train_list")
+    resolution = config["resolution"]
+    if resolution not in (32, 64, 128, 256, 512, 1024):
+        raise ConfigError(f"--resolution={resolution} must be a power of 2 in 32..1024")
+    _positive(config, "channel_multiplier", "z_dim", "w_dim", "mapping_layers", "r1_interval")
+    _positive(config, "num_pages", "num_crops")
+    if config["pl_weight"] < 0 or config["pl_interval"] < 0 or config["r1_gamma"] < 0:
+        raise ConfigError("--pl_weight, --pl_interval and --r1_gamma must be >= 0")
+    if not 0 <= config["style_mixing_prob"] <= 1:
+        raise ConfigError(f"--style_mixing_prob={config['style_mixing_prob']} must lie in [0, 1]")
+    if config["mixed_precision"] != "none":
+        raise ConfigError(
+            "--model=stylegan2 trains in float32 only (R1 and path-length penalties are second-"
+            "order gradients that under- and overflow in 16-bit); use --mixed_precision=none"
+        )
 
 
 def _validate_spade_config(config):
@@ -384,17 +463,71 @@ def define_test_one_flags():
 
 def define_synthesize_flags():
     """Flags of synthesize.py."""
-    flags.DEFINE_enum("model", "spade", ["spade"], "Model family.")
+    flags.DEFINE_enum("model", "spade", ["spade", "stylegan2"], "Model family.")
+    flags.DEFINE_enum(
+        "mode",
+        None,
+        ["labels", "samples", "clusters", "dataset"],
+        "labels (spade, the default): a folder of label maps -> images. stylegan2: samples = "
+        "--num_samples random images; clusters = cluster every synthesis layer's features "
+        "(Synthesis in Style, step 3); dataset = image / mask pairs from annotated clusters "
+        "(step 6).",
+    )
     flags.DEFINE_string("label_dir", None, "Folder of label map PNGs to synthesize from.")
-    flags.DEFINE_string("output_dir", "outputs/synthesized", "Where the images are written.")
+    flags.DEFINE_string(
+        "output_dir", None, "Where the results are written (default: outputs/synthesized; "
+        "clusters: <checkpoint_dir>/clusters; dataset: outputs/synthetic_dataset)."
+    )
     flags.DEFINE_string(
         "style_filename", None, "Style image for a --use_vae run (otherwise z is random)."
     )
     flags.DEFINE_alias("style_image", "style_filename")
-    flags.DEFINE_integer("batch_size", 8, "Label maps per batch.")
+    flags.DEFINE_integer("batch_size", 8, "Label maps / latents per batch.")
     _define_source_flags()
     flags.DEFINE_integer("seed", 0, "Seed of the random z.")
     flags.DEFINE_bool("overwrite", False, "Overwrite existing output files.")
+    # StyleGAN2 / Synthesis in Style.
+    flags.DEFINE_integer(
+        "num_samples", 100, "samples: images to write; clusters: generated samples clustered."
+    )
+    flags.DEFINE_float(
+        "truncation_psi", 1.0, "Truncation towards the mean w (1 = off; e.g. 0.7 for fewer "
+        "artefacts, less variety)."
+    )
+    flags.DEFINE_string("k_range", "3-23", "clusters: the k values, 'lo-hi' or 'a,b,c'.")
+    flags.DEFINE_integer(
+        "max_pixels", 20000, "clusters: pixels per layer and batch fed to the k-means fit "
+        "(bounds memory and time; assignment always uses every pixel)."
+    )
+    flags.DEFINE_string(
+        "clusters_dir", None, "dataset: the cluster run of --mode=clusters (default "
+        "<checkpoint_dir>/clusters)."
+    )
+    flags.DEFINE_integer("k", None, "dataset: the number of clusters whose labels are used.")
+    flags.DEFINE_string(
+        "mapping", None, "dataset: cluster-label JSON written by the annotator (default "
+        "<clusters_dir>/annotations_k<k>.json)."
+    )
+    flags.DEFINE_string(
+        "palette", "documents", "Class-colour JSON: a label-set name / file, or the original "
+        "tool's {class: '#RRGGBB'} form."
+    )
+    flags.DEFINE_list(
+        "coarse_layers", None, "dataset: layers whose clusters decide the class (default: the "
+        "two layers at a quarter of the resolution, e.g. 64 px at 256 px)."
+    )
+    flags.DEFINE_list(
+        "fine_layers", None, "dataset: layers whose clusters decide the shape (default: the two "
+        "full-resolution layers)."
+    )
+    flags.DEFINE_integer("min_area", 50, "dataset: coarse regions under this many px^2 dropped.")
+    flags.DEFINE_enum(
+        "overlap_policy", "most", ["most", "any-first"], "dataset: an ink component takes the "
+        "class of the coarse region it overlaps most, or the first class (palette order) it "
+        "overlaps at all."
+    )
+    flags.DEFINE_integer("num_images", 1000, "dataset: image / mask pairs to write.")
+    flags.DEFINE_float("val_fraction", 0.1, "dataset: share of pairs in the validation split.")
 
 
 def _define_source_flags():
@@ -445,3 +578,55 @@ def define_segment_flags(flag_values=FLAGS):
         "dontcare class (ADE20K 'other') and leave that class out of the means."
     )
     d.DEFINE_bool("overwrite", False, "Overwrite existing output files.")
+
+
+def define_evaluate_flags(flag_values=FLAGS):
+    """Defines the flags of evaluate.py in `flag_values` (absl's global FLAGS by default)."""
+    d = _Definer(flag_values)
+    d.DEFINE_enum(
+        "mode", "synthesis", ["synthesis", "synthetic_to_real"],
+        "synthesis: FID / KID of --synth_dir against --real_dir (and semantic consistency with "
+        "--label_dir and --segmenter); synthetic_to_real: train SegFormer on real, synthetic "
+        "and real + synthetic data on one budget and compare them on held-out real images.",
+    )
+    # --mode=synthesis
+    d.DEFINE_string("synth_dir", None, "Synthesized images (searched recursively).")
+    d.DEFINE_string("real_dir", None, "Real images to compare with (searched recursively).")
+    d.DEFINE_string(
+        "label_dir", None, "The label maps the --synth_dir images were synthesized from, "
+        "matched by relative path and stem (<stem>.png or <stem>_seg.png)."
+    )
+    d.DEFINE_string(
+        "segmenter", None, "A segmenter trained on real data for semantic consistency: an "
+        "exported SegFormer SavedModel (train.py's <run>/export) or a SegFormer run directory."
+    )
+    d.DEFINE_string(
+        "inception_weights", "imagenet", "InceptionV3 weights: imagenet (Keras download), a "
+        "local .h5 / .weights.h5 file, or random (smoke tests only; NOT comparable to published "
+        "FIDs)."
+    )
+    d.DEFINE_integer(
+        "image_size", 0, "Resize every image to this square size (px) before Inception, e.g. "
+        "the synthesis size; 0 keeps each folder's own size (one size per folder)."
+    )
+    d.DEFINE_integer("batch_size", 16, "Images per Inception / segmenter batch.")
+    d.DEFINE_integer("kid_subsets", 100, "Random subsets KID is averaged over.")
+    d.DEFINE_integer("kid_subset_size", 1000, "Images per KID subset (fewer if a set is smaller).")
+    d.DEFINE_integer("seed", 0, "Seed of the KID subsets (and of random Inception weights).")
+    d.DEFINE_string("output", None, "Write the results as JSON to this file.")
+    # --mode=synthetic_to_real
+    d.DEFINE_string(
+        "train_flags", "", "train.py flags shared by the three SegFormer runs (dataset, preset, "
+        "--max_steps, --batch_size, --seed, ...), one string, e.g. \"--dataset=scenes "
+        "--preset=tiny --max_steps=300\"."
+    )
+    d.DEFINE_string(
+        "spade_model", None, "Exported SPADE SavedModel: synthesize the synthetic training set "
+        "from the real training label maps."
+    )
+    d.DEFINE_string("synthetic_list", None, "Synthetic training pairs as a JSON pair list.")
+    d.DEFINE_string("synthetic_image_dir", None, "Synthetic training images (with "
+                    "--synthetic_label_dir, matched by stem).")
+    d.DEFINE_string("synthetic_label_dir", None, "Label maps of --synthetic_image_dir.")
+    d.DEFINE_string("output_dir", "outputs/synthetic_to_real", "Results and run directories.")
+    d.DEFINE_bool("overwrite", False, "Overwrite existing results (--output, --output_dir).")

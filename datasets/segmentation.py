@@ -780,3 +780,62 @@ def make_seg_eval_dataset(pairs, *, num_classes: int, label_map=None, size=None,
         drop_remainder=False,
     )
     return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
+
+
+# ------------------------------------------------------------------------------------------
+# Mixed real + synthetic training (evaluation/synthetic_to_real.py)
+# ------------------------------------------------------------------------------------------
+
+# The second stream's seed is offset by more than any seed given on the command line, so that
+# its file order and augmentation never repeat the first stream's (two streams over label maps
+# synthesized from the same files would otherwise put each map twice in a batch, identically
+# cropped).
+_SECOND_STREAM_SEED_OFFSET = 2**31
+
+
+def make_mixed_seg_train_dataset(first_pairs, second_pairs, *, global_batch_size: int,
+                                 seed: int = 0, start_step: int = 0,
+                                 input_context: tf.distribute.InputContext | None = None,
+                                 **kwargs) -> tf.data.Dataset:
+    """Infinite stream of batches that are half from `first_pairs`, half from `second_pairs`.
+
+    Each half is a `make_seg_train_dataset` stream of global batch B / 2 (its own file order,
+    seeded by seed and seed + 2**31), so resuming at start_step repeats the batches exactly.
+    Every (per-replica) batch holds the first stream's elements first, then the second's.
+
+    Args:
+        first_pairs, second_pairs: lists of (image_path, label_path) (e.g. real, synthetic);
+            labels in the same raw values (one label_map serves both).
+        global_batch_size: B, even (and B / 2 divisible by the replicas when distributed).
+        seed, start_step, input_context: as in make_seg_train_dataset.
+        **kwargs: the other arguments of make_seg_train_dataset (num_classes, crop_size,
+            label_map, scale_range, cat_max_ratio, flip_pairs, photometric, flip).
+
+    Returns:
+        Dataset of {"image": [b, crop_h, crop_w, 3] float32, "label": [b, crop_h, crop_w]
+        int32}; elements [0, b/2) come from first_pairs, [b/2, b) from second_pairs.
+    """
+    global_batch_size = _check_positive("global_batch_size", global_batch_size)
+    if global_batch_size % 2:
+        raise ValueError(
+            f"--batch_size={global_batch_size} must be even to take half of every batch from "
+            "each dataset"
+        )
+    half = global_batch_size // 2
+    if input_context is not None and half % input_context.num_replicas_in_sync:
+        raise ValueError(
+            f"--batch_size={global_batch_size}: each half ({half}) must be divisible by the "
+            f"{input_context.num_replicas_in_sync} replicas"
+        )
+    streams = [
+        make_seg_train_dataset(pairs, global_batch_size=half, seed=stream_seed,
+                               start_step=start_step, input_context=input_context, **kwargs)
+        for pairs, stream_seed in ((first_pairs, int(seed)),
+                                   (second_pairs, int(seed) + _SECOND_STREAM_SEED_OFFSET))
+    ]
+
+    def concat(first, second):
+        return {key: tf.concat([first[key], second[key]], axis=0) for key in first}  # [b, ...]
+
+    dataset = tf.data.Dataset.zip(tuple(streams)).map(concat)
+    return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())

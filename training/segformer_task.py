@@ -22,6 +22,11 @@ from training import run_dir as run_dir_lib
 from training import seg_export
 
 LABEL_SET_FILE = "label_set.json"
+# What the training batches are made of, from config["train_mix"] (set by
+# evaluation/synthetic_to_real.py; absent, i.e. "real", in ordinary runs): "real" the dataset's
+# training pairs; "synthetic" only the pairs of config["synthetic_train_list"] (a JSON pair list,
+# labels in the dataset's raw values); "mixed" every batch half real, half synthetic.
+TRAIN_MIXES = ("real", "synthetic", "mixed")
 
 
 def label_set_json(label_set):
@@ -64,6 +69,23 @@ def resolve_pairs(config, split):
     )
 
 
+def resolve_train_mix(config, real_pairs):
+    """(train_mix, real pairs, synthetic pairs) of a config (see TRAIN_MIXES)."""
+    mix = config.get("train_mix") or "real"
+    if mix not in TRAIN_MIXES:
+        raise ValueError(f"train_mix must be one of {list(TRAIN_MIXES)}, got {mix!r}")
+    synthetic_list = config.get("synthetic_train_list")
+    if mix == "real":
+        return mix, real_pairs, []
+    if not synthetic_list:
+        raise ValueError(f"train_mix={mix!r} needs config['synthetic_train_list']")
+    if mix == "mixed" and config["batch_size"] % 2:
+        raise ValueError(f"--batch_size={config['batch_size']} must be even for a mixed "
+                         "real + synthetic run (half of every batch from each)")
+    synthetic = seg_data.json_list_pairs(synthetic_list, flag="synthetic_train_list")
+    return mix, real_pairs, synthetic
+
+
 def load_class_weights(path, num_classes):
     if not path:
         return None
@@ -101,6 +123,13 @@ class SegFormerTask:
         self.label_set, self.label_map, self.num_classes = resolve_labels(config)
         self.train_pairs = resolve_pairs(config, "training")
         self.val_pairs = resolve_pairs(config, "validation")
+        self.train_mix, self.real_train_pairs, self.synthetic_train_pairs = (
+            resolve_train_mix(config, self.train_pairs)
+        )
+        if self.train_mix == "synthetic":
+            self.train_pairs = self.synthetic_train_pairs
+        elif self.train_mix == "mixed":  # the loop sizes epochs and checks files on all of them
+            self.train_pairs = self.real_train_pairs + self.synthetic_train_pairs
         self.class_weights = load_class_weights(config["class_weights"], self.num_classes)
         self.model = None
         self.best = {"mIoU": -1.0, "step": None}
@@ -123,6 +152,19 @@ class SegFormerTask:
 
     def dataset_fn(self, input_context, start_step):
         cfg = self.config
+        if self.train_mix == "mixed":
+            return seg_data.make_mixed_seg_train_dataset(
+                self.real_train_pairs,
+                self.synthetic_train_pairs,
+                num_classes=self.num_classes,
+                crop_size=cfg["crop_size"],
+                global_batch_size=cfg["batch_size"],
+                seed=cfg["seed"],
+                start_step=start_step,
+                input_context=input_context,
+                label_map=self.label_map,
+                flip_pairs=self.label_set.flip_pairs,
+            )
         return seg_data.make_seg_train_dataset(
             self.train_pairs,
             num_classes=self.num_classes,
