@@ -213,6 +213,59 @@ def default_layers(clusters: ClusterRun) -> tuple[list[str], list[str]]:
     return coarse, fine
 
 
+def auto_label_clusters(clusters: ClusterRun, k: int, *, layers=None, paper_luminance=None,
+                        colour_threshold: float = 40.0, max_samples: int = 32) -> dict:
+    """A heuristic cluster-label mapping for document generators, from colour statistics.
+
+    A stand-in for the human annotator in tests and benchmarks, and a starting point to correct
+    in the annotation app: each cluster gets the mean colour of the generated pixels it covers
+    (its map upsampled to the image size, over up to `max_samples` samples); a cluster as light
+    as the paper is background, a dark one is handwritten_text when coloured (ink of blue / red /
+    brown pens: max - min channel >= colour_threshold) and printed_text when grey. "As light as
+    the paper": mean luminance above paper_luminance (default: the midpoint between the darkest
+    and the lightest cluster of the layer).
+
+    Returns a mapping dict in the annotator's file format (every cluster of `layers` labelled,
+    classes background / printed_text / handwritten_text).
+    """
+    clusters.check_k(k)
+    layers = list(layers or clusters.layer_names)
+    count = min(clusters.num_samples, max_samples)
+    images = [np.asarray(Image.open(clusters.sample_path(i)).convert("RGB"), np.float64)
+              for i in range(count)]  # each [R, R, 3]
+    size = images[0].shape[0]
+    result = {}
+    for layer in layers:
+        sums = np.zeros((k, 3))
+        pixels = np.zeros(k)
+        for index, image in enumerate(images):
+            ids = np.asarray(Image.open(clusters.map_path(k, layer, index)))  # [r, r]
+            ids = upsample_nearest(ids, size)  # [R, R]
+            pixels += np.bincount(ids.ravel(), minlength=k)[:k]
+            for channel in range(3):
+                sums[:, channel] += np.bincount(
+                    ids.ravel(), weights=image[..., channel].ravel(), minlength=k
+                )[:k]
+        used = pixels > 0
+        means = sums / np.maximum(pixels, 1)[:, None]  # [k, 3] mean RGB per cluster
+        luminance = means @ np.array([0.299, 0.587, 0.114])
+        threshold = paper_luminance
+        if threshold is None:
+            threshold = (luminance[used].min() + luminance[used].max()) / 2 if used.any() else 0
+        chroma = means.max(axis=1) - means.min(axis=1)
+        labels = {}
+        for cluster in range(k):
+            if not used[cluster] or luminance[cluster] > threshold:
+                labels[str(cluster)] = "background"
+            elif chroma[cluster] >= colour_threshold:
+                labels[str(cluster)] = "handwritten_text"
+            else:
+                labels[str(cluster)] = "printed_text"
+        result[layer] = labels
+    return {"format": MAPPING_FORMAT, "k": int(k), "generator": clusters.fingerprint,
+            "palette": "documents", "layers": result}
+
+
 def class_lookup(mapping: dict, layer: str, class_ids: Mapping[str, int]) -> np.ndarray:
     """[k] int64 class id of each cluster of `layer` (raises if any is unlabelled)."""
     check_complete(mapping, [layer])

@@ -9,10 +9,12 @@ input pipelines are pure functions of (seed, step) (datasets/pipeline.py) and an
 by the step, so a run stopped after k steps and restarted continues with exactly the batches,
 noise and optimizer state of an uninterrupted run.
 
-A task provides: `title`, `train_pairs`, `num_classes`, `monitoring_pairs`, `build(steps_per_epoch)`
--> model (with `step`, `train_step(batch)`, `checkpoint_objects()`, `learning_rates()`,
-`parameter_counts()`), `dataset_fn(input_context, start_step)`, `prepare_monitoring()`,
-`write_samples(writer, step)`, `evaluate(strategy, writer, step)` -> metrics or None, `export(path)`.
+A task provides: `title`, `train_pairs` (the training files), `num_classes`,
+`monitoring_pairs`, `build(steps_per_epoch)` -> model (with `step`, `train_step(batch)`,
+`checkpoint_objects()`, `learning_rates()`, `parameter_counts()`), `dataset_fn(input_context,
+start_step)`, `prepare_monitoring()`, `write_samples(writer, step)`, `evaluate(strategy, writer,
+step)` -> metrics or None, `export(path)`, and optionally `diagnose(files)` (find the bad file
+after a decoder error; default: datasets.pairs.diagnose_pairs).
 """
 
 import contextlib
@@ -46,6 +48,10 @@ def make_task(config):
         from training.segformer_task import SegFormerTask
 
         return SegFormerTask(config)
+    if config["model"] == "stylegan2":
+        from training.stylegan2_task import StyleGAN2Task
+
+        return StyleGAN2Task(config)
     raise NotImplementedError(f"--model={config['model']} is not built yet in this version")
 
 
@@ -78,6 +84,10 @@ def _dry_run_model(config):
         from training.segformer_task import build_segformer_for_dry_run
 
         return build_segformer_for_dry_run(config)
+    if config["model"] == "stylegan2":
+        from models.stylegan2_gan import StyleGAN2GAN
+
+        return StyleGAN2GAN(config)
     raise NotImplementedError(f"--model={config['model']} is not built yet in this version")
 
 
@@ -158,7 +168,7 @@ def fit(task, config, strategy=None, log=print):
         }
 
     writer = tf.summary.create_file_writer(config["tensorboard_dir"]) if is_chief else None
-    with _named_data_errors(task.monitoring_pairs, task.num_classes):
+    with _named_data_errors(task, task.monitoring_pairs):
         task.prepare_monitoring()
 
     log(
@@ -181,7 +191,7 @@ def fit(task, config, strategy=None, log=print):
             if config["max_minutes"] and time.time() - started > 60 * config["max_minutes"]:
                 stopped = f"time budget of {config['max_minutes']} min reached"
                 break
-            with _named_data_errors(train_pairs, task.num_classes):
+            with _named_data_errors(task, train_pairs):
                 losses = train_step(iterator)
             step += 1
             window_steps += 1
@@ -223,8 +233,12 @@ def fit(task, config, strategy=None, log=print):
 
 
 @contextlib.contextmanager
-def _named_data_errors(pairs, num_classes):
-    """Re-raises input-pipeline failures as DatasetError naming the bad file."""
+def _named_data_errors(task, items):
+    """Re-raises input-pipeline failures as DatasetError naming the bad file.
+
+    `items` are the files the failing pipeline reads: (image, label) pairs, checked with
+    datasets.pairs.diagnose_pairs, or whatever the task's own `diagnose(items)` checks.
+    """
     try:
         yield
     except tf.errors.InvalidArgumentError as e:
@@ -232,7 +246,10 @@ def _named_data_errors(pairs, num_classes):
         # not, so then find the file the slow way.
         if "assertion failed" in e.message:
             raise pairs_lib.DatasetError(_assertion_text(e.message)) from None
-        pairs_lib.diagnose_pairs(pairs, num_classes)
+        if hasattr(task, "diagnose"):
+            task.diagnose(items)
+        else:
+            pairs_lib.diagnose_pairs(items, task.num_classes)
         raise
 
 
