@@ -45,6 +45,10 @@ def resolve_labels(config):
     dataset = config["dataset"]
     if dataset == "scenes":  # the built-in scenes are stored in the ADE20K layout
         dataset = "ade20k"
+    if dataset == "documents":  # the built-in pages: masks hold the documents label set's ids
+        label_set = load_label_set("documents")
+        label_map, num_classes = seg_data.dataset_label_map("folders", label_set.num_classes)
+        return label_set, label_map, num_classes
     label_set = seg_data.dataset_label_set(dataset)
     if label_set is None:  # folders / json: train ids stored directly
         label_set = load_label_set(config["semantic_label_path"])
@@ -56,6 +60,11 @@ def resolve_labels(config):
 
 
 def resolve_pairs(config, split):
+    if config["dataset"] == "documents":
+        from datasets import documents
+        from training.stylegan2_task import builtin_document_pages
+
+        return documents.document_pairs(builtin_document_pages(config), split)
     if config["dataset"] == "scenes":
         return datasets.resolve_pairs(
             "scenes", split, data_root=config["data_root"], scenes_size=config["scenes_size"],
