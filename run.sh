@@ -2,12 +2,15 @@
 # The two set-up-free commands of semsynth (see README.md):
 #   bash run.sh demo    creates .venv, generates the built-in scenes, trains the tiny SPADE preset
 #                       (bounded time), exports a SavedModel, synthesizes a held-out label map,
-#                       then trains the tiny SegFormer on the scenes and prints its val mIoU
+#                       then trains the tiny SegFormer on the scenes and prints its val mIoU,
+#                       then runs Synthesis in Style on the built-in documents (tiny StyleGAN2,
+#                       clusters, heuristic labels, synthetic dataset, SegFormer, real pages)
 #   bash run.sh test    creates .venv and runs the whole test suite (slow tests included);
 #                       extra arguments go to pytest, e.g. bash run.sh test -m "not slow"
 # Environment: SEMSYNTH_VENV (default .venv), PYTHON (default python3),
 #              DEMO_MINUTES (default 8), DEMO_DIR (default runs/demo),
-#              DEMO_SEG_MINUTES (default 3), DEMO_SEG_DIR (default runs/demo_segformer).
+#              DEMO_SEG_MINUTES (default 3), DEMO_SEG_DIR (default runs/demo_segformer),
+#              DEMO_SG_MINUTES (default 4), DEMO_SG_DIR (default runs/demo_stylegan2).
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV="${SEMSYNTH_VENV:-.venv}"
@@ -55,6 +58,28 @@ case "$cmd" in
     "$VENV/bin/python" -c "import json; b = json.load(open('$seg_dir/best.json')); \
 print(f'[semsynth] tiny SegFormer: best validation mIoU {b[\"mIoU\"]:.3f}, pixel accuracy \
 {b[\"pixel_accuracy\"]:.3f} (step {b[\"step\"]})')"
+    # 5: Synthesis in Style on the built-in documents: a tiny StyleGAN2 (bounded time), its
+    # feature clusters, heuristic cluster labels (stand-in for the annotator), a synthetic
+    # image / mask dataset, a tiny SegFormer on it, and held-out real pages segmented.
+    sg_dir="${DEMO_SG_DIR:-runs/demo_stylegan2}"
+    "$VENV/bin/python" train.py --model=stylegan2 --preset=tiny --num_pages=20 \
+      --num_crops=2000 --checkpoint_dir="$sg_dir" --max_minutes="${DEMO_SG_MINUTES:-4}" \
+      --max_steps=100000 --save_img_freq=200 --print_info_freq=20
+    rm -rf "$sg_dir/clusters"  # the demo's own clusters and heuristic labels, redone each run
+    "$VENV/bin/python" synthesize.py --model=stylegan2 --mode=clusters --checkpoint_dir="$sg_dir" \
+      --num_samples=32 --k_range=4-8
+    "$VENV/bin/python" -m datasets.cluster_labels --clusters_dir="$sg_dir/clusters" --k=6 \
+      --overwrite
+    "$VENV/bin/python" synthesize.py --model=stylegan2 --mode=dataset --checkpoint_dir="$sg_dir" \
+      --k=6 --num_images=400 --output_dir="$sg_dir/dataset" --overwrite
+    "$VENV/bin/python" train.py --model=segformer --preset=tiny --dataset=json \
+      --train_list="$sg_dir/dataset/train.json" --val_list="$sg_dir/dataset/val.json" \
+      --semantic_label_path=documents --crop_size=32 --checkpoint_dir="$sg_dir/segformer" \
+      --max_minutes="${DEMO_SEG_MINUTES:-3}" --eval_freq=100 --save_img_freq=100
+    pages="$(ls -d data/documents_*_n20-2_seed0 | head -n 1)"
+    "$VENV/bin/python" segment.py --saved_model="$sg_dir/segformer/export" \
+      --input="$pages/images/validation" --gt_dir="$pages/masks/validation" --tile_size=64 \
+      --batch_size=16 --output_dir="$sg_dir/segmented" --overwrite
     echo
     echo "[semsynth] demo done."
     echo "  sample grids (label | real | synthesized): $demo_dir/samples/"
@@ -62,6 +87,9 @@ print(f'[semsynth] tiny SegFormer: best validation mIoU {b[\"mIoU\"]:.3f}, pixel
     echo "  SavedModel:         $demo_dir/export"
     echo "  held-out synthesis: $demo_dir/test_one/ (from $label)"
     echo "  segmenter run:      $seg_dir (samples/, logs/, export/; try segment.py on it)"
+    echo "  Synthesis in Style: $sg_dir (samples/, clusters/ - annotate with"
+    echo "    $VENV/bin/python -m annotator.app --clusters_dir=$sg_dir/clusters --k=6 -,"
+    echo "    dataset/, segformer/, segmented/ held-out pages)"
     ;;
   test)
     ensure_venv

@@ -488,6 +488,7 @@ __all__ = [
     "LabelMappingError",
     "LabelMappingFileNotFoundError",
     "UnlabelledClustersError",
+    "auto_label_clusters",
     "check_complete",
     "class_lookup",
     "component_stats",
@@ -498,3 +499,41 @@ __all__ = [
     "segment_from_features",
     "validate_label_mapping",
 ]
+
+
+def main(argv=None):
+    """python -m datasets.cluster_labels --clusters_dir=DIR --k=K [--output=PATH] [--overwrite]
+
+    Writes the heuristic mapping of auto_label_clusters (colour statistics) for every layer, as
+    the annotator's JSON (default <clusters_dir>/annotations_k<k>.json): a starting point to
+    correct in the annotation app, or a stand-in for it on the built-in documents.
+    """
+    import argparse
+
+    from models.feature_clusters import ClusterError, load_clusters
+
+    parser = argparse.ArgumentParser(prog="python -m datasets.cluster_labels",
+                                     description=main.__doc__.split("\n\n")[1])
+    parser.add_argument("--clusters_dir", required=True, help="a run of --mode=clusters")
+    parser.add_argument("--k", type=int, required=True, help="the clustering to label")
+    parser.add_argument("--output", default=None, help="mapping JSON to write")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing mapping")
+    args = parser.parse_args(argv)
+    output = args.output or os.path.join(args.clusters_dir, f"annotations_k{args.k:02d}.json")
+    if os.path.exists(output) and not args.overwrite:
+        parser.exit(2, f"error: {output} already exists (it may hold your annotations); pass "
+                       "--overwrite or --output\n")
+    try:
+        mapping = auto_label_clusters(load_clusters(args.clusters_dir), args.k)
+    except (ClusterError, LabelMappingError) as error:
+        parser.exit(2, f"error: {error}\n")
+    tmp = output + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as file:
+        json.dump(mapping, file, indent=2)
+    os.replace(tmp, output)
+    print(f"Wrote heuristic cluster labels for k={args.k} to {output}")
+    return output
+
+
+if __name__ == "__main__":
+    main()
