@@ -157,7 +157,8 @@ def format_report(report) -> str:
               if "RANDOM" not in note]
     lines.append(
         "Command: `python -m bench.bench_synthetic_to_real"
-        + (" --quick" if args["quick"] else "") + "`; phases (min): "
+        + "".join(f" {arg}" for arg in report.get("argv", ["--quick"] if args["quick"] else []))
+        + "`; phases (min): "
         + ", ".join(f"{name} {minutes:.1f}" for name, minutes in report["minutes"].items())
     )
     return "\n".join(lines) + "\n"
@@ -216,6 +217,7 @@ def main(argv=None):
 
     report = {
         "args": vars(args),
+        "argv": sys.argv[1:],  # the command line as given, for the report
         "spade_steps": spade_steps,
         "synthetic_to_real": {key: results[key] for key in ("settings", "num_val_pairs")},
         "synthesis": synthesis,
