@@ -36,7 +36,6 @@ import importlib
 import json
 import math
 import os
-import resource
 import statistics
 import sys
 import tempfile
@@ -47,6 +46,8 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 from bench.common import (  # noqa: E402  (after the sys.path entry for a direct run)
+    cpu_snapshot,
+    others_cpu_share,
     all_finite,
     fmt,
     kib_to_gib,
@@ -164,35 +165,13 @@ def _trainable_count(variables):
     return int(sum(math.prod(v.shape) for v in variables))
 
 
-def _cpu_snapshot():
-    """(CPU seconds the whole machine was busy, CPU seconds of this process, wall time)."""
-    busy = None
-    try:
-        with open("/proc/stat", encoding="ascii") as file:
-            values = [int(v) for v in file.readline().split()[1:9]]
-        # user nice system idle iowait irq softirq steal: busy = all but idle and iowait.
-        busy = (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        pass
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return busy, usage.ru_utime + usage.ru_stime, time.perf_counter()
-
-
-def _others_cpu_share(before, after):
-    """Fraction of the machine's CPU time that other processes used between two snapshots."""
-    if before[0] is None or after[0] is None or after[2] <= before[2]:
-        return None
-    others = (after[0] - before[0]) - (after[1] - before[1])
-    return max(0.0, others / ((after[2] - before[2]) * (os.cpu_count() or 1)))
-
-
 def _timed(fn, warmup, runs, label):
     """Calls fn() warmup + runs times; returns (first call s, timed seconds list, share of the
     machine's CPU time other processes used during the timed calls)."""
     first_s, times, before = None, [], None
     for i in range(warmup + runs):
         if i == warmup:
-            before = _cpu_snapshot()
+            before = cpu_snapshot()
         start = time.perf_counter()
         fn()
         elapsed = time.perf_counter() - start
@@ -202,7 +181,7 @@ def _timed(fn, warmup, runs, label):
             times.append(elapsed)
         _progress(f"{label} call {i + 1}/{warmup + runs}: {elapsed:.3f} s"
                   + ("" if i >= warmup else " (warm-up)"))
-    others = _others_cpu_share(before, _cpu_snapshot())
+    others = others_cpu_share(before, cpu_snapshot())
     _progress(f"{label}: other processes used {100 * others:.0f}% of the CPU while timed"
               if others is not None else f"{label}: CPU use of other processes unknown")
     return first_s, times, others

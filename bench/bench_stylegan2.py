@@ -37,7 +37,6 @@ import glob
 import json
 import os
 import re
-import resource
 import shutil
 import sys
 import tempfile
@@ -48,6 +47,8 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 from bench.common import (  # noqa: E402  (after the sys.path entry for a direct run)
+    cpu_snapshot,
+    others_cpu_share,
     MatmulTimer,
     all_finite,
     dense_flops,
@@ -120,28 +121,6 @@ def _config(args):
     return cli.config_from_args(flag_args)
 
 
-def _cpu_snapshot():
-    """(CPU seconds the whole machine was busy, CPU seconds of this process, wall time)."""
-    busy = None
-    try:
-        with open("/proc/stat", encoding="ascii") as file:
-            values = [int(v) for v in file.readline().split()[1:9]]
-        # user nice system idle iowait irq softirq steal: busy = all but idle and iowait.
-        busy = (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        pass
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return busy, usage.ru_utime + usage.ru_stime, time.perf_counter()
-
-
-def _others_cpu_share(before, after):
-    """Share of the machine's CPU time other processes used between two snapshots (or None)."""
-    if before[0] is None or after[0] is None or after[2] <= before[2]:
-        return None
-    others = (after[0] - before[0]) - (after[1] - before[1])
-    return max(0.0, others / ((after[2] - before[2]) * (os.cpu_count() or 1)))
-
-
 class _Yardstick:
     """The float32 matmul rate sampled in this process, between the timed calls."""
 
@@ -174,7 +153,7 @@ def _timed_calls(calls, warmup, runs, yardstick=None):
                       f"{warmup_times[label][-1]:.2f} s")
     if yardstick is not None:
         yardstick.sample()
-    before = _cpu_snapshot()
+    before = cpu_snapshot()
     for _ in range(runs):
         for label, fn in calls:
             start = time.perf_counter()
@@ -183,7 +162,7 @@ def _timed_calls(calls, warmup, runs, yardstick=None):
             _progress(f"{label} timed {len(times[label])}: {times[label][-1]:.2f} s")
             if yardstick is not None:
                 yardstick.sample()
-    return times, warmup_times, _others_cpu_share(before, _cpu_snapshot())
+    return times, warmup_times, others_cpu_share(before, cpu_snapshot())
 
 
 @contextlib.contextmanager
@@ -586,7 +565,7 @@ def worker_cluster(args):
         return result
 
     out_dir = os.path.join(args.work_dir, f"clusters_{os.getpid()}")
-    before = _cpu_snapshot()
+    before = cpu_snapshot()
     start = time.perf_counter()
     feature_clusters.cluster_features(
         feature_fn,
@@ -602,7 +581,7 @@ def worker_cluster(args):
         progress=False,
     )
     wall_s = time.perf_counter() - start
-    others = _others_cpu_share(before, _cpu_snapshot())
+    others = others_cpu_share(before, cpu_snapshot())
     files = sum(len(names) for _, _, names in os.walk(out_dir))
     shutil.rmtree(out_dir, ignore_errors=True)
     return {

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import platform
+import resource
 import re
 import statistics
 import subprocess
@@ -339,3 +340,26 @@ def fmt(value, spec=".3g", missing="-"):
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return missing
     return format(value, spec)
+
+
+def cpu_snapshot():
+    """(CPU seconds the whole machine was busy, CPU seconds of this process, wall time)."""
+    busy = None
+    try:
+        with open("/proc/stat", encoding="ascii") as file:
+            values = [int(v) for v in file.readline().split()[1:9]]
+        # user nice system idle iowait irq softirq steal: busy = all but idle and iowait.
+        busy = (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        pass
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return busy, usage.ru_utime + usage.ru_stime, time.perf_counter()
+
+
+def others_cpu_share(before, after):
+    """Share of the machine's CPU time other processes used between two cpu_snapshot()s, or
+    None where /proc/stat is unreadable."""
+    if before[0] is None or after[0] is None or after[2] <= before[2]:
+        return None
+    others = (after[0] - before[0]) - (after[1] - before[1])
+    return max(0.0, others / ((after[2] - before[2]) * (os.cpu_count() or 1)))
