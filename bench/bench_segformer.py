@@ -46,6 +46,7 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 from bench.common import (  # noqa: E402  (after the sys.path entry for a direct run)
+    run_main,
     cpu_snapshot,
     others_cpu_share,
     all_finite,
@@ -680,17 +681,7 @@ def build_parser():
 
 
 def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.worker:
-        result = WORKERS[args.worker](args)
-        with open(args.result, "w", encoding="utf-8") as file:
-            json.dump(result, file, indent=2)
-        return 0
-    try:
-        return main_parent(args)
-    except (ValueError, FileNotFoundError) as error:
-        parser.error(str(error))
+    return run_main(build_parser(), WORKERS, main_parent, argv)
 
 
 if __name__ == "__main__":

@@ -363,3 +363,19 @@ def others_cpu_share(before, after):
         return None
     others = (after[0] - before[0]) - (after[1] - before[1])
     return max(0.0, others / ((after[2] - before[2]) * (os.cpu_count() or 1)))
+
+
+def run_main(parser, workers, main_parent, argv=None):
+    """A benchmark's entry point: `--worker=KIND` runs one measurement of `workers` and writes
+    its JSON to --result (in the subprocess run_worker starts); otherwise main_parent(args)
+    runs the whole benchmark, input errors becoming a usage error."""
+    args = parser.parse_args(argv)
+    if args.worker:
+        result = workers[args.worker](args)
+        with open(args.result, "w", encoding="utf-8") as file:
+            json.dump(result, file, indent=2)
+        return 0
+    try:
+        return main_parent(args)
+    except (ValueError, FileNotFoundError) as error:
+        parser.error(str(error))
