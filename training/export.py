@@ -11,7 +11,6 @@ iteration), so the SavedModel's output equals the Keras model's.
 """
 
 import os
-import shutil
 
 import keras
 import numpy as np
@@ -80,14 +79,7 @@ def export_spade(gan, path):
 
         archive.add_endpoint("serve", serve, input_signature=[label_spec])
 
-    tmp = path.rstrip("/") + ".tmp"
-    if os.path.exists(tmp):
-        shutil.rmtree(tmp)
-    archive.write_out(tmp, verbose=False)
-    if os.path.exists(path):
-        shutil.rmtree(path)
-    os.replace(tmp, path)
-    return path
+    return run_dir_lib.write_saved_model(archive, path)
 
 
 class Synthesizer:

@@ -80,3 +80,28 @@ def write_json_atomic(path, obj):
         json.dump(obj, f, indent=2, sort_keys=True)
         f.write("\n")
     os.replace(tmp, path)
+
+
+def write_saved_model(archive, path, json_files=None):
+    """Writes a keras.export.ExportArchive to `path` through a temporary folder, then replaces
+    `path` in one rename, so an interrupted export never leaves half a SavedModel.
+
+    Args:
+        archive: the ExportArchive with its endpoints.
+        path: the SavedModel folder (an existing one is replaced).
+        json_files: optional {file name: JSON-serialisable object} written into the folder
+            beside the SavedModel (e.g. the label map a segmenter needs).
+    """
+    import shutil
+
+    tmp = path.rstrip("/") + ".tmp"
+    if os.path.exists(tmp):
+        shutil.rmtree(tmp)
+    archive.write_out(tmp, verbose=False)
+    for name, obj in (json_files or {}).items():
+        with open(os.path.join(tmp, name), "w") as f:
+            json.dump(obj, f)
+    if os.path.exists(path):
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+    return path

@@ -10,13 +10,13 @@ Signatures (the model always runs with training=False, so the SavedModel equals 
 
 import json
 import os
-import shutil
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from models import segformer
+from training import run_dir as run_dir_lib
 
 META_FILE = "semsynth_segmenter.json"
 
@@ -57,21 +57,13 @@ def export_segformer(model, path, label_set_name, label_map=None):
     archive.add_endpoint(
         "logits", logits, input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)]
     )
-    tmp = path.rstrip("/") + ".tmp"
-    if os.path.exists(tmp):
-        shutil.rmtree(tmp)
-    archive.write_out(tmp, verbose=False)
-    with open(os.path.join(tmp, META_FILE), "w") as f:
-        json.dump({
-            "label_set": label_set_name,
-            "num_classes": int(model.num_classes),
-            # raw label-file value -> class id (255 ignore, -1 none), for --gt_dir evaluation
-            "label_map": None if label_map is None else [int(v) for v in label_map],
-        }, f)
-    if os.path.exists(path):
-        shutil.rmtree(path)
-    os.replace(tmp, path)
-    return path
+    meta = {
+        "label_set": label_set_name,
+        "num_classes": int(model.num_classes),
+        # raw label-file value -> class id (255 ignore, -1 none), for --gt_dir evaluation
+        "label_map": None if label_map is None else [int(v) for v in label_map],
+    }
+    return run_dir_lib.write_saved_model(archive, path, json_files={META_FILE: meta})
 
 
 class Segmenter:
@@ -103,7 +95,6 @@ class Segmenter:
             self._module = tf.saved_model.load(saved_model)
             self._predict = lambda x: self._module.logits(tf.constant(x, tf.float32))["logits"]
             return
-        from training import run_dir as run_dir_lib
         from training.segformer_task import build_segmenter_for_inference
 
         config = run_dir_lib.load_run_config(checkpoint_dir)

@@ -14,7 +14,6 @@ synthesis) and a fingerprint that ties cluster runs and label mappings to one ge
 import hashlib
 import json
 import os
-import shutil
 
 import keras
 import numpy as np
@@ -55,14 +54,7 @@ def export_stylegan2(gan, path, seed=0):
             tf.TensorSpec([], tf.float32, name="truncation_psi"),
         ],
     )
-    tmp = path.rstrip("/") + ".tmp"
-    if os.path.exists(tmp):
-        shutil.rmtree(tmp)
-    archive.write_out(tmp, verbose=False)
-    if os.path.exists(path):
-        shutil.rmtree(path)
-    os.replace(tmp, path)
-    return path
+    return run_dir_lib.write_saved_model(archive, path)
 
 
 class GeneratorRunner:
