@@ -32,7 +32,7 @@ import tensorflow as tf
 from PIL import Image
 
 from .pairs import IMAGE_EXTENSIONS, DatasetError, DatasetNotFoundError, _listing, _scan
-from .pipeline import _check_positive, _options, pipeline_slice
+from .pipeline import _check_positive, _options, element_index, pipeline_slice
 
 # First bytes of the formats tf.io.decode_image reads.
 _SIGNATURES = (b"\x89PNG", b"\xff\xd8\xff", b"BM", b"GIF8", b"RIFF")
@@ -192,12 +192,9 @@ def make_image_dataset(
     seed = tf.constant(int(seed), tf.int64)
 
     def element(k):
-        # k counts this pipeline's elements; i is the element's index in the global stream.
-        step = start_step + k // pipeline_batch
-        i = step * global_batch_size + pipeline_id * pipeline_batch + k % pipeline_batch
-        epoch = i // num_files
-        file_index = tf.random.experimental.index_shuffle(
-            i % num_files, seed=tf.stack([seed, epoch]), max_index=num_files - 1
+        i, file_index = element_index(
+            k, start_step=start_step, pipeline_id=pipeline_id, pipeline_batch=pipeline_batch,
+            global_batch_size=global_batch_size, num_files=num_files, seed=seed,
         )
         image = preprocess_image(load_image(paths[file_index]), size)  # [S, S, 3]
         if flip:

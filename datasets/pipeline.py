@@ -175,6 +175,32 @@ def pipeline_slice(global_batch_size: int, input_context) -> tuple[int, int, int
     return input_context.input_pipeline_id, pipeline_batch, replica_batch
 
 
+def element_index(k, *, start_step, pipeline_id, pipeline_batch, global_batch_size, num_files,
+                  seed):
+    """Where element k of one input pipeline sits in the global training stream.
+
+    Args:
+        k: scalar int64 tensor, the count of this pipeline's elements so far.
+        start_step: the global step the stream (re)starts at.
+        pipeline_id, pipeline_batch: this pipeline's slice of every global batch
+            (pipeline_slice).
+        global_batch_size: B.
+        num_files: n, the files the stream cycles through.
+        seed: scalar int64 tensor, the dataset seed.
+
+    Returns:
+        (i, file_index): i the element's global index (the key of its augmentation), and the
+        file it reads: position i % n of the permutation of epoch i // n, seeded by (seed, epoch).
+    """
+    step = start_step + k // pipeline_batch
+    i = step * global_batch_size + pipeline_id * pipeline_batch + k % pipeline_batch
+    # index_shuffle takes a [2] seed (it pads it to the op's [3] internally).
+    file_index = tf.random.experimental.index_shuffle(
+        i % num_files, seed=tf.stack([seed, i // num_files]), max_index=num_files - 1
+    )
+    return i, file_index
+
+
 def make_train_dataset(
     pairs,
     *,
@@ -224,13 +250,9 @@ def make_train_dataset(
     seed = tf.constant(int(seed), tf.int64)
 
     def element(k):
-        # k counts this pipeline's elements; i is the element's index in the global stream.
-        step = start_step + k // pipeline_batch
-        i = step * global_batch_size + pipeline_id * pipeline_batch + k % pipeline_batch
-        epoch = i // num_files
-        # index_shuffle takes a [2] seed (it pads it to the op's [3] internally).
-        file_index = tf.random.experimental.index_shuffle(
-            i % num_files, seed=tf.stack([seed, epoch]), max_index=num_files - 1
+        i, file_index = element_index(
+            k, start_step=start_step, pipeline_id=pipeline_id, pipeline_batch=pipeline_batch,
+            global_batch_size=global_batch_size, num_files=num_files, seed=seed,
         )
         pair = load_pair(image_paths[file_index], label_paths[file_index], num_classes)
         image, label = preprocess_train(

@@ -50,7 +50,14 @@ from .pairs import (
     ade20k_pairs,
     folder_pairs,
 )
-from .pipeline import _check_pairs, _check_positive, _options, load_pair, pipeline_slice
+from .pipeline import (
+    _check_pairs,
+    _check_positive,
+    _options,
+    element_index,
+    load_pair,
+    pipeline_slice,
+)
 
 IGNORE = 255  # label value of pixels no loss or metric counts
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -719,11 +726,9 @@ def make_seg_train_dataset(
     seed = tf.constant(int(seed), tf.int64)
 
     def element(k):
-        # k counts this pipeline's elements; i is the element's index in the global stream.
-        step = start_step + k // pipeline_batch
-        i = step * global_batch_size + pipeline_id * pipeline_batch + k % pipeline_batch
-        file_index = tf.random.experimental.index_shuffle(
-            i % num_files, seed=tf.stack([seed, i // num_files]), max_index=num_files - 1
+        i, file_index = element_index(
+            k, start_step=start_step, pipeline_id=pipeline_id, pipeline_batch=pipeline_batch,
+            global_batch_size=global_batch_size, num_files=num_files, seed=seed,
         )
         # 256: load_pair's range check would reject raw values such as Cityscapes labelIds;
         # apply_label_map checks them instead.
