@@ -23,12 +23,18 @@ import functools
 import json
 import os
 import string
-import sys
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from .pairs import DatasetError, DatasetNotFoundError, folder_pairs
+from .pairs import (
+    DatasetError,
+    DatasetNotFoundError,
+    GenerationProgress,
+    existing_generation,
+    folder_pairs,
+    write_manifest,
+)
 
 BACKGROUND, PRINTED_TEXT, HANDWRITTEN_TEXT = 0, 1, 2
 LABEL_SET = "documents"  # semantic_labels/documents.json
@@ -740,36 +746,11 @@ def generate_documents(
     manifest_path = os.path.join(root, _MANIFEST)
     if os.path.isfile(root):
         raise ValueError(f"documents folder {root} is a file")
-    if os.path.isdir(root) and os.listdir(root):
-        if not os.path.isfile(manifest_path):
-            raise ValueError(
-                f"{root} is not empty but has no {_MANIFEST}: it is an interrupted page "
-                "generation or other data. Remove the folder (or choose another root) to "
-                "generate documents there."
-            )
-        try:
-            with open(manifest_path, encoding="utf-8") as file:
-                found = json.load(file)
-        except (OSError, json.JSONDecodeError) as error:
-            raise ValueError(f"cannot read {manifest_path}: {error}") from None
-        if found == wanted:
-            return root
-        differences = ", ".join(
-            f"{key}: {found.get(key)!r} there, {value!r} asked"
-            for key, value in wanted.items()
-            if found.get(key) != value
-        )
-        raise ValueError(
-            f"{root} holds documents generated with other parameters ({differences}). "
-            "Remove it or choose another folder; it is never overwritten."
-        )
+    if existing_generation(root, manifest_path, wanted, "page"):
+        return root
     available_families()  # fail before creating folders when there are no fonts
 
-    total = num_train + num_val
-    done = 0
-    # A terminal gets one line rewritten in place; a log file gets a line per 10%.
-    interactive = progress and sys.stderr.isatty()
-    report_every = max(1, total // (100 if interactive else 10))
+    progress_line = GenerationProgress(num_train + num_val, "documents", root, progress)
     os.makedirs(root, exist_ok=True)
     for split, count in (("training", num_train), ("validation", num_val)):
         if not count:
@@ -783,24 +764,14 @@ def generate_documents(
             name = f"page_{index:05d}.png"
             Image.fromarray(image).save(os.path.join(image_dir, name), compress_level=3)
             Image.fromarray(mask).save(os.path.join(mask_dir, name))
-            done += 1
-            if progress and (done == total or done % report_every == 0):
-                line = f"documents: {done}/{total} pages written to {root}"
-                sys.stderr.write("\r" + line if interactive else line + "\n")
-                sys.stderr.flush()
-    if interactive:
-        sys.stderr.write("\n")
+            progress_line.add()
+    progress_line.close()
     for split, count, name in (("training", num_train, "train_pairs.json"),
                                ("validation", num_val, "val_pairs.json")):
         with open(os.path.join(root, name), "w", encoding="utf-8") as file:
             json.dump(_pair_list(root, split, count), file, indent=1)
             file.write("\n")
-    # The manifest goes last and via a rename, so its presence means the folder is complete.
-    partial = manifest_path + ".partial"
-    with open(partial, "w", encoding="utf-8") as file:
-        json.dump(wanted, file, indent=2)
-        file.write("\n")
-    os.replace(partial, manifest_path)
+    write_manifest(manifest_path, wanted)
     return root
 
 

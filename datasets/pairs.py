@@ -7,7 +7,9 @@ is slow and meant for when the tf.data pipeline fails with an error that names n
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 
 import numpy as np
 from PIL import Image
@@ -200,3 +202,86 @@ def diagnose_pairs(pairs: list[tuple[str, str]], num_classes: int) -> None:
                 f"label map {label_path} holds value {largest}, outside the allowed range "
                 f"[0, {num_classes - 1}] for num_classes={num_classes}"
             )
+
+
+# ------------------------------------------------------------------------------------------
+# Generated datasets (scenes, documents): a manifest marks a complete folder
+# ------------------------------------------------------------------------------------------
+
+
+def existing_generation(folder: str, manifest_path: str, wanted: dict, what: str) -> bool:
+    """Whether `folder` already holds the generated data `wanted` describes.
+
+    True when its manifest equals `wanted` (reuse it); False when the folder does not exist or
+    is empty (generate it). Never deletes or overwrites: a folder without the manifest (an
+    interrupted generation or foreign data) or with other parameters raises ValueError naming
+    the folder and, for other parameters, every difference.
+
+    Args:
+        folder: the dataset folder.
+        manifest_path: its manifest JSON (written last by write_manifest).
+        wanted: the manifest of the asked-for parameters.
+        what: what is generated, for messages: "scene", "page".
+    """
+    if not os.path.isdir(folder) or not os.listdir(folder):
+        return False
+    if not os.path.isfile(manifest_path):
+        raise ValueError(
+            f"{folder} exists but has no {os.path.basename(manifest_path)}: it is an "
+            f"interrupted {what} generation or other data. Remove the folder (or choose another "
+            f"one) to generate {what}s there."
+        )
+    try:
+        with open(manifest_path, encoding="utf-8") as file:
+            found = json.load(file)
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"cannot read {manifest_path}: {error}") from None
+    if found == wanted:
+        return True
+    differences = ", ".join(
+        f"{key}: {found.get(key)!r} there, {value!r} asked"
+        for key, value in wanted.items()
+        if found.get(key) != value
+    )
+    raise ValueError(
+        f"{folder} holds {what}s generated with other parameters ({differences}). Remove it or "
+        "choose another folder; it is never overwritten."
+    )
+
+
+def write_manifest(manifest_path: str, manifest: dict) -> None:
+    """Writes a generated dataset's manifest last and via a rename, so that its presence means
+    the folder is complete."""
+    partial = manifest_path + ".partial"
+    with open(partial, "w", encoding="utf-8") as file:
+        json.dump(manifest, file, indent=2)
+        file.write("\n")
+    os.replace(partial, manifest_path)
+
+
+class GenerationProgress:
+    """A one-line counter on stderr: rewritten in place on a terminal, a line per 10% in a log.
+
+    Args:
+        total: items to generate.
+        label: e.g. "scenes: {done}/{total} written to DIR" is built from label and where.
+        where: the folder named in the line.
+        enabled: False prints nothing.
+    """
+
+    def __init__(self, total: int, label: str, where: str, enabled: bool = True):
+        self.total, self.label, self.where, self.enabled = total, label, where, enabled
+        self.done = 0
+        self.interactive = enabled and sys.stderr.isatty()
+        self.every = max(1, total // (100 if self.interactive else 10))
+
+    def add(self, count: int = 1) -> None:
+        self.done += count
+        if self.enabled and (self.done == self.total or self.done % self.every == 0):
+            line = f"{self.label}: {self.done}/{self.total} written to {self.where}"
+            sys.stderr.write("\r" + line if self.interactive else line + "\n")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.interactive:
+            sys.stderr.write("\n")

@@ -20,13 +20,13 @@ resolution; only the final film grain depends on the pixel count.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
 from types import SimpleNamespace
 
 import numpy as np
 from PIL import Image
+
+from .pairs import GenerationProgress, existing_generation, write_manifest
 
 # ADE20K ids of the classes drawn here (ADE20K order, 0 = "other"); semantic_labels/scenes.json
 # lists the same ids.
@@ -678,35 +678,10 @@ def generate_scenes(
     wanted = _manifest(int(num_train), int(num_val), size, int(seed))
     dataset_dir = os.path.join(root, _DATASET_DIR)
     manifest_path = os.path.join(dataset_dir, _MANIFEST)
-    if os.path.exists(dataset_dir):
-        if not os.path.isfile(manifest_path):
-            raise ValueError(
-                f"{dataset_dir} exists but has no {_MANIFEST}: it is an interrupted scene "
-                "generation or other data. Remove the folder (or choose another --data_root) "
-                "to generate scenes there."
-            )
-        try:
-            with open(manifest_path, encoding="utf-8") as file:
-                found = json.load(file)
-        except (OSError, json.JSONDecodeError) as error:
-            raise ValueError(f"cannot read {manifest_path}: {error}") from None
-        if found == wanted:
-            return dataset_dir
-        differences = ", ".join(
-            f"{key}: {found.get(key)!r} there, {value!r} asked"
-            for key, value in wanted.items()
-            if found.get(key) != value
-        )
-        raise ValueError(
-            f"{dataset_dir} holds scenes generated with other parameters ({differences}). "
-            "Remove it or choose another folder; it is never overwritten."
-        )
+    if existing_generation(dataset_dir, manifest_path, wanted, "scene"):
+        return dataset_dir
 
-    total = num_train + num_val
-    done = 0
-    # A terminal gets one line rewritten in place; a log file gets a line per 10%.
-    interactive = progress and sys.stderr.isatty()
-    report_every = max(1, total // (100 if interactive else 10))
+    progress_line = GenerationProgress(num_train + num_val, "scenes", dataset_dir, progress)
     for split, prefix, count in (("training", "train", num_train),
                                  ("validation", "val", num_val)):
         image_dir = os.path.join(dataset_dir, "images", split)
@@ -718,19 +693,9 @@ def generate_scenes(
             stem = f"ADE_{prefix}_{index + 1:08d}"
             Image.fromarray(image).save(os.path.join(image_dir, stem + ".jpg"), quality=95)
             Image.fromarray(label).save(os.path.join(label_dir, stem + ".png"))
-            done += 1
-            if progress and (done == total or done % report_every == 0):
-                line = f"scenes: {done}/{total} written to {dataset_dir}"
-                sys.stderr.write("\r" + line if interactive else line + "\n")
-                sys.stderr.flush()
-    if interactive:
-        sys.stderr.write("\n")
-    # The manifest goes last and via a rename, so its presence means the folder is complete.
-    partial = manifest_path + ".partial"
-    with open(partial, "w", encoding="utf-8") as file:
-        json.dump(wanted, file, indent=2)
-        file.write("\n")
-    os.replace(partial, manifest_path)
+            progress_line.add()
+    progress_line.close()
+    write_manifest(manifest_path, wanted)
     return dataset_dir
 
 
