@@ -161,21 +161,7 @@ class SegFormerTask:
 
     def dataset_fn(self, input_context, start_step):
         cfg = self.config
-        if self.train_mix == "mixed":
-            return seg_data.make_mixed_seg_train_dataset(
-                self.real_train_pairs,
-                self.synthetic_train_pairs,
-                num_classes=self.num_classes,
-                crop_size=cfg["crop_size"],
-                global_batch_size=cfg["batch_size"],
-                seed=cfg["seed"],
-                start_step=start_step,
-                input_context=input_context,
-                label_map=self.label_map,
-                flip_pairs=self.label_set.flip_pairs,
-            )
-        return seg_data.make_seg_train_dataset(
-            self.train_pairs,
+        kwargs = dict(
             num_classes=self.num_classes,
             crop_size=cfg["crop_size"],
             global_batch_size=cfg["batch_size"],
@@ -185,6 +171,11 @@ class SegFormerTask:
             label_map=self.label_map,
             flip_pairs=self.label_set.flip_pairs,
         )
+        if self.train_mix == "mixed":
+            return seg_data.make_mixed_seg_train_dataset(
+                self.real_train_pairs, self.synthetic_train_pairs, **kwargs
+            )
+        return seg_data.make_seg_train_dataset(self.train_pairs, **kwargs)
 
     def _eval_dataset(self, pairs, batch_size):
         size = self.config["crop_size"]
