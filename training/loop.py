@@ -172,7 +172,8 @@ def fit(task, config, strategy=None, log=print):
         task.prepare_monitoring()
 
     log(
-        f"Training {task.title} ({config['preset']}) on {len(train_pairs)} pairs, "
+        f"Training {task.title} ({config['preset']}) on {len(train_pairs)} "
+        f"{getattr(task, 'example_name', 'pairs')}, "
         f"{strategy.num_replicas_in_sync} replica(s), batch {batch_size}, steps "
         f"{start_step} -> {total_steps}; run dir {run_dir}"
     )

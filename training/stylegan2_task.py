@@ -106,6 +106,7 @@ class StyleGAN2Task:
 
     title = "StyleGAN2"
     num_classes = 0  # unlabelled images
+    example_name = "images"  # what the training log counts
 
     def __init__(self, config):
         self.config = config
