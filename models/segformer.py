@@ -640,13 +640,27 @@ class SegFormerHead(keras.layers.Layer):
         self.classifier.build(embed_shape)
 
     def call(self, features, training=None):
+        # The fuse conv is linear and so are the Dense projections and the bilinear resize (its
+        # weights sum to 1, so a constant passes through unchanged). The concatenation of the
+        # four resized projections times the fuse kernel is therefore the sum, over stages, of
+        # each stage map times (its Dense kernel @ its slice of the fuse kernel), resized, plus
+        # the folded biases. Same function and parameters, but the [N, H/4, W/4, 4E] concat and
+        # the 4E -> E conv over it (about half of B0's FLOPs at 512 px) are never computed.
+        embed = self.embed_dim
+        fuse_kernel = ops.reshape(self.fuse_conv.kernel, (4 * embed, embed))  # [4E, E] float32
         size = ops.shape(features[0])[1:3]  # (H/4, W/4), dynamic
-        embedded = []
-        for linear, feature in zip(self.linear_c, features):
-            x = linear(feature)  # [N, H_i, W_i, E]
-            embedded.append(_resize_bilinear(x, size))  # [N, H/4, W/4, E]
-        x = ops.concatenate(embedded[::-1], axis=-1)  # [N, H/4, W/4, 4E] as [c4, c3, c2, c1]
-        x = self.fuse_conv(x)  # [N, H/4, W/4, E]
+        fused, bias = None, None
+        for i, (linear, feature) in enumerate(zip(self.linear_c, features)):
+            # Concatenation order is [c4, c3, c2, c1]: stage i's rows are block 3 - i.
+            block = fuse_kernel[(3 - i) * embed:(4 - i) * embed]  # [E, E]
+            kernel = ops.matmul(linear.kernel, block)  # [C_i, E]
+            stage_bias = ops.matmul(linear.bias[None, :], block)  # [1, E]
+            bias = stage_bias if bias is None else bias + stage_bias
+            x = ops.matmul(feature, ops.cast(kernel, feature.dtype))  # [N, H_i, W_i, E]
+            if i > 0:
+                x = _resize_bilinear(x, size)  # [N, H/4, W/4, E]
+            fused = x if fused is None else fused + x
+        x = fused + ops.cast(ops.reshape(bias, (embed,)), fused.dtype)  # [N, H/4, W/4, E]
         x = ops.relu(self.fuse_bn(x, training=training))
         x = self.dropout(x, training=training)
         return self.classifier(x)  # [N, H/4, W/4, K]

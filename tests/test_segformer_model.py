@@ -193,6 +193,49 @@ def test_segformer_head_shape_config_and_params():
     assert len(head.non_trainable_weights) == 2  # BatchNorm moving mean / variance
 
 
+def _head_by_concatenation(head, features, training):
+    """The head as the paper writes it: project, resize, concatenate [c4..c1], 1x1 fuse conv."""
+    size = features[0].shape[1:3]
+    embedded = [tf.image.resize(linear(f), size, method="bilinear")
+                for linear, f in zip(head.linear_c, features)]
+    x = head.fuse_conv(tf.concat(embedded[::-1], axis=-1))  # [N, h, w, E]
+    x = tf.nn.relu(head.fuse_bn(x, training=training))
+    return head.classifier(x)  # dropout left out: compared with dropout 0
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_segformer_head_folded_fuse_equals_concatenation(training):
+    # The head never builds the [N, h, w, 4E] concatenation: it folds each Dense kernel into its
+    # slice of the fuse kernel. Outputs and every gradient must equal the literal formula.
+    head = SegFormerHead(16, 5, dropout=0.0)
+    features = [
+        random_images((2, 16, 24, 8), 1),
+        random_images((2, 8, 12, 16), 2),
+        random_images((2, 4, 6, 32), 3),
+        random_images((2, 2, 3, 64), 4),
+    ]
+    head(features, training=False)
+    rng = np.random.default_rng(0)
+    for variable in head.trainable_weights:  # non-trivial biases and norm parameters
+        variable.assign(rng.normal(0.0, 0.5, variable.shape).astype("float32"))
+    results = []
+    for function in (lambda: head(features, training=training),
+                     lambda: _head_by_concatenation(head, features, training)):
+        with tf.GradientTape() as tape:
+            out = function()
+            loss = tf.reduce_sum(out * tf.sin(out))
+        results.append((out.numpy(), tape.gradient(loss, head.trainable_weights)))
+    (folded, folded_grads), (literal, literal_grads) = results
+    np.testing.assert_allclose(folded, literal, rtol=1e-4, atol=1e-4)
+    assert np.abs(literal).max() > 0.1  # not a trivially zero comparison
+    # Under batch statistics the Dense biases only shift the BatchNorm input: their true
+    # gradient is 0, so tolerances are relative to the largest gradient of all.
+    scale = max(np.abs(g.numpy()).max() for g in literal_grads)
+    assert scale > 0.1
+    for variable, a, b in zip(head.trainable_weights, folded_grads, literal_grads):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-3, atol=1e-5 * scale,
+                                   err_msg=variable.path)
+
 # --- Whole model ---------------------------------------------------------------------------
 
 
