@@ -6,6 +6,7 @@
 - `param_free_norm`: factory for the parameter-free norms used by SPADE and the discriminator.
 - `xavier_normal_init`: the reference's xavier-normal initialiser with gain 0.02.
 - `resize_nearest`: nearest-neighbour resize with the reference's (PyTorch) sampling grid.
+- `one_hot_conv`: a conv over a one-hot map computed by lookup.
 
 All layers are NHWC.
 """
@@ -50,6 +51,63 @@ def resize_nearest(images, size):
     return tf.raw_ops.ResizeNearestNeighbor(
         images=images, size=size, align_corners=False, half_pixel_centers=False
     )
+
+
+def one_hot_conv(labels, kernel, bias=None):
+    """A stride-1, zero-padded ("same") conv over the one-hot encoding of `labels`, by lookup.
+
+    conv(one_hot(labels, S), kernel) at a pixel is the sum, over the k x k window, of the kernel
+    row of the label found at each offset: k * k gathers of [C]-vectors instead of k * k * S * C
+    multiply-adds (151 x fewer for ADE20K's 151 channels). The gradient with respect to the
+    kernel is a segment sum of the output gradient by those same indices (the filter gradient of
+    the conv, without its S-fold waste on zeros); labels get no gradient. Labels outside
+    [0, S) contribute nothing, like the all-zero rows `tf.one_hot` gives them.
+
+    Args:
+        labels: [N, H, W] integer label map.
+        kernel: [k, k, S, C] conv kernel (k odd), float.
+        bias: optional [C] bias.
+    Returns:
+        [N, H, W, C] in the kernel's dtype; equal to
+        `tf.nn.conv2d(tf.one_hot(labels, S), kernel, 1, "SAME") + bias` up to summation order.
+    """
+    size, _, classes, channels = kernel.shape
+    if size % 2 != 1 or kernel.shape[1] != size:
+        raise ValueError(f"one_hot_conv: kernel must be k x k with k odd, got {kernel.shape}.")
+    pad = size // 2
+    labels = tf.cast(labels, tf.int32)  # [N, H, W]
+    # Row `classes` of each offset's table is the zero row: padding and out-of-range labels.
+    labels = tf.where((labels >= 0) & (labels < classes), labels, classes)
+    padded = tf.pad(labels, [[0, 0], [pad, pad], [pad, pad]], constant_values=classes)
+    height, width = tf.shape(labels)[1], tf.shape(labels)[2]
+    rows = classes + 1
+    # indices[o]: [N, H, W] rows of the flattened [k * k * rows, C] table for window offset o.
+    indices = [
+        padded[:, dy:dy + height, dx:dx + width] + (dy * size + dx) * rows
+        for dy in range(size) for dx in range(size)
+    ]
+
+    @tf.custom_gradient
+    def lookup(kernel):
+        table = tf.concat([kernel, tf.zeros((size, size, 1, channels), kernel.dtype)], axis=2)
+        table = tf.reshape(table, (size * size * rows, channels))  # [k * k * (S + 1), C]
+        out = tf.add_n([tf.gather(table, index) for index in indices])  # [N, H, W, C]
+
+        def grad(upstream):  # upstream: [N, H, W, C]
+            flat = tf.reshape(upstream, (-1, channels))  # [N * H * W, C]
+            table_grad = tf.add_n([
+                tf.math.unsorted_segment_sum(flat, tf.reshape(index, (-1,)), size * size * rows)
+                for index in indices
+            ])  # [k * k * (S + 1), C]
+            table_grad = tf.reshape(table_grad, (size, size, rows, channels))
+            return table_grad[:, :, :classes]  # the zero row is a constant
+
+        return out, grad
+
+    out = lookup(tf.convert_to_tensor(kernel))
+    if bias is not None:
+        out = out + tf.cast(bias, out.dtype)
+    return out
 
 
 def _l2_normalize(x, eps=1e-12):
@@ -203,10 +261,33 @@ class SNConv2D(keras.layers.Layer):
         sigma = ops.sum(ops.matmul(v, weight) * u)  # [] = v^T W u
         return kernel / sigma
 
+    def _same_padding(self):
+        """Whether the explicit padding equals "same": stride 1, odd k, p = k // 2 (no pad op)."""
+        if self.padding == "same":
+            return True
+        kh, kw = self.kernel_size
+        return (self.strides == (1, 1) and kh == kw and kh % 2 == 1
+                and self.padding == kh // 2)
+
+    def call_on_labels(self, labels, training=None):
+        """This conv applied to `one_hot(labels, cin)`, computed by lookup (`one_hot_conv`).
+
+        For stride 1 with "same" padding only; the layer must be built. labels: [N, H, W]
+        integers; returns [N, H, W, cout] in the compute dtype.
+        """
+        if not self._same_padding():
+            raise ValueError(
+                f"SNConv2D {self.name}: call_on_labels needs stride 1 and 'same' padding, got "
+                f"strides={self.strides}, padding={self.padding!r}."
+            )
+        kernel = ops.cast(self.normalized_kernel(bool(training)), self.compute_dtype)
+        bias = ops.cast(self.bias, self.compute_dtype) if self.use_bias else None
+        return one_hot_conv(labels, kernel, bias)
+
     def call(self, inputs, training=None):
         kernel = ops.cast(self.normalized_kernel(bool(training)), self.compute_dtype)
         x = inputs
-        padding = self.padding
+        padding = "same" if self._same_padding() else self.padding
         if isinstance(padding, int):
             if padding > 0:
                 p = padding

@@ -82,6 +82,10 @@ class SPADEGAN(keras.Model):
         self.num_classes = int(num_classes)
         self.use_vae = bool(config["use_vae"])
         self.seed = int(config.get("seed", 0))
+        # G takes the integer labels and computes its convs over the one-hot map by lookup
+        # (models.layers.one_hot_conv); False feeds it the one-hot map, the same function
+        # computed densely (the benchmark profiles that graph for the model's FLOPs).
+        self.one_hot_lookup = True
 
         # === Networks ===
         nets = spade.build_spade_networks(**spade_network_kwargs(config, num_classes))
@@ -144,12 +148,16 @@ class SPADEGAN(keras.Model):
         With a VAE, z comes from `style_image` (the encoder's mean: deterministic style) when
         given, else from the caller, else N(0, I).
         """
-        segmap = self.one_hot(label)
+        label = tf.cast(label, tf.int32)  # [N, H, W]
         if self.use_vae and z is None and style_image is not None:
             z, _ = self.encoder(style_image, training=training)
         if self.use_vae and z is None:
             z = tf.random.normal((tf.shape(label)[0], self.config["z_dim"]))
-        return self.generator(segmap, z=z if self.use_vae else None, training=training)
+        return self.generator(self._generator_input(label), z=z if self.use_vae else None,
+                              training=training)
+
+    def _generator_input(self, label):
+        return label if self.one_hot_lookup else self.one_hot(label)
 
     # === Training ===
 
@@ -161,14 +169,16 @@ class SPADEGAN(keras.Model):
         base = tf.cast(self.seed * 1000 + phase, tf.int64) + 10 * tf.cast(replica_id, tf.int64)
         return tf.stack([base, tf.cast(self.step, tf.int64)])
 
-    def _fake(self, segmap, real, phase, training):
-        """Runs E (with the reparameterisation trick) and G. Returns (fake, mu, logvar)."""
+    def _fake(self, label, real, phase, training):
+        """Runs E (with the reparameterisation trick) and G on the [N, H, W] int labels.
+
+        Returns (fake, mu, logvar)."""
         mu = logvar = z = None
         if self.use_vae:
             mu, logvar = self.encoder(real, training=training)
             eps = tf.random.stateless_normal(tf.shape(mu), seed=self._noise_seed(phase))
             z = spade.reparameterize(mu, logvar, eps)
-        fake = self.generator(segmap, z=z, training=training)
+        fake = self.generator(self._generator_input(label), z=z, training=training)
         return fake, mu, logvar
 
     def _discriminate(self, segmap, fake, real):
@@ -187,11 +197,11 @@ class SPADEGAN(keras.Model):
             loss = optimizer.scale_loss(loss)
         return loss
 
-    def _g_step(self, segmap, real):
+    def _g_step(self, label, segmap, real):
         cfg = self.config
         variables = self.g_variables
         with tf.GradientTape() as tape:
-            fake, mu, logvar = self._fake(segmap, real, phase=0, training=True)
+            fake, mu, logvar = self._fake(label, real, phase=0, training=True)
             fake_out, real_out = self._discriminate(segmap, fake, real)
             losses = {"G_GAN": gan_losses.hinge_g_loss(fake_out)}
             losses["G_GAN_Feat"] = cfg["lambda_features"] * gan_losses.feature_matching_loss(
@@ -208,8 +218,8 @@ class SPADEGAN(keras.Model):
         losses["G_total"] = total
         return losses
 
-    def _d_step(self, segmap, real):
-        fake, _, _ = self._fake(segmap, real, phase=1, training=True)
+    def _d_step(self, label, segmap, real):
+        fake, _, _ = self._fake(label, real, phase=1, training=True)
         fake = tf.stop_gradient(fake)
         variables = self.discriminator.trainable_variables
         with tf.GradientTape() as tape:
@@ -225,10 +235,11 @@ class SPADEGAN(keras.Model):
 
         Returns the per-replica loss terms (float32 scalars, already lambda-weighted).
         """
-        segmap = self.one_hot(batch["label"])  # [N, H, W, C]
+        label = tf.cast(batch["label"], tf.int32)  # [N, H, W]: G takes the labels
+        segmap = self.one_hot(label)  # [N, H, W, C]: D takes the one-hot map
         real = tf.cast(batch["image"], tf.float32)  # [N, H, W, 3]
-        losses = self._g_step(segmap, real)
-        losses.update(self._d_step(segmap, real))
+        losses = self._g_step(label, segmap, real)
+        losses.update(self._d_step(label, segmap, real))
         return {k: tf.cast(v, tf.float32) for k, v in losses.items()}
 
     def learning_rates(self):

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from models.layers import InstanceNormalization
 from models.layers import SNConv2D
+from models.layers import one_hot_conv
 from models.layers import param_free_norm
 from models.layers import resize_nearest
 from models.layers import xavier_normal_init
@@ -109,6 +110,42 @@ def test_snconv2d_matches_numpy_conv_with_symmetric_padding():
     same.kernel.assign(conv.kernel)
     assert same(x).shape == out.shape
     assert not np.allclose(same(x).numpy(), out - 1.0, atol=1e-3)
+
+
+@pytest.mark.parametrize("size", [1, 3, 5])
+def test_one_hot_conv_equals_conv_over_one_hot_values_and_gradients(size):
+    # Labels 6 and -1 are outside [0, 6): tf.one_hot gives them all-zero rows, so must the lookup.
+    classes, channels = 6, 4
+    labels = tf.constant(np.random.randint(-1, classes + 1, size=(2, 7, 5)), tf.int32)
+    kernel = tf.Variable(np.random.randn(size, size, classes, channels).astype("float32"))
+    bias = tf.Variable(np.random.randn(channels).astype("float32"))
+    weights = tf.constant(np.random.randn(2, 7, 5, channels).astype("float32"))
+    results = []
+    for function in (lambda: one_hot_conv(labels, kernel, bias),
+                     lambda: tf.nn.conv2d(tf.one_hot(labels, classes), kernel, 1, "SAME") + bias):
+        with tf.GradientTape() as tape:
+            out = function()
+            loss = tf.reduce_sum(out * weights)
+        results.append([out.numpy()] + [g.numpy() for g in tape.gradient(loss, [kernel, bias])])
+    for lookup, conv in zip(*results):
+        np.testing.assert_allclose(lookup, conv, rtol=1e-5, atol=1e-5)
+    assert np.abs(results[1][1]).max() > 0.1  # a real kernel gradient was compared
+    assert tf.function(one_hot_conv)(labels, kernel).shape == (2, 7, 5, channels)
+    with pytest.raises(ValueError, match="k odd"):
+        one_hot_conv(labels, tf.zeros((2, 2, classes, channels)))
+
+
+def test_snconv2d_call_on_labels_equals_call_on_one_hot():
+    conv = SNConv2D(5, 3, padding=1, spectral_norm=True, bias_initializer="ones")
+    labels = np.random.randint(0, 4, size=(2, 6, 9))
+    one_hot = np.eye(4, dtype="float32")[labels]  # [N, H, W, 4]
+    expected = conv(one_hot).numpy()  # builds; inference: the stored sigma, no state change
+    np.testing.assert_allclose(conv.call_on_labels(labels).numpy(), expected,
+                               rtol=1e-5, atol=1e-5)
+    strided = SNConv2D(5, 3, strides=2, padding=1)
+    strided.build(one_hot.shape)
+    with pytest.raises(ValueError, match="stride 1"):
+        strided.call_on_labels(labels)
 
 
 def test_snconv2d_spectral_norm_adds_only_state():

@@ -222,6 +222,43 @@ def test_generator_gradients_reach_every_weight():
     assert all(np.abs(g.numpy()).sum() > 0 for g in grads)
 
 
+@pytest.mark.parametrize("use_vae", [False, True])
+def test_generator_from_labels_equals_generator_from_one_hot(use_vae):
+    # Integer labels take the lookup path for every conv over the one-hot map (SPADE shared
+    # convs, and fc without the VAE): same image and same gradients as the one-hot input.
+    # No spectral norm: its power iteration would change the state between the two calls.
+    generator = SPADEGenerator(**TINY_G, use_vae=use_vae, crop_size=32, spectral_norm=False)
+    labels = np.random.randint(0, NUM_CLASSES, size=(2, 32, 32))
+    labels[0, :4] = NUM_CLASSES  # out of range: an all-zero one-hot row either way
+    one_hot = tf.one_hot(labels, NUM_CLASSES)
+    z = np.random.randn(2, 8).astype("float32")
+    generator(tf.constant(labels, tf.int32), z)  # built from labels
+    for variable in generator.trainable_variables:  # away from the tiny reference init
+        variable.assign(np.random.normal(0.0, 0.3, variable.shape).astype("float32"))
+    results = []
+    for segmap in (one_hot, tf.constant(labels, tf.uint8)):
+        with tf.GradientTape() as tape:
+            out = generator(segmap, z, training=True)
+            loss = tf.reduce_sum(out * tf.cos(3.0 * out))
+        results.append((out.numpy(), tape.gradient(loss, generator.trainable_variables)))
+    (from_one_hot, grads_one_hot), (from_labels, grads_labels) = results
+    np.testing.assert_allclose(from_labels, from_one_hot, rtol=1e-5, atol=1e-5)
+    assert np.std(from_one_hot) > 0.05
+    scale = max(float(tf.reduce_max(tf.abs(g))) for g in grads_one_hot)
+    assert scale > 0
+    for variable, a, b in zip(generator.trainable_variables, grads_labels, grads_one_hot):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5 * scale,
+                                   err_msg=variable.path)
+
+
+def test_spade_layer_needs_num_classes_to_build_from_labels():
+    labels = tf.zeros((1, 8, 8), tf.int32)
+    x = tf.zeros((1, 8, 8, 4))
+    with pytest.raises(ValueError, match="num_classes"):
+        SPADE("instance", 8)(x, labels)
+    assert SPADE("instance", 8, num_classes=5)(x, labels).shape == (1, 8, 8, 4)
+
+
 def test_generator_mixed_bfloat16_returns_float32():
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_bfloat16")
