@@ -11,6 +11,7 @@ import tensorflow as tf
 from losses import gan as gan_losses
 from models import spade
 from training.checkpointing import variable_bundle
+from training.optimizers import FusedAdam
 
 
 @keras.saving.register_keras_serializable(package="semsynth")
@@ -116,7 +117,7 @@ class SPADEGAN(keras.Model):
         self.d_optimizer.build(self.discriminator.trainable_variables)
 
     def _make_optimizer(self, schedule):
-        optimizer = keras.optimizers.Adam(
+        optimizer = FusedAdam(  # keras Adam, fused update
             learning_rate=schedule,
             beta_1=self.config["beta1"],
             beta_2=self.config["beta2"],

@@ -24,6 +24,7 @@ import tensorflow as tf
 from losses import stylegan2 as sg2_losses
 from models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator, count_parameters
 from training.checkpointing import variable_bundle
+from training.optimizers import FusedAdam
 
 # Phases keying the stateless random streams of one step (any distinct integers).
 _PHASE_D, _PHASE_G, _PHASE_PL = 100, 200, 300
@@ -140,7 +141,7 @@ class StyleGAN2GAN(keras.Model):
             if total_steps <= 0:
                 raise ValueError("--lr_schedule=cosine needs --max_steps > 0")
             lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=int(total_steps))
-        return keras.optimizers.Adam(
+        return FusedAdam(  # keras Adam, fused update
             learning_rate=lr,
             beta_1=cfg["beta1"] ** c,
             beta_2=cfg["beta2"] ** c,
