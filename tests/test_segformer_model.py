@@ -175,14 +175,14 @@ def test_mit_encoder_bad_arguments():
         MiTEncoder(dims=(8, 16, 32, 64), depths=(1, 1), num_heads=(1,) * 4, sr_ratios=(1,) * 4)
 
 
+def _head_features():
+    """Four non-square stage maps [2, H_i, W_i, C_i] for a head, 1/4 to 1/32 of 64 x 96."""
+    return [random_images((2, 16 // 2**i, 24 // 2**i, 8 * 2**i), i + 1) for i in range(4)]
+
+
 def test_segformer_head_shape_config_and_params():
     head = SegFormerHead(16, 5, dropout=0.1)
-    features = [
-        random_images((2, 16, 24, 8), 1),
-        random_images((2, 8, 12, 16), 2),
-        random_images((2, 4, 6, 32), 3),
-        random_images((2, 2, 3, 64), 4),
-    ]
+    features = _head_features()
     logits = assert_config_round_trip(head, features, training=False)
     assert logits.shape == (2, 16, 24, 5)
     linear = (8 + 16 + 32 + 64) * 16 + 4 * 16
@@ -208,12 +208,7 @@ def test_segformer_head_folded_fuse_equals_concatenation(training):
     # The head never builds the [N, h, w, 4E] concatenation: it folds each Dense kernel into its
     # slice of the fuse kernel. Outputs and every gradient must equal the literal formula.
     head = SegFormerHead(16, 5, dropout=0.0)
-    features = [
-        random_images((2, 16, 24, 8), 1),
-        random_images((2, 8, 12, 16), 2),
-        random_images((2, 4, 6, 32), 3),
-        random_images((2, 2, 3, 64), 4),
-    ]
+    features = _head_features()
     head(features, training=False)
     rng = np.random.default_rng(0)
     for variable in head.trainable_weights:  # non-trivial biases and norm parameters
