@@ -46,6 +46,7 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 from bench.common import (  # noqa: E402  (after the sys.path entry for a direct run)
+    add_worker_arguments,
     run_main,
     cpu_snapshot,
     others_cpu_share,
@@ -661,8 +662,7 @@ def build_parser():
     parser.add_argument("--skip_slide_theirs", action="store_true",
                         help="Do not run keras-hub's model through the sliding window.")
     parser.add_argument("--json", default=None, help="Write everything measured to this file.")
-    parser.add_argument("--timeout_s", type=float, default=1200.0,
-                        help="Wall-clock limit of each worker process.")
+    add_worker_arguments(parser, WORKERS, timeout_s=1200.0)
     parser.add_argument("--max_contention", type=float, default=0.10,
                         help="Rerun a case when other processes took more than this fraction "
                              "of the machine's CPU time during its timed calls.")
@@ -672,11 +672,9 @@ def build_parser():
                         help="Pause before a rerun.")
     # Image / tile side (512); smaller sizes are for smoke runs of the script only.
     parser.add_argument("--size", type=int, default=512, help=argparse.SUPPRESS)
-    # Internal: one measurement in a subprocess of the parent run.
-    parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
+    # Internal: the arguments of one measurement in a worker subprocess.
     parser.add_argument("--impl", choices=("ours", "ours_trainer", "theirs"),
                         help=argparse.SUPPRESS)
-    parser.add_argument("--result", help=argparse.SUPPRESS)
     return parser
 
 

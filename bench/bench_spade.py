@@ -39,6 +39,7 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 from bench.common import (  # noqa: E402  (after the sys.path entry for a direct run)
+    add_worker_arguments,
     run_main,
     MatmulTimer,
     all_finite,
@@ -639,11 +640,8 @@ def build_parser():
                         help="Timed input-pipeline elements (batch 1).")
     parser.add_argument("--pipeline_warmup", type=int, default=30,
                         help="Untimed input-pipeline elements first.")
-    parser.add_argument("--timeout_s", type=float, default=1800.0,
-                        help="Wall-clock limit of each worker process.")
-    # Internal: one measurement in a subprocess of the parent run.
-    parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
-    parser.add_argument("--result", help=argparse.SUPPRESS)
+    add_worker_arguments(parser, WORKERS, timeout_s=1800.0)
+    # Internal: the arguments of one measurement in a worker subprocess.
     parser.add_argument("--preset", help=argparse.SUPPRESS)
     parser.add_argument("--policy", help=argparse.SUPPRESS)
     parser.add_argument("--vgg_weights", help=argparse.SUPPRESS)

@@ -47,6 +47,7 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 from bench.common import (  # noqa: E402  (after the sys.path entry for a direct run)
+    add_worker_arguments,
     run_main,
     cpu_snapshot,
     others_cpu_share,
@@ -1019,11 +1020,8 @@ def build_parser():
                         help="Side n of the square matmul baseline (default 4096; --quick 1024).")
     parser.add_argument("--matmul_runs", type=int, default=3,
                         help="Timed matmuls of the start / end baseline (after one untimed).")
-    parser.add_argument("--timeout_s", type=float, default=3600.0,
-                        help="Wall-clock limit of each worker process.")
-    # Internal: one measurement in a subprocess of the parent run.
-    parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
-    parser.add_argument("--result", help=argparse.SUPPRESS)
+    add_worker_arguments(parser, WORKERS, timeout_s=3600.0)
+    # Internal: the arguments of one measurement in a worker subprocess.
     parser.add_argument("--work_dir", help=argparse.SUPPRESS)
     parser.add_argument("--run_dir", help=argparse.SUPPRESS)
     return parser

@@ -365,6 +365,17 @@ def others_cpu_share(before, after):
     return max(0.0, others / ((after[2] - before[2]) * (os.cpu_count() or 1)))
 
 
+def add_worker_arguments(parser, workers, timeout_s):
+    """The arguments every benchmark's parent / worker split needs: --timeout_s (public), and
+    --worker / --result (internal: one measurement in a subprocess of the parent run)."""
+    import argparse
+
+    parser.add_argument("--timeout_s", type=float, default=timeout_s,
+                        help="Wall-clock limit of each worker process.")
+    parser.add_argument("--worker", choices=sorted(workers), help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+
+
 def run_main(parser, workers, main_parent, argv=None):
     """A benchmark's entry point: `--worker=KIND` runs one measurement of `workers` and writes
     its JSON to --result (in the subprocess run_worker starts); otherwise main_parent(args)
