@@ -3,10 +3,12 @@
 - `SNConv2D`: 2-D convolution with optional spectral normalisation (reference-style: the raw
   kernel is the trainable variable and sigma is divided out in the forward pass).
 - `InstanceNormalization`: parameter-free instance norm (affine off), statistics in float32.
+- `ParamFreeBatchNorm`: parameter-free (synchronised) batch norm with a lighter gradient.
 - `param_free_norm`: factory for the parameter-free norms used by SPADE and the discriminator.
 - `xavier_normal_init`: the reference's xavier-normal initialiser with gain 0.02.
 - `resize_nearest`: nearest-neighbour resize with the reference's (PyTorch) sampling grid.
 - `one_hot_conv`: a conv over a one-hot map computed by lookup.
+- `spectral_norm_conv2d`, `leaky_relu`: ops with gradients that keep less memory.
 
 All layers are NHWC.
 """
@@ -53,53 +55,74 @@ def resize_nearest(images, size):
     )
 
 
-def one_hot_conv(labels, kernel, bias=None):
-    """A stride-1, zero-padded ("same") conv over the one-hot encoding of `labels`, by lookup.
+def one_hot_conv(labels, kernel, bias=None, strides=1, padding="same"):
+    """A zero-padded conv over the one-hot encoding of `labels`, computed by lookup.
 
-    conv(one_hot(labels, S), kernel) at a pixel is the sum, over the k x k window, of the kernel
-    row of the label found at each offset: k * k gathers of [C]-vectors instead of k * k * S * C
-    multiply-adds (151 x fewer for ADE20K's 151 channels). The gradient with respect to the
-    kernel is a segment sum of the output gradient by those same indices (the filter gradient of
-    the conv, without its S-fold waste on zeros); labels get no gradient. Labels outside
-    [0, S) contribute nothing, like the all-zero rows `tf.one_hot` gives them.
+    conv(one_hot(labels, S), kernel) at a pixel is the sum, over the kh x kw window, of the
+    kernel row of the label found at each offset: kh * kw gathers of [C]-vectors instead of
+    kh * kw * S * C multiply-adds (151 x fewer for ADE20K's 151 channels). The gradient with
+    respect to the kernel is a segment sum of the output gradient by those same indices (the
+    filter gradient of the conv, without its S-fold waste on zeros); labels get no gradient.
+    Labels outside [0, S) contribute nothing, like the all-zero rows `tf.one_hot` gives them.
 
     Args:
         labels: [N, H, W] integer label map.
-        kernel: [k, k, S, C] conv kernel (k odd), float.
+        kernel: [kh, kw, S, C] conv kernel, float.
         bias: optional [C] bias.
+        strides: int or (sh, sw).
+        padding: "same" (stride 1 and odd kh, kw only: k // 2 on each side) or an int p, zero
+            padding of p pixels on each spatial side before a "valid" conv (PyTorch's padding).
     Returns:
-        [N, H, W, C] in the kernel's dtype; equal to
-        `tf.nn.conv2d(tf.one_hot(labels, S), kernel, 1, "SAME") + bias` up to summation order.
+        [N, H', W', C] in the kernel's dtype; equal to the conv of `tf.one_hot(labels, S)` with
+        `kernel` (plus bias) up to summation order.
     """
-    size, _, classes, channels = kernel.shape
-    if size % 2 != 1 or kernel.shape[1] != size:
-        raise ValueError(f"one_hot_conv: kernel must be k x k with k odd, got {kernel.shape}.")
-    pad = size // 2
+    kh, kw, classes, channels = kernel.shape
+    sh, sw = _pair(strides, "strides")
+    if padding == "same":
+        if (sh, sw) != (1, 1) or kh % 2 != 1 or kw % 2 != 1:
+            raise ValueError(
+                f"one_hot_conv: 'same' padding needs stride 1 and a kernel with k odd, got "
+                f"strides={strides}, kernel {kernel.shape}; pass an int padding instead."
+            )
+        ph, pw = kh // 2, kw // 2
+    elif isinstance(padding, int) and not isinstance(padding, bool) and padding >= 0:
+        ph = pw = padding
+    else:
+        raise ValueError(f"one_hot_conv: `padding` must be 'same' or an int >= 0, got {padding!r}.")
     labels = tf.cast(labels, tf.int32)  # [N, H, W]
     # Row `classes` of each offset's table is the zero row: padding and out-of-range labels.
     labels = tf.where((labels >= 0) & (labels < classes), labels, classes)
-    padded = tf.pad(labels, [[0, 0], [pad, pad], [pad, pad]], constant_values=classes)
-    height, width = tf.shape(labels)[1], tf.shape(labels)[2]
+    padded = tf.pad(labels, [[0, 0], [ph, ph], [pw, pw]], constant_values=classes)
+    height = (tf.shape(labels)[1] + 2 * ph - kh) // sh + 1  # output size
+    width = (tf.shape(labels)[2] + 2 * pw - kw) // sw + 1
     rows = classes + 1
-    # indices[o]: [N, H, W] rows of the flattened [k * k * rows, C] table for window offset o.
+    # indices[o]: [N, H', W'] rows of the flattened [kh * kw * rows, C] table for offset o.
     indices = [
-        padded[:, dy:dy + height, dx:dx + width] + (dy * size + dx) * rows
-        for dy in range(size) for dx in range(size)
+        padded[:, dy:dy + sh * (height - 1) + 1:sh, dx:dx + sw * (width - 1) + 1:sw]
+        + (dy * kw + dx) * rows
+        for dy in range(kh) for dx in range(kw)
     ]
 
     @tf.custom_gradient
     def lookup(kernel):
-        table = tf.concat([kernel, tf.zeros((size, size, 1, channels), kernel.dtype)], axis=2)
-        table = tf.reshape(table, (size * size * rows, channels))  # [k * k * (S + 1), C]
-        out = tf.add_n([tf.gather(table, index) for index in indices])  # [N, H, W, C]
+        table = tf.concat([kernel, tf.zeros((kh, kw, 1, channels), kernel.dtype)], axis=2)
+        table = tf.reshape(table, (kh * kw * rows, channels))  # [kh * kw * (S + 1), C]
+        # Summed one kernel row (kw offsets) at a time, each row's gathers made after the sum
+        # so far: TF would otherwise run all kh * kw gathers at once, each as large as the
+        # output (at SPADE's 256 px, 9 x 32 MiB per layer alive together).
+        out = None
+        for row in range(kh):
+            with tf.control_dependencies([] if out is None else [out]):
+                terms = [tf.gather(table, index) for index in indices[row * kw:(row + 1) * kw]]
+            out = tf.add_n(terms if out is None else [out, *terms])  # [N, H', W', C]
 
-        def grad(upstream):  # upstream: [N, H, W, C]
-            flat = tf.reshape(upstream, (-1, channels))  # [N * H * W, C]
+        def grad(upstream):  # upstream: [N, H', W', C]
+            flat = tf.reshape(upstream, (-1, channels))  # [N * H' * W', C]
             table_grad = tf.add_n([
-                tf.math.unsorted_segment_sum(flat, tf.reshape(index, (-1,)), size * size * rows)
+                tf.math.unsorted_segment_sum(flat, tf.reshape(index, (-1,)), kh * kw * rows)
                 for index in indices
-            ])  # [k * k * (S + 1), C]
-            table_grad = tf.reshape(table_grad, (size, size, rows, channels))
+            ])  # [kh * kw * (S + 1), C]
+            table_grad = tf.reshape(table_grad, (kh, kw, rows, channels))
             return table_grad[:, :, :classes]  # the zero row is a constant
 
         return out, grad
@@ -108,6 +131,94 @@ def one_hot_conv(labels, kernel, bias=None):
     if bias is not None:
         out = out + tf.cast(bias, out.dtype)
     return out
+
+
+def leaky_relu(x, negative_slope=0.2):
+    """Leaky ReLU whose gradient is computed from its output, not its input.
+
+    With a positive slope the output has the input's sign, so TF's LeakyReluGrad gives the same
+    gradient from either; taking the output (which the next conv keeps for its own gradient
+    anyway) lets the backward pass drop the input, one activation-sized tensor per use.
+    """
+    if negative_slope <= 0:
+        raise ValueError(f"leaky_relu: `negative_slope` must be > 0, got {negative_slope!r}.")
+
+    @tf.custom_gradient
+    def activate(x):
+        out = tf.nn.leaky_relu(x, alpha=negative_slope)
+
+        def grad(upstream):
+            return tf.raw_ops.LeakyReluGrad(
+                gradients=upstream, features=out, alpha=negative_slope
+            )
+
+        return out, grad
+
+    return activate(tf.convert_to_tensor(x))
+
+
+def _sigma(kernel, u, v):
+    """v^T W u for W = kernel reshaped to [kh*kw*cin, cout]: the spectral-norm estimate."""
+    weight = tf.reshape(kernel, (-1, kernel.shape[-1]))  # [kh*kw*cin, cout]
+    return tf.reduce_sum(tf.matmul(v, weight) * u)  # []
+
+
+def spectral_norm_conv2d(x, kernel, u, v, strides, padding):
+    """conv2d(x, W / sigma) with sigma = v^T W u; gradients flow to x and W (through sigma too).
+
+    The same function autodiff would differentiate, with a hand-written gradient that keeps
+    less memory: the normalised kernel is recomputed in the backward pass instead of being held
+    from the forward pass to the backward pass, and every kernel-sized temporary of the
+    gradient depends on the incoming gradient, so none is computed ahead of time (TF runs an op
+    as soon as its inputs exist; autodiff's -W / sigma^2 would run during the forward pass and
+    stay resident). At SPADE's 256 px preset this is about a third of a GiB of peak memory.
+
+    dL/dW = (G - <G, W / sigma> v u^T) / sigma, with G = dL/d(W / sigma) the conv's filter
+    gradient (u, v are constants: the power iteration runs under stop_gradient).
+
+    Args:
+        x: [N, H, W, cin] input in the compute dtype (already padded for integer padding).
+        kernel: [kh, kw, cin, cout] float32 raw kernel W.
+        u: [1, cout], v: [1, kh*kw*cin] float32 singular-vector estimates.
+        strides: (sh, sw).
+        padding: "same" or "valid".
+    Returns:
+        [N, H', W', cout] in x's dtype.
+    """
+    strides = [1, int(strides[0]), int(strides[1]), 1]
+    padding = padding.upper()
+
+    # Backward ops named like autodiff's, "gradient_tape/<forward scope>/..." (graph mode).
+    scope = tf.get_current_name_scope()
+    backward_scope = f"gradient_tape/{scope}/" if scope else "gradient_tape/"
+
+    @tf.custom_gradient
+    def conv(x, kernel):
+        sigma = _sigma(kernel, u, v)
+        out = tf.nn.conv2d(x, tf.cast(kernel / sigma, x.dtype), strides, padding)
+
+        def grad(upstream):  # [N, H', W', cout]
+            with tf.name_scope(backward_scope):
+                # Not before the backward pass reaches this conv:
+                with tf.control_dependencies([upstream]):
+                    normalized = kernel / sigma  # [kh, kw, cin, cout] float32
+                x_grad = tf.raw_ops.Conv2DBackpropInput(
+                    input_sizes=tf.shape(x), filter=tf.cast(normalized, x.dtype),
+                    out_backprop=upstream, strides=strides, padding=padding,
+                )
+                normalized_grad = tf.cast(tf.raw_ops.Conv2DBackpropFilter(
+                    input=x, filter_sizes=tf.shape(kernel), out_backprop=upstream,
+                    strides=strides, padding=padding,
+                ), tf.float32)  # dL / d(W / sigma)
+                projection = tf.reduce_sum(normalized_grad * normalized)  # <G, W / sigma>
+                rank_one = tf.matmul(projection * v, u, transpose_a=True)  # [kh*kw*cin, cout]
+                kernel_grad = (normalized_grad - tf.reshape(rank_one, tf.shape(kernel))) / sigma
+                return x_grad, kernel_grad
+
+        return out, grad
+
+    # Read outside the custom gradient (a mirrored variable's value may still be a variable).
+    return conv(tf.convert_to_tensor(x), tf.convert_to_tensor(kernel))
 
 
 def _l2_normalize(x, eps=1e-12):
@@ -247,19 +358,25 @@ class SNConv2D(keras.layers.Layer):
         kernel = ops.cast(self.kernel, "float32")  # [kh, kw, cin, cout]
         if not self.spectral_norm:
             return kernel
-        weight = ops.reshape(kernel, (-1, self.filters))  # [kh*kw*cin, cout]
+        u, v = self.power_iteration(training)
+        return kernel / _sigma(kernel, u, v)
+
+    def power_iteration(self, training):
+        """The singular-vector estimates (u [1, cout], v [1, kh*kw*cin]) sigma is computed with.
+
+        training=True runs `power_iterations` steps from the stored vectors, stores the result
+        and returns it; otherwise returns the stored vectors. No gradient flows through them.
+        """
         u = self.u.value  # [1, cout]
         v = self.v.value  # [1, kh*kw*cin]
         if training:
-            # The power iteration only estimates the singular vectors: no gradient through it.
-            frozen_weight = ops.stop_gradient(weight)
+            frozen_weight = ops.stop_gradient(ops.reshape(self.kernel.value, (-1, self.filters)))
             for _ in range(self.power_iterations):
                 v = _l2_normalize(ops.matmul(u, ops.transpose(frozen_weight)))  # [1, kh*kw*cin]
                 u = _l2_normalize(ops.matmul(v, frozen_weight))  # [1, cout]
             self.u.assign(u)
             self.v.assign(v)
-        sigma = ops.sum(ops.matmul(v, weight) * u)  # [] = v^T W u
-        return kernel / sigma
+        return ops.stop_gradient(u), ops.stop_gradient(v)
 
     def _same_padding(self):
         """Whether the explicit padding equals "same": stride 1, odd k, p = k // 2 (no pad op)."""
@@ -285,7 +402,6 @@ class SNConv2D(keras.layers.Layer):
         return one_hot_conv(labels, kernel, bias)
 
     def call(self, inputs, training=None):
-        kernel = ops.cast(self.normalized_kernel(bool(training)), self.compute_dtype)
         x = inputs
         padding = "same" if self._same_padding() else self.padding
         if isinstance(padding, int):
@@ -293,9 +409,16 @@ class SNConv2D(keras.layers.Layer):
                 p = padding
                 x = ops.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))  # [N, H+2p, W+2p, C]
             padding = "valid"
-        x = ops.conv(
-            x, kernel, strides=self.strides, padding=padding, data_format="channels_last"
-        )  # [N, H', W', cout]
+        if self.spectral_norm:
+            u, v = self.power_iteration(bool(training))
+            x = spectral_norm_conv2d(
+                ops.cast(x, self.compute_dtype), self.kernel.value, u, v, self.strides, padding
+            )  # [N, H', W', cout]
+        else:
+            kernel = ops.cast(self.kernel, self.compute_dtype)
+            x = ops.conv(
+                x, kernel, strides=self.strides, padding=padding, data_format="channels_last"
+            )  # [N, H', W', cout]
         if self.use_bias:
             x = x + self.bias
         return x
@@ -373,6 +496,88 @@ class InstanceNormalization(keras.layers.Layer):
         return config
 
 
+@keras.saving.register_keras_serializable(package="semsynth")
+class ParamFreeBatchNorm(keras.layers.BatchNormalization):
+    """Batch normalisation without scale or shift (SPADE's param-free norm), light on memory.
+
+    `keras.layers.BatchNormalization(center=False, scale=False)`: the same function, variables,
+    moving statistics and config, statistics synchronised across replicas when
+    `synchronized`. Training mode has a hand-written gradient, the standard batch-norm one,
+
+        dx = (g - mean(g) - x_hat * mean(g * x_hat)) / std    (means over the global batch),
+
+    so the backward pass keeps only x_hat = (x - mean) / std and 1 / std. Autodiff of Keras'
+    version keeps the input too and makes several input-sized temporaries, and its
+    synchronised statistics count the batch with a tensor of ones the input's size (at SPADE's
+    256 px preset, about 0.1 GiB of the training step's peak). Statistics are computed in
+    float32, the output cast to the compute dtype, as Keras does.
+
+    Args:
+        momentum: moving-average momentum (0.9 = PyTorch's 0.1).
+        epsilon: added to the variance.
+        synchronized: batch statistics over all replicas under tf.distribute.
+        **kwargs: forwarded to `keras.layers.BatchNormalization` (center and scale stay off).
+    """
+
+    def __init__(self, momentum=0.9, epsilon=1e-5, synchronized=False, **kwargs):
+        for name in ("center", "scale"):
+            if kwargs.pop(name, False):
+                raise ValueError(f"ParamFreeBatchNorm has no learned {name}; got {name}=True.")
+        super().__init__(
+            momentum=momentum, epsilon=epsilon, synchronized=synchronized, center=False,
+            scale=False, **kwargs,
+        )
+
+    def call(self, inputs, training=None, mask=None):
+        if mask is not None or self.renorm or not (training and self.trainable):
+            return super().call(inputs, training=training, mask=mask)
+        x = ops.cast(inputs, "float32")  # [..., C]
+        axes = list(range(len(x.shape) - 1))
+        replica = tf.distribute.get_replica_context()
+        synchronized = (self.synchronized and replica is not None
+                        and replica.num_replicas_in_sync > 1)
+
+        def global_sum(*tensors):  # over the replicas when synchronised
+            if synchronized:
+                return replica.all_reduce(tf.distribute.ReduceOp.SUM, list(tensors))
+            return list(tensors)
+
+        local_count = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
+        frozen = tf.stop_gradient(x)  # the gradient below accounts for the statistics
+        if synchronized:  # one all-reduce of sums, as Keras: var = E[x^2] - E[x]^2
+            total, squares, count = global_sum(
+                tf.reduce_sum(frozen, axes), tf.reduce_sum(tf.square(frozen), axes), local_count
+            )
+            mean = total / count  # [C]
+            variance = tf.maximum(squares / count - tf.square(mean), 0.0)  # [C]
+        else:
+            count = local_count
+            mean, variance = tf.nn.moments(frozen, axes)  # [C], [C]
+        inv_std = tf.math.rsqrt(variance + self.epsilon)  # [C]
+
+        @tf.custom_gradient
+        def normalize(x):
+            normalized = (x - mean) * inv_std  # [..., C]
+
+            def grad(upstream):  # [..., C]
+                grad_sum, grad_dot = global_sum(
+                    tf.reduce_sum(upstream, axes), tf.reduce_sum(upstream * normalized, axes)
+                )  # [C], [C]
+                return inv_std * (upstream - (grad_sum + normalized * grad_dot) / count)
+
+            return normalized, grad
+
+        self.moving_mean.assign(
+            self.moving_mean * self.momentum + tf.cast(mean, self.moving_mean.dtype)
+            * (1.0 - self.momentum)
+        )
+        self.moving_variance.assign(
+            self.moving_variance * self.momentum + tf.cast(variance, self.moving_variance.dtype)
+            * (1.0 - self.momentum)
+        )
+        return ops.cast(normalize(x), self.compute_dtype)
+
+
 NORM_KINDS = ("instance", "batch", "syncbatch")
 
 
@@ -390,12 +595,7 @@ def param_free_norm(kind, name=None):
     if kind == "instance":
         return InstanceNormalization(epsilon=1e-5, name=name)
     if kind in ("batch", "syncbatch"):
-        return keras.layers.BatchNormalization(
-            center=False,
-            scale=False,
-            momentum=0.9,
-            epsilon=1e-5,
-            synchronized=(kind == "syncbatch"),
-            name=name,
+        return ParamFreeBatchNorm(
+            momentum=0.9, epsilon=1e-5, synchronized=(kind == "syncbatch"), name=name
         )
     raise ValueError(f"param_free_norm: unknown norm kind {kind!r}; expected one of {NORM_KINDS}.")

@@ -11,8 +11,11 @@ import pytest
 import tensorflow as tf
 
 from models.layers import InstanceNormalization
+from models.layers import leaky_relu
+from models.layers import ParamFreeBatchNorm
 from models.layers import SNConv2D
 from models.layers import one_hot_conv
+from models.layers import spectral_norm_conv2d
 from models.layers import param_free_norm
 from models.layers import resize_nearest
 from models.layers import xavier_normal_init
@@ -135,6 +138,31 @@ def test_one_hot_conv_equals_conv_over_one_hot_values_and_gradients(size):
         one_hot_conv(labels, tf.zeros((2, 2, classes, channels)))
 
 
+@pytest.mark.parametrize("kernel_size, strides, padding", [((4, 4), 2, 2), ((3, 2), (2, 1), 0)])
+def test_one_hot_conv_strided_with_explicit_padding_equals_conv(kernel_size, strides, padding):
+    classes, channels = 5, 3
+    labels = tf.constant(np.random.randint(-1, classes + 1, size=(2, 9, 8)), tf.int32)
+    kernel = tf.Variable(np.random.randn(*kernel_size, classes, channels).astype("float32"))
+    stride_pair = strides if isinstance(strides, tuple) else (strides, strides)
+    pads = [[0, 0], [padding, padding], [padding, padding], [0, 0]]
+    results = []
+    for function in (
+        lambda: one_hot_conv(labels, kernel, strides=strides, padding=padding),
+        lambda: tf.nn.conv2d(tf.pad(tf.one_hot(labels, classes), pads), kernel,
+                             [1, *stride_pair, 1], "VALID"),
+    ):
+        with tf.GradientTape() as tape:
+            out = function()
+            loss = tf.reduce_sum(out * tf.reshape(tf.range(tf.size(out), dtype=tf.float32),
+                                                  out.shape))
+        results.append([out.numpy(), tape.gradient(loss, kernel).numpy()])
+    assert results[0][0].shape == results[1][0].shape
+    for lookup, conv in zip(*results):
+        np.testing.assert_allclose(lookup, conv, rtol=1e-5, atol=1e-3)
+    with pytest.raises(ValueError, match="padding"):
+        one_hot_conv(labels, kernel, padding="valid")
+
+
 def test_snconv2d_call_on_labels_equals_call_on_one_hot():
     conv = SNConv2D(5, 3, padding=1, spectral_norm=True, bias_initializer="ones")
     labels = np.random.randint(0, 4, size=(2, 6, 9))
@@ -231,6 +259,54 @@ def test_snconv2d_gradient_flows_through_sigma():
     np.testing.assert_allclose(grad, expected, rtol=1e-3, atol=1e-6)
     # Without the sigma term the gradient would be plainly different.
     assert not np.allclose(grad, g_eff / sigma, rtol=1e-2, atol=1e-6)
+
+
+@pytest.mark.parametrize("strides, padding",
+                         [((1, 1), "same"), ((2, 2), "valid"), ((2, 1), "same")])
+def test_spectral_norm_conv2d_equals_autodiff_of_conv_with_kernel_over_sigma(strides, padding):
+    rng = np.random.default_rng(3)
+    x = tf.constant(rng.normal(size=(2, 9, 8, 5)).astype("float32"))
+    kernel = tf.constant(rng.normal(size=(3, 4, 5, 6)).astype("float32"))
+    u = tf.constant(rng.normal(size=(1, 6)).astype("float32"))
+    v = tf.constant(rng.normal(size=(1, 3 * 4 * 5)).astype("float32"))
+
+    def reference(x, kernel):
+        sigma = tf.reduce_sum(tf.matmul(v, tf.reshape(kernel, (-1, 6))) * u)
+        return tf.nn.conv2d(x, kernel / sigma, [1, *strides, 1], padding.upper())
+
+    def ours(x, kernel):
+        return spectral_norm_conv2d(x, kernel, u, v, strides, padding)
+
+    out_shape = reference(x, kernel).shape
+    weights = tf.constant(rng.normal(size=out_shape).astype("float32"))
+    results = []
+    for function in (reference, ours, tf.function(ours)):
+        with tf.GradientTape() as tape:
+            tape.watch([x, kernel])
+            out = function(x, kernel)
+            loss = tf.reduce_sum(out * weights)
+        results.append([out.numpy(), *[g.numpy() for g in tape.gradient(loss, [x, kernel])]])
+    for result in results[1:]:
+        for got, expected in zip(result, results[0]):
+            np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_leaky_relu_equals_tf_leaky_relu_values_and_gradients():
+    x = tf.constant(np.concatenate([np.random.randn(50), [0.0, -0.0, 1e-30, -1e-30]])
+                    .astype("float32"))
+    weights = tf.constant(np.random.randn(54).astype("float32"))
+    results = []
+    for function in (lambda t: leaky_relu(t, 0.2), lambda t: tf.nn.leaky_relu(t, alpha=0.2)):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out = function(x)
+            loss = tf.reduce_sum(out * weights)
+        results.append([out.numpy(), tape.gradient(loss, x).numpy()])
+    for got, expected in zip(*results):
+        np.testing.assert_array_equal(got, expected)
+    assert leaky_relu(tf.constant([1.0], tf.bfloat16)).dtype == tf.bfloat16
+    with pytest.raises(ValueError, match="negative_slope"):
+        leaky_relu(x, 0.0)
 
 
 def test_snconv2d_gradients_reach_kernel_in_training():
@@ -334,6 +410,40 @@ def test_param_free_norm_kinds(kind):
         )
 
 
+@pytest.mark.parametrize("synchronized", [False, True])
+@pytest.mark.parametrize("graph", [False, True])
+def test_param_free_batch_norm_equals_keras_batch_norm(synchronized, graph):
+    # Values, input gradients and moving statistics of Keras' BatchNormalization(center=False,
+    # scale=False), in training and inference, from a hand-written gradient.
+    x = tf.constant(np.random.randn(3, 5, 4, 6).astype("float32") * 2 + 1)
+    weights = tf.constant(np.random.randn(3, 5, 4, 6).astype("float32"))
+    layers = [
+        ParamFreeBatchNorm(momentum=0.9, epsilon=1e-5, synchronized=synchronized),
+        keras.layers.BatchNormalization(center=False, scale=False, momentum=0.9, epsilon=1e-5,
+                                        synchronized=synchronized),
+    ]
+    results = []
+    for layer in layers:
+        def forward_backward(x, layer=layer):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                out = layer(x, training=True)
+                loss = tf.reduce_sum(out * weights)
+            return out, tape.gradient(loss, x)
+        run = tf.function(forward_backward) if graph else forward_backward
+        out, grad = run(x)
+        results.append([out.numpy(), grad.numpy(), layer.moving_mean.numpy(),
+                        layer.moving_variance.numpy(), layer(x, training=False).numpy()])
+    for got, expected in zip(*results):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    assert np.abs(results[1][1]).max() > 0.1  # a real gradient was compared
+    assert not layers[0].trainable_weights
+    clone = ParamFreeBatchNorm.from_config(layers[0].get_config())
+    assert clone.get_config() == layers[0].get_config()
+    with pytest.raises(ValueError, match="center"):
+        ParamFreeBatchNorm(center=True)
+
+
 def test_param_free_norm_unknown_kind():
     with pytest.raises(ValueError, match="groupnorm"):
         param_free_norm("groupnorm")
@@ -371,6 +481,36 @@ _MIRRORED_SCRIPT = textwrap.dedent(
     replicas_u = [v.numpy() for v in conv.u.value.values]  # MirroredVariable copies
     assert not np.allclose(replicas_u[0], u0)
     np.testing.assert_array_equal(replicas_u[0], replicas_u[1])
+
+    # The synchronised norm's hand-written gradient: each replica's input gradient is its
+    # slice of the gradient of Keras' batch norm over the global batch.
+    with strategy.scope():
+        sync_norm = param_free_norm("syncbatch")
+        sync_norm.build((None, 8, 8, 3))
+    weights = np.random.RandomState(1).randn(4, 8, 8, 3).astype("float32")
+    pairs = strategy.experimental_distribute_dataset(
+        tf.data.Dataset.from_tensors((x, weights)))
+
+    @tf.function
+    def grad_step(batch):
+        def replica_fn(t, w):
+            with tf.GradientTape() as tape:
+                tape.watch(t)
+                loss = tf.reduce_sum(sync_norm(t, training=True) * w)
+            return tape.gradient(loss, t)
+        return strategy.run(replica_fn, args=batch)
+
+    for batch in pairs:
+        grads = grad_step(batch)
+    got = np.concatenate([g.numpy() for g in strategy.experimental_local_results(grads)])
+    keras_norm = tf.keras.layers.BatchNormalization(center=False, scale=False, epsilon=1e-5)
+    full_x = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(full_x)
+        loss = tf.reduce_sum(keras_norm(full_x, training=True) * weights)
+    expected = tape.gradient(loss, full_x).numpy()
+    assert np.abs(expected).max() > 0.1
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
     print("OK")
     """
 )
