@@ -11,7 +11,7 @@ a baseline measured in the same run: the rate of a large square float32 / bfloat
 each training case right before and right after its timed steps (the same load as the steps).
 The model FLOPs of each training step (every conv dense, as the network defines it) are
 profiled on its traced graph and reported as a fraction of that rate, beside the FLOPs the step
-actually executes (G's convs over the one-hot map run as lookups): a fraction is comparable
+actually executes (the convs over the one-hot map run as lookups): a fraction is comparable
 across machines and loads where seconds are not.
 
 Each (preset, policy) case runs in its own subprocess, so that its peak resident memory (VmHWM
@@ -188,9 +188,10 @@ def worker_case(args):
     matmul_local = {dtype: median(samples) for dtype, samples in rate_samples.items()}
 
     train_flops = _profile_flops(train_step.get_concrete_function(batch).graph)
-    # Model FLOPs: the same step with G's convs over the one-hot map computed densely, as the
-    # network defines them (traced and profiled only, never run). The step that runs does
-    # that work by lookup (models.layers.one_hot_conv), so it executes fewer FLOPs.
+    # Model FLOPs: the same step with the convs over the one-hot map computed densely and D
+    # run on the concatenated pairs, as the network defines them (traced and profiled only,
+    # never run). The step that runs does that work by lookup (models.layers.one_hot_conv),
+    # so it executes fewer FLOPs.
     gan.one_hot_lookup = False
     model_flops = _profile_flops(tf.function(gan.train_step).get_concrete_function(batch).graph)
     gan.one_hot_lookup = True

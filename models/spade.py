@@ -19,6 +19,8 @@ import tensorflow as tf
 from keras import ops
 
 from models.layers import SNConv2D
+from models.layers import leaky_relu
+from models.layers import one_hot_conv
 from models.layers import param_free_norm
 from models.layers import resize_nearest
 from models.layers import xavier_normal_init
@@ -49,7 +51,7 @@ def _dense(units, name):
 
 
 def _leaky_relu(x):
-    return ops.leaky_relu(x, negative_slope=LRELU_SLOPE)
+    return leaky_relu(x, negative_slope=LRELU_SLOPE)
 
 
 def _is_labels(segmap):
@@ -130,12 +132,16 @@ class SPADE(keras.layers.Layer):
     def call(self, x, segmap, training=None):
         normalized = self.param_free_norm(x, training=training)  # [N, H, W, C]
         size = ops.shape(x)[1:3]
-        if _is_labels(segmap):
-            labels = resize_nearest(segmap[..., None], size)[..., 0]  # [N, H, W]
-            hidden = self.mlp_shared.call_on_labels(labels)  # [N, H, W, num_hidden]
-        else:
-            segmap = resize_nearest(ops.cast(segmap, x.dtype), size)  # [N, H, W, S]
-            hidden = self.mlp_shared(segmap)  # [N, H, W, num_hidden]
+        # gamma and beta depend only on the map, so TF would compute every SPADE layer's at
+        # the start of the network and hold them all until x reaches each layer; made when x
+        # exists, each layer's live only while it is used (no-op in eager mode).
+        with tf.control_dependencies([x]):
+            if _is_labels(segmap):
+                labels = resize_nearest(segmap[..., None], size)[..., 0]  # [N, H, W]
+                hidden = self.mlp_shared.call_on_labels(labels)  # [N, H, W, num_hidden]
+            else:
+                segmap = resize_nearest(ops.cast(segmap, x.dtype), size)  # [N, H, W, S]
+                hidden = self.mlp_shared(segmap)  # [N, H, W, num_hidden]
         hidden = ops.relu(hidden)
         gamma = self.mlp_gamma(hidden)  # [N, H, W, C]
         beta = self.mlp_beta(hidden)  # [N, H, W, C]
@@ -577,7 +583,52 @@ class NLayerDiscriminator(keras.Model):
         self.conv_out = _conv(1, 4, f"conv_{self.n_layers}", strides=1, padding=2)
 
     def call(self, x, training=None):
-        x = _leaky_relu(self.conv_in(x))  # [N, H/2 + 1, W/2 + 1, ndf]
+        return self._stages(_leaky_relu(self.conv_in(x)), training)
+
+    def call_conditioned(self, segmap, images, training=None):
+        """[self(concat([segmap, image])) for image in images], sharing the segmap's work.
+
+        conv_in is linear in its input channels, so its response to the segmentation channels
+        is computed once for all images (by lookup from integer labels, `one_hot_conv`) and
+        added to its response to each image. The concatenated [N, H, W, S + C] input is never
+        built, and gradients reach each image through its C channels only. The later stages
+        run on all images as one batch (one spectral-norm power iteration per call, as `call`
+        on the images' concatenated pairs).
+
+        Args:
+            segmap: [N, H, W] integer labels, or [N, H, W, S] float map, where S is conv_in's
+                input width minus the images' channels C.
+            images: list of [N, H, W, C] images.
+        Returns:
+            list (one per image) of what `call` returns.
+        """
+        conv = self.conv_in  # no spectral norm: a plain conv with bias
+        dtype = conv.compute_dtype
+        kernel = ops.cast(conv.normalized_kernel(bool(training)), dtype)  # [k, k, S + C, ndf]
+        classes = kernel.shape[2] - images[0].shape[-1]
+        segmap_kernel, image_kernel = kernel[:, :, :classes], kernel[:, :, classes:]
+        bias = ops.cast(conv.bias, dtype)
+        pad = conv.padding
+        pads = ((0, 0), (pad, pad), (pad, pad), (0, 0))
+
+        def linear(x, kernel):  # conv_in without bias on some of its input channels
+            x = ops.pad(ops.cast(x, dtype), pads)
+            return ops.conv(x, kernel, strides=conv.strides, padding="valid")
+
+        if _is_labels(segmap):
+            shared = one_hot_conv(segmap, segmap_kernel, bias, conv.strides, pad)
+        else:
+            shared = linear(segmap, segmap_kernel) + bias  # [N, H/2 + 1, W/2 + 1, ndf]
+        # The later stages run once on all images as one batch, as `call` would on the
+        # concatenated pairs: one spectral-norm power iteration per call.
+        x = ops.concatenate([shared + linear(image, image_kernel) for image in images], axis=0)
+        outputs = self._stages(_leaky_relu(x), training)  # each [len(images) * N, ...]
+        return [list(parts) for parts in zip(*[
+            ops.split(output, len(images), axis=0) for output in outputs
+        ])]
+
+    def _stages(self, x, training):
+        """The stages after conv_in: x [N, h, w, ndf] is conv_in's activated output."""
         features = [x]
         for conv, norm in zip(self.convs, self.norms):
             x = _leaky_relu(norm(conv(x, training=training), training=training))
@@ -662,6 +713,36 @@ class MultiscaleDiscriminator(keras.Model):
             results.append(discriminator(x, training=training))
             if i + 1 < self.num_D:
                 x = avg_pool_exclude_pad(x)  # [N, ceil(H/2), ceil(W/2), C]
+        return results
+
+    def call_conditioned(self, segmap, images, training=None):
+        """[self(concat([one_hot(segmap), image])) for image in images], sharing the segmap's work.
+
+        What SPADE's training computes on (map, fake) and (map, real) pairs: the conditioning
+        map's share of each scale's first conv is computed once (by lookup from integer labels
+        at the finest scale; see NLayerDiscriminator.call_conditioned). The scales' instance
+        norms are per sample, so this equals the discriminator on the concatenated pairs.
+
+        Args:
+            segmap: [N, H, W] integer labels in [0, S) or an [N, H, W, S] float one-hot map,
+                with S + C the discriminator's input channels.
+            images: list of [N, H, W, C] images.
+        Returns:
+            list (one per image) of what `call` returns.
+        """
+        results = [[] for _ in images]
+        for i, discriminator in enumerate(self.discriminators):
+            outputs = discriminator.call_conditioned(segmap, images, training=training)
+            for result, output in zip(results, outputs):
+                result.append(output)
+            if i + 1 < self.num_D:
+                if _is_labels(segmap):
+                    classes = discriminator.conv_in.kernel.shape[2] - images[0].shape[-1]
+                    segmap = tf.one_hot(
+                        tf.cast(segmap, tf.int32), classes, dtype=discriminator.compute_dtype
+                    )  # [N, H, W, S]
+                segmap = avg_pool_exclude_pad(segmap)  # [N, ceil(H/2), ceil(W/2), S]
+                images = [avg_pool_exclude_pad(image) for image in images]
         return results
 
     def get_config(self):

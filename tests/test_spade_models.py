@@ -419,6 +419,49 @@ def test_multiscale_discriminator():
     assert clone.get_config() == disc.get_config()
 
 
+@pytest.mark.parametrize("from_labels", [True, False])
+def test_discriminator_call_conditioned_equals_call_on_concatenated_pairs(from_labels):
+    # What SPADE training runs: the map's share of each scale's first conv computed once (by
+    # lookup from labels), against D on concat(one-hot map, image) for each image.
+    disc = MultiscaleDiscriminator(num_D=2, ndf=4, n_layers=3, norm_type="instance")
+    labels = np.random.randint(0, NUM_CLASSES, size=(2, 32, 24))
+    one_hot = np.eye(NUM_CLASSES, dtype="float32")[labels]  # [N, H, W, S]
+    images = [tf.constant(np.random.randn(2, 32, 24, 3).astype("float32")) for _ in range(2)]
+    disc(np.concatenate([one_hot, images[0].numpy()], axis=-1))  # builds
+    segmap = tf.constant(labels, tf.int32) if from_labels else tf.constant(one_hot)
+
+    def loss_of(outputs):  # every output of every scale, with fixed random weights
+        rng = np.random.default_rng(0)
+        return tf.add_n([tf.reduce_sum(f * rng.normal(size=f.shape).astype("float32"))
+                         for f in tf.nest.flatten(outputs)])
+
+    state = [w.numpy() for w in disc.non_trainable_weights]  # spectral-norm u, v
+    results = []
+    for conditioned in (True, False):
+        for weight, value in zip(disc.non_trainable_weights, state):
+            weight.assign(value)
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            if conditioned:
+                outputs = disc.call_conditioned(segmap, images, training=True)
+            else:  # the reference: both pairs in one batch
+                pairs = tf.concat([tf.concat([one_hot, image], -1) for image in images], 0)
+                batch_outputs = disc(pairs, training=True)
+                outputs = [[[tf.split(f, 2, axis=0)[i] for f in scale] for scale in batch_outputs]
+                           for i in range(2)]
+            loss = loss_of(outputs)
+        grads = tape.gradient(loss, disc.trainable_variables + images)
+        results.append([o.numpy() for o in tf.nest.flatten(outputs)]
+                       + [g.numpy() for g in grads]
+                       + [w.numpy() for w in disc.non_trainable_weights])
+    assert len(results[0]) == len(results[1]) == (
+        2 * 2 * 4 + len(disc.trainable_variables) + 2 + len(state))
+    for got, expected in zip(*results):  # float32 sums in another order
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
+    assert np.abs(results[1][2 * 2 * 4 + len(disc.trainable_variables)]).max() > 1e-3
+    assert not np.allclose(results[1][-1], state[-1])  # one power iteration ran in both
+
+
 # --- build_spade_networks ---------------------------------------------------------------------
 
 
