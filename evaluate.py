@@ -169,7 +169,7 @@ def _check_writable(path, overwrite: bool, flag: str) -> None:
         raise FileExistsError(f"{flag}={path} already exists; pass --overwrite or another {flag}")
 
 
-_SEGMENTER_META = "semsynth_segmenter.json"  # training.seg_export.META_FILE (no TF import here)
+_SEGMENTER_META = "semsynth_segmenter.json"  # models.segformer.export.META_FILE (no TF import here)
 _RUN_CONFIG = "config.json"
 
 
@@ -188,7 +188,7 @@ def _segmenter_kind(path: str) -> str:
 
 
 def _load_segmenter(path: str):
-    from training.seg_export import load_segmenter
+    from models.segformer.export import load_segmenter
 
     return load_segmenter(**{_segmenter_kind(path): path})
 

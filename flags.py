@@ -12,6 +12,7 @@ Flag names follow the SPADE TF port where it has a name for the same thing (--im
 default is "preset" take their value from --preset unless given on the command line.
 """
 
+from core.errors import UserError
 import contextlib
 import os
 import sys
@@ -23,7 +24,7 @@ from models import presets
 FLAGS = flags.FLAGS
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A flag value (or a combination of them) that cannot work; the message names the flag."""
 
 

@@ -68,7 +68,7 @@ print(f'[semsynth] tiny SegFormer: best validation mIoU {b[\"mIoU\"]:.3f}, pixel
     rm -rf "$sg_dir/clusters"  # the demo's own clusters and heuristic labels, redone each run
     "$VENV/bin/python" synthesize.py --model=stylegan2 --mode=clusters --checkpoint_dir="$sg_dir" \
       --num_samples=32 --k_range=4-8
-    "$VENV/bin/python" -m datasets.cluster_labels --clusters_dir="$sg_dir/clusters" --k=6 \
+    "$VENV/bin/python" -m models.synthesis_in_style.labels --clusters_dir="$sg_dir/clusters" --k=6 \
       --overwrite
     "$VENV/bin/python" synthesize.py --model=stylegan2 --mode=dataset --checkpoint_dir="$sg_dir" \
       --k=6 --num_images=400 --output_dir="$sg_dir/dataset" --overwrite

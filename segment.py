@@ -63,7 +63,7 @@ def _listing(items) -> str:
 
 
 def _check_flags(flag_values):
-    from evaluation.sliding_window import check_tiling
+    from models.segformer.inference import check_tiling
 
     if not flag_values.input:
         raise cli.ConfigError("--input is required (an image, a folder or a glob pattern)")
@@ -239,11 +239,11 @@ def segment_from_flags(flag_values):
     from datasets.pairs import DatasetError
     from datasets.pipeline import load_image, load_label_map
     from evaluation import segmentation_metrics as seg_metrics
-    from evaluation.sliding_window import predict_probs
+    from models.segformer.inference import predict_probs
 
     loader = _LOAD_SEGMENTER
     if loader is None:
-        from training.seg_export import load_segmenter as loader
+        from models.segformer.export import load_segmenter as loader
     segmenter = loader(checkpoint_dir=flag_values.checkpoint_dir,
                        saved_model=flag_values.saved_model)
     num_classes = int(segmenter.num_classes)

@@ -40,10 +40,10 @@ def _pipeline_errors():
     try:
         yield
     except ValueError as e:
-        from annotator.palette import PaletteError
-        from datasets.cluster_labels import LabelMappingError
-        from datasets.synthetic_pairs import SyntheticDatasetError
-        from models.feature_clusters import ClusterError
+        from models.synthesis_in_style.palette import PaletteError
+        from models.synthesis_in_style.labels import LabelMappingError
+        from models.synthesis_in_style.dataset_writer import SyntheticDatasetError
+        from models.synthesis_in_style.clusters import ClusterError
 
         if isinstance(e, (PaletteError, LabelMappingError, SyntheticDatasetError, ClusterError)):
             raise cli.ConfigError(str(e)) from None
@@ -69,7 +69,7 @@ def _main(argv):
 
 
 def _runner():
-    from training.stylegan2_export import GeneratorRunner
+    from models.stylegan2.export import GeneratorRunner
 
     return GeneratorRunner(FLAGS.checkpoint_dir, truncation_psi=FLAGS.truncation_psi,
                            seed=FLAGS.seed)
@@ -80,7 +80,7 @@ def _samples():
     import numpy as np
     from PIL import Image
 
-    from training.export import check_writable
+    from models.spade.export import check_writable
 
     if FLAGS.num_samples < 1:
         raise app.UsageError("--num_samples must be >= 1")
@@ -116,7 +116,7 @@ def parse_k_range(text):
 
 
 def _clusters():
-    from models import feature_clusters
+    from models.synthesis_in_style import clusters as feature_clusters
 
     if FLAGS.num_samples < 1:
         raise app.UsageError("--num_samples must be >= 1")
@@ -142,9 +142,10 @@ def _clusters():
 
 
 def _dataset():
-    from annotator.palette import load_palette
-    from datasets import cluster_labels, synthetic_pairs
-    from models import feature_clusters
+    from models.synthesis_in_style.palette import load_palette
+    from models.synthesis_in_style import labels as cluster_labels
+    from models.synthesis_in_style import dataset_writer as synthetic_pairs
+    from models.synthesis_in_style import clusters as feature_clusters
 
     if FLAGS.k is None:
         raise app.UsageError("--mode=dataset needs --k (the annotated number of clusters)")
@@ -203,7 +204,7 @@ def _synthesize_from_labels():
     from PIL import Image
 
     from datasets.pipeline import load_image, load_label_map
-    from training.export import Synthesizer, check_writable, resize_label_map
+    from models.spade.export import Synthesizer, check_writable, resize_label_map
 
     rel_paths = sorted(
         os.path.relpath(os.path.join(root, name), FLAGS.label_dir)

@@ -32,7 +32,7 @@ def _main(argv):
     from PIL import Image
 
     from datasets.pipeline import load_image, load_label_map
-    from training.export import Synthesizer, check_writable, resize_label_map
+    from models.spade.export import Synthesizer, check_writable, resize_label_map
 
     synth = Synthesizer(checkpoint_dir=FLAGS.checkpoint_dir, saved_model=FLAGS.saved_model)
     label = resize_label_map(load_label_map(FLAGS.label_filename), synth.crop_size)

@@ -20,6 +20,7 @@ display_size pixels wide, upscaled nearest from the layer's native resolution.
 
 from __future__ import annotations
 
+from core.errors import UserError
 import argparse
 import functools
 import io
@@ -37,7 +38,7 @@ from PIL import Image
 import flask
 from werkzeug.exceptions import HTTPException
 
-from annotator.palette import PaletteError, color_to_hex, load_palette
+from models.synthesis_in_style.palette import PaletteError, color_to_hex, load_palette
 from semantic_labels import LabelSet
 
 CLUSTERS_FORMAT = "semsynth-clusters/1"
@@ -53,7 +54,7 @@ _HATCH_LIGHT, _HATCH_DARK, _HATCH_PERIOD = 150, 100, 8
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
 
-class AnnotationError(ValueError):
+class AnnotationError(UserError):
     """The cluster run or the mapping file is invalid; the message names the file."""
 
 
@@ -362,7 +363,7 @@ def create_app(clusters_dir: str, *, k: int, palette: str | LabelSet,
     Args:
         clusters_dir: cluster run directory (clusters.json, samples/, k??/maps, k??/colour).
         k: clusters per layer; selects the folder f"k{k:02d}" and the default mapping file.
-        palette: class palette, a built-in label set name, a JSON path (see annotator.palette)
+        palette: class palette, a built-in label set name, a JSON path (see models.synthesis_in_style.palette)
             or a LabelSet.
         mapping_path: mapping JSON to read and write; default
             `<clusters_dir>/annotations_k{k:02d}.json`.

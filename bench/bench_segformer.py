@@ -14,7 +14,7 @@ What is measured, at 512 x 512 with 150 classes (ADE20K), float32:
 - inference latency: tf.function forward at training=False, batch 1, up to full-resolution
   logits: keras-hub's segmenter ends in a Resizing layer to the input size, so ours is timed with
   `upsample_logits` to the same [1, 512, 512, 150] (and, for information, alone at 1/4).
-- sliding window: `evaluation.sliding_window.predict_probs` over a 1024 x 2048 (H x W) image,
+- sliding window: `models.segformer.inference.predict_probs` over a 1024 x 2048 (H x W) image,
   tiles 512, overlap 0.25 (15 tiles), 4 tiles per call, probabilities averaged on the image.
 
 keras-hub's SegFormer-B0 is built with random weights (MiTBackbone B0 config, image_shape
@@ -65,7 +65,7 @@ NUM_CLASSES = 150  # ADE20K
 IGNORE_INDEX = 255
 IGNORED_FRACTION = 0.05  # share of label pixels set to IGNORE_INDEX in the synthetic batch
 LR, WEIGHT_DECAY = 6e-5, 0.01  # SegFormer's AdamW recipe
-# keras-hub's MiT-B0 configuration (identical to ours, models.segformer.MIT_VARIANTS["b0"]).
+# keras-hub's MiT-B0 configuration (identical to ours, models.segformer.networks.MIT_VARIANTS["b0"]).
 MIT_B0 = {
     "layerwise_depths": [2, 2, 2, 2],
     "num_layers": 4,
@@ -138,7 +138,7 @@ def _synthetic_batch(batch, size, seed=0):
     """Normalised random images [B, S, S, 3] float32 and labels [B, S, S] int32 (5% ignored)."""
     import numpy as np
 
-    from models import segformer
+    from models.segformer import networks as segformer
 
     rng = np.random.default_rng(seed)
     raw = rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)  # [B, S, S, 3]
@@ -149,7 +149,7 @@ def _synthetic_batch(batch, size, seed=0):
 
 
 def build_ours():
-    from models import segformer
+    from models.segformer import networks as segformer
 
     return segformer.SegFormer("b0", num_classes=NUM_CLASSES)
 
@@ -208,7 +208,7 @@ def worker_train(args):
 
     if args.impl == "ours_trainer":
         import flags as semsynth_flags
-        from models.segformer_trainer import SegFormerTrainer
+        from models.segformer.trainer import SegFormerTrainer
 
         config = semsynth_flags.config_from_args([
             "--model=segformer", "--preset=segformer_b0", "--dataset=ade20k",
@@ -277,7 +277,7 @@ def worker_train(args):
 def worker_infer(args):
     """Forward latency at training=False, batch 1, of one implementation ("ours", "theirs")."""
     tf, _ = _import_tf()
-    from models import segformer
+    from models.segformer import networks as segformer
 
     size = args.size
     images, _ = _synthetic_batch(1, size)
@@ -334,8 +334,8 @@ def worker_slide(args):
     tf, _ = _import_tf()
     import numpy as np
 
-    from evaluation.sliding_window import predict_probs, tile_origins
-    from models import segformer
+    from models.segformer.inference import predict_probs, tile_origins
+    from models.segformer import networks as segformer
 
     tile = args.size
     height, width = SLIDE_TILES_HIGH * tile, SLIDE_TILES_WIDE * tile

@@ -116,7 +116,7 @@ def worker_case(args):
 
     import flags as cli
     from datasets.scenes import render_scene
-    from models.spade_gan import SPADEGAN
+    from models.spade.trainer import SPADEGAN
     from semantic_labels import load_label_set
 
     keras.utils.set_random_seed(0)

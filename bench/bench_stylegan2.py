@@ -179,7 +179,7 @@ def _cond_inlined(regularised):
     """
     import tensorflow as tf
 
-    from models import stylegan2_gan
+    from models.stylegan2 import trainer as stylegan2_gan
 
     class _TakenBranch:
         def __getattr__(self, name):
@@ -361,7 +361,7 @@ def worker_matmul(args):
 def _build_gan(args, for_training=True):
     import keras
 
-    from models.stylegan2_gan import StyleGAN2GAN
+    from models.stylegan2.trainer import StyleGAN2GAN
 
     keras.utils.set_random_seed(0)
     config = _config(args)
@@ -551,8 +551,8 @@ def worker_checkpoint(args):
 
 def worker_cluster(args):
     """cluster_features on --cluster_samples samples for one k, as synthesize.py runs it."""
-    from models import feature_clusters
-    from training.stylegan2_export import GeneratorRunner
+    from models.synthesis_in_style import clusters as feature_clusters
+    from models.stylegan2.export import GeneratorRunner
 
     start = time.perf_counter()
     runner = GeneratorRunner(args.run_dir)

@@ -13,7 +13,7 @@ Phases (each announced by a time-stamped line on stderr):
 2. StyleGAN2 `tiny` on the crops for --gan_minutes (or --gan_steps) at --resolution;
 3. feature clusters of its EMA generator (--cluster_samples samples, one k = --k, every
    synthesis layer);
-4. cluster labels from `datasets.cluster_labels.auto_label_clusters`, a colour heuristic that
+4. cluster labels from `models.synthesis_in_style.labels.auto_label_clusters`, a colour heuristic that
    stands in for the human annotator of the paper (light = background, dark grey = printed,
    dark coloured = handwritten), written as <clusters>/annotations_k<k>.json and loaded back
    through the annotator's loader;
@@ -23,7 +23,7 @@ Phases (each announced by a time-stamped line on stderr):
    --resolution px): on the synthetic training pairs, and on random crops of the real training
    pages with their true masks;
 7. both evaluated the same way on the held-out real pages: sliding windows of --resolution px
-   over the whole page (evaluation/sliding_window.py, as segment.py does) at each page scale of
+   over the whole page (models/segformer/inference.py, as segment.py does) at each page scale of
    --eval_scales, probabilities resized back to the page, scored against the full-resolution
    masks with evaluation/segmentation_metrics.py.
 
@@ -219,7 +219,7 @@ def prepare_data(config):
 
     from datasets import documents
     from datasets.pipeline import load_label_map
-    from training.stylegan2_task import builtin_document_crops, builtin_document_pages
+    from models.stylegan2.task import builtin_document_crops, builtin_document_pages
 
     pages_root = builtin_document_pages(config)
     train_list, _ = builtin_document_crops(config, log=_sublog)
@@ -257,13 +257,13 @@ def train_gan(config):
 
 
 def make_runner(args, run_dir):
-    from training.stylegan2_export import GeneratorRunner
+    from models.stylegan2.export import GeneratorRunner
 
     return GeneratorRunner(run_dir, truncation_psi=args.truncation_psi, seed=args.seed)
 
 
 def cluster(args, runner, clusters_dir):
-    from models.feature_clusters import cluster_features
+    from models.synthesis_in_style.clusters import cluster_features
 
     return cluster_features(
         runner.feature_fn, num_samples=args.cluster_samples, batch_size=args.cluster_batch,
@@ -274,7 +274,7 @@ def cluster(args, runner, clusters_dir):
 
 def label_clusters(args, clusters):
     """Heuristic labels -> annotations_k<k>.json -> the validated mapping and a summary."""
-    from datasets.cluster_labels import auto_label_clusters, default_layers, load_label_mapping
+    from models.synthesis_in_style.labels import auto_label_clusters, default_layers, load_label_mapping
 
     k = args.k
     path = os.path.join(clusters.directory, f"annotations_k{k:02d}.json")
@@ -293,8 +293,8 @@ def label_clusters(args, clusters):
 
 
 def synthesize(args, runner, clusters, labels, out_dir):
-    from annotator.palette import load_palette
-    from datasets.synthetic_pairs import synthesize_dataset
+    from models.synthesis_in_style.palette import load_palette
+    from models.synthesis_in_style.dataset_writer import synthesize_dataset
 
     manifest = synthesize_dataset(
         runner.feature_fn, mapping=labels["mapping"], clusters=clusters,
@@ -347,9 +347,9 @@ def evaluate_segmenter(args, run_dir, pairs, out_dir):
 
     from datasets.pipeline import load_image, load_label_map
     from evaluation import segmentation_metrics as seg_metrics
-    from evaluation.sliding_window import predict_probs
+    from models.segformer.inference import predict_probs
     from semantic_labels import load_label_set
-    from training.seg_export import load_segmenter
+    from models.segformer.export import load_segmenter
 
     segmenter = load_segmenter(checkpoint_dir=run_dir)
     num_classes = int(segmenter.num_classes)

@@ -102,7 +102,7 @@ def train_spade(args, run_dir):
 def _real_consistency(segmenter_path, pairs):
     """The real-only segmenter on the real training images: the reference for consistency."""
     from evaluation.semantic_consistency import semantic_consistency
-    from training.seg_export import load_segmenter
+    from models.segformer.export import load_segmenter
 
     metrics = semantic_consistency(load_segmenter(saved_model=segmenter_path), pairs)
     return {"miou": metrics["miou"], "pixel_accuracy": metrics["pixel_accuracy"],

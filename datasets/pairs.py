@@ -7,6 +7,7 @@ is slow and meant for when the tf.data pipeline fails with an error that names n
 
 from __future__ import annotations
 
+from core.errors import UserError
 import json
 import os
 import sys
@@ -21,7 +22,7 @@ _ADE20K_DIR = "ADEChallengeData2016"
 _NAMED = 5  # how many unmatched stems an error message lists
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """A dataset folder, file list or file is unusable; the message names the culprit."""
 
 

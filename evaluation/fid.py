@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+from core.errors import UserError
 import numpy as np
 
 MIN_IMAGES = 2  # fewest images per set with a covariance (and an unbiased KID subset)
@@ -35,7 +36,7 @@ KID_SUBSET_SIZE = 1000  # images per KID subset (Binkowski et al.; fewer when a 
 KID_NUM_SUBSETS = 100
 
 
-class FIDImagesError(ValueError):
+class FIDImagesError(UserError):
     """Too few images (or features) for the statistic; the message says how many are needed."""
 
 

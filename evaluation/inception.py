@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+from core.errors import UserError
 import os
 
 import numpy as np
@@ -47,7 +48,7 @@ KERAS_WEIGHTS_URL = ("https://storage.googleapis.com/tensorflow/keras-applicatio
                      "inception_v3/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5")
 
 
-class InceptionWeightsError(ValueError):
+class InceptionWeightsError(UserError):
     """The Inception weights cannot be had (offline, wrong file); the message says what to do."""
 
 

@@ -13,7 +13,7 @@ reduce-zero-label). A label map of another size than its image is resized (neare
 image, as synthesize.py resized it before synthesis.
 
 Example:
-    from training.seg_export import load_segmenter
+    from models.segformer.export import load_segmenter
     segmenter = load_segmenter(saved_model="runs/segformer_real/export")
     result = semantic_consistency(segmenter, [("synth/a.png", "labels/a.png"), ...])
     print(result["miou"], result["pixel_accuracy"])
@@ -51,7 +51,7 @@ def semantic_consistency(segmenter, pairs, *, mode: str = "whole", tile: int = 5
     """mIoU / pixel accuracy of a real-data segmenter on synthesized images vs their maps.
 
     Args:
-        segmenter: from training.seg_export.load_segmenter (or any object with num_classes,
+        segmenter: from models.segformer.export.load_segmenter (or any object with num_classes,
             preprocess(uint8 [B, H, W, 3]) -> float32, predict_logits(float32 [B, h, w, 3]) ->
             logits [B, h/4, w/4, C], and optionally label_map, a [256] raw -> train-id table).
         pairs: (synthesized image path, label map path) pairs.
@@ -67,7 +67,7 @@ def semantic_consistency(segmenter, pairs, *, mode: str = "whole", tile: int = 5
 
     from datasets.pairs import DatasetError
     from datasets.pipeline import load_image, load_label_map
-    from evaluation.sliding_window import predict_probs
+    from models.segformer.inference import predict_probs
 
     if not pairs:
         raise ValueError("semantic_consistency: no (image, label map) pairs given")

@@ -117,7 +117,7 @@ def synthesize_pairs(spade_model: str, label_paths, output_dir: str, *, batch_si
     it saw) and output_dir/pairs.json. VAE generators draw z from a generator seeded by `seed`.
 
     Args:
-        spade_model: a SavedModel written by training.export (train.py's <run>/export).
+        spade_model: a SavedModel written by models.spade.export (train.py's <run>/export).
         label_paths: label map files (raw values, as the generator was trained on).
         output_dir: where the pairs go (created).
         batch_size: label maps per generator call.
@@ -128,7 +128,7 @@ def synthesize_pairs(spade_model: str, label_paths, output_dir: str, *, batch_si
     from PIL import Image
 
     from datasets.pipeline import load_label_map
-    from training.export import Synthesizer, resize_label_map
+    from models.spade.export import Synthesizer, resize_label_map
 
     if not os.path.isdir(spade_model):
         raise FileNotFoundError(f"--spade_model={spade_model} does not exist")
@@ -167,7 +167,7 @@ def evaluate_segformer(model, pairs, *, num_classes: int, label_map, size,
 
     from datasets.segmentation import make_seg_eval_dataset
     from evaluation.segmentation_metrics import ConfusionMatrix, metrics_from_confusion
-    from models import segformer
+    from models.segformer import networks as segformer
 
     confusion = ConfusionMatrix(num_classes)
 
@@ -267,7 +267,7 @@ def run_synthetic_to_real(train_args, output_dir: str, *, spade_model=None, synt
     """
     from datasets.pairs import DatasetError
     from training import loop
-    from training.segformer_task import resolve_labels, resolve_pairs
+    from models.segformer.task import resolve_labels, resolve_pairs
 
     train_args = check_train_args(train_args)
     runs_dir = os.path.join(output_dir, RUNS_DIR)

@@ -2,7 +2,7 @@
 
 Pure functions of tensors returning float32 scalars (the path-length penalty also returns the
 updated running mean, which the caller stores). Loss weights and lazy-regularisation intervals
-are applied by the caller (models/stylegan2_gan.py), not here.
+are applied by the caller (models/stylegan2/trainer.py), not here.
 """
 
 import tensorflow as tf

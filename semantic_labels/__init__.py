@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+from core.errors import UserError
 import difflib
 import functools
 import json
@@ -33,7 +34,7 @@ import numpy as np
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
-class LabelSetError(ValueError):
+class LabelSetError(UserError):
     """A label set name, file or content is invalid; the message names the file and problem."""
 
 

@@ -22,7 +22,7 @@ from annotator.app import (
     main,
     upscale_nearest,
 )
-from annotator.palette import PaletteError, PaletteFileNotFoundError, load_palette
+from models.synthesis_in_style.palette import PaletteError, PaletteFileNotFoundError, load_palette
 
 K = 3
 NUM_SAMPLES = 3

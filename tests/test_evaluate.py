@@ -137,8 +137,8 @@ def tiny_segformer_export(tmp_path):
     """A random tiny SegFormer (3 classes) exported as a SavedModel, with its label set."""
     import tensorflow as tf
 
-    from models.segformer import SegFormer
-    from training.seg_export import export_segformer
+    from models.segformer.networks import SegFormer
+    from models.segformer.export import export_segformer
 
     label_set = tmp_path / "three.json"
     label_set.write_text(json.dumps(THREE_CLASSES))
@@ -223,7 +223,7 @@ def test_synthesis_flag_errors(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"--segmenter=.*real is neither an exported"):
         evaluate.run(_synthesis_args(dirs, f"--label_dir={dirs['labels']}",
                                      f"--segmenter={dirs['real']}"))
-    from training.seg_export import META_FILE
+    from models.segformer.export import META_FILE
 
     assert evaluate._SEGMENTER_META == META_FILE  # what evaluate.py checks without TF
 
@@ -384,9 +384,9 @@ def test_synthesize_pairs_with_an_exported_spade(scenes_root, tmp_path):
     import flags as cli
     from conftest import tiny_train_args
     from datasets.segmentation import json_list_pairs
-    from models.spade_gan import SPADEGAN
-    from training import spade_task
-    from training.export import export_spade
+    from models.spade.trainer import SPADEGAN
+    from models.spade import task as spade_task
+    from models.spade.export import export_spade
     from evaluation.synthetic_to_real import synthesize_pairs
 
     config = cli.config_from_args(tiny_train_args(scenes_root, str(tmp_path / "run")))

@@ -1,4 +1,4 @@
-"""Spherical k-means, cluster runs on disk (models/feature_clusters.py) and the fake generator.
+"""Spherical k-means, cluster runs on disk (models/synthesis_in_style/clusters.py) and the fake generator.
 
 `FakeDocumentGenerator` is a fixed numpy "generator" of 32 px document pages: a printed block
 (horizontal lines) and a handwritten block (diagonal strokes) whose positions depend on z. Every
@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models import feature_clusters
-from models.feature_clusters import (
+from models.synthesis_in_style import clusters as feature_clusters
+from models.synthesis_in_style.clusters import (
     CLUSTER_COLORS,
     ClusterError,
     SphericalMiniBatchKMeans,

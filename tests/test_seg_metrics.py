@@ -20,7 +20,7 @@ from evaluation.segmentation_metrics import (
     plot_confusion,
     write_csv,
 )
-from evaluation.sliding_window import check_tiling, predict_probs, tile_origins
+from models.segformer.inference import check_tiling, predict_probs, tile_origins
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

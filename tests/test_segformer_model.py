@@ -1,4 +1,4 @@
-"""SegFormer (models/segformer.py): layers, dynamic shapes, parameter counts, mixed precision,
+"""SegFormer (models/segformer/networks.py): layers, dynamic shapes, parameter counts, mixed precision,
 stochastic depth, serialisation, and equivalence with keras-hub's SegFormer after loading its
 weights."""
 
@@ -7,8 +7,8 @@ import pytest
 import keras
 import tensorflow as tf
 
-from models import segformer as sf
-from models.segformer import (
+from models.segformer import networks as sf
+from models.segformer.networks import (
     EfficientMultiHeadAttention,
     MiTBlock,
     MiTEncoder,

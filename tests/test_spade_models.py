@@ -1,4 +1,4 @@
-"""Tests for models/spade.py: SPADE blocks, generator, encoder, discriminators, counts."""
+"""Tests for models/spade/networks.py: SPADE blocks, generator, encoder, discriminators, counts."""
 
 import keras
 import numpy as np
@@ -6,15 +6,15 @@ import pytest
 import tensorflow as tf
 
 from models.layers import InstanceNormalization
-from models.spade import MultiscaleDiscriminator
-from models.spade import NLayerDiscriminator
-from models.spade import SPADE
-from models.spade import SPADEGenerator
-from models.spade import SPADEResnetBlock
-from models.spade import VAEEncoder
-from models.spade import avg_pool_exclude_pad
-from models.spade import build_spade_networks
-from models.spade import reparameterize
+from models.spade.networks import MultiscaleDiscriminator
+from models.spade.networks import NLayerDiscriminator
+from models.spade.networks import SPADE
+from models.spade.networks import SPADEGenerator
+from models.spade.networks import SPADEResnetBlock
+from models.spade.networks import VAEEncoder
+from models.spade.networks import avg_pool_exclude_pad
+from models.spade.networks import build_spade_networks
+from models.spade.networks import reparameterize
 
 NUM_CLASSES = 8
 # Tiny preset: 8 classes, widths 4-16.

@@ -14,9 +14,9 @@ import pytest
 import tensorflow as tf
 
 from losses import stylegan2 as sg2_losses
-from models import stylegan2 as sg2
+from models.stylegan2 import networks as sg2
 from models.presets import get_preset
-from models.stylegan2_gan import StyleGAN2GAN, ema_decay
+from models.stylegan2.trainer import StyleGAN2GAN, ema_decay
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(resolution=32, z_dim=16, w_dim=16, mapping_layers=2, width=1.0 / 32)
@@ -413,7 +413,7 @@ _MIRRORED_SCRIPT = textwrap.dedent(
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
     from models.presets import get_preset
-    from models.stylegan2_gan import StyleGAN2GAN
+    from models.stylegan2.trainer import StyleGAN2GAN
     config = dict(get_preset("stylegan2", "tiny"), resolution=8, mapping_layers=1, z_dim=8,
                   w_dim=8, r1_interval=2, pl_interval=2, batch_size=4, seed=0)
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])

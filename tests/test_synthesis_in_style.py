@@ -64,7 +64,7 @@ def test_dry_run_prints_reference_parameter_counts():
 
 @pytest.mark.slow
 def test_training_resumes_and_export_equals_keras(sg_run):
-    from training.stylegan2_export import GeneratorRunner
+    from models.stylegan2.export import GeneratorRunner
 
     first, second = sg_run["first"], sg_run["second"]
     assert first["step"] == 2 and second["step"] == 3
@@ -89,9 +89,9 @@ def test_training_resumes_and_export_equals_keras(sg_run):
 @pytest.mark.slow
 def test_clusters_dataset_segmenter_and_segment_real_pages(sg_run, tmp_path):
     from datasets import documents
-    from datasets.cluster_labels import auto_label_clusters
-    from models.feature_clusters import load_clusters
-    from training.stylegan2_task import builtin_document_pages
+    from models.synthesis_in_style.labels import auto_label_clusters
+    from models.synthesis_in_style.clusters import load_clusters
+    from models.stylegan2.task import builtin_document_pages
 
     run_dir = sg_run["root"] / "sg"
     proc = _run(["synthesize.py", "--model=stylegan2", "--mode=clusters",
@@ -154,11 +154,11 @@ def test_clusters_dataset_segmenter_and_segment_real_pages(sg_run, tmp_path):
 
 @pytest.mark.slow
 def test_bad_inputs_name_the_problem(sg_run, tmp_path):
-    from datasets.cluster_labels import LabelMappingError, auto_label_clusters, \
+    from models.synthesis_in_style.labels import LabelMappingError, auto_label_clusters, \
         load_label_mapping
     from datasets.pairs import DatasetError
-    from models.feature_clusters import load_clusters
-    from training.stylegan2_export import GeneratorRunner
+    from models.synthesis_in_style.clusters import load_clusters
+    from models.stylegan2.export import GeneratorRunner
 
     run_dir = sg_run["root"] / "sg"
     # A checkpoint of another resolution.

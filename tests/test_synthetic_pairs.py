@@ -1,5 +1,5 @@
-"""Label mappings, the coarse / fine rule (datasets/cluster_labels.py) and synthetic pairs
-(datasets/synthetic_pairs.py), on hand-made features and on the fake generator of
+"""Label mappings, the coarse / fine rule (models/synthesis_in_style/labels.py) and synthetic pairs
+(models/synthesis_in_style/dataset_writer.py), on hand-made features and on the fake generator of
 test_feature_clusters.py."""
 
 import json
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from annotator.palette import load_palette
-from datasets.cluster_labels import (
+from models.synthesis_in_style.palette import load_palette
+from models.synthesis_in_style.labels import (
     LabelMappingError,
     UnlabelledClustersError,
     check_complete,
@@ -18,7 +18,7 @@ from datasets.cluster_labels import (
     load_label_mapping,
     segment_from_features,
 )
-from datasets.synthetic_pairs import (
+from models.synthesis_in_style.dataset_writer import (
     SyntheticDatasetError,
     mask_to_rle,
     rle_to_mask,
@@ -77,7 +77,7 @@ def test_load_label_mapping(annotated_run, palette):
     assert sorted(mapping["layers"]["conv05_32px"]) == [0, 1, 2]
     assert sorted(mapping["layers"]["conv05_32px"].values()) == sorted(NAMES)
     check_complete(mapping, ["conv01_8px", "conv05_32px"])
-    # The palette may also be given by name (annotator.palette.load_palette).
+    # The palette may also be given by name (models.synthesis_in_style.palette.load_palette).
     assert load_label_mapping(path, clusters=run, palette="documents")["k"] == 3
 
 

@@ -52,7 +52,7 @@ def test_segformer_trains_evaluates_exports_and_segments(scenes_root, tmp_path):
     import tensorflow as tf
 
     from training import loop
-    from training.seg_export import whole_image_probabilities
+    from models.segformer.export import whole_image_probabilities
 
     run_dir = tmp_path / "run"
     config = cli.config_from_args(_args(scenes_root, run_dir, "--max_steps=4", "--eval_freq=2"))
@@ -110,7 +110,7 @@ def test_segformer_flag_errors(scenes_root, tmp_path):
         cli.config_from_args(_args(scenes_root, tmp_path, "--mixed_precision=mixed_float16"))
     with pytest.raises(ValueError, match="--dataset=facesynthetics is a segmentation dataset"):
         cli.config_from_args(["--model=spade", "--dataset=facesynthetics"])
-    from training.segformer_task import SegFormerTask
+    from models.segformer.task import SegFormerTask
 
     config = cli.config_from_args(_args(scenes_root, tmp_path,
                                         f"--class_weights={tmp_path / 'missing.json'}"))

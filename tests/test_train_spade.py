@@ -33,8 +33,9 @@ def _run(args, timeout=300, env=None):
 @pytest.mark.parametrize("use_vae", [False, True])
 def test_train_step_changes_every_network_with_finite_losses(scenes_root, tmp_path, use_vae):
     from datasets import pipeline
-    from models.spade_gan import SPADEGAN
-    from training import loop, spade_task
+    from models.spade.trainer import SPADEGAN
+    from training import loop
+    from models.spade import task as spade_task
 
     config = _config(scenes_root, tmp_path / "run", *(["--use_vae"] if use_vae else []))
     label_set, pairs, _ = spade_task.build_dataset_info(config)
@@ -61,7 +62,8 @@ def test_train_step_changes_every_network_with_finite_losses(scenes_root, tmp_pa
 
 
 def test_train_loop_writes_config_checkpoints_samples_and_logs(scenes_root, tmp_path):
-    from training import loop, spade_task
+    from training import loop
+    from models.spade import task as spade_task
 
     run_dir = tmp_path / "run"
     config = _config(scenes_root, run_dir, "--max_steps=3", "--save_model_freq=2",
@@ -78,7 +80,8 @@ def test_train_loop_writes_config_checkpoints_samples_and_logs(scenes_root, tmp_
 
 def test_resume_equals_uninterrupted_run(scenes_root, tmp_path):
     """2 steps, stop, 2 more steps == 4 steps in one go (op determinism on)."""
-    from training import loop, spade_task
+    from training import loop
+    from models.spade import task as spade_task
 
     common = ("--deterministic", "--use_vae", "--save_model_freq=100")
     straight = loop.train(_config(scenes_root, tmp_path / "a", "--max_steps=4", *common),
@@ -102,7 +105,8 @@ def test_resume_equals_uninterrupted_run(scenes_root, tmp_path):
 
 
 def test_resume_refuses_another_config(scenes_root, tmp_path):
-    from training import loop, spade_task
+    from training import loop
+    from models.spade import task as spade_task
     from training.run_dir import RunDirError, prepare_run_dir
 
     assert prepare_run_dir(_config(scenes_root, tmp_path / "run"), cli.RESUMABLE_KEYS) is False
@@ -118,7 +122,8 @@ def test_resume_refuses_another_config(scenes_root, tmp_path):
 
 
 def test_bfloat16_step_has_finite_losses(scenes_root, tmp_path, float32_policy):
-    from training import loop, spade_task
+    from training import loop
+    from models.spade import task as spade_task
 
     config = _config(scenes_root, tmp_path / "run", "--max_steps=1", "--use_vae",
                      "--mixed_precision=mixed_bfloat16")
@@ -132,9 +137,10 @@ def test_bfloat16_step_has_finite_losses(scenes_root, tmp_path, float32_policy):
 def test_savedmodel_matches_keras_model(scenes_root, tmp_path, use_vae):
     import tensorflow as tf
 
-    from models.spade_gan import SPADEGAN
-    from training import export as export_lib
-    from training import loop, spade_task
+    from models.spade.trainer import SPADEGAN
+    from models.spade import export as export_lib
+    from training import loop
+    from models.spade import task as spade_task
 
     config = _config(scenes_root, tmp_path / "run", *(["--use_vae"] if use_vae else []))
     label_set, pairs, _ = spade_task.build_dataset_info(config)
@@ -218,7 +224,8 @@ def test_mirrored_two_replicas_stay_identical_and_match_one_device(scenes_root, 
 
 @pytest.mark.slow
 def test_test_one_and_synthesize_cli(scenes_root, tmp_path):
-    from training import loop, spade_task
+    from training import loop
+    from models.spade import task as spade_task
 
     run_dir = tmp_path / "run"
     config = _config(scenes_root, run_dir, "--max_steps=1", "--export=true", "--use_vae")
@@ -244,7 +251,7 @@ def test_test_one_and_synthesize_cli(scenes_root, tmp_path):
     assert os.path.getmtime(out / f"{stem}_0.png") == mtime
 
     # On-demand export of the run's latest checkpoint reproduces the end-of-training export.
-    proc = _run(["-m", "training.export", f"--checkpoint_dir={run_dir}",
+    proc = _run(["-m", "models.spade.export", f"--checkpoint_dir={run_dir}",
                  f"--output={tmp_path / 'export2'}"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     proc = _run(["test_one.py", f"--saved_model={tmp_path / 'export2'}",
@@ -269,7 +276,8 @@ def test_corrupt_training_image_is_named(tmp_path, float32_policy):
     from PIL import Image
 
     from datasets.pairs import DatasetError
-    from training import loop, spade_task
+    from training import loop
+    from models.spade import task as spade_task
 
     images, labels = tmp_path / "images", tmp_path / "labels"
     images.mkdir()

@@ -2,7 +2,7 @@
 TensorBoard, progress, export.
 
     train(config) -> summary dict      (dispatches on config["model"])
-    fit(task, config) -> summary dict   (any family's task object, e.g. training/spade_task.py)
+    fit(task, config) -> summary dict   (any family's task object, e.g. models/spade/task.py)
 
 Resume is exact: the checkpoint holds every network, the optimizers and the global step; the
 input pipelines are pure functions of (seed, step) (datasets/pipeline.py) and any noise is keyed
@@ -41,15 +41,15 @@ def set_precision(policy):
 def make_task(config):
     """The task object of config["model"]."""
     if config["model"] == "spade":
-        from training.spade_task import SPADETask
+        from models.spade.task import SPADETask
 
         return SPADETask(config)
     if config["model"] == "segformer":
-        from training.segformer_task import SegFormerTask
+        from models.segformer.task import SegFormerTask
 
         return SegFormerTask(config)
     if config["model"] == "stylegan2":
-        from training.stylegan2_task import StyleGAN2Task
+        from models.stylegan2.task import StyleGAN2Task
 
         return StyleGAN2Task(config)
     raise NotImplementedError(f"--model={config['model']} is not built yet in this version")
@@ -75,17 +75,17 @@ def dry_run(config, out=sys.stdout):
 def _dry_run_model(config):
     # Build the networks only: no data is read and no pretrained weights are loaded.
     if config["model"] == "spade":
-        from models.spade_gan import SPADEGAN
+        from models.spade.trainer import SPADEGAN
         from semantic_labels import load_label_set
 
         label_set = load_label_set(config["semantic_label_path"])
         return SPADEGAN(dict(config, vgg_weights="none"), label_set.num_classes)
     if config["model"] == "segformer":
-        from training.segformer_task import build_segformer_for_dry_run
+        from models.segformer.task import build_segformer_for_dry_run
 
         return build_segformer_for_dry_run(config)
     if config["model"] == "stylegan2":
-        from models.stylegan2_gan import StyleGAN2GAN
+        from models.stylegan2.trainer import StyleGAN2GAN
 
         return StyleGAN2GAN(config)
     raise NotImplementedError(f"--model={config['model']} is not built yet in this version")

@@ -8,13 +8,14 @@
         export/          the SavedModel written at the end of training (or by export on demand)
 """
 
+from core.errors import UserError
 import json
 import os
 
 CONFIG_FILE = "config.json"
 
 
-class RunDirError(ValueError):
+class RunDirError(UserError):
     """The run directory cannot be used with this config."""
 
 

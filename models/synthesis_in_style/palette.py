@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+from core.errors import UserError
 import json
 import os
 import re
@@ -31,7 +32,7 @@ class _Pairs(list):
     """The (key, value) pairs of one JSON object, in file order (tells `{}` apart from `[]`)."""
 
 
-class PaletteError(ValueError):
+class PaletteError(UserError):
     """A palette name, file or content is invalid; the message names the file and problem."""
 
 

@@ -8,9 +8,9 @@ from PIL import Image
 
 import datasets
 from datasets import pipeline
-from models.spade_gan import SPADEGAN
+from models.spade.trainer import SPADEGAN
 from semantic_labels import load_label_set
-from training import export as export_lib
+from models.spade import export as export_lib
 
 
 def image_grid(label_set, labels, reals, fakes):

@@ -9,7 +9,7 @@ import keras
 import tensorflow as tf
 
 from losses import gan as gan_losses
-from models import spade
+from models.spade import networks as spade
 from training.checkpointing import variable_bundle
 from training.optimizers import FusedAdam
 
@@ -45,7 +45,7 @@ class ConstantThenLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def spade_network_kwargs(config, num_classes):
-    """Arguments of models.spade.build_spade_networks from a resolved config."""
+    """Arguments of models.spade.networks.build_spade_networks from a resolved config."""
     return dict(
         num_classes=num_classes,
         crop_size=config["crop_size"],

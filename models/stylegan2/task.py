@@ -14,8 +14,8 @@ import tensorflow as tf
 from PIL import Image
 
 from datasets import images as images_lib
-from models.stylegan2_gan import StyleGAN2GAN
-from training import stylegan2_export
+from models.stylegan2.trainer import StyleGAN2GAN
+from models.stylegan2 import export as stylegan2_export
 
 # Sample grid: GRID x GRID images from fixed latents.
 GRID = 4

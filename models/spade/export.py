@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from models.spade_gan import SPADEGAN
+from models.spade.trainer import SPADEGAN
 from semantic_labels import load_label_set
 from training import run_dir as run_dir_lib
 
@@ -182,17 +182,17 @@ def export_run(checkpoint_dir, output=None):
 
 
 def main(argv=None):
-    """python -m training.export --checkpoint_dir=RUN [--output=DIR]"""
+    """python -m models.spade.export --checkpoint_dir=RUN [--output=DIR]"""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m training.export", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m models.spade.export", description=main.__doc__)
     parser.add_argument("--checkpoint_dir", required=True, help="run directory of train.py")
     parser.add_argument("--output", default=None, help="SavedModel folder (<run>/export)")
     args = parser.parse_args(argv)
     try:
         path = export_run(args.checkpoint_dir, args.output)
     except (FileNotFoundError, ValueError) as e:
-        parser.exit(2, f"python -m training.export: error: {e}\n")
+        parser.exit(2, f"python -m models.spade.export: error: {e}\n")
     print(f"Exported {args.checkpoint_dir} to {path}")
 
 

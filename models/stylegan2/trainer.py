@@ -22,7 +22,7 @@ import keras
 import tensorflow as tf
 
 from losses import stylegan2 as sg2_losses
-from models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator, count_parameters
+from models.stylegan2.networks import StyleGAN2Discriminator, StyleGAN2Generator, count_parameters
 from training.checkpointing import variable_bundle
 from training.optimizers import FusedAdam
 

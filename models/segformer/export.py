@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from models import segformer
+from models.segformer import networks as segformer
 from training import run_dir as run_dir_lib
 
 META_FILE = "semsynth_segmenter.json"
@@ -39,7 +39,7 @@ def whole_image_probabilities(model, images_uint8):
 
 
 def export_segformer(model, path, label_set_name, label_map=None):
-    """Writes `model` (a models.segformer.SegFormer) as a SavedModel at `path` (atomically)."""
+    """Writes `model` (a models.segformer.networks.SegFormer) as a SavedModel at `path` (atomically)."""
     archive = keras.export.ExportArchive()
     archive.track(model)
 
@@ -95,7 +95,7 @@ class Segmenter:
             self._module = tf.saved_model.load(saved_model)
             self._predict = lambda x: self._module.logits(tf.constant(x, tf.float32))["logits"]
             return
-        from training.segformer_task import build_segmenter_for_inference
+        from models.segformer.task import build_segmenter_for_inference
 
         config = run_dir_lib.load_run_config(checkpoint_dir)
         trainer, self.label_set_name, self.label_map = build_segmenter_for_inference(config)

@@ -15,11 +15,11 @@ from PIL import Image
 import datasets
 from datasets import segmentation as seg_data
 from evaluation.segmentation_metrics import ConfusionMatrix, metrics_from_confusion
-from models import segformer
-from models.segformer_trainer import SegFormerTrainer
+from models.segformer import networks as segformer
+from models.segformer.trainer import SegFormerTrainer
 from semantic_labels import load_label_set
 from training import run_dir as run_dir_lib
-from training import seg_export
+from models.segformer import export as seg_export
 
 LABEL_SET_FILE = "label_set.json"
 # What the training batches are made of, from config["train_mix"] (set by
@@ -62,7 +62,7 @@ def resolve_labels(config):
 def resolve_pairs(config, split):
     if config["dataset"] == "documents":
         from datasets import documents
-        from training.stylegan2_task import builtin_document_pages
+        from models.stylegan2.task import builtin_document_pages
 
         return documents.document_pairs(builtin_document_pages(config), split)
     if config["dataset"] == "scenes":

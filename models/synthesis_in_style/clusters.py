@@ -20,7 +20,7 @@ The feature function (shared with dataset synthesis):
     feature_fn(z [N, z_dim] float32) -> (images uint8 [N, R, R, 3],
                                          {layer_name: float32 [N, r, r, C]})
 
-The run directory (read by the annotation app and by datasets/cluster_labels.py):
+The run directory (read by the annotation app and by models/synthesis_in_style/labels.py):
 
     clusters.json    {"format": "semsynth-clusters/1", "generator": {"fingerprint",
                       "resolution", "checkpoint"}, "num_samples", "k_values", "seed", "z_dim",
@@ -43,6 +43,7 @@ Example:
 
 from __future__ import annotations
 
+from core.errors import UserError
 import colorsys
 import glob
 import json
@@ -66,7 +67,7 @@ ASSIGN_CHUNK_ROWS = 65536
 FeatureFn = Callable[[np.ndarray], "tuple[np.ndarray, dict[str, np.ndarray]]"]
 
 
-class ClusterError(ValueError):
+class ClusterError(UserError):
     """A cluster run, its arguments or its files are invalid; the message names the culprit."""
 
 

@@ -2,7 +2,7 @@
 
 `synthesize_dataset` samples z in batches, synthesizes images and activations with the caller's
 feature function, turns each sample into a class mask with the coarse / fine rule of
-`datasets.cluster_labels.segment_from_features`, and keeps sampling until num_images samples
+`models.synthesis_in_style.labels.segment_from_features`, and keeps sampling until num_images samples
 were accepted (discarded samples are counted). It writes:
 
     out_dir/
@@ -27,6 +27,7 @@ Image ids are the file index + 1 (COCO tools treat id 0 as missing).
 
 from __future__ import annotations
 
+from core.errors import UserError
 import json
 import os
 import shutil
@@ -35,7 +36,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from datasets.cluster_labels import (
+from models.synthesis_in_style.labels import (
     OVERLAP_POLICIES,
     check_complete,
     component_stats,
@@ -44,7 +45,7 @@ from datasets.cluster_labels import (
     load_label_mapping,
     segment_from_features,
 )
-from models.feature_clusters import ClusterRun, FeatureFn, load_clusters
+from models.synthesis_in_style.clusters import ClusterRun, FeatureFn, load_clusters
 from semantic_labels import LabelSet
 
 DATASET_FORMAT = "semsynth-synthetic-pairs/1"
@@ -52,7 +53,7 @@ _OUTPUT_FOLDERS = ("images", "masks", "masks_colour")
 _OUTPUT_FILES = ("train.json", "val.json", "coco_gt_val.json", "latents.npy", "dataset.json")
 
 
-class SyntheticDatasetError(ValueError):
+class SyntheticDatasetError(UserError):
     """Invalid arguments or a synthesis that cannot finish; the message names the culprit."""
 
 
@@ -193,7 +194,7 @@ def synthesize_dataset(
     if not isinstance(clusters, ClusterRun):
         clusters = load_clusters(clusters)
     if not isinstance(palette, LabelSet):
-        from annotator.palette import load_palette
+        from models.synthesis_in_style.palette import load_palette
 
         palette = load_palette(palette)
     if not isinstance(mapping, dict):

@@ -28,6 +28,7 @@ union-find.
 
 from __future__ import annotations
 
+from core.errors import UserError
 import json
 import os
 from typing import Mapping
@@ -35,14 +36,14 @@ from typing import Mapping
 import numpy as np
 from PIL import Image, ImageFilter
 
-from models.feature_clusters import ClusterRun, assign, upsample_nearest
+from models.synthesis_in_style.clusters import ClusterRun, assign, upsample_nearest
 from semantic_labels import LabelSet
 
 MAPPING_FORMAT = "semsynth-cluster-labels/1"
 OVERLAP_POLICIES = ("most", "any-first")
 
 
-class LabelMappingError(ValueError):
+class LabelMappingError(UserError):
     """A label mapping file or its content is invalid; the message names the file."""
 
 
@@ -69,7 +70,7 @@ def _load_palette(palette) -> tuple[LabelSet, str]:
     """(LabelSet, how to name it in errors) from a LabelSet or a palette name / path."""
     if isinstance(palette, LabelSet):
         return palette, f"palette {palette.name!r}"
-    from annotator.palette import load_palette
+    from models.synthesis_in_style.palette import load_palette
 
     return load_palette(palette), f"palette file {os.fspath(palette)}"
 
@@ -158,7 +159,7 @@ def load_label_mapping(path: str, *, clusters: ClusterRun, k: int | None = None,
         path: the mapping file (e.g. <clusters_dir>/annotations_k20.json).
         clusters: the cluster run it annotates.
         k: the k it must be for (None: the file's k, which must be in the run).
-        palette: LabelSet, or a palette name / path for annotator.palette.load_palette.
+        palette: LabelSet, or a palette name / path for models.synthesis_in_style.palette.load_palette.
 
     Returns:
         {"format", "k", "generator", "palette", "source": path,
@@ -502,7 +503,7 @@ __all__ = [
 
 
 def main(argv=None):
-    """python -m datasets.cluster_labels --clusters_dir=DIR --k=K [--output=PATH] [--overwrite]
+    """python -m models.synthesis_in_style.labels --clusters_dir=DIR --k=K [--output=PATH] [--overwrite]
 
     Writes the heuristic mapping of auto_label_clusters (colour statistics) for every layer, as
     the annotator's JSON (default <clusters_dir>/annotations_k<k>.json): a starting point to
@@ -510,9 +511,9 @@ def main(argv=None):
     """
     import argparse
 
-    from models.feature_clusters import ClusterError, load_clusters
+    from models.synthesis_in_style.clusters import ClusterError, load_clusters
 
-    parser = argparse.ArgumentParser(prog="python -m datasets.cluster_labels",
+    parser = argparse.ArgumentParser(prog="python -m models.synthesis_in_style.labels",
                                      description=main.__doc__.split("\n\n")[1])
     parser.add_argument("--clusters_dir", required=True, help="a run of --mode=clusters")
     parser.add_argument("--k", type=int, required=True, help="the clustering to label")

@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from models.stylegan2_gan import StyleGAN2GAN
+from models.stylegan2.trainer import StyleGAN2GAN
 from training import run_dir as run_dir_lib
 
 # Latents averaged for the truncation centre (the StyleGAN2 convention).
@@ -135,6 +135,6 @@ class GeneratorRunner:
         return images.numpy(), {name: f.numpy() for name, f in zip(names, features)}
 
     def meta(self):
-        """The "generator" entry of a cluster run (layout of models/feature_clusters.py)."""
+        """The "generator" entry of a cluster run (layout of models/synthesis_in_style/clusters.py)."""
         return {"fingerprint": self.fingerprint, "resolution": self.resolution,
                 "checkpoint": self.checkpoint, "step": self.step}

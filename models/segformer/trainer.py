@@ -10,7 +10,7 @@ import keras
 import tensorflow as tf
 
 from losses import segmentation as seg_losses
-from models import segformer
+from models.segformer import networks as segformer
 from training.checkpointing import variable_bundle
 
 
