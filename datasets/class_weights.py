@@ -1,6 +1,6 @@
 """Per-class pixel frequencies of a segmentation dataset and inverse-frequency class weights.
 
-    python -m datasets.class_weights --dataset=facesynthetics --data_root=data/faces \\
+    python -m tools.class_weights --dataset=facesynthetics --data_root=data/faces \\
         --output=weights.json
 
 counts every label pixel of a split after the dataset's label mapping (255 = ignore is not
@@ -15,22 +15,13 @@ Weights are inverse frequencies normalised to sum 1; a class that never occurs g
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
-
 import numpy as np
 
+from core import io as core_io
+
 from .pairs import DatasetError
-from .segmentation import (
-    SEG_DATASETS,
-    SPLITS,
-    _check_label_map,
-    apply_label_map,
-    dataset_label_map,
-    resolve_seg_pairs,
-)
+from .sources import resolve_seg_pairs
+from .segmentation import _check_label_map, apply_label_map, dataset_label_map
 
 
 def class_weights_from_frequencies(frequencies) -> np.ndarray:
@@ -67,23 +58,15 @@ def count_pixels(pairs, *, num_classes: int, label_map=None,
     import keras
     import tensorflow as tf
 
-    from .pipeline import _check_pairs, _check_positive
+    from .pipeline import check_pairs, check_positive, decode_label
 
-    _, label_paths = _check_pairs(pairs)
-    num_classes = _check_positive("num_classes", num_classes)
+    _, label_paths = check_pairs(pairs)
+    num_classes = check_positive("num_classes", num_classes)
     table = _check_label_map(label_map, num_classes)
 
     def histogram(label_path):
-        # channels=0 keeps the stored channels: a colour "label" must fail, not turn grey.
-        raw = tf.io.decode_png(tf.io.read_file(label_path), channels=0)  # [H, W, c]
-        one_channel = tf.debugging.Assert(
-            tf.equal(tf.shape(raw)[2], 1),
-            ["label map", label_path, "has", tf.shape(raw)[2],
-             "channels; it must be single-channel 8-bit (mode L)"],
-        )
-        with tf.control_dependencies([one_channel]):
-            raw = raw[:, :, 0]  # [H, W]
-        label = apply_label_map(raw, table, label_path)  # [H, W]
+        # decode_label fails on a colour "label" (naming it) rather than turning it grey.
+        label = apply_label_map(decode_label(label_path), table, label_path)  # [H, W]
         return tf.math.bincount(
             tf.reshape(label, [-1]), minlength=256, maxlength=256, dtype=tf.int64
         )[:num_classes]  # [C]
@@ -110,70 +93,44 @@ def frequencies_from_counts(counts) -> np.ndarray:
     return counts * (100.0 / total) if total else np.zeros_like(counts)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(
-        prog="python -m datasets.class_weights",
-        description="Per-class pixel frequencies and inverse-frequency class weights.",
+def write_class_weights(output: str, dataset: str, *, split: str = "training",
+                        data_root: str = "data", image_dir=None, label_dir=None,
+                        val_image_dir=None, val_label_dir=None, train_list=None, val_list=None,
+                        split_seed: int = 0, num_classes=None, overwrite: bool = False,
+                        progress: bool = True) -> dict:
+    """Counts the label pixels of a split and writes frequencies and class weights as JSON.
+
+    Args:
+        output: the JSON file to write (refused if it exists, unless overwrite; checked before
+            the long pass over the data).
+        dataset: one of SEG_DATASETS.
+        split: "training" or "validation".
+        data_root, image_dir, label_dir, val_image_dir, val_label_dir, train_list, val_list,
+            split_seed: where the pairs are, as for resolve_seg_pairs.
+        num_classes: number of classes (required for folders and json).
+        overwrite: replace an existing output.
+        progress: show a progress bar.
+
+    Returns:
+        The dict written: dataset, split, num_files, frequencies, weights, pixel_counts.
+    """
+    core_io.check_overwrite(output, overwrite, flag="--output")
+    label_map, num_classes = dataset_label_map(dataset, num_classes)
+    pairs = resolve_seg_pairs(
+        dataset, split, data_root=data_root, image_dir=image_dir, label_dir=label_dir,
+        val_image_dir=val_image_dir, val_label_dir=val_label_dir, train_list=train_list,
+        val_list=val_list, split_seed=split_seed,
     )
-    parser.add_argument("--dataset", required=True, choices=SEG_DATASETS)
-    parser.add_argument("--split", default="training", choices=SPLITS)
-    parser.add_argument("--data_root", default="data",
-                        help="folder of facesynthetics, cityscapes or ade20k")
-    parser.add_argument("--image_dir", help="training images of --dataset=folders")
-    parser.add_argument("--label_dir", help="training label maps of --dataset=folders")
-    parser.add_argument("--val_image_dir", help="validation images of --dataset=folders")
-    parser.add_argument("--val_label_dir", help="validation label maps of --dataset=folders")
-    parser.add_argument("--train_list", help="JSON pair list of --dataset=json (training)")
-    parser.add_argument("--val_list", help="JSON pair list of --dataset=json (validation)")
-    parser.add_argument("--split_seed", type=int, default=0,
-                        help="seed of the FaceSynthetics 90/10 split of a single folder")
-    parser.add_argument("--num_classes", type=int, default=None,
-                        help="number of classes (required for folders and json)")
-    parser.add_argument("--output", required=True, help="JSON file to write")
-    parser.add_argument("--overwrite", action=argparse.BooleanOptionalAction, default=False,
-                        help="replace an existing --output")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
-                        help="show a progress bar")
-    args = parser.parse_args(argv)
-    program = parser.prog
-    try:
-        # Checked before the long pass over the data, not after it.
-        if os.path.exists(args.output) and not args.overwrite:
-            raise FileExistsError(
-                f"--output={args.output} already exists; pass --overwrite to replace it"
-            )
-        label_map, num_classes = dataset_label_map(args.dataset, args.num_classes)
-        pairs = resolve_seg_pairs(
-            args.dataset, args.split, data_root=args.data_root, image_dir=args.image_dir,
-            label_dir=args.label_dir, val_image_dir=args.val_image_dir,
-            val_label_dir=args.val_label_dir, train_list=args.train_list,
-            val_list=args.val_list, split_seed=args.split_seed,
-        )
-        if not pairs:
-            raise DatasetError(f"--dataset={args.dataset} has no {args.split} pairs")
-        counts = count_pixels(pairs, num_classes=num_classes, label_map=label_map,
-                              progress=args.progress)
-        frequencies = frequencies_from_counts(counts)
-        result = {
-            "dataset": args.dataset,
-            "split": args.split,
-            "num_files": len(pairs),
-            "frequencies": frequencies.tolist(),
-            "weights": class_weights_from_frequencies(counts).tolist(),
-            "pixel_counts": counts.tolist(),
-        }
-    except (DatasetError, FileNotFoundError, FileExistsError, ValueError) as error:
-        parser.exit(2, f"{program}: error: {error}\n")
-    folder = os.path.dirname(os.path.abspath(args.output))
-    os.makedirs(folder, exist_ok=True)
-    partial = args.output + ".partial"
-    with open(partial, "w", encoding="utf-8") as file:
-        json.dump(result, file, indent=2)
-        file.write("\n")
-    os.replace(partial, args.output)
-    print(f"{program}: wrote {args.output}", file=sys.stderr)
+    if not pairs:
+        raise DatasetError(f"--dataset={dataset} has no {split} pairs")
+    counts = count_pixels(pairs, num_classes=num_classes, label_map=label_map, progress=progress)
+    result = {
+        "dataset": dataset,
+        "split": split,
+        "num_files": len(pairs),
+        "frequencies": frequencies_from_counts(counts).tolist(),
+        "weights": class_weights_from_frequencies(counts).tolist(),
+        "pixel_counts": counts.tolist(),
+    }
+    core_io.write_json_atomic(output, result, indent=2)
     return result
-
-
-if __name__ == "__main__":
-    main()

@@ -17,12 +17,11 @@ Output (paths in the JSON files are relative to the JSON file, as the original t
     output_dir/train_pairs.json, val_pairs.json
                                         {"pairs": [{"image", "label"}]} for segmentation
 
-    python -m datasets.crops --input_dir scans/ --output_dir data/crops --num_crops 5000
+    python -m tools.crops --input_dir scans/ --output_dir data/crops --num_crops 5000
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -31,14 +30,9 @@ import warnings
 import numpy as np
 from PIL import Image
 
-from .pairs import (
-    IMAGE_EXTENSIONS,
-    DatasetError,
-    DatasetNotFoundError,
-    _listing,
-    _open_fully,
-    _scan,
-)
+from core.io import IMAGE_EXTENSIONS, find_files, list_some
+
+from .pairs import DatasetError, DatasetNotFoundError, _open_fully
 
 CROPS_DIR, MASKS_DIR = "crops", "masks"
 TRAIN_LIST, VAL_LIST = "train.json", "val.json"
@@ -58,7 +52,7 @@ def _list_inputs(inputs, output_dir: str) -> tuple[list[str], str]:
     if isinstance(inputs, (str, os.PathLike)):
         directory = os.fspath(inputs)
         where = f"input folder {directory}"
-        found = _scan(directory, IMAGE_EXTENSIONS, where, recursive=True)
+        found = find_files(directory, IMAGE_EXTENSIONS, where, recursive=True)
         # Tiles written into a folder under the input folder are not pages.
         output = os.path.abspath(output_dir) + os.sep
         paths = sorted(p for p in found.values() if not os.path.abspath(p).startswith(output))
@@ -71,7 +65,7 @@ def _list_inputs(inputs, output_dir: str) -> tuple[list[str], str]:
     missing = [path for path in paths if not os.path.isfile(path)]
     if missing:
         raise DatasetNotFoundError(f"{len(missing)} input image(s) do not exist: "
-                                   f"{_listing(missing)}")
+                                   f"{list_some(missing)}")
     return paths, f"{len(paths)} input images"
 
 
@@ -79,7 +73,7 @@ def _match_masks(pages: list[str], inputs, masks_dir: str) -> list[str]:
     """The mask of every page: same stem (and sub-folder, for a folder input), .png."""
     if not os.path.isdir(masks_dir):
         raise DatasetNotFoundError(f"masks folder {masks_dir} does not exist")
-    masks = _scan(masks_dir, (".png",), f"masks folder {masks_dir}", recursive=True)
+    masks = find_files(masks_dir, (".png",), f"masks folder {masks_dir}", recursive=True)
     found, missing = [], []
     for page in pages:
         if isinstance(inputs, (str, os.PathLike)):
@@ -94,7 +88,7 @@ def _match_masks(pages: list[str], inputs, masks_dir: str) -> list[str]:
     if missing:
         raise DatasetNotFoundError(
             f"{len(missing)} page(s) have no mask (<stem>.png) in {masks_dir}: "
-            f"{_listing(missing)}"
+            f"{list_some(missing)}"
         )
     return found
 
@@ -337,51 +331,3 @@ def prepare_crops(
         "crops": records,
     })
     return result
-
-
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(
-        prog="python -m datasets.crops",
-        description="Cut random square tiles from page scans for GAN training (Synthesis in "
-                    "Style step 1): shrink, randomly downscale, crop; write crops/*.png and "
-                    "train.json / val.json lists of relative paths.",
-    )
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--input_dir", help="folder of page images (searched recursively)")
-    source.add_argument("--inputs", nargs="+", metavar="PAGE", help="page image files")
-    parser.add_argument("--output_dir", required=True,
-                        help="folder for crops/, train.json, val.json (must be empty or new)")
-    parser.add_argument("--num_crops", type=int, required=True, help="number of tiles")
-    parser.add_argument("--crop_size", type=int, default=256, help="tile side in pixels")
-    parser.add_argument("--max_side", type=int, default=3000,
-                        help="pages are first shrunk to this longest side")
-    parser.add_argument("--min_side", type=int, default=1000,
-                        help="downscaling keeps the longest side at least this long")
-    parser.add_argument("--downscale", type=float, nargs=2, default=(1.0, 4.0),
-                        metavar=("LOW", "HIGH"), help="range of the random downscale factor")
-    parser.add_argument("--val_fraction", type=float, default=0.1,
-                        help="share of tiles listed in val.json")
-    parser.add_argument("--seed", type=int, default=0, help="seed of positions, scales, split")
-    parser.add_argument("--masks_dir", default=None,
-                        help="optional folder of class-id masks named like the pages; their "
-                             "tiles go to masks/ and train_pairs.json / val_pairs.json")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace the tiles and lists of an earlier run in output_dir")
-    parser.add_argument("--quiet", action="store_true", help="no progress counter")
-    args = parser.parse_args(argv)
-    try:
-        result = prepare_crops(
-            args.input_dir, args.output_dir, input_paths=args.inputs,
-            num_crops=args.num_crops, crop_size=args.crop_size, max_side=args.max_side,
-            min_side=args.min_side, downscale=tuple(args.downscale),
-            val_fraction=args.val_fraction, seed=args.seed, masks_dir=args.masks_dir,
-            overwrite=args.overwrite, progress=not args.quiet)
-    except ValueError as error:
-        parser.exit(2, f"error: {error}\n")
-    print(f"{result['num_train']} training tiles in {result['train']}, "
-          f"{result['num_val']} validation tiles in {result['val']}")
-    return result
-
-
-if __name__ == "__main__":
-    main()

@@ -13,12 +13,11 @@ does (handwriting on top of print wins), 0 everywhere else, stains included.
 
 `generate_documents(root, ...)` writes pages and masks as PNG files plus a manifest, once:
 
-    python -m datasets.documents --root data/documents --num_train 40 --num_val 10
+    python -m tools.documents --root data/documents --num_train 40 --num_val 10
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import os
@@ -720,7 +719,7 @@ def generate_documents(
     Layout: root/images/{training,validation}/page_00000.png (RGB),
     root/masks/{training,validation}/page_00000.png (8-bit L class ids of
     semantic_labels/documents.json), root/train_pairs.json and root/val_pairs.json (the
-    {"pairs": [...]} lists of datasets.segmentation.json_list_pairs) and, last,
+    {"pairs": [...]} lists of datasets.pairs.json_list_pairs) and, last,
     documents_manifest.json with the parameters. Like datasets.scenes.generate_scenes:
     idempotent (a folder whose manifest matches is returned at once) and never deletes or
     overwrites: a non-empty folder with other parameters, or without a manifest (an
@@ -788,7 +787,7 @@ def document_pairs(root: str, split: str) -> list[tuple[str, str]]:
     if not os.path.isfile(manifest_path):
         raise DatasetNotFoundError(
             f"{root} holds no generated documents ({_MANIFEST} missing): run "
-            f"`python -m datasets.documents --root {root}` first"
+            f"`python -m tools.documents --root {root}` first"
         )
     try:
         with open(manifest_path, encoding="utf-8") as file:
@@ -800,29 +799,3 @@ def document_pairs(root: str, split: str) -> list[tuple[str, str]]:
     image_dir = os.path.join(root, "images", split)
     mask_dir = os.path.join(root, "masks", split)
     return folder_pairs(image_dir, mask_dir, image_flag="images", label_flag="masks")
-
-
-def main(argv: list[str] | None = None) -> str:
-    parser = argparse.ArgumentParser(
-        prog="python -m datasets.documents",
-        description="Write procedural document pages with ink masks (0 background, 1 printed "
-                    "text, 2 handwritten text; semantic_labels/documents.json).",
-    )
-    parser.add_argument("--root", required=True, help="dataset folder (created)")
-    parser.add_argument("--num_train", type=int, default=40, help="training pages")
-    parser.add_argument("--num_val", type=int, default=10, help="validation pages")
-    parser.add_argument("--height", type=int, default=DEFAULT_HEIGHT, help="page height (px)")
-    parser.add_argument("--width", type=int, default=DEFAULT_WIDTH, help="page width (px)")
-    parser.add_argument("--seed", type=int, default=0, help="dataset seed")
-    args = parser.parse_args(argv)
-    try:
-        path = generate_documents(args.root, num_train=args.num_train, num_val=args.num_val,
-                                  height=args.height, width=args.width, seed=args.seed)
-    except ValueError as error:
-        parser.exit(2, f"error: {error}\n")
-    print(path)
-    return path
-
-
-if __name__ == "__main__":
-    main()

@@ -24,15 +24,15 @@ a DatasetError naming the file.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 
-import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from .pairs import IMAGE_EXTENSIONS, DatasetError, DatasetNotFoundError, _listing, _scan
-from .pipeline import _check_positive, _options, element_index, pipeline_slice
+from core.io import IMAGE_EXTENSIONS, find_files, read_json_list, resolve_listed
+
+from .pairs import DatasetError, DatasetNotFoundError
+from .pipeline import check_positive, coin_flip, mirror_where, one_pass, training_stream
 
 # First bytes of the formats tf.io.decode_image reads.
 _SIGNATURES = (b"\x89PNG", b"\xff\xd8\xff", b"BM", b"GIF8", b"RIFF")
@@ -58,19 +58,13 @@ def image_list(*, image_dir: str | None = None, list_path: str | None = None,
         raise ValueError("give exactly one of image_dir and list_path")
     if image_dir is not None:
         where = f"{flag}={image_dir}" if flag else f"image folder {image_dir}"
-        found = _scan(image_dir, IMAGE_EXTENSIONS, where, recursive=True)
+        found = find_files(image_dir, IMAGE_EXTENSIONS, where, recursive=True)
         if not found:
             raise DatasetError(f"{where} has no images ({', '.join(IMAGE_EXTENSIONS)})")
         return sorted(os.path.abspath(path) for path in found.values())
 
     where = f"{flag}={list_path}" if flag else f"image list {list_path}"
-    if not os.path.isfile(list_path):
-        raise DatasetNotFoundError(f"{where} does not exist")
-    try:
-        with open(list_path, encoding="utf-8") as file:
-            spec = json.load(file)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DatasetError(f"{where}: not valid JSON ({error})") from None
+    spec = read_json_list(list_path, where)
     if isinstance(spec, dict):
         if "images" in spec:
             entries = spec["images"]
@@ -86,19 +80,10 @@ def image_list(*, image_dir: str | None = None, list_path: str | None = None,
             f'{where}: expected a non-empty JSON list of image paths (["crops/000000.png", '
             '...] or {"images": [...]})'
         )
-    folder = os.path.dirname(os.path.abspath(list_path))
-    paths, missing = [], []
     for position, entry in enumerate(entries):
         if not isinstance(entry, str) or not entry:
             raise DatasetError(f"{where}: entry {position} must be a path string, got {entry!r}")
-        path = os.path.normpath(os.path.join(folder, entry))
-        if not os.path.isfile(path):
-            missing.append(path)
-        paths.append(path)
-    if missing:
-        raise DatasetNotFoundError(f"{where}: {len(missing)} listed file(s) do not exist: "
-                                   f"{_listing(missing)}")
-    return paths
+    return resolve_listed(entries, list_path, where)
 
 
 def _check_paths(paths) -> list[str]:
@@ -149,13 +134,6 @@ def preprocess_image(image, size: int) -> tf.Tensor:
     return tf.ensure_shape(image, (size, size, 3))
 
 
-def _check_start_step(start_step) -> int:
-    integer = isinstance(start_step, (int, np.integer)) and not isinstance(start_step, bool)
-    if not integer or start_step < 0:
-        raise ValueError(f"start_step must be a non-negative integer, got {start_step!r}")
-    return int(start_step)
-
-
 def make_image_dataset(
     paths,
     *,
@@ -183,29 +161,21 @@ def make_image_dataset(
         Dataset of {"image": [b, size, size, 3] float32 in [-1, 1]}.
     """
     paths = _check_paths(paths)
-    size = _check_positive("size", size)
-    global_batch_size = _check_positive("global_batch_size", global_batch_size)
-    start_step = _check_start_step(start_step)
-    pipeline_id, pipeline_batch, replica_batch = pipeline_slice(global_batch_size, input_context)
+    size = check_positive("size", size)
+    global_batch_size = check_positive("global_batch_size", global_batch_size)
     num_files = len(paths)
     paths = tf.constant(paths)
-    seed = tf.constant(int(seed), tf.int64)
 
-    def element(k):
-        i, file_index = element_index(
-            k, start_step=start_step, pipeline_id=pipeline_id, pipeline_batch=pipeline_batch,
-            global_batch_size=global_batch_size, num_files=num_files, seed=seed,
-        )
+    def element(file_index, element_seed):
         image = preprocess_image(load_image(paths[file_index]), size)  # [S, S, 3]
         if flip:
-            mirrored = tf.random.stateless_uniform([], seed=tf.stack([seed, i])) < 0.5
-            image = tf.where(mirrored, tf.reverse(image, axis=[1]), image)
+            image = mirror_where(coin_flip(element_seed), image)
         return {"image": image / 127.5 - 1.0}
 
-    dataset = tf.data.Dataset.counter(start=0, dtype=tf.int64)
-    dataset = dataset.map(element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    dataset = dataset.batch(replica_batch, drop_remainder=True)
-    return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
+    return training_stream(
+        num_files, element, global_batch_size=global_batch_size, seed=seed,
+        start_step=start_step, input_context=input_context,
+    )
 
 
 def make_image_eval_dataset(paths, *, size: int, batch_size: int) -> tf.data.Dataset:
@@ -216,16 +186,13 @@ def make_image_eval_dataset(paths, *, size: int, batch_size: int) -> tf.data.Dat
         smaller.
     """
     paths = _check_paths(paths)
-    size = _check_positive("size", size)
-    batch_size = _check_positive("batch_size", batch_size)
+    size = check_positive("size", size)
+    batch_size = check_positive("batch_size", batch_size)
 
     def element(path):
         return {"image": preprocess_image(load_image(path), size) / 127.5 - 1.0}
 
-    dataset = tf.data.Dataset.from_tensor_slices(paths)
-    dataset = dataset.map(element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    dataset = dataset.batch(batch_size, drop_remainder=False)
-    return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
+    return one_pass(paths, element, batch_size)
 
 
 def diagnose_images(paths) -> None:

@@ -1,13 +1,30 @@
-"""File lists of (image, label map) pairs, and a thorough check of their contents.
+"""File lists of (image, label map) pairs, the one resolver of a dataset split, and a thorough
+check of the files' contents.
 
-The listing functions are fast and only look at names: they match images and label maps by
-stem and say exactly which files lack a partner. `diagnose_pairs` opens every file with PIL; it
-is slow and meant for when the tf.data pipeline fails with an error that names no file.
+`resolve_pairs(dataset, split, ...)` turns any supported data source into its (image, label)
+pairs: the procedural scenes, ADE20K, Cityscapes, FaceSynthetics, two generic folders, a JSON
+pair list or the generated document pages. The listing functions behind it are fast and only
+look at names (core.io finds the files and matches them by stem, naming every file that lacks
+a partner). `diagnose_pairs` opens every file with PIL; it is slow and meant for when the
+tf.data pipeline fails with an error that names no file.
+
+JSON pair list format, read by `json_list_pairs` and written by our synthesizers:
+
+    {
+      "pairs": [
+        {"image": "images/000001.png", "label": "labels/000001.png"},
+        {"image": "/abs/path/000002.jpg", "label": "/abs/path/000002.png"}
+      ]
+    }
+
+Relative paths are relative to the folder of the JSON file. Other top-level keys (e.g.
+"label_set", "generator") are allowed and ignored; a bare list of pairs is accepted too. Labels
+are single-channel 8-bit PNGs of raw values, like every other label file here.
 """
 
 from __future__ import annotations
 
-from core.errors import UserError
+import hashlib
 import json
 import os
 import sys
@@ -15,74 +32,64 @@ import sys
 import numpy as np
 from PIL import Image
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+from core.io import (
+    IMAGE_EXTENSIONS,
+    InputError,
+    InputNotFoundError,
+    find_files,
+    match_stems,
+    read_json_list,
+    resolve_listed,
+)
+
+# The input errors of core.io, under the names datasets/ has always used: a dataset folder,
+# file list or file is unusable (the message names the culprit), or does not exist (catchable
+# as FileNotFoundError too).
+DatasetError = InputError
+DatasetNotFoundError = InputNotFoundError
+
 LABEL_EXTENSIONS = (".png",)
 SPLITS = ("training", "validation")
+# The sources resolve_pairs reads; DATASETS are SPADE's, SEG_DATASETS the file datasets of
+# segmentation (SegFormer also reads scenes and documents).
+PAIR_DATASETS = (
+    "scenes", "ade20k", "folders", "facesynthetics", "cityscapes", "json", "documents",
+)
+DATASETS = ("scenes", "ade20k", "folders")
+SEG_DATASETS = ("facesynthetics", "cityscapes", "ade20k", "folders", "json")
+CITYSCAPES_SPLITS = ("train", "val", "test")
+_CITYSCAPES_SPLIT_OF = {"training": "train", "validation": "val"}
+_FACE_SPLIT_FOLDERS = {"training": ("train", "training"), "validation": ("val", "validation")}
 _ADE20K_DIR = "ADEChallengeData2016"
-_NAMED = 5  # how many unmatched stems an error message lists
 
 
-class DatasetError(UserError):
-    """A dataset folder, file list or file is unusable; the message names the culprit."""
+# ------------------------------------------------------------------------------------------
+# One listing function per dataset layout
+# ------------------------------------------------------------------------------------------
 
 
-class DatasetNotFoundError(DatasetError, FileNotFoundError):
-    """A dataset folder or file does not exist (catchable as either parent class)."""
+def _layout_pairs(root: str, layout: str, image_dir: str, label_dir: str, *, images, labels,
+                  recursive: bool) -> list[tuple[str, str]]:
+    """Pairs of an official layout: an image and a label folder, matched by stem.
 
-
-def _listing(names: list[str]) -> str:
-    shown = ", ".join(names[:_NAMED])
-    return shown + (f", ... ({len(names) - _NAMED} more)" if len(names) > _NAMED else "")
-
-
-def _match(images: dict[str, str], labels: dict[str, str], image_where: str,
-           label_where: str) -> list[tuple[str, str]]:
-    """Pairs two {stem: path} maps; unmatched stems on either side raise DatasetError."""
-    only_images = sorted(set(images) - set(labels))
-    only_labels = sorted(set(labels) - set(images))
-    problems = []
-    if only_images:
-        problems.append(
-            f"{len(only_images)} image(s) in {image_where} have no label map in "
-            f"{label_where}: {_listing(only_images)}"
-        )
-    if only_labels:
-        problems.append(
-            f"{len(only_labels)} label map(s) in {label_where} have no image in "
-            f"{image_where}: {_listing(only_labels)}"
-        )
-    if problems:
-        raise DatasetError("; ".join(problems))
-    return [(images[stem], labels[stem]) for stem in sorted(images)]
-
-
-def _scan(directory: str, extensions: tuple[str, ...], where: str, *,
-          recursive: bool) -> dict[str, str]:
-    """{stem: path} of the files with `extensions` (case-insensitive) under `directory`.
-
-    The stem is the path relative to `directory` without extension, with "/" separators, so
-    images and labels in matching sub-folders pair up. Hidden files (".DS_Store", "._x.jpg")
-    are skipped.
+    Args:
+        root: the dataset folder, named in messages.
+        layout: the expected layout, e.g. "the Cityscapes layout {leftImg8bit,gtFine}/...".
+        image_dir, label_dir: the two folders of the split.
+        images, labels: (file suffix, what an empty folder lacks), e.g. (".jpg", ".jpg images").
+        recursive: search sub-folders (Cityscapes' cities).
     """
-    if not os.path.isdir(directory):
-        raise DatasetNotFoundError(f"{where} does not exist or is not a folder")
-    found: dict[str, str] = {}
-    for folder, subfolders, files in os.walk(directory):
-        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
-        if not recursive:
-            subfolders[:] = []
-        for name in sorted(files):
-            stem, extension = os.path.splitext(name)
-            if name.startswith(".") or extension.lower() not in extensions:
-                continue
-            path = os.path.join(folder, name)
-            key = os.path.relpath(os.path.join(folder, stem), directory).replace(os.sep, "/")
-            if key in found:
-                raise DatasetError(
-                    f"{where}: two files share the stem {key!r}: {found[key]} and {path}"
-                )
-            found[key] = path
-    return found
+    for directory in (image_dir, label_dir):
+        if not os.path.isdir(directory):
+            raise DatasetNotFoundError(
+                f"{directory} does not exist: expected {layout} under {root}"
+            )
+    found = {}
+    for directory, (suffix, what) in ((image_dir, images), (label_dir, labels)):
+        found[directory] = find_files(directory, (suffix,), directory, recursive=recursive)
+        if not found[directory]:
+            raise DatasetError(f"{directory} has no {what}")
+    return match_stems(found[image_dir], found[label_dir], image_dir, label_dir)
 
 
 def ade20k_pairs(root: str, split: str) -> list[tuple[str, str]]:
@@ -98,21 +105,108 @@ def ade20k_pairs(root: str, split: str) -> list[tuple[str, str]]:
         root = os.path.join(root, _ADE20K_DIR)
     elif not os.path.isdir(root):
         raise DatasetNotFoundError(f"ADE20K folder {root} does not exist")
-    image_dir = os.path.join(root, "images", split)
-    label_dir = os.path.join(root, "annotations", split)
-    for directory in (image_dir, label_dir):
-        if not os.path.isdir(directory):
-            raise DatasetNotFoundError(
-                f"{directory} does not exist: expected the official ADE20K layout "
-                f"{_ADE20K_DIR}/{{images,annotations}}/{split} under {root}"
-            )
-    images = _scan(image_dir, (".jpg",), image_dir, recursive=False)
-    labels = _scan(label_dir, LABEL_EXTENSIONS, label_dir, recursive=False)
-    if not images:
-        raise DatasetError(f"{image_dir} has no .jpg images")
-    if not labels:
-        raise DatasetError(f"{label_dir} has no .png annotations")
-    return _match(images, labels, image_dir, label_dir)
+    return _layout_pairs(
+        root, f"the official ADE20K layout {_ADE20K_DIR}/{{images,annotations}}/{split}",
+        os.path.join(root, "images", split), os.path.join(root, "annotations", split),
+        images=(".jpg", ".jpg images"), labels=(".png", ".png annotations"), recursive=False,
+    )
+
+
+def cityscapes_pairs(root: str, split: str) -> list[tuple[str, str]]:
+    """(leftImg8bit image, gtFine labelIds) pairs of a Cityscapes split, sorted by name.
+
+    Layout: root/leftImg8bit/{split}/{city}/{x}_leftImg8bit.png with
+    root/gtFine/{split}/{city}/{x}_gtFine_labelIds.png. The labels hold labelIds; map them
+    with `label_map_from_label_set(load_label_set("cityscapes"))` (datasets.segmentation).
+
+    Args:
+        root: folder holding leftImg8bit/ and gtFine/.
+        split: "train", "val" or "test" ("training" / "validation" are accepted too).
+    """
+    split = _CITYSCAPES_SPLIT_OF.get(split, split)
+    if split not in CITYSCAPES_SPLITS:
+        raise DatasetError(
+            f"unknown Cityscapes split {split!r}: use one of {list(CITYSCAPES_SPLITS)}"
+        )
+    return _layout_pairs(
+        root, f"the Cityscapes layout {{leftImg8bit,gtFine}}/{split}/<city>",
+        os.path.join(root, "leftImg8bit", split), os.path.join(root, "gtFine", split),
+        images=("_leftImg8bit.png", "*_leftImg8bit.png images"),
+        labels=("_gtFine_labelIds.png", "*_gtFine_labelIds.png label maps"), recursive=True,
+    )
+
+
+def _face_folder_pairs(folder: str) -> list[tuple[str, str]]:
+    """Pairs {id}.png (or another image extension) with {id}_seg.png in one folder."""
+    if not os.path.isdir(folder):
+        raise DatasetNotFoundError(f"FaceSynthetics folder {folder} does not exist")
+    # Landmarks ({id}_ldmks.txt) and hidden files are not part of a pair.
+    found = find_files(folder, IMAGE_EXTENSIONS, folder, recursive=False)
+    images = {stem: path for stem, path in found.items() if not stem.endswith("_seg")}
+    labels = {
+        stem[: -len("_seg")]: path for stem, path in found.items()
+        if stem.endswith("_seg") and path.lower().endswith(".png")
+    }
+    if not images and not labels:
+        raise DatasetError(
+            f"{folder} holds no FaceSynthetics files ({{id}}.png with {{id}}_seg.png)"
+        )
+    return match_stems(images, labels, folder, folder)
+
+
+def _hash_split(pairs: list[tuple[str, str]], split: str, seed: int, val_fraction: float,
+                where: str) -> list[tuple[str, str]]:
+    """Deterministic training / validation split by a seeded shuffle of the file names.
+
+    The shuffle orders files by a hash of (seed, file name), so a file's side does not depend
+    on the Python or numpy version, and adding files moves few others.
+    """
+    if len(pairs) < 2:
+        raise DatasetError(
+            f"{where} holds {len(pairs)} pair(s): too few to split into training and validation"
+        )
+    num_val = min(max(1, round(len(pairs) * val_fraction)), len(pairs) - 1)
+
+    def shuffle_key(pair):
+        return hashlib.sha256(f"{seed}:{os.path.basename(pair[0])}".encode()).digest()
+
+    validation = set(sorted(pairs, key=shuffle_key)[:num_val])
+    return [pair for pair in pairs if (pair in validation) == (split == "validation")]
+
+
+def facesynthetics_pairs(root: str, split: str = "training", *, seed: int = 0,
+                         val_fraction: float = 0.1) -> list[tuple[str, str]]:
+    """(image, label) pairs of Microsoft FaceSynthetics, sorted by name.
+
+    Files are {id}.png with {id}_seg.png (uint8 class index); {id}_ldmks.txt is ignored. If
+    root has a train/ (or training/) sub-folder, the split is read from train/ or val/ (or
+    training/ / validation/); otherwise root holds every file and a seeded shuffle puts
+    val_fraction of them (at least one) in the validation split.
+
+    Args:
+        root: the dataset folder.
+        split: "training" or "validation".
+        seed: seed of the shuffle that splits a single folder.
+        val_fraction: share of a single folder used for validation, in (0, 1).
+    """
+    if split not in SPLITS:
+        raise DatasetError(f"unknown split {split!r}: use one of {list(SPLITS)}")
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction!r}")
+    if not os.path.isdir(root):
+        raise DatasetNotFoundError(f"FaceSynthetics folder {root} does not exist")
+    has_training_folder = any(
+        os.path.isdir(os.path.join(root, name)) for name in _FACE_SPLIT_FOLDERS["training"]
+    )
+    if has_training_folder:
+        for name in _FACE_SPLIT_FOLDERS[split]:
+            if os.path.isdir(os.path.join(root, name)):
+                return _face_folder_pairs(os.path.join(root, name))
+        raise DatasetNotFoundError(
+            f"{root} has a training sub-folder but no {split} sub-folder "
+            f"({' or '.join(_FACE_SPLIT_FOLDERS[split])})"
+        )
+    return _hash_split(_face_folder_pairs(root), split, seed, val_fraction, root)
 
 
 def folder_pairs(image_dir: str, label_dir: str, *, image_flag: str = "--image_dir",
@@ -126,13 +220,48 @@ def folder_pairs(image_dir: str, label_dir: str, *, image_flag: str = "--image_d
     """
     image_where = f"{image_flag}={image_dir}"
     label_where = f"{label_flag}={label_dir}"
-    images = _scan(image_dir, IMAGE_EXTENSIONS, image_where, recursive=True)
+    images = find_files(image_dir, IMAGE_EXTENSIONS, image_where, recursive=True)
     if not images:
         raise DatasetError(f"{image_where} has no images ({', '.join(IMAGE_EXTENSIONS)})")
-    labels = _scan(label_dir, LABEL_EXTENSIONS, label_where, recursive=True)
+    labels = find_files(label_dir, LABEL_EXTENSIONS, label_where, recursive=True)
     if not labels:
         raise DatasetError(f"{label_where} has no .png label maps")
-    return _match(images, labels, image_where, label_where)
+    return match_stems(images, labels, image_where, label_where)
+
+
+def json_list_pairs(path: str, *, flag: str | None = None) -> list[tuple[str, str]]:
+    """Pairs listed in a JSON file (format in this module's docstring), in file order.
+
+    Args:
+        path: the JSON file; relative paths inside it are relative to its folder.
+        flag: the command-line flag that gave `path`, named in error messages.
+    """
+    where = f"{flag}={path}" if flag else f"pair list {path}"
+    spec = read_json_list(path, where)
+    entries = spec.get("pairs") if isinstance(spec, dict) else spec
+    if not isinstance(entries, list) or not entries:
+        raise DatasetError(
+            f'{where}: expected {{"pairs": [{{"image": ..., "label": ...}}, ...]}} with at '
+            "least one pair"
+        )
+    for position, entry in enumerate(entries):
+        if not (
+            isinstance(entry, dict)
+            and all(isinstance(entry.get(key), str) and entry[key] for key in ("image", "label"))
+        ):
+            raise DatasetError(
+                f'{where}: pairs[{position}] must be {{"image": path, "label": path}}, '
+                f"got {entry!r}"
+            )
+    paths = resolve_listed(
+        [entry[key] for entry in entries for key in ("image", "label")], path, where
+    )  # [image 0, label 0, image 1, label 1, ...]
+    return list(zip(paths[0::2], paths[1::2]))
+
+
+# ------------------------------------------------------------------------------------------
+# Checking the files
+# ------------------------------------------------------------------------------------------
 
 
 def check_pairs_quick(pairs: list[tuple[str, str]]) -> None:

@@ -12,6 +12,12 @@ step 0 sees from step k on, and input pipeline p of P reads its slice of every g
 Preprocessing follows SPADE: resize to load_size (image bicubic, label nearest), one random
 crop of crop_size shared by image and label, random horizontal flip of both; evaluation only
 resizes.
+
+The plumbing every training stream shares lives here too, for datasets/segmentation.py and
+datasets/images.py: argument checks (`check_pairs`, `check_positive`, `check_start_step`), the
+element index (`pipeline_slice`, `element_index`) and the streams themselves
+(`training_stream`, `one_pass`, `data_options`), label decoding and resizing (`decode_label`,
+`resize_label`) and the stateless horizontal flip (`coin_flip`, `mirror_where`).
 """
 
 from __future__ import annotations
@@ -24,8 +30,13 @@ from PIL import Image
 
 from .pairs import DatasetError, DatasetNotFoundError
 
+# ------------------------------------------------------------------------------------------
+# Argument checks
+# ------------------------------------------------------------------------------------------
 
-def _check_pairs(pairs) -> tuple[list[str], list[str]]:
+
+def check_pairs(pairs) -> tuple[list[str], list[str]]:
+    """(image paths, label paths) of a non-empty list of (image, label) pairs."""
     if not pairs:
         raise DatasetError("the dataset has no (image, label) pairs")
     image_paths, label_paths = [], []
@@ -37,10 +48,44 @@ def _check_pairs(pairs) -> tuple[list[str], list[str]]:
     return image_paths, label_paths
 
 
-def _check_positive(name: str, value) -> int:
+def check_positive(name: str, value) -> int:
+    """`value` as an int; raises ValueError naming `name` unless it is a positive integer."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def check_start_step(start_step) -> int:
+    """`start_step` as an int; raises ValueError unless it is a non-negative integer."""
+    integer = isinstance(start_step, (int, np.integer)) and not isinstance(start_step, bool)
+    if not integer or start_step < 0:
+        raise ValueError(f"start_step must be a non-negative integer, got {start_step!r}")
+    return int(start_step)
+
+
+# ------------------------------------------------------------------------------------------
+# Decoding and preprocessing (graph-mode ops)
+# ------------------------------------------------------------------------------------------
+
+
+def decode_label(label_path):
+    """Reads a label map with graph-mode ops: [H, W] uint8 raw values.
+
+    A file with more than one channel fails an in-graph assertion naming it: a palette or RGB
+    "label" would otherwise be converted to grey levels silently and train on garbage.
+
+    Args:
+        label_path: scalar string tensor; a single-channel 8-bit PNG.
+    """
+    # channels=0 keeps the stored channel count, so that the check below can see it.
+    label = tf.io.decode_png(tf.io.read_file(label_path), channels=0)  # [H, W, C] uint8
+    one_channel = tf.debugging.Assert(
+        tf.equal(tf.shape(label)[2], 1),
+        ["label map", label_path, "has", tf.shape(label)[2],
+         "channels (palette or colour PNG?); it must be single-channel 8-bit (mode L)"],
+    )
+    with tf.control_dependencies([one_channel]):
+        return label[:, :, 0]  # [H, W]
 
 
 def load_pair(image_path, label_path, num_classes: int) -> dict:
@@ -59,16 +104,7 @@ def load_pair(image_path, label_path, num_classes: int) -> dict:
     image = tf.io.decode_image(
         tf.io.read_file(image_path), channels=3, expand_animations=False
     )  # [H, W, 3] uint8
-    # channels=0 keeps the stored channel count: a palette or RGB "label" would otherwise be
-    # converted to grey levels silently and train on garbage.
-    label = tf.io.decode_png(tf.io.read_file(label_path), channels=0)  # [H, W, C] uint8
-    one_channel = tf.debugging.Assert(
-        tf.equal(tf.shape(label)[2], 1),
-        ["label map", label_path, "has", tf.shape(label)[2],
-         "channels (palette or colour PNG?); it must be single-channel 8-bit (mode L)"],
-    )
-    with tf.control_dependencies([one_channel]):
-        label = label[:, :, 0]  # [H, W]
+    label = decode_label(label_path)  # [H, W] uint8
     image_size, label_size = tf.shape(image)[:2], tf.shape(label)
     same_size = tf.debugging.Assert(
         tf.reduce_all(tf.equal(image_size, label_size)),
@@ -96,9 +132,24 @@ def _resize_image(image, size: int):
     return tf.clip_by_value(image, 0.0, 255.0)  # bicubic overshoots at edges
 
 
-def _resize_label(label, size: int):
-    label = tf.image.resize(label[..., None], (size, size), method="nearest")  # [S, S, 1]
-    return tf.cast(label[..., 0], tf.int32)  # [S, S]
+def resize_label(label, size):
+    """Nearest-neighbour resize of a [H, W] label map to size = (h, w): [h, w] int32."""
+    label = tf.image.resize(label[..., None], size, method="nearest")  # [h, w, 1]
+    return tf.cast(label[..., 0], tf.int32)  # [h, w]
+
+
+def coin_flip(seed):
+    """A stateless scalar bool, True with probability 1/2 (whether to mirror an element).
+
+    Args:
+        seed: [2] int tensor.
+    """
+    return tf.random.stateless_uniform([], seed=seed) < 0.5
+
+
+def mirror_where(mirrored, x):
+    """x ([H, W] or [H, W, C]) flipped left-right where the scalar bool `mirrored` holds."""
+    return tf.where(mirrored, tf.reverse(x, axis=[1]), x)
 
 
 def preprocess_train(image, label, seed, load_size: int, crop_size: int, flip: bool):
@@ -120,7 +171,7 @@ def preprocess_train(image, label, seed, load_size: int, crop_size: int, flip: b
     seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
     crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
     image = _resize_image(image, load_size)  # [L, L, 3]
-    label = _resize_label(label, load_size)  # [L, L]
+    label = resize_label(label, (load_size, load_size))  # [L, L]
     # One offset for both: independent crops would misalign the pair.
     offset = tf.random.stateless_uniform(
         [2], seed=crop_seed, minval=0, maxval=load_size - crop_size + 1, dtype=tf.int32
@@ -128,9 +179,8 @@ def preprocess_train(image, label, seed, load_size: int, crop_size: int, flip: b
     image = tf.slice(image, [offset[0], offset[1], 0], [crop_size, crop_size, 3])  # [C, C, 3]
     label = tf.slice(label, offset, [crop_size, crop_size])  # [C, C]
     if flip:
-        mirrored = tf.random.stateless_uniform([], seed=flip_seed) < 0.5
-        image = tf.where(mirrored, tf.reverse(image, axis=[1]), image)
-        label = tf.where(mirrored, tf.reverse(label, axis=[1]), label)
+        mirrored = coin_flip(flip_seed)
+        image, label = mirror_where(mirrored, image), mirror_where(mirrored, label)
     return image / 127.5 - 1.0, label
 
 
@@ -140,10 +190,16 @@ def preprocess_eval(image, label, size: int):
     Returns image [size, size, 3] float32 in [-1, 1], label [size, size] int32.
     """
     image = _resize_image(image, size)  # [S, S, 3]
-    return image / 127.5 - 1.0, _resize_label(label, size)
+    return image / 127.5 - 1.0, resize_label(label, (size, size))
 
 
-def _options() -> tf.data.Options:
+# ------------------------------------------------------------------------------------------
+# Streams: every training stream is a pure function of (seed, global element index)
+# ------------------------------------------------------------------------------------------
+
+
+def data_options() -> tf.data.Options:
+    """Deterministic order, and no automatic sharding (the streams shard themselves)."""
     options = tf.data.Options()
     options.deterministic = True
     # We shard by element index ourselves; tf.distribute must not shard again.
@@ -201,6 +257,62 @@ def element_index(k, *, start_step, pipeline_id, pipeline_batch, global_batch_si
     return i, file_index
 
 
+def training_stream(num_files: int, element_fn, *, global_batch_size: int, seed,
+                    start_step, input_context) -> tf.data.Dataset:
+    """The infinite, exactly reproducible stream of per-replica batches of one input pipeline.
+
+    Element k of this pipeline is global element i (`element_index`), which reads file
+    `file_index` and is augmented with the [2] seed (seed, i): batch step s holds elements
+    [s * B, (s + 1) * B), so resuming at a step repeats the batches.
+
+    Args:
+        num_files: n, the files the stream cycles through.
+        element_fn: (file_index scalar int64, element seed [2] int64) -> dict of tensors.
+        global_batch_size: B, the batch summed over all replicas (checked by the caller).
+        seed: seeds the file order and the augmentation.
+        start_step: first batch step to produce.
+        input_context: from tf.distribute, or None (see `pipeline_slice`).
+
+    Returns:
+        Dataset of element_fn's dicts batched to the per-replica batch (whole batches only).
+    """
+    start_step = check_start_step(start_step)
+    pipeline_id, pipeline_batch, replica_batch = pipeline_slice(global_batch_size, input_context)
+    seed = tf.constant(int(seed), tf.int64)
+
+    def element(k):
+        i, file_index = element_index(
+            k, start_step=start_step, pipeline_id=pipeline_id, pipeline_batch=pipeline_batch,
+            global_batch_size=global_batch_size, num_files=num_files, seed=seed,
+        )
+        return element_fn(file_index, tf.stack([seed, i]))
+
+    dataset = tf.data.Dataset.counter(start=0, dtype=tf.int64)
+    dataset = dataset.map(element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.batch(replica_batch, drop_remainder=True)
+    return dataset.prefetch(tf.data.AUTOTUNE).with_options(data_options())
+
+
+def one_pass(slices, element_fn, batch_size: int, *, padding_values=None) -> tf.data.Dataset:
+    """One pass over `slices` in order, mapped by element_fn, batched (last batch smaller).
+
+    Args:
+        slices: what tf.data.Dataset.from_tensor_slices takes (paths, or a tuple of them).
+        element_fn: maps one slice (unpacked when a tuple) to a dict of tensors.
+        batch_size: elements per batch.
+        padding_values: None batches elements of one shape; a dict pads each batch to its
+            largest member with these values (padded_batch).
+    """
+    dataset = tf.data.Dataset.from_tensor_slices(slices)
+    dataset = dataset.map(element_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if padding_values is None:
+        dataset = dataset.batch(batch_size, drop_remainder=False)
+    else:
+        dataset = dataset.padded_batch(batch_size, padding_values=padding_values,
+                                       drop_remainder=False)
+    return dataset.prefetch(tf.data.AUTOTUNE).with_options(data_options())
+
+
 def make_train_dataset(
     pairs,
     *,
@@ -231,39 +343,28 @@ def make_train_dataset(
     Returns:
         Dataset of {"image": [b, crop, crop, 3] float32, "label": [b, crop, crop] int32}.
     """
-    image_paths, label_paths = _check_pairs(pairs)
-    global_batch_size = _check_positive("global_batch_size", global_batch_size)
-    num_classes = _check_positive("num_classes", num_classes)
-    load_size = _check_positive("load_size", load_size)
-    crop_size = _check_positive("crop_size", crop_size)
+    image_paths, label_paths = check_pairs(pairs)
+    global_batch_size = check_positive("global_batch_size", global_batch_size)
+    num_classes = check_positive("num_classes", num_classes)
+    load_size = check_positive("load_size", load_size)
+    crop_size = check_positive("crop_size", crop_size)
     if crop_size > load_size:
         raise ValueError(f"crop_size={crop_size} must not exceed load_size={load_size}")
-    if isinstance(start_step, bool) or not isinstance(start_step, (int, np.integer)):
-        raise ValueError(f"start_step must be a non-negative integer, got {start_step!r}")
-    if start_step < 0:
-        raise ValueError(f"start_step must be a non-negative integer, got {start_step!r}")
-    start_step = int(start_step)
-    pipeline_id, pipeline_batch, replica_batch = pipeline_slice(global_batch_size, input_context)
     num_files = len(image_paths)
     image_paths = tf.constant(image_paths)
     label_paths = tf.constant(label_paths)
-    seed = tf.constant(int(seed), tf.int64)
 
-    def element(k):
-        i, file_index = element_index(
-            k, start_step=start_step, pipeline_id=pipeline_id, pipeline_batch=pipeline_batch,
-            global_batch_size=global_batch_size, num_files=num_files, seed=seed,
-        )
+    def element(file_index, element_seed):
         pair = load_pair(image_paths[file_index], label_paths[file_index], num_classes)
         image, label = preprocess_train(
-            pair["image"], pair["label"], tf.stack([seed, i]), load_size, crop_size, flip
+            pair["image"], pair["label"], element_seed, load_size, crop_size, flip
         )
         return {"image": image, "label": label}
 
-    dataset = tf.data.Dataset.counter(start=0, dtype=tf.int64)
-    dataset = dataset.map(element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    dataset = dataset.batch(replica_batch, drop_remainder=True)
-    return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
+    return training_stream(
+        num_files, element, global_batch_size=global_batch_size, seed=seed,
+        start_step=start_step, input_context=input_context,
+    )
 
 
 def make_eval_dataset(pairs, *, num_classes: int, size: int = 256,
@@ -274,20 +375,17 @@ def make_eval_dataset(pairs, *, num_classes: int, size: int = 256,
         Dataset of {"image": [N, S, S, 3] float32 in [-1, 1], "label": [N, S, S] int32,
         "label_path": [N] string}; the last batch may be smaller.
     """
-    image_paths, label_paths = _check_pairs(pairs)
-    batch_size = _check_positive("batch_size", batch_size)
-    num_classes = _check_positive("num_classes", num_classes)
-    size = _check_positive("size", size)
+    image_paths, label_paths = check_pairs(pairs)
+    batch_size = check_positive("batch_size", batch_size)
+    num_classes = check_positive("num_classes", num_classes)
+    size = check_positive("size", size)
 
     def element(image_path, label_path):
         pair = load_pair(image_path, label_path, num_classes)
         image, label = preprocess_eval(pair["image"], pair["label"], size)
         return {"image": image, "label": label, "label_path": label_path}
 
-    dataset = tf.data.Dataset.from_tensor_slices((image_paths, label_paths))
-    dataset = dataset.map(element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    dataset = dataset.batch(batch_size, drop_remainder=False)
-    return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
+    return one_pass((image_paths, label_paths), element, batch_size)
 
 
 def _open(path: str, what: str) -> Image.Image:

@@ -14,12 +14,11 @@ resolution; only the final film grain depends on the pixel count.
 `generate_scenes(root, ...)` writes such scenes in the layout of the official ADE20K release
 (ADEChallengeData2016), so the ADE20K code path reads them unchanged:
 
-    python -m datasets.scenes --out data/scenes_256 --num_train 300 --num_val 30 --size 256
+    python -m tools.scenes --out data/scenes_256 --num_train 300 --num_val 30 --size 256
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 from types import SimpleNamespace
 
@@ -697,27 +696,3 @@ def generate_scenes(
     progress_line.close()
     write_manifest(manifest_path, wanted)
     return dataset_dir
-
-
-def main(argv: list[str] | None = None) -> str:
-    parser = argparse.ArgumentParser(
-        prog="python -m datasets.scenes",
-        description="Write procedural outdoor scenes in the ADE20K (ADEChallengeData2016) layout.",
-    )
-    parser.add_argument("--out", required=True, help="parent folder of ADEChallengeData2016")
-    parser.add_argument("--num_train", type=int, default=300, help="training scenes")
-    parser.add_argument("--num_val", type=int, default=30, help="validation scenes")
-    parser.add_argument("--size", type=int, default=256, help="square scene side in pixels")
-    parser.add_argument("--seed", type=int, default=0, help="dataset seed")
-    args = parser.parse_args(argv)
-    try:
-        path = generate_scenes(args.out, num_train=args.num_train, num_val=args.num_val,
-                               size=args.size, seed=args.seed)
-    except ValueError as error:
-        parser.exit(2, f"error: {error}\n")
-    print(path)
-    return path
-
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,4 @@
-"""Segmentation datasets: file lists, raw label values -> train ids, SegFormer-style tf.data.
+"""Segmentation datasets: raw label values -> train ids, SegFormer-style tf.data.
 
 Batches are dicts {"image": [N, H, W, 3] float32 ImageNet-normalised ((x / 255 - mean) / std),
 "label": [N, H, W] int32 train ids in [0, num_classes) or 255 = ignore}.
@@ -16,288 +16,35 @@ also swaps left / right classes, photometric distortion, normalisation, then pad
 crop size (image 0 after normalisation, label 255). Like datasets/pipeline.py, the stream is a
 pure function of (seed, global element index), so resuming at a step repeats the batches.
 
-JSON list format, read by `json_list_pairs` and written by our synthesizers:
-
-    {
-      "pairs": [
-        {"image": "images/000001.png", "label": "labels/000001.png"},
-        {"image": "/abs/path/000002.jpg", "label": "/abs/path/000002.png"}
-      ]
-    }
-
-Relative paths are relative to the folder of the JSON file. Other top-level keys (e.g.
-"label_set", "generator") are allowed and ignored; a bare list of pairs is accepted too. Labels
-are single-channel 8-bit PNGs of raw values, like every other label file here.
+The file lists of every dataset (and the JSON pair list format) are in datasets/pairs.py
+(`resolve_pairs`).
 """
 
 from __future__ import annotations
-
-import hashlib
-import json
-import os
 
 import numpy as np
 import tensorflow as tf
 
 from semantic_labels import LabelSet, load_label_set
 
-from .pairs import (
-    IMAGE_EXTENSIONS,
-    DatasetError,
-    DatasetNotFoundError,
-    _listing,
-    _match,
-    ade20k_pairs,
-    folder_pairs,
-)
+from .pairs import SEG_DATASETS, DatasetError
 from .pipeline import (
-    _check_pairs,
-    _check_positive,
-    _options,
-    element_index,
+    check_pairs,
+    check_positive,
+    coin_flip,
+    data_options,
     load_pair,
-    pipeline_slice,
+    mirror_where,
+    one_pass,
+    resize_label,
+    training_stream,
 )
 
 IGNORE = 255  # label value of pixels no loss or metric counts
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-SEG_DATASETS = ("facesynthetics", "cityscapes", "ade20k", "folders", "json")
-SPLITS = ("training", "validation")
-CITYSCAPES_SPLITS = ("train", "val", "test")
-_CITYSCAPES_SPLIT_OF = {"training": "train", "validation": "val"}
-_FACE_SPLIT_FOLDERS = {"training": ("train", "training"), "validation": ("val", "validation")}
 _INVALID = -1  # label-map entry of raw values that belong to no class
 _CROP_TRIES = 10  # mmsegmentation's RandomCrop tries 10 windows for cat_max_ratio
-
-
-# ------------------------------------------------------------------------------------------
-# File lists
-# ------------------------------------------------------------------------------------------
-
-
-def _face_folder_pairs(folder: str) -> list[tuple[str, str]]:
-    """Pairs {id}.png (or another image extension) with {id}_seg.png in one folder."""
-    if not os.path.isdir(folder):
-        raise DatasetNotFoundError(f"FaceSynthetics folder {folder} does not exist")
-    images, labels = {}, {}
-    for name in sorted(os.listdir(folder)):
-        stem, extension = os.path.splitext(name)
-        # Landmarks ({id}_ldmks.txt) and hidden files are not part of a pair.
-        if name.startswith(".") or extension.lower() not in IMAGE_EXTENSIONS:
-            continue
-        if stem.endswith("_seg"):
-            if extension.lower() == ".png":
-                labels[stem[: -len("_seg")]] = os.path.join(folder, name)
-            continue
-        images[stem] = os.path.join(folder, name)
-    if not images and not labels:
-        raise DatasetError(
-            f"{folder} holds no FaceSynthetics files ({{id}}.png with {{id}}_seg.png)"
-        )
-    return _match(images, labels, folder, folder)
-
-
-def _hash_split(pairs: list[tuple[str, str]], split: str, seed: int, val_fraction: float,
-                where: str) -> list[tuple[str, str]]:
-    """Deterministic training / validation split by a seeded shuffle of the file names.
-
-    The shuffle orders files by a hash of (seed, file name), so a file's side does not depend
-    on the Python or numpy version, and adding files moves few others.
-    """
-    if len(pairs) < 2:
-        raise DatasetError(
-            f"{where} holds {len(pairs)} pair(s): too few to split into training and validation"
-        )
-    num_val = min(max(1, round(len(pairs) * val_fraction)), len(pairs) - 1)
-
-    def shuffle_key(pair):
-        return hashlib.sha256(f"{seed}:{os.path.basename(pair[0])}".encode()).digest()
-
-    validation = set(sorted(pairs, key=shuffle_key)[:num_val])
-    return [pair for pair in pairs if (pair in validation) == (split == "validation")]
-
-
-def facesynthetics_pairs(root: str, split: str = "training", *, seed: int = 0,
-                         val_fraction: float = 0.1) -> list[tuple[str, str]]:
-    """(image, label) pairs of Microsoft FaceSynthetics, sorted by name.
-
-    Files are {id}.png with {id}_seg.png (uint8 class index); {id}_ldmks.txt is ignored. If
-    root has a train/ (or training/) sub-folder, the split is read from train/ or val/ (or
-    training/ / validation/); otherwise root holds every file and a seeded shuffle puts
-    val_fraction of them (at least one) in the validation split.
-
-    Args:
-        root: the dataset folder.
-        split: "training" or "validation".
-        seed: seed of the shuffle that splits a single folder.
-        val_fraction: share of a single folder used for validation, in (0, 1).
-    """
-    if split not in SPLITS:
-        raise DatasetError(f"unknown split {split!r}: use one of {list(SPLITS)}")
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction!r}")
-    if not os.path.isdir(root):
-        raise DatasetNotFoundError(f"FaceSynthetics folder {root} does not exist")
-    has_training_folder = any(
-        os.path.isdir(os.path.join(root, name)) for name in _FACE_SPLIT_FOLDERS["training"]
-    )
-    if has_training_folder:
-        for name in _FACE_SPLIT_FOLDERS[split]:
-            if os.path.isdir(os.path.join(root, name)):
-                return _face_folder_pairs(os.path.join(root, name))
-        raise DatasetNotFoundError(
-            f"{root} has a training sub-folder but no {split} sub-folder "
-            f"({' or '.join(_FACE_SPLIT_FOLDERS[split])})"
-        )
-    return _hash_split(_face_folder_pairs(root), split, seed, val_fraction, root)
-
-
-def _scan_suffix(directory: str, suffix: str) -> dict[str, str]:
-    """{city/prefix: path} of the files named {prefix}{suffix} under directory/{city}/."""
-    found = {}
-    for folder, subfolders, files in os.walk(directory):
-        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
-        for name in sorted(files):
-            if name.endswith(suffix) and not name.startswith("."):
-                prefix = os.path.join(os.path.relpath(folder, directory), name[: -len(suffix)])
-                found[os.path.normpath(prefix).replace(os.sep, "/")] = os.path.join(folder, name)
-    return found
-
-
-def cityscapes_pairs(root: str, split: str) -> list[tuple[str, str]]:
-    """(leftImg8bit image, gtFine labelIds) pairs of a Cityscapes split, sorted by name.
-
-    Layout: root/leftImg8bit/{split}/{city}/{x}_leftImg8bit.png with
-    root/gtFine/{split}/{city}/{x}_gtFine_labelIds.png. The labels hold labelIds; map them
-    with `label_map_from_label_set(load_label_set("cityscapes"))`.
-
-    Args:
-        root: folder holding leftImg8bit/ and gtFine/.
-        split: "train", "val" or "test" ("training" / "validation" are accepted too).
-    """
-    split = _CITYSCAPES_SPLIT_OF.get(split, split)
-    if split not in CITYSCAPES_SPLITS:
-        raise DatasetError(
-            f"unknown Cityscapes split {split!r}: use one of {list(CITYSCAPES_SPLITS)}"
-        )
-    image_dir = os.path.join(root, "leftImg8bit", split)
-    label_dir = os.path.join(root, "gtFine", split)
-    for directory in (image_dir, label_dir):
-        if not os.path.isdir(directory):
-            raise DatasetNotFoundError(
-                f"{directory} does not exist: expected the Cityscapes layout "
-                f"{{leftImg8bit,gtFine}}/{split}/<city> under {root}"
-            )
-    images = _scan_suffix(image_dir, "_leftImg8bit.png")
-    labels = _scan_suffix(label_dir, "_gtFine_labelIds.png")
-    if not images:
-        raise DatasetError(f"{image_dir} has no *_leftImg8bit.png images")
-    if not labels:
-        raise DatasetError(f"{label_dir} has no *_gtFine_labelIds.png label maps")
-    return _match(images, labels, image_dir, label_dir)
-
-
-def ade20k_seg_pairs(root: str, split: str) -> list[tuple[str, str]]:
-    """ADE20K pairs (datasets.pairs.ade20k_pairs); map their labels with
-    `label_map_from_label_set(reduce_zero_label(load_label_set("ade20k")))`."""
-    return ade20k_pairs(root, split)
-
-
-def json_list_pairs(path: str, *, flag: str | None = None) -> list[tuple[str, str]]:
-    """Pairs listed in a JSON file (format in this module's docstring), in file order.
-
-    Args:
-        path: the JSON file; relative paths inside it are relative to its folder.
-        flag: the command-line flag that gave `path`, named in error messages.
-    """
-    where = f"{flag}={path}" if flag else f"pair list {path}"
-    if not os.path.isfile(path):
-        raise DatasetNotFoundError(f"{where} does not exist")
-    try:
-        with open(path, encoding="utf-8") as file:
-            spec = json.load(file)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DatasetError(f"{where}: not valid JSON ({error})") from None
-    entries = spec.get("pairs") if isinstance(spec, dict) else spec
-    if not isinstance(entries, list) or not entries:
-        raise DatasetError(
-            f'{where}: expected {{"pairs": [{{"image": ..., "label": ...}}, ...]}} with at '
-            "least one pair"
-        )
-    folder = os.path.dirname(os.path.abspath(path))
-    pairs, missing = [], []
-    for position, entry in enumerate(entries):
-        if not (
-            isinstance(entry, dict)
-            and all(isinstance(entry.get(key), str) and entry[key] for key in ("image", "label"))
-        ):
-            raise DatasetError(
-                f'{where}: pairs[{position}] must be {{"image": path, "label": path}}, '
-                f"got {entry!r}"
-            )
-        pair = tuple(os.path.normpath(os.path.join(folder, entry[key]))
-                     for key in ("image", "label"))
-        missing += [p for p in pair if not os.path.isfile(p)]
-        pairs.append(pair)
-    if missing:
-        raise DatasetNotFoundError(f"{where}: {len(missing)} listed file(s) do not exist: "
-                                   f"{_listing(missing)}")
-    return pairs
-
-
-def resolve_seg_pairs(
-    dataset: str,
-    split: str,
-    *,
-    data_root: str = "data",
-    image_dir: str | None = None,
-    label_dir: str | None = None,
-    val_image_dir: str | None = None,
-    val_label_dir: str | None = None,
-    train_list: str | None = None,
-    val_list: str | None = None,
-    split_seed: int = 0,
-) -> list[tuple[str, str]]:
-    """The (image, label) pairs of a segmentation dataset split, as chosen by flags.
-
-    Args:
-        dataset: one of SEG_DATASETS: "facesynthetics", "cityscapes", "ade20k" (each read
-            from data_root), "folders" (image_dir / label_dir) or "json" (train_list /
-            val_list, see `json_list_pairs`).
-        split: "training" or "validation".
-        data_root: the dataset folder of facesynthetics, cityscapes and ade20k.
-        image_dir, label_dir: training folders of "folders".
-        val_image_dir, val_label_dir: its validation folders; both None -> [] for validation.
-        train_list, val_list: JSON pair lists of "json"; val_list None -> [] for validation.
-        split_seed: seed of the FaceSynthetics 90/10 split of a single folder.
-    """
-    if split not in SPLITS:
-        raise DatasetError(f"split must be one of {list(SPLITS)}, got {split!r}")
-    if dataset == "facesynthetics":
-        return facesynthetics_pairs(data_root, split, seed=split_seed)
-    if dataset == "cityscapes":
-        return cityscapes_pairs(data_root, split)
-    if dataset == "ade20k":
-        return ade20k_seg_pairs(data_root, split)
-    if dataset == "folders":
-        training = split == "training"
-        names = ("--image_dir", "--label_dir") if training else ("--val_image_dir",
-                                                                 "--val_label_dir")
-        dirs = (image_dir, label_dir) if training else (val_image_dir, val_label_dir)
-        if not training and dirs == (None, None):
-            return []
-        missing = [name for name, value in zip(names, dirs) if not value]
-        if missing:
-            raise DatasetError(f"--dataset=folders needs {' and '.join(missing)}")
-        return folder_pairs(dirs[0], dirs[1], image_flag=names[0], label_flag=names[1])
-    if dataset == "json":
-        if split == "validation":
-            return json_list_pairs(val_list, flag="--val_list") if val_list else []
-        if not train_list:
-            raise DatasetError("--dataset=json needs --train_list")
-        return json_list_pairs(train_list, flag="--train_list")
-    raise DatasetError(f"--dataset={dataset!r} is not one of: {', '.join(SEG_DATASETS)}")
 
 
 # ------------------------------------------------------------------------------------------
@@ -355,7 +102,7 @@ def make_label_map(source_ids, ignored_source_ids=()) -> np.ndarray:
 
 def identity_label_map(num_classes: int) -> np.ndarray:
     """Files store train ids 0..num_classes-1 (and 255 = ignore); other values are errors."""
-    num_classes = _check_positive("num_classes", num_classes)
+    num_classes = check_positive("num_classes", num_classes)
     if num_classes > IGNORE:
         raise ValueError(f"num_classes must be at most 255 for 8-bit labels, got {num_classes}")
     return make_label_map(range(num_classes))
@@ -475,8 +222,7 @@ def random_scale(image, label, seed, scale_range=(0.5, 2.0)):
         tf.cast(tf.round(tf.cast(tf.shape(label), tf.float32) * ratio), tf.int32), 1
     )  # [2]
     image = tf.image.resize(image, size, method="bilinear")  # [h, w, 3]
-    label = tf.image.resize(label[..., None], size, method="nearest")[..., 0]  # [h, w]
-    return image, label
+    return image, resize_label(label, size)  # [h, w, 3], [h, w]
 
 
 def random_crop(image, label, seed, crop_size, cat_max_ratio=0.75):
@@ -532,11 +278,9 @@ def random_flip(image, label, seed, flip_pairs=()):
     swap = np.arange(256, dtype=np.int32)
     for a, b in flip_pairs:
         swap[a], swap[b] = b, a
-    mirrored = tf.random.stateless_uniform([], seed) < 0.5
-    image = tf.where(mirrored, tf.reverse(image, axis=[1]), image)
+    mirrored = coin_flip(seed)
     flipped = tf.gather(tf.constant(swap), tf.reverse(label, axis=[1]))  # [H, W]
-    label = tf.where(mirrored, flipped, label)
-    return image, label
+    return mirror_where(mirrored, image), tf.where(mirrored, flipped, label)
 
 
 def photometric_distortion(image, seed):
@@ -635,7 +379,7 @@ def preprocess_seg_eval(image, label, size=None):
     if size is not None:
         size = _pair_size(size)
         image = tf.clip_by_value(tf.image.resize(image, size, method="bilinear"), 0.0, 255.0)
-        label = tf.image.resize(label[..., None], size, method="nearest")[..., 0]  # [h, w]
+        label = resize_label(label, size)  # [h, w]
     return normalize_image(image), label
 
 
@@ -701,9 +445,9 @@ def make_seg_train_dataset(
         Dataset of {"image": [b, crop_h, crop_w, 3] float32, "label": [b, crop_h, crop_w]
         int32}.
     """
-    image_paths, label_paths = _check_pairs(pairs)
-    num_classes = _check_positive("num_classes", num_classes)
-    global_batch_size = _check_positive("global_batch_size", global_batch_size)
+    image_paths, label_paths = check_pairs(pairs)
+    num_classes = check_positive("num_classes", num_classes)
+    global_batch_size = check_positive("global_batch_size", global_batch_size)
     crop_size = _pair_size(crop_size)
     table = _check_label_map(label_map, num_classes)
     flip_pairs = _check_flip_pairs(flip_pairs, num_classes)
@@ -713,38 +457,26 @@ def make_seg_train_dataset(
     scale_range = (float(scale_range[0]), float(scale_range[1]))
     if not cat_max_ratio > 0.0:
         raise ValueError(f"cat_max_ratio must be positive, got {cat_max_ratio!r}")
-    if isinstance(start_step, bool) or not isinstance(start_step, (int, np.integer)) or (
-        start_step < 0
-    ):
-        raise ValueError(f"start_step must be a non-negative integer, got {start_step!r}")
-    start_step = int(start_step)
-    pipeline_id, pipeline_batch, replica_batch = pipeline_slice(global_batch_size,
-                                                                 input_context)
     num_files = len(image_paths)
     image_paths = tf.constant(image_paths)
     label_paths = tf.constant(label_paths)
-    seed = tf.constant(int(seed), tf.int64)
 
-    def element(k):
-        i, file_index = element_index(
-            k, start_step=start_step, pipeline_id=pipeline_id, pipeline_batch=pipeline_batch,
-            global_batch_size=global_batch_size, num_files=num_files, seed=seed,
-        )
+    def element(file_index, element_seed):
         # 256: load_pair's range check would reject raw values such as Cityscapes labelIds;
         # apply_label_map checks them instead.
         pair = load_pair(image_paths[file_index], label_paths[file_index], 256)
         label = apply_label_map(pair["label"], table, pair["label_path"])  # [H, W]
         image, label = preprocess_seg_train(
-            pair["image"], label, tf.stack([seed, i]), crop_size=crop_size,
+            pair["image"], label, element_seed, crop_size=crop_size,
             scale_range=scale_range, cat_max_ratio=cat_max_ratio, flip=flip,
             flip_pairs=flip_pairs, photometric=photometric,
         )
         return {"image": image, "label": label}
 
-    dataset = tf.data.Dataset.counter(start=0, dtype=tf.int64)
-    dataset = dataset.map(element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    dataset = dataset.batch(replica_batch, drop_remainder=True)
-    return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
+    return training_stream(
+        num_files, element, global_batch_size=global_batch_size, seed=seed,
+        start_step=start_step, input_context=input_context,
+    )
 
 
 def make_seg_eval_dataset(pairs, *, num_classes: int, label_map=None, size=None,
@@ -764,9 +496,9 @@ def make_seg_eval_dataset(pairs, *, num_classes: int, label_map=None, size=None,
         Dataset of {"image": [N, h, w, 3] float32 ImageNet-normalised, "label": [N, h, w]
         int32, "label_path": [N] string}; the last batch may be smaller.
     """
-    image_paths, label_paths = _check_pairs(pairs)
-    num_classes = _check_positive("num_classes", num_classes)
-    batch_size = _check_positive("batch_size", batch_size)
+    image_paths, label_paths = check_pairs(pairs)
+    num_classes = check_positive("num_classes", num_classes)
+    batch_size = check_positive("batch_size", batch_size)
     table = _check_label_map(label_map, num_classes)
     if size is not None:
         size = _pair_size(size)
@@ -777,14 +509,10 @@ def make_seg_eval_dataset(pairs, *, num_classes: int, label_map=None, size=None,
         image, label = preprocess_seg_eval(pair["image"], label, size)
         return {"image": image, "label": label, "label_path": label_path}
 
-    dataset = tf.data.Dataset.from_tensor_slices((image_paths, label_paths))
-    dataset = dataset.map(element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    dataset = dataset.padded_batch(
-        batch_size,
+    return one_pass(
+        (image_paths, label_paths), element, batch_size,
         padding_values={"image": 0.0, "label": IGNORE, "label_path": ""},
-        drop_remainder=False,
     )
-    return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
 
 
 # ------------------------------------------------------------------------------------------
@@ -820,7 +548,7 @@ def make_mixed_seg_train_dataset(first_pairs, second_pairs, *, global_batch_size
         Dataset of {"image": [b, crop_h, crop_w, 3] float32, "label": [b, crop_h, crop_w]
         int32}; elements [0, b/2) come from first_pairs, [b/2, b) from second_pairs.
     """
-    global_batch_size = _check_positive("global_batch_size", global_batch_size)
+    global_batch_size = check_positive("global_batch_size", global_batch_size)
     if global_batch_size % 2:
         raise ValueError(
             f"--batch_size={global_batch_size} must be even to take half of every batch from "
@@ -843,4 +571,4 @@ def make_mixed_seg_train_dataset(first_pairs, second_pairs, *, global_batch_size
         return {key: tf.concat([first[key], second[key]], axis=0) for key in first}  # [b, ...]
 
     dataset = tf.data.Dataset.zip(tuple(streams)).map(concat)
-    return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
+    return dataset.prefetch(tf.data.AUTOTUNE).with_options(data_options())

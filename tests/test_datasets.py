@@ -1,3 +1,4 @@
+import json
 import os
 
 import numpy as np
@@ -5,7 +6,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from datasets import DatasetError, resolve_pairs
+from datasets import DATASETS, DatasetError, resolve_pairs
 from datasets.pairs import ade20k_pairs, check_pairs_quick, diagnose_pairs, folder_pairs
 from datasets.pipeline import (
     load_image,
@@ -25,12 +26,10 @@ from datasets.scenes import (
     SKY,
     WATER,
     generate_scenes,
-    main,
     render_scene,
     scene_seed,
 )
 from semantic_labels import load_label_set
-
 
 # ------------------------------------------------------------------------------------------
 # Helpers: tiny files written in tmp_path.
@@ -203,6 +202,8 @@ def test_generate_scenes_refuses_a_folder_without_manifest(tmp_path):
 
 
 def test_scenes_command_line(tmp_path, capsys):
+    from tools.scenes import main
+
     main(["--out", str(tmp_path), "--num_train", "2", "--num_val", "1", "--size", "32"])
     assert "ADEChallengeData2016" in capsys.readouterr().out
     assert len(ade20k_pairs(str(tmp_path), "training")) == 2
@@ -352,7 +353,7 @@ def test_resolve_pairs_folders_and_errors(tmp_path, random_pairs):
     with pytest.raises(ValueError, match="--val_image_dir"):
         resolve_pairs("folders", "validation", val_label_dir=label_dir)
     with pytest.raises(ValueError, match="--dataset='cityscapes'.*scenes, ade20k, folders"):
-        resolve_pairs("cityscapes", "training")
+        resolve_pairs("cityscapes", "training", choices=DATASETS)
     with pytest.raises(ValueError, match="split"):
         resolve_pairs("scenes", "test")
 
@@ -360,6 +361,22 @@ def test_resolve_pairs_folders_and_errors(tmp_path, random_pairs):
 def test_resolve_pairs_ade20k(tmp_path):
     ade_layout(tmp_path)
     assert len(resolve_pairs("ade20k", "training", data_root=str(tmp_path))) == 2
+
+
+def test_resolve_pairs_is_one_resolver_for_every_source(tmp_path, random_pairs):
+    # Folders and a JSON list of the same files give the same pairs; `choices` (SPADE passes
+    # DATASETS) refuses the sources a caller does not read, naming the ones it does.
+    image_dir, label_dir = str(tmp_path / "images"), str(tmp_path / "labels")
+    folders = resolve_pairs("folders", "training", image_dir=image_dir, label_dir=label_dir)
+    listing = tmp_path / "pairs.json"
+    entries = [{"image": image, "label": label} for image, label in folders]
+    listing.write_text(json.dumps({"pairs": entries}))
+    assert resolve_pairs("json", "training", train_list=str(listing)) == folders
+    assert resolve_pairs("json", "validation", train_list=str(listing)) == []
+    with pytest.raises(DatasetError, match="--dataset='json' is not one of: scenes, ade20k, fo"):
+        resolve_pairs("json", "training", train_list=str(listing), choices=DATASETS)
+    with pytest.raises(DatasetError, match="--dataset='coco' is not one of: scenes, ade20k, fo"):
+        resolve_pairs("coco", "training")
 
 
 # ------------------------------------------------------------------------------------------
@@ -420,8 +437,8 @@ def test_preprocess_functions_agree_eagerly_and_in_tf_data(shape):
     eager_train = preprocess_train(image, label, [9, 3], 36, 32, True)
     eager_eval = preprocess_eval(image, label, 32)
     dataset = tf.data.Dataset.from_tensors((image, label)).map(
-        lambda i, l: (preprocess_train(i, l, tf.constant([9, 3], tf.int64), 36, 32, True),
-                      preprocess_eval(i, l, 32)))
+        lambda i, m: (preprocess_train(i, m, tf.constant([9, 3], tf.int64), 36, 32, True),
+                      preprocess_eval(i, m, 32)))
     graph_train, graph_eval = next(iter(dataset))
     for eager, graph in zip(eager_train + eager_eval, graph_train + graph_eval):
         np.testing.assert_allclose(eager.numpy(), graph.numpy(), atol=1e-6)

@@ -172,8 +172,10 @@ def test_other_settings_regenerate_into_a_fresh_folder(tmp_path):
 
 def test_documents_cli(tmp_path, capsys):
     root = str(tmp_path / "cli")
-    documents.main(["--root", root, "--num_train", "1", "--num_val", "0", "--height", "48",
-                    "--width", "40"])
+    from tools.documents import main
+
+    main(["--root", root, "--num_train", "1", "--num_val", "0", "--height", "48",
+          "--width", "40"])
     assert capsys.readouterr().out.strip() == root
     assert len(documents.document_pairs(root, "training")) == 1
 
@@ -338,14 +340,16 @@ def test_prepare_crops_skips_small_pages_with_a_warning(tmp_path):
 
 
 def test_crops_cli(tmp_path, capsys):
+    from tools import crops as crops_tool
+
     _block_page(str(tmp_path), "a", 70, 70, 8, 0)
-    result = crops.main(["--input_dir", str(tmp_path / "pages"), "--output_dir",
+    result = crops_tool.main(["--input_dir", str(tmp_path / "pages"), "--output_dir",
                          str(tmp_path / "out"), "--num_crops", "10", "--crop_size", "32",
                          "--val_fraction", "0.2", "--quiet"])
     assert (result["num_train"], result["num_val"]) == (8, 2)
     assert "8 training tiles" in capsys.readouterr().out
     with pytest.raises(SystemExit):
-        crops.main(["--input_dir", str(tmp_path / "pages"), "--output_dir",
+        crops_tool.main(["--input_dir", str(tmp_path / "pages"), "--output_dir",
                     str(tmp_path / "out"), "--num_crops", "10", "--crop_size", "32",
                     "--quiet"])
     assert "not empty" in capsys.readouterr().err

@@ -8,16 +8,19 @@ import tensorflow as tf
 from PIL import Image
 
 from datasets import DatasetError
+from datasets.pairs import (
+    cityscapes_pairs,
+    facesynthetics_pairs,
+    json_list_pairs,
+)
+from datasets.sources import resolve_seg_pairs
 from datasets.segmentation import (
     IGNORE,
     IMAGENET_MEAN,
     IMAGENET_STD,
     apply_label_map,
-    cityscapes_pairs,
     dataset_label_map,
-    facesynthetics_pairs,
     identity_label_map,
-    json_list_pairs,
     label_map_from_label_set,
     make_label_map,
     make_seg_eval_dataset,
@@ -27,7 +30,6 @@ from datasets.segmentation import (
     random_crop,
     random_flip,
     reduce_zero_label,
-    resolve_seg_pairs,
 )
 from semantic_labels import LabelSetError, load_label_set
 

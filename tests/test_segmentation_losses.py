@@ -10,7 +10,6 @@ from datasets.class_weights import (
     class_weights_from_frequencies,
     count_pixels,
     frequencies_from_counts,
-    main,
 )
 from datasets.pairs import DatasetError
 from losses.segmentation import (
@@ -236,6 +235,8 @@ def test_count_pixels_maps_labels_and_skips_ignore(tmp_path):
 
 
 def test_class_weights_command_line(tmp_path, capsys):
+    from tools.class_weights import main
+
     pairs = write_labels(str(tmp_path / "data"), [np.array([[0, 0, 0], [1, 255, 0]])])
     output = str(tmp_path / "weights.json")
     args = ["--dataset=folders", f"--image_dir={tmp_path / 'data' / 'images'}",

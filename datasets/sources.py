@@ -1,0 +1,116 @@
+"""The one resolver of a dataset split: data source -> (image, label) file pairs.
+
+It reads every source the project knows (datasets.pairs lists the files of each layout; the
+procedural scenes and document pages are generated on first use), so the SPADE, SegFormer and
+evaluation code resolve their data in one place.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .documents import document_pairs
+from .pairs import (
+    PAIR_DATASETS,
+    SEG_DATASETS,
+    SPLITS,
+    DatasetError,
+    ade20k_pairs,
+    cityscapes_pairs,
+    facesynthetics_pairs,
+    folder_pairs,
+    json_list_pairs,
+)
+from .scenes import generate_scenes
+
+# ------------------------------------------------------------------------------------------
+# The one resolver: data source -> (image, label) pairs of a split
+# ------------------------------------------------------------------------------------------
+
+
+def resolve_pairs(
+    dataset: str,
+    split: str,
+    *,
+    data_root: str = "data",
+    image_dir: str | None = None,
+    label_dir: str | None = None,
+    val_image_dir: str | None = None,
+    val_label_dir: str | None = None,
+    train_list: str | None = None,
+    val_list: str | None = None,
+    split_seed: int = 0,
+    scenes_size: int = 256,
+    num_scenes: int = 300,
+    scenes_seed: int = 0,
+    document_pages: str | None = None,
+    choices: tuple[str, ...] = PAIR_DATASETS,
+) -> list[tuple[str, str]]:
+    """The (image, label) file pairs of a dataset split, as chosen by the command-line flags.
+
+    Args:
+        dataset: one of `choices` (a subset of PAIR_DATASETS):
+            "scenes": procedural, generated on first use under data_root/scenes_<scenes_size>;
+            "ade20k", "cityscapes", "facesynthetics": read from data_root;
+            "folders": image_dir / label_dir (val_image_dir / val_label_dir);
+            "json": JSON pair lists train_list / val_list (see `json_list_pairs`);
+            "documents": the generated pages in document_pages (datasets.documents).
+        split: "training" or "validation".
+        data_root: see `dataset`.
+        image_dir, label_dir: training folders of "folders".
+        val_image_dir, val_label_dir: its validation folders; both None -> no validation
+            pairs ([]).
+        train_list, val_list: pair lists of "json"; val_list None -> [] for validation.
+        split_seed: seed of the FaceSynthetics 90/10 split of a single folder.
+        scenes_size: side of the procedural scenes in pixels.
+        num_scenes: training scenes to generate; max(1, num_scenes // 10) validation scenes.
+        scenes_seed: seed of the procedural dataset.
+        document_pages: root of the generated document pages of "documents".
+        choices: the datasets the caller accepts; another `dataset` raises naming them.
+
+    Raises:
+        DatasetError (a ValueError): an unknown dataset or split, or a missing flag, named.
+    """
+    if split not in SPLITS:
+        raise DatasetError(f"split must be one of {list(SPLITS)}, got {split!r}")
+    if dataset not in choices or dataset not in PAIR_DATASETS:
+        raise DatasetError(f"--dataset={dataset!r} is not one of: {', '.join(choices)}")
+    if dataset == "scenes":
+        root = generate_scenes(
+            os.path.join(data_root, f"scenes_{scenes_size}"),
+            num_train=num_scenes,
+            num_val=max(1, num_scenes // 10),
+            size=scenes_size,
+            seed=scenes_seed,
+        )
+        return ade20k_pairs(root, split)
+    if dataset == "ade20k":
+        return ade20k_pairs(data_root, split)
+    if dataset == "cityscapes":
+        return cityscapes_pairs(data_root, split)
+    if dataset == "facesynthetics":
+        return facesynthetics_pairs(data_root, split, seed=split_seed)
+    if dataset == "documents":
+        return document_pairs(document_pages, split)
+    training = split == "training"
+    if dataset == "json":
+        if not training:
+            return json_list_pairs(val_list, flag="--val_list") if val_list else []
+        if not train_list:
+            raise DatasetError("--dataset=json needs --train_list")
+        return json_list_pairs(train_list, flag="--train_list")
+    # "folders"
+    names = ("--image_dir", "--label_dir") if training else ("--val_image_dir",
+                                                             "--val_label_dir")
+    dirs = (image_dir, label_dir) if training else (val_image_dir, val_label_dir)
+    if not training and dirs == (None, None):
+        return []
+    missing = [name for name, value in zip(names, dirs) if not value]
+    if missing:
+        raise DatasetError(f"--dataset=folders needs {' and '.join(missing)}")
+    return folder_pairs(dirs[0], dirs[1], image_flag=names[0], label_flag=names[1])
+
+
+def resolve_seg_pairs(dataset: str, split: str, **kwargs) -> list[tuple[str, str]]:
+    """resolve_pairs over the segmentation file datasets (SEG_DATASETS) only."""
+    return resolve_pairs(dataset, split, choices=SEG_DATASETS, **kwargs)
