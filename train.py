@@ -19,7 +19,7 @@ def main(argv):
         config = cli.resolve_train_config(absl_flags.FLAGS)
         from training import loop  # TensorFlow loads after the flags are parsed
 
-        if config["dry_run"]:
+        if config.dry_run:
             loop.dry_run(config)
             return
         loop.train(config)

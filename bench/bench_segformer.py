@@ -214,7 +214,7 @@ def worker_train(args):
             "--model=segformer", "--preset=segformer_b0", "--dataset=ade20k",
             f"--batch_size={batch}", f"--crop_size={size}",
         ])
-        trainer = SegFormerTrainer(config, NUM_CLASSES, total_steps=config["max_steps"])
+        trainer = SegFormerTrainer(config, NUM_CLASSES, total_steps=config.max_steps)
         variables = trainer.segformer.trainable_variables
         step_fn = tf.function(trainer.train_step)
         batch_dict = {"image": images, "label": labels}

@@ -133,7 +133,7 @@ def worker_case(args):
             f"--vgg_weights={args.vgg_weights}",
         ]
     )
-    num_classes = load_label_set(config["semantic_label_path"]).num_classes
+    num_classes = load_label_set(config.semantic_label_path).num_classes
     start = time.perf_counter()
     # steps_per_epoch only shapes the lr schedule; large enough that lr stays constant here.
     gan = SPADEGAN(config, num_classes, steps_per_epoch=1000)
@@ -141,7 +141,7 @@ def worker_case(args):
 
     # A real built-in scene (ADE20K ids) rather than noise labels: the one-hot map is as
     # sparse as in training.
-    size = config["crop_size"]
+    size = config.crop_size
     image, label = render_scene(0, size, size)  # [S, S, 3] uint8, [S, S] uint8
     batch = {
         "image": tf.constant(image[None].astype(np.float32) / 127.5 - 1.0),  # [1, S, S, 3]
@@ -524,9 +524,9 @@ def _parse_list(text, allowed, flag):
 
 
 def main_parent(args):
-    from models import presets
+    from models.spade.config import PRESETS
 
-    presets_run = _parse_list(args.presets, tuple(presets.SPADE_PRESETS), "--presets")
+    presets_run = _parse_list(args.presets, tuple(PRESETS), "--presets")
     policies_run = _parse_list(args.policies, POLICIES, "--policies")
     for name in ("steps", "warmup", "matmul_runs", "pipeline_elements", "num_scenes"):
         value = getattr(args, name)

@@ -388,7 +388,7 @@ def worker_train(args):
     import tensorflow as tf
 
     gan, config, build_s = _build_gan(args)
-    real = _real_batch(args, config["resolution"])  # [B, R, R, 3]
+    real = _real_batch(args, config.resolution)  # [B, R, R, 3]
     # Step 1 is no multiple of r1_interval (16) nor pl_interval (4): both conds take their
     # plain branch. Nothing here increments the step (the training loop does), so every call
     # below is such a step.
@@ -440,8 +440,8 @@ def worker_train(args):
     return {
         "preset": args.preset,
         "batch": args.batch,
-        "resolution": config["resolution"],
-        "channel_multiplier": config["channel_multiplier"],
+        "resolution": config.resolution,
+        "channel_multiplier": config.channel_multiplier,
         "parameters": gan.parameter_counts(),
         "build_s": build_s,
         "steps": steps,
@@ -462,7 +462,7 @@ def worker_train_step(args):
     import tensorflow as tf
 
     gan, config, build_s = _build_gan(args)
-    real = _real_batch(args, config["resolution"])  # [B, R, R, 3]
+    real = _real_batch(args, config.resolution)  # [B, R, R, 3]
     gan.step.assign(0)  # a multiple of both intervals: R1 and path length both run
     train_step = tf.function(gan.train_step)
     losses = []
@@ -503,7 +503,7 @@ def worker_synthesis(args):
     sample = tf.function(lambda z: gan.sample(z, noise_mode="const"))
     batches = [int(b) for b in args.synth_batches.split(",")]
     latents = {
-        b: tf.random.stateless_normal([b, config["z_dim"]], seed=(3, b)) for b in batches
+        b: tf.random.stateless_normal([b, config.z_dim], seed=(3, b)) for b in batches
     }  # [b, z_dim]
     yardstick = _Yardstick(args.matmul_size)
     cases = {}
@@ -528,7 +528,7 @@ def worker_synthesis(args):
         }
     return {
         "preset": args.preset,
-        "resolution": config["resolution"],
+        "resolution": config.resolution,
         "build_s": build_s,
         "cases": cases,
         "peak_rss_gib": kib_to_gib(proc_status_kib("VmHWM")),
@@ -543,7 +543,8 @@ def worker_checkpoint(args):
 
     gan, config, _ = _build_gan(args, for_training=False)
     os.makedirs(os.path.join(args.run_dir, "checkpoints"), exist_ok=True)
-    run_dir_lib.write_json_atomic(os.path.join(args.run_dir, run_dir_lib.CONFIG_FILE), config)
+    run_dir_lib.write_json_atomic(os.path.join(args.run_dir, run_dir_lib.CONFIG_FILE),
+                               config.to_dict())
     checkpoint = tf.train.Checkpoint(**gan.checkpoint_objects())
     path = checkpoint.save(os.path.join(args.run_dir, "checkpoints", "ckpt"))
     return {"checkpoint": path}
@@ -876,12 +877,12 @@ def _settings(args):
 
 
 def main_parent(args):
-    from models import presets
+    from models.stylegan2.config import PRESETS
 
     settings = _settings(args)
-    if settings["preset"] not in presets.STYLEGAN2_PRESETS:
+    if settings["preset"] not in PRESETS:
         raise ValueError(f"--preset={settings['preset']!r} is unknown; choose one of "
-                         f"{', '.join(presets.STYLEGAN2_PRESETS)}")
+                         f"{', '.join(PRESETS)}")
     for key in ("batch", "steps", "reg_steps", "synth_runs", "cluster_samples", "matmul_size",
                 "matmul_runs", "max_pixels"):
         if settings[key] < 1:
@@ -903,8 +904,7 @@ def main_parent(args):
         if not os.path.isdir(json_dir):
             raise FileNotFoundError(f"--json={args.json}: folder {json_dir} does not exist")
     if settings["channel_multiplier"] is None:
-        settings["channel_multiplier"] = presets.STYLEGAN2_PRESETS[settings["preset"]][
-            "channel_multiplier"]
+        settings["channel_multiplier"] = PRESETS[settings["preset"]].channel_multiplier
 
     run_start = time.perf_counter()
     report = {"machine": machine_info(), "args": vars(args), "settings": settings}

@@ -1,6 +1,7 @@
 """StyleGAN2: exact reference parameter counts, FIR filters and modulated conv against direct
 reference computations, truncation / style mixing, losses on known values, and the training
-model (lazy regularisation, EMA, determinism, MirroredStrategy)."""
+model (lazy regularisation, EMA, determinism, MirroredStrategy). Every layer and network runs
+through the shared `run_layer_test` (tests/layer_testing.py)."""
 
 import math
 import os
@@ -12,10 +13,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from layer_testing import run_layer_test
 
 from losses import stylegan2 as sg2_losses
 from models.stylegan2 import networks as sg2
-from models.presets import get_preset
+from models.stylegan2.config import PRESETS, StyleGAN2Config
 from models.stylegan2.trainer import StyleGAN2GAN, ema_decay
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -102,11 +104,51 @@ def test_fir_blur_and_upsample_match_upfirdn():
     np.testing.assert_allclose(blurred[0, 2:-2, 2:-2, 0], 2.0, atol=1e-6)
 
 
-def test_downsampling_conv_shapes():
-    x = tf.random.normal((2, 16, 16, 4))
-    for kernel_size in (1, 3):
-        conv = sg2.EqualConv2D(5, kernel_size, down=True)
-        assert conv(x).shape == (2, 8, 8, 5)
+# === Every layer through the shared helper (tiny widths; noise_mode "const": deterministic) ===
+
+
+def _normal(*shape):
+    return np.random.RandomState(sum(shape)).randn(*shape).astype("float32")
+
+
+TINY_NETWORK = dict(resolution=8, width=1 / 32)  # 16 channels at 4 and 8 px
+LAYER_CASES = [
+    (sg2.EqualDense, dict(units=8, lr_mul=0.01, bias_init=1.0, activation="lrelu"),
+     _normal(2, 16), (2, 8), {}),
+    (sg2.EqualConv2D, dict(filters=8, kernel_size=3, activation="lrelu"),
+     _normal(2, 8, 8, 4), (2, 8, 8, 8), {}),
+    (sg2.EqualConv2D, dict(filters=8, kernel_size=3, down=True, activation="lrelu"),
+     _normal(2, 16, 16, 4), (2, 8, 8, 8), {}),
+    (sg2.EqualConv2D, dict(filters=5, kernel_size=1, down=True, use_bias=False),
+     _normal(2, 16, 16, 4), (2, 8, 8, 5), {}),
+    (sg2.ModulatedConv2D, dict(filters=8, kernel_size=3, up=True),
+     {"x": _normal(2, 4, 4, 6), "w": _normal(2, 16)}, (2, 8, 8, 8), {}),
+    (sg2.StyledConv, dict(filters=8, resolution=8, up=True),
+     {"x": _normal(2, 4, 4, 6), "w": _normal(2, 16)}, (2, 8, 8, 8), {"noise_mode": "const"}),
+    (sg2.ToRGB, dict(),
+     {"x": _normal(2, 8, 8, 8), "w": _normal(2, 16), "skip": _normal(2, 4, 4, 3)}, (2, 8, 8, 3),
+     {}),
+    (sg2.MappingNetwork, dict(z_dim=16, w_dim=16, num_layers=2), _normal(2, 16), (2, 16), {}),
+    (sg2.SynthesisNetwork, dict(TINY_NETWORK, w_dim=16), _normal(2, 4, 16), (2, 8, 8, 3),
+     {"noise_mode": "const"}),
+    (sg2.StyleGAN2Generator, dict(TINY_NETWORK, z_dim=16, w_dim=16, mapping_layers=2),
+     _normal(2, 16), (2, 8, 8, 3), {"noise_mode": "const"}),
+    (sg2.DiscriminatorBlock, dict(in_channels=4, out_channels=8), _normal(2, 8, 8, 4),
+     (2, 4, 4, 8), {}),
+    (sg2.StyleGAN2Discriminator, TINY_NETWORK, _normal(2, 8, 8, 3), (2, 1), {}),
+]
+
+
+@pytest.mark.parametrize(
+    "layer_cls, init_kwargs, input_data, expected_shape, call_kwargs",
+    LAYER_CASES,
+    ids=[f"{case[0].__name__}-{i}" for i, case in enumerate(LAYER_CASES)],
+)
+def test_layer(layer_cls, init_kwargs, input_data, expected_shape, call_kwargs):
+    run_layer_test(
+        layer_cls, init_kwargs, input_data, expected_output_shape=expected_shape,
+        call_kwargs=call_kwargs,
+    )
 
 
 # === Modulated conv against per-sample kernels ===
@@ -226,14 +268,6 @@ def test_truncation_and_style_mixing(tiny_generator):
     assert np.abs(mixed - unmixed).max() > 1e-5
 
 
-def test_generator_config_round_trip(tiny_generator):
-    clone = sg2.StyleGAN2Generator.from_config(tiny_generator.get_config())
-    assert clone.feature_layers() == tiny_generator.feature_layers()
-    assert _count(clone) == _count(tiny_generator)
-    layer = sg2.EqualDense(4, lr_mul=0.01, activation="lrelu")
-    assert sg2.EqualDense.from_config(layer.get_config()).get_config() == layer.get_config()
-
-
 # === Discriminator ===
 
 
@@ -293,10 +327,8 @@ def test_r1_positive_for_nonconstant_discriminator():
 
 
 def _tiny_config(**overrides):
-    config = dict(get_preset("stylegan2", "tiny"), resolution=16, z_dim=8, w_dim=8,
-                  r1_interval=2, pl_interval=2, seed=3)
-    config.update(overrides)
-    return config
+    defaults = dict(resolution=16, z_dim=8, w_dim=8, r1_interval=2, pl_interval=2, seed=3)
+    return PRESETS["tiny"].replace(**{**defaults, **overrides})
 
 
 def _values(variables):
@@ -304,14 +336,15 @@ def _values(variables):
 
 
 def test_presets_registered():
-    tiny, reference = get_preset("stylegan2", "tiny"), get_preset("stylegan2", "stylegan2_256")
-    assert tiny["resolution"] == 32 and reference["resolution"] == 256
-    assert (reference["channel_multiplier"], reference["batch_size"], reference["lr"]) == (
-        2, 8, 0.001
-    )
-    assert reference["lr_schedule"] == "cosine" and reference["max_steps"] == 100000
+    from training import registry
+
+    tiny, reference = PRESETS["tiny"], registry.preset("stylegan2", "stylegan2_256")
+    assert isinstance(reference, StyleGAN2Config)
+    assert tiny.resolution == 32 and reference.resolution == 256
+    assert (reference.channel_multiplier, reference.batch_size, reference.lr) == (2, 8, 0.001)
+    assert reference.lr_schedule == "cosine" and reference.max_steps == 100000
     with pytest.raises(ValueError, match="preset"):
-        get_preset("stylegan2", "ffhq")
+        registry.preset("stylegan2", "ffhq")
 
 
 def test_train_steps_lazy_regularisation_ema_and_determinism(tmp_path):
@@ -412,10 +445,10 @@ _MIRRORED_SCRIPT = textwrap.dedent(
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
-    from models.presets import get_preset
+    from models.stylegan2.config import PRESETS
     from models.stylegan2.trainer import StyleGAN2GAN
-    config = dict(get_preset("stylegan2", "tiny"), resolution=8, mapping_layers=1, z_dim=8,
-                  w_dim=8, r1_interval=2, pl_interval=2, batch_size=4, seed=0)
+    config = PRESETS["tiny"].replace(resolution=8, mapping_layers=1, z_dim=8,
+                                     w_dim=8, r1_interval=2, pl_interval=2, batch_size=4, seed=0)
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     keras.utils.set_random_seed(0)
     with strategy.scope():

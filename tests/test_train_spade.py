@@ -109,7 +109,7 @@ def test_resume_refuses_another_config(scenes_root, tmp_path):
     from models.spade import task as spade_task
     from training.run_dir import RunDirError, prepare_run_dir
 
-    assert prepare_run_dir(_config(scenes_root, tmp_path / "run"), cli.RESUMABLE_KEYS) is False
+    assert prepare_run_dir(_config(scenes_root, tmp_path / "run")) is False
     before = (tmp_path / "run" / "config.json").read_text()
     with pytest.raises(RunDirError, match=r"--ngf: 4 in the run, 8 now"):
         loop.train(_config(scenes_root, tmp_path / "run", "--max_steps=2", "--ngf=8"),
@@ -117,7 +117,7 @@ def test_resume_refuses_another_config(scenes_root, tmp_path):
     assert (tmp_path / "run" / "config.json").read_text() == before
     # Keys about how long or how visibly we train may change on resume.
     again = _config(scenes_root, tmp_path / "run", "--max_steps=2", "--print_info_freq=7")
-    assert prepare_run_dir(again, cli.RESUMABLE_KEYS) is True
+    assert prepare_run_dir(again) is True
     assert (tmp_path / "run" / "config.json").read_text() == before
 
 
@@ -251,7 +251,7 @@ def test_test_one_and_synthesize_cli(scenes_root, tmp_path):
     assert os.path.getmtime(out / f"{stem}_0.png") == mtime
 
     # On-demand export of the run's latest checkpoint reproduces the end-of-training export.
-    proc = _run(["-m", "models.spade.export", f"--checkpoint_dir={run_dir}",
+    proc = _run(["-m", "tools.export_spade", f"--checkpoint_dir={run_dir}",
                  f"--output={tmp_path / 'export2'}"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     proc = _run(["test_one.py", f"--saved_model={tmp_path / 'export2'}",

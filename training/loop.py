@@ -1,7 +1,7 @@
 """The training loop shared by every model family: distribution, input, checkpoints and resume,
 TensorBoard, progress, export.
 
-    train(config) -> summary dict      (dispatches on config["model"])
+    train(config) -> summary dict      (dispatches on config.model)
     fit(task, config) -> summary dict   (any family's task object, e.g. models/spade/task.py)
 
 Resume is exact: the checkpoint holds every network, the optimizers and the global step; the
@@ -13,8 +13,8 @@ A task provides: `title`, `train_pairs` (the training files), `num_classes`,
 `monitoring_pairs`, `build(steps_per_epoch)` -> model (with `step`, `train_step(batch)`,
 `checkpoint_objects()`, `learning_rates()`, `parameter_counts()`), `dataset_fn(input_context,
 start_step)`, `prepare_monitoring()`, `write_samples(writer, step)`, `evaluate(strategy, writer,
-step)` -> metrics or None, `export(path)`, and optionally `diagnose(files)` (find the bad file
-after a decoder error; default: datasets.pairs.diagnose_pairs).
+step)` -> metrics or None, `export(path)`, and `diagnose(files)` (find the bad file after a
+decoder error, e.g. with datasets.pairs.diagnose_pairs).
 """
 
 import contextlib
@@ -28,8 +28,9 @@ import time
 import keras
 import tensorflow as tf
 
-from datasets import pairs as pairs_lib
+from core.io import InputError
 from training import distribute
+from training import registry
 from training import run_dir as run_dir_lib
 
 
@@ -39,25 +40,13 @@ def set_precision(policy):
 
 
 def make_task(config):
-    """The task object of config["model"]."""
-    if config["model"] == "spade":
-        from models.spade.task import SPADETask
-
-        return SPADETask(config)
-    if config["model"] == "segformer":
-        from models.segformer.task import SegFormerTask
-
-        return SegFormerTask(config)
-    if config["model"] == "stylegan2":
-        from models.stylegan2.task import StyleGAN2Task
-
-        return StyleGAN2Task(config)
-    raise NotImplementedError(f"--model={config['model']} is not built yet in this version")
+    """The task object of config.model's family (see training.registry)."""
+    return registry.get(config.model).make_task(config)
 
 
 def describe(config, model):
     """The resolved config and the parameter counts, as printed by --dry_run."""
-    lines = ["Resolved config:", json.dumps(config, indent=2, sort_keys=True), ""]
+    lines = ["Resolved config:", json.dumps(config.to_dict(), indent=2, sort_keys=True), ""]
     lines.append("Trainable parameters:")
     for name, count in model.parameter_counts().items():
         lines.append(f"  {name:<14s} {count:>13,d}")
@@ -66,7 +55,7 @@ def describe(config, model):
 
 def dry_run(config, out=sys.stdout):
     """Prints the resolved config and every network's trainable parameter count."""
-    set_precision(config["mixed_precision"])
+    set_precision(config.mixed_precision)
     model = _dry_run_model(config)
     print(describe(config, model), file=out)
     return model.parameter_counts()
@@ -74,29 +63,15 @@ def dry_run(config, out=sys.stdout):
 
 def _dry_run_model(config):
     # Build the networks only: no data is read and no pretrained weights are loaded.
-    if config["model"] == "spade":
-        from models.spade.trainer import SPADEGAN
-        from semantic_labels import load_label_set
-
-        label_set = load_label_set(config["semantic_label_path"])
-        return SPADEGAN(dict(config, vgg_weights="none"), label_set.num_classes)
-    if config["model"] == "segformer":
-        from models.segformer.task import build_segformer_for_dry_run
-
-        return build_segformer_for_dry_run(config)
-    if config["model"] == "stylegan2":
-        from models.stylegan2.trainer import StyleGAN2GAN
-
-        return StyleGAN2GAN(config)
-    raise NotImplementedError(f"--model={config['model']} is not built yet in this version")
+    return registry.get(config.model).build_for_dry_run(config)
 
 
 def train(config, strategy=None, log=print):
-    """Trains config["model"] as `config` says; resumes the run in config["checkpoint_dir"]."""
-    if config["deterministic"]:
+    """Trains config.model as `config` says; resumes the run in config.checkpoint_dir."""
+    if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-    keras.utils.set_random_seed(config["seed"])
-    set_precision(config["mixed_precision"])
+    keras.utils.set_random_seed(config.seed)
+    set_precision(config.mixed_precision)
     return fit(make_task(config), config, strategy=strategy, log=log)
 
 
@@ -105,19 +80,17 @@ def fit(task, config, strategy=None, log=print):
 
     Args:
         task: a model family's task object (see the module docstring).
-        config: resolved config (flags.resolve_train_config).
-        strategy: a tf.distribute strategy; default from config["distribute"].
+        config: the family's typed config (a training.config.RunConfig subclass).
+        strategy: a tf.distribute strategy; default from config.distribute.
         log: where one-line messages go.
 
     Returns:
         {"step", "losses" (last step's), "metrics" (last evaluation or None), "export" (path or
         None), "stopped" (reason), "model"} (and "gan" for SPADE, the same object).
     """
-    from flags import RESUMABLE_KEYS  # the config contract lives with the flags
-
-    strategy = strategy or distribute.make_strategy(config["distribute"])
+    strategy = strategy or distribute.make_strategy(config.distribute)
     is_chief, task_id = distribute.worker_info(strategy)
-    batch_size = config["batch_size"]
+    batch_size = config.batch_size
     if batch_size % strategy.num_replicas_in_sync:
         raise ValueError(
             f"--batch_size={batch_size} must be divisible by the {strategy.num_replicas_in_sync} "
@@ -125,11 +98,11 @@ def fit(task, config, strategy=None, log=print):
         )
     train_pairs = task.train_pairs
     steps_per_epoch = max(1, len(train_pairs) // batch_size)
-    total_steps = config["max_steps"] or config["total_epochs"] * steps_per_epoch
+    total_steps = config.max_steps or config.total_epochs * steps_per_epoch
 
-    run_dir = config["checkpoint_dir"]
+    run_dir = config.checkpoint_dir
     if is_chief:
-        run_dir_lib.prepare_run_dir(config, RESUMABLE_KEYS)
+        run_dir_lib.prepare_run_dir(config)
     ckpt_dir = os.path.join(run_dir, "checkpoints")
     # Every worker joins the (collective) save; only the chief's files are kept.
     save_dir = ckpt_dir if is_chief else tempfile.mkdtemp(prefix=f"semsynth_worker{task_id}_")
@@ -138,7 +111,7 @@ def fit(task, config, strategy=None, log=print):
         model = task.build(steps_per_epoch)
     checkpoint = tf.train.Checkpoint(**model.checkpoint_objects())
     manager = tf.train.CheckpointManager(
-        checkpoint, save_dir, max_to_keep=config["keep_checkpoints"]
+        checkpoint, save_dir, max_to_keep=config.keep_checkpoints
     )
     latest = tf.train.latest_checkpoint(ckpt_dir)
     if latest:
@@ -153,26 +126,26 @@ def fit(task, config, strategy=None, log=print):
     def step_fn(batch):
         return model.train_step(batch)
 
-    @tf.function(jit_compile=config["xla"])
+    @tf.function(jit_compile=config.xla)
     def replica_step(batch):
         return step_fn(batch)
 
     @tf.function
     def train_step(iterator):
         batch = next(iterator)
-        per_replica = strategy.run(replica_step if config["xla"] else step_fn, args=(batch,))
+        per_replica = strategy.run(replica_step if config.xla else step_fn, args=(batch,))
         model.step.assign_add(1)
         return {
             k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
             for k, v in per_replica.items()
         }
 
-    writer = tf.summary.create_file_writer(config["tensorboard_dir"]) if is_chief else None
+    writer = tf.summary.create_file_writer(config.tensorboard_dir) if is_chief else None
     with _named_data_errors(task, task.monitoring_pairs):
         task.prepare_monitoring()
 
     log(
-        f"Training {task.title} ({config['preset']}) on {len(train_pairs)} "
+        f"Training {task.title} ({config.preset}) on {len(train_pairs)} "
         f"{getattr(task, 'example_name', 'pairs')}, "
         f"{strategy.num_replicas_in_sync} replica(s), batch {batch_size}, steps "
         f"{start_step} -> {total_steps}; run dir {run_dir}"
@@ -180,17 +153,17 @@ def fit(task, config, strategy=None, log=print):
     progbar = (
         # No stateless metrics: show each step's losses, not a running average since the start.
         keras.utils.Progbar(total_steps, stateless_metrics=(), unit_name="step")
-        if config["progress"] and is_chief
+        if config.progress and is_chief
         else None
     )
-    eval_freq = config.get("eval_freq") or 0
+    eval_freq = config.eval_freq or 0
     started = time.time()
     losses, metrics, stopped, step = {}, None, "finished", start_step
     window_start, window_steps = time.time(), 0
     try:
         while step < total_steps:
-            if config["max_minutes"] and time.time() - started > 60 * config["max_minutes"]:
-                stopped = f"time budget of {config['max_minutes']} min reached"
+            if config.max_minutes and time.time() - started > 60 * config.max_minutes:
+                stopped = f"time budget of {config.max_minutes} min reached"
                 break
             with _named_data_errors(task, train_pairs):
                 losses = train_step(iterator)
@@ -202,13 +175,13 @@ def fit(task, config, strategy=None, log=print):
                 raise FloatingPointError(f"non-finite loss at step {step}: {losses}")
             if progbar is not None:
                 progbar.update(step, values=list(losses.items()), finalize=False)
-            if writer is not None and (step % config["print_info_freq"] == 0 or step == 1):
+            if writer is not None and (step % config.print_info_freq == 0 or step == 1):
                 elapsed = time.time() - window_start
                 _write_scalars(writer, step, losses, model, elapsed / window_steps, batch_size)
                 window_start, window_steps = time.time(), 0
-            if is_chief and step % config["save_img_freq"] == 0:
+            if is_chief and step % config.save_img_freq == 0:
                 task.write_samples(writer, step)
-            if step % config["save_model_freq"] == 0:
+            if step % config.save_model_freq == 0:
                 manager.save(checkpoint_number=step)
             if eval_freq and step % eval_freq == 0:
                 metrics = task.evaluate(strategy, writer, step) or metrics
@@ -225,7 +198,7 @@ def fit(task, config, strategy=None, log=print):
     if is_chief:
         task.write_samples(writer, step)
         writer.flush()
-        if config["export"] and stopped != "interrupted":
+        if config.export and stopped != "interrupted":
             export_path = task.export(os.path.join(run_dir, "export"))
             log(f"Exported SavedModel to {export_path}")
     log(f"Stopped at step {step}: {stopped}. Checkpoints in {ckpt_dir}")
@@ -237,8 +210,8 @@ def fit(task, config, strategy=None, log=print):
 def _named_data_errors(task, items):
     """Re-raises input-pipeline failures as DatasetError naming the bad file.
 
-    `items` are the files the failing pipeline reads: (image, label) pairs, checked with
-    datasets.pairs.diagnose_pairs, or whatever the task's own `diagnose(items)` checks.
+    `items` are the files the failing pipeline reads, checked by the task's `diagnose(items)`
+    (which raises the error naming the file).
     """
     try:
         yield
@@ -246,11 +219,8 @@ def _named_data_errors(task, items):
         # The pipeline's in-graph checks name the file; a decoder error (a corrupt file) does
         # not, so then find the file the slow way.
         if "assertion failed" in e.message:
-            raise pairs_lib.DatasetError(_assertion_text(e.message)) from None
-        if hasattr(task, "diagnose"):
-            task.diagnose(items)
-        else:
-            pairs_lib.diagnose_pairs(items, task.num_classes)
+            raise InputError(_assertion_text(e.message)) from None
+        task.diagnose(items)
         raise
 
 

@@ -8,9 +8,11 @@
         export/          the SavedModel written at the end of training (or by export on demand)
 """
 
-from core.errors import UserError
 import json
 import os
+
+from core import io as core_io
+from core.errors import UserError
 
 CONFIG_FILE = "config.json"
 
@@ -19,19 +21,19 @@ class RunDirError(UserError):
     """The run directory cannot be used with this config."""
 
 
-def prepare_run_dir(config, resumable_keys):
+def prepare_run_dir(config):
     """Creates the run directory or checks that an existing one belongs to `config`.
 
     Args:
-        config: the resolved config (a JSON-serialisable dict) with "checkpoint_dir".
-        resumable_keys: keys allowed to differ from the stored config (how long or how visibly
-            we train); any other difference is an error naming the keys, because resuming
-            would mix two configurations.
+        config: the run's typed config (a core.config.Config with checkpoint_dir). Fields marked
+            resumable (how long or how visibly we train) may differ from the stored config; any
+            other difference is an error naming the fields, because resuming would mix two
+            configurations.
 
     Returns:
         True when the directory already held a run (training resumes), False for a new run.
     """
-    run_dir = config["checkpoint_dir"]
+    run_dir = config.checkpoint_dir
     path = os.path.join(run_dir, CONFIG_FILE)
     if os.path.exists(path):
         try:
@@ -39,10 +41,12 @@ def prepare_run_dir(config, resumable_keys):
                 stored = json.load(f)
         except (OSError, json.JSONDecodeError) as e:
             raise RunDirError(f"{path} is unreadable ({e}); use another --checkpoint_dir") from e
+        current = config.to_dict()
+        resumable = config.resumable_fields()
         diffs = [
-            f"--{key}: {stored.get(key)!r} in the run, {config.get(key)!r} now"
-            for key in sorted(set(stored) | set(config))
-            if key not in resumable_keys and stored.get(key) != config.get(key)
+            f"--{key}: {stored.get(key)!r} in the run, {current.get(key)!r} now"
+            for key in sorted(current)
+            if key not in resumable and stored.get(key) != current.get(key)
         ]
         if diffs:
             raise RunDirError(
@@ -59,28 +63,33 @@ def prepare_run_dir(config, resumable_keys):
             "guess its config. Use a new --checkpoint_dir."
         )
     os.makedirs(run_dir, exist_ok=True)
-    write_json_atomic(path, config)
+    write_json_atomic(path, config.to_dict())
     return False
 
 
-def load_run_config(run_dir):
-    """Reads <run_dir>/config.json with a clear error when it is missing."""
+def load_run_config(run_dir, config_class=None):
+    """Reads <run_dir>/config.json with a clear error when it is missing.
+
+    Args:
+        run_dir: the run directory.
+        config_class: the family's typed config class; None returns the plain dict.
+    """
     path = os.path.join(run_dir, CONFIG_FILE)
     if not os.path.exists(path):
         raise FileNotFoundError(
             f"--checkpoint_dir={run_dir} is not a run directory of train.py (no {CONFIG_FILE})"
         )
     with open(path) as f:
-        return json.load(f)
+        values = json.load(f)
+    if config_class is None:
+        return values
+    # Runs of older versions stored every flag; the fields of this family are what counts.
+    return config_class.from_dict(values, strict=False)
 
 
 def write_json_atomic(path, obj):
     """Writes JSON through a temporary file so an interrupted write never leaves half a file."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    core_io.write_json_atomic(path, obj, indent=2, sort_keys=True)
 
 
 def write_saved_model(archive, path, json_files=None):
@@ -93,16 +102,9 @@ def write_saved_model(archive, path, json_files=None):
         json_files: optional {file name: JSON-serialisable object} written into the folder
             beside the SavedModel (e.g. the label map a segmenter needs).
     """
-    import shutil
-
-    tmp = path.rstrip("/") + ".tmp"
-    if os.path.exists(tmp):
-        shutil.rmtree(tmp)
-    archive.write_out(tmp, verbose=False)
-    for name, obj in (json_files or {}).items():
-        with open(os.path.join(tmp, name), "w") as f:
-            json.dump(obj, f)
-    if os.path.exists(path):
-        shutil.rmtree(path)
-    os.replace(tmp, path)
+    with core_io.atomic_directory(path) as tmp:
+        archive.write_out(tmp, verbose=False)
+        for name, obj in (json_files or {}).items():
+            with open(os.path.join(tmp, name), "w") as f:
+                json.dump(obj, f)
     return path

@@ -16,6 +16,8 @@ import numpy as np
 import tensorflow as tf
 
 from models.segformer import networks as segformer
+from models.segformer.labels import label_set_path, resolve_labels
+from models.segformer.trainer import SegFormerTrainer
 from training import run_dir as run_dir_lib
 
 META_FILE = "semsynth_segmenter.json"
@@ -39,7 +41,7 @@ def whole_image_probabilities(model, images_uint8):
 
 
 def export_segformer(model, path, label_set_name, label_map=None):
-    """Writes `model` (a models.segformer.networks.SegFormer) as a SavedModel at `path` (atomically)."""
+    """Writes `model` (a networks.SegFormer) as a SavedModel at `path` (atomically)."""
     archive = keras.export.ExportArchive()
     archive.track(model)
 
@@ -62,6 +64,12 @@ def export_segformer(model, path, label_set_name, label_map=None):
         "num_classes": int(model.num_classes),
         # raw label-file value -> class id (255 ignore, -1 none), for --gt_dir evaluation
         "label_map": None if label_map is None else [int(v) for v in label_map],
+        # The network's GELU form and block LayerNorm epsilon (networks.ARCHITECTURES).
+        "architecture": {
+            "variant": model.variant,
+            "approximate_gelu": bool(model.approximate_gelu),
+            "block_norm_epsilon": float(model.block_norm_epsilon),
+        },
     }
     return run_dir_lib.write_saved_model(archive, path, json_files={META_FILE: meta})
 
@@ -95,9 +103,9 @@ class Segmenter:
             self._module = tf.saved_model.load(saved_model)
             self._predict = lambda x: self._module.logits(tf.constant(x, tf.float32))["logits"]
             return
-        from models.segformer.task import build_segmenter_for_inference
+        from models.segformer.config import SegFormerConfig
 
-        config = run_dir_lib.load_run_config(checkpoint_dir)
+        config = run_dir_lib.load_run_config(checkpoint_dir, SegFormerConfig)
         trainer, self.label_set_name, self.label_map = build_segmenter_for_inference(config)
         latest = tf.train.latest_checkpoint(os.path.join(checkpoint_dir, "checkpoints"))
         if latest is None:
@@ -116,6 +124,13 @@ class Segmenter:
     def predict_logits(self, images):
         """Normalised float32 [B, h, w, 3] (h, w multiples of 32) -> logits [B, h/4, w/4, C]."""
         return np.asarray(self._predict(images))
+
+
+def build_segmenter_for_inference(config):
+    """(trainer without optimizers, label-set name or JSON path, raw->id table) of a config."""
+    label_set, label_map, num_classes = resolve_labels(config)
+    trainer = SegFormerTrainer(config, num_classes, for_training=False)
+    return trainer, label_set_path(config, label_set), label_map
 
 
 def load_segmenter(checkpoint_dir=None, saved_model=None):

@@ -20,79 +20,30 @@ from models.segformer.trainer import SegFormerTrainer
 from semantic_labels import load_label_set
 from training import run_dir as run_dir_lib
 from models.segformer import export as seg_export
-
-LABEL_SET_FILE = "label_set.json"
-# What the training batches are made of, from config["train_mix"] (set by
-# evaluation/synthetic_to_real.py; absent, i.e. "real", in ordinary runs): "real" the dataset's
-# training pairs; "synthetic" only the pairs of config["synthetic_train_list"] (a JSON pair list,
-# labels in the dataset's raw values); "mixed" every batch half real, half synthetic.
-TRAIN_MIXES = ("real", "synthetic", "mixed")
-
-
-def label_set_json(label_set):
-    """A label set in the one JSON format of semantic_labels/ (ids 0..K-1)."""
-    return {
-        "name": label_set.name,
-        "classes": [
-            {"id": i, "name": name, "color": [int(c) for c in color]}
-            for i, (name, color) in enumerate(zip(label_set.names, label_set.colors))
-        ],
-    }
-
-
-def resolve_labels(config):
-    """(label set for names / colours, raw->train-id table, num_classes) of a config."""
-    dataset = config["dataset"]
-    if dataset == "scenes":  # the built-in scenes are stored in the ADE20K layout
-        dataset = "ade20k"
-    if dataset == "documents":  # the built-in pages: masks hold the documents label set's ids
-        label_set = load_label_set("documents")
-        label_map, num_classes = seg_data.dataset_label_map("folders", label_set.num_classes)
-        return label_set, label_map, num_classes
-    label_set = seg_data.dataset_label_set(dataset)
-    if label_set is None:  # folders / json: train ids stored directly
-        label_set = load_label_set(config["semantic_label_path"])
-        num_classes = config["num_classes"] or label_set.num_classes
-        label_map, num_classes = seg_data.dataset_label_map(dataset, num_classes)
-        return label_set, label_map, num_classes
-    label_map, num_classes = seg_data.dataset_label_map(dataset, config["num_classes"])
-    return label_set, label_map, num_classes
-
+from models.segformer.labels import LABEL_SET_FILE, label_set_json, resolve_labels
 
 def resolve_pairs(config, split):
-    if config["dataset"] == "documents":
-        from datasets import documents
+    """(image, label) pairs of a split of a config: datasets.resolve_pairs of its fields."""
+    pages = None
+    if config.dataset == "documents":  # generated on first use (shared with StyleGAN2)
         from models.stylegan2.task import builtin_document_pages
 
-        return documents.document_pairs(builtin_document_pages(config), split)
-    if config["dataset"] == "scenes":
-        return datasets.resolve_pairs(
-            "scenes", split, data_root=config["data_root"], scenes_size=config["scenes_size"],
-            num_scenes=config["num_scenes"],
-        )
-    return seg_data.resolve_seg_pairs(
-        config["dataset"], split, data_root=config["data_root"], image_dir=config["image_dir"],
-        label_dir=config["label_dir"], val_image_dir=config["val_image_dir"],
-        val_label_dir=config["val_label_dir"], train_list=config["train_list"],
-        val_list=config["val_list"], split_seed=config["seed"],
+        pages = builtin_document_pages(config)
+    return datasets.resolve_pairs(
+        config.dataset, split, data_root=config.data_root, image_dir=config.image_dir,
+        label_dir=config.label_dir, val_image_dir=config.val_image_dir,
+        val_label_dir=config.val_label_dir, train_list=config.train_list,
+        val_list=config.val_list, split_seed=config.seed, scenes_size=config.scenes_size,
+        num_scenes=config.num_scenes, document_pages=pages,
     )
 
 
 def resolve_train_mix(config, real_pairs):
-    """(train_mix, real pairs, synthetic pairs) of a config (see TRAIN_MIXES)."""
-    mix = config.get("train_mix") or "real"
-    if mix not in TRAIN_MIXES:
-        raise ValueError(f"train_mix must be one of {list(TRAIN_MIXES)}, got {mix!r}")
-    synthetic_list = config.get("synthetic_train_list")
-    if mix == "real":
-        return mix, real_pairs, []
-    if not synthetic_list:
-        raise ValueError(f"train_mix={mix!r} needs config['synthetic_train_list']")
-    if mix == "mixed" and config["batch_size"] % 2:
-        raise ValueError(f"--batch_size={config['batch_size']} must be even for a mixed "
-                         "real + synthetic run (half of every batch from each)")
-    synthetic = seg_data.json_list_pairs(synthetic_list, flag="synthetic_train_list")
-    return mix, real_pairs, synthetic
+    """(train_mix, real pairs, synthetic pairs) of a config (see config.TRAIN_MIXES)."""
+    if config.train_mix == "real":
+        return config.train_mix, real_pairs, []
+    synthetic = datasets.json_list_pairs(config.synthetic_train_list, flag="synthetic_train_list")
+    return config.train_mix, real_pairs, synthetic
 
 
 def load_class_weights(path, num_classes):
@@ -114,14 +65,6 @@ def build_segformer_for_dry_run(config):
     return SegFormerTrainer(config, num_classes, total_steps=1)
 
 
-def build_segmenter_for_inference(config):
-    """(trainer without optimizers, label-set JSON path, raw->id table) for a run config."""
-    label_set, label_map, num_classes = resolve_labels(config)
-    trainer = SegFormerTrainer(config, num_classes, for_training=False)
-    path = os.path.join(config["checkpoint_dir"], LABEL_SET_FILE)
-    return trainer, path if os.path.exists(path) else label_set.name, label_map
-
-
 class SegFormerTask:
     """SegFormer for training/loop.fit."""
 
@@ -139,7 +82,7 @@ class SegFormerTask:
             self.train_pairs = self.synthetic_train_pairs
         elif self.train_mix == "mixed":  # the loop sizes epochs and checks files on all of them
             self.train_pairs = self.real_train_pairs + self.synthetic_train_pairs
-        self.class_weights = load_class_weights(config["class_weights"], self.num_classes)
+        self.class_weights = load_class_weights(config.class_weights, self.num_classes)
         self.model = None
         self.best = {"mIoU": -1.0, "step": None}
         self._eval_step = None
@@ -150,12 +93,12 @@ class SegFormerTask:
 
     def build(self, steps_per_epoch):
         cfg = self.config
-        total = cfg["max_steps"] or cfg["total_epochs"] * steps_per_epoch
+        total = cfg.max_steps or cfg.total_epochs * steps_per_epoch
         self.model = SegFormerTrainer(
             cfg, self.num_classes, total_steps=total, class_weights=self.class_weights
         )
-        if cfg["pretrained"]:
-            segformer.load_keras_hub_weights(self.model.segformer, cfg["pretrained"])
+        if cfg.pretrained:
+            segformer.load_keras_hub_weights(self.model.segformer, cfg.pretrained)
         self.confusion = ConfusionMatrix(self.num_classes)
         return self.model
 
@@ -163,9 +106,9 @@ class SegFormerTask:
         cfg = self.config
         kwargs = dict(
             num_classes=self.num_classes,
-            crop_size=cfg["crop_size"],
-            global_batch_size=cfg["batch_size"],
-            seed=cfg["seed"],
+            crop_size=cfg.crop_size,
+            global_batch_size=cfg.batch_size,
+            seed=cfg.seed,
             start_step=start_step,
             input_context=input_context,
             label_map=self.label_map,
@@ -178,14 +121,14 @@ class SegFormerTask:
         return seg_data.make_seg_train_dataset(self.train_pairs, **kwargs)
 
     def _eval_dataset(self, pairs, batch_size):
-        size = self.config["crop_size"]
+        size = self.config.crop_size
         return seg_data.make_seg_eval_dataset(
             pairs, num_classes=self.num_classes, label_map=self.label_map, size=size,
             batch_size=batch_size,
         )
 
     def prepare_monitoring(self):
-        run_dir = self.config["checkpoint_dir"]
+        run_dir = self.config.checkpoint_dir
         os.makedirs(run_dir, exist_ok=True)
         run_dir_lib.write_json_atomic(
             os.path.join(run_dir, LABEL_SET_FILE), label_set_json(self.label_set)
@@ -203,6 +146,12 @@ class SegFormerTask:
         logits = segformer.upsample_logits(logits, size)
         return tf.argmax(logits, axis=-1, output_type=tf.int32)
 
+    def diagnose(self, pairs):
+        """Opens every (image, label) file to name the one the pipeline failed on."""
+        from datasets.pairs import diagnose_pairs
+
+        diagnose_pairs(pairs, self.num_classes)
+
     def write_samples(self, writer, step):
         batch = self._sample_batch
         preds = self._predictions(batch["image"], tf.shape(batch["label"])[1:3]).numpy()
@@ -216,9 +165,9 @@ class SegFormerTask:
             overlay = (0.5 * image + 0.5 * colors[pred]).astype(np.uint8)
             rows.append(np.concatenate([image, gt.astype(np.uint8), overlay], axis=1))
         grid = np.concatenate(rows, axis=0)
-        os.makedirs(self.config["results_dir"], exist_ok=True)
+        os.makedirs(self.config.results_dir, exist_ok=True)
         Image.fromarray(grid).save(
-            os.path.join(self.config["results_dir"], f"step_{step:08d}.png")
+            os.path.join(self.config.results_dir, f"step_{step:08d}.png")
         )
         if writer is not None:
             with writer.as_default(step=step):
@@ -231,7 +180,7 @@ class SegFormerTask:
         model, confusion = self.model, self.confusion
         confusion.reset()
         dataset = strategy.experimental_distribute_dataset(
-            self._eval_dataset(self.val_pairs, self.config["batch_size"])
+            self._eval_dataset(self.val_pairs, self.config.batch_size)
         )
 
         if self._eval_step is None:  # traced once per run, not once per evaluation
@@ -264,7 +213,7 @@ class SegFormerTask:
         return metrics
 
     def _save_best(self, step, metrics):
-        run_dir = self.config["checkpoint_dir"]
+        run_dir = self.config.checkpoint_dir
         checkpoint = tf.train.Checkpoint(**self.model.checkpoint_objects())
         manager = tf.train.CheckpointManager(checkpoint, os.path.join(run_dir, "best"), 1)
         manager.save(checkpoint_number=step)

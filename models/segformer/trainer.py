@@ -68,10 +68,13 @@ class SegFormerTrainer(keras.Model):
     def __init__(self, config, num_classes, total_steps=1, class_weights=None,
                  for_training=True, **kwargs):
         super().__init__(**kwargs)
-        self.config = dict(config)
+        self.config = config
         self.num_classes = int(num_classes)
-        self.segformer = segformer.SegFormer(config["variant"], num_classes=self.num_classes)
-        size = config["crop_size"]
+        self.segformer = segformer.SegFormer(
+            config.variant, num_classes=self.num_classes,
+            **segformer.ARCHITECTURES[config.architecture],
+        )
+        size = config.crop_size
         self.segformer(tf.zeros((1, size, size, 3)), training=False)  # creates the weights
         self.class_weights = (
             None if class_weights is None else tf.constant(class_weights, tf.float32)
@@ -86,9 +89,9 @@ class SegFormerTrainer(keras.Model):
         self.head_variables = [
             v for v in self.segformer.trainable_variables if id(v) not in head_ids
         ]
-        lr = config["lr"]
+        lr = config.lr
         self.encoder_optimizer = self._make_optimizer(lr, total_steps)
-        self.head_optimizer = self._make_optimizer(lr * config["head_lr_mult"], total_steps)
+        self.head_optimizer = self._make_optimizer(lr * config.head_lr_mult, total_steps)
         # Built here, i.e. inside strategy.scope() when the caller opened one.
         self.encoder_optimizer.build(self.encoder_variables)
         self.head_optimizer.build(self.head_variables)
@@ -96,10 +99,10 @@ class SegFormerTrainer(keras.Model):
     def _make_optimizer(self, lr, total_steps):
         cfg = self.config
         optimizer = keras.optimizers.AdamW(
-            learning_rate=PolyWithWarmup(lr, total_steps, cfg["warmup_steps"], cfg["lr_power"]),
-            weight_decay=cfg["weight_decay"],
-            beta_1=cfg["beta1"],
-            beta_2=cfg["beta2"],
+            learning_rate=PolyWithWarmup(lr, total_steps, cfg.warmup_steps, cfg.lr_power),
+            weight_decay=cfg.weight_decay,
+            beta_1=cfg.beta1,
+            beta_2=cfg.beta2,
         )
         # No weight decay on normalisation parameters (LayerNorm / BatchNorm gamma and beta).
         optimizer.exclude_from_weight_decay(var_names=["gamma", "beta"])
@@ -116,21 +119,21 @@ class SegFormerTrainer(keras.Model):
         with tf.GradientTape() as tape:
             logits = self.segformer(batch["image"], training=True)  # [N, H/4, W/4, C] float32
             terms = {}
-            if cfg["ce_weight"]:
-                terms["CE"] = cfg["ce_weight"] * seg_losses.cross_entropy(
+            if cfg.ce_weight:
+                terms["CE"] = cfg.ce_weight * seg_losses.cross_entropy(
                     logits, batch["label"], class_weights=self.class_weights
                 )
-            if cfg["jaccard_weight"]:
-                terms["Jaccard"] = cfg["jaccard_weight"] * seg_losses.power_jaccard_loss(
+            if cfg.jaccard_weight:
+                terms["Jaccard"] = cfg.jaccard_weight * seg_losses.power_jaccard_loss(
                     logits, batch["label"], self.num_classes
                 )
             loss = terms["loss"] = tf.add_n(list(terms.values()))
             # Gradients are summed over replicas by the optimizer: divide by their number.
             scaled = loss / replicas
         grads = tape.gradient(scaled, variables)
-        if cfg["clip_grad_norm"]:
+        if cfg.clip_grad_norm:
             # The per-replica gradient is (its batch's mean gradient) / replicas.
-            grads, _ = tf.clip_by_global_norm(grads, cfg["clip_grad_norm"] / replicas)
+            grads, _ = tf.clip_by_global_norm(grads, cfg.clip_grad_norm / replicas)
         n = len(self.encoder_variables)
         self.encoder_optimizer.apply_gradients(zip(grads[:n], self.encoder_variables))
         self.head_optimizer.apply_gradients(zip(grads[n:], self.head_variables))

@@ -30,18 +30,19 @@ def to_uint8(images):
 
 def build_dataset_info(config):
     """Training / validation pairs and the label set of a SPADE config."""
-    label_set = load_label_set(config["semantic_label_path"])
+    label_set = load_label_set(config.semantic_label_path)
     kwargs = dict(
-        data_root=config["data_root"],
-        image_dir=config["image_dir"],
-        label_dir=config["label_dir"],
-        val_image_dir=config["val_image_dir"],
-        val_label_dir=config["val_label_dir"],
-        scenes_size=config["scenes_size"],
-        num_scenes=config["num_scenes"],
+        data_root=config.data_root,
+        image_dir=config.image_dir,
+        label_dir=config.label_dir,
+        val_image_dir=config.val_image_dir,
+        val_label_dir=config.val_label_dir,
+        scenes_size=config.scenes_size,
+        num_scenes=config.num_scenes,
+        choices=datasets.DATASETS,  # the sources SPADE reads
     )
-    train_pairs = datasets.resolve_pairs(config["dataset"], "training", **kwargs)
-    val_pairs = datasets.resolve_pairs(config["dataset"], "validation", **kwargs)
+    train_pairs = datasets.resolve_pairs(config.dataset, "training", **kwargs)
+    val_pairs = datasets.resolve_pairs(config.dataset, "validation", **kwargs)
     return label_set, train_pairs, val_pairs
 
 
@@ -66,10 +67,10 @@ class SPADETask:
         return pipeline.make_train_dataset(
             self.train_pairs,
             num_classes=self.num_classes,
-            load_size=self.config["load_size"],
-            crop_size=self.config["crop_size"],
-            global_batch_size=self.config["batch_size"],
-            seed=self.config["seed"],
+            load_size=self.config.load_size,
+            crop_size=self.config.crop_size,
+            global_batch_size=self.config.batch_size,
+            seed=self.config.seed,
             start_step=start_step,
             input_context=input_context,
         )
@@ -78,7 +79,7 @@ class SPADETask:
         """Loads the fixed (held-out when there are any) pairs shown in the sample grids."""
         pairs = self.monitoring_pairs
         dataset = pipeline.make_eval_dataset(
-            pairs, num_classes=self.num_classes, size=self.config["crop_size"],
+            pairs, num_classes=self.num_classes, size=self.config.crop_size,
             batch_size=len(pairs),
         )
         self._sample_batch = next(iter(dataset))
@@ -87,15 +88,21 @@ class SPADETask:
     def monitoring_pairs(self):
         return (self.val_pairs or self.train_pairs)[:4]
 
+    def diagnose(self, pairs):
+        """Opens every (image, label) file to name the one the pipeline failed on."""
+        from datasets.pairs import diagnose_pairs
+
+        diagnose_pairs(pairs, self.num_classes)
+
     def write_samples(self, writer, step):
         batch = self._sample_batch
         fake = self.model.synthesize(batch["label"], training=False)
         grid = image_grid(
             self.label_set, batch["label"].numpy(), to_uint8(batch["image"]), to_uint8(fake)
         )
-        os.makedirs(self.config["results_dir"], exist_ok=True)
+        os.makedirs(self.config.results_dir, exist_ok=True)
         Image.fromarray(grid).save(
-            os.path.join(self.config["results_dir"], f"step_{step:08d}.png")
+            os.path.join(self.config.results_dir, f"step_{step:08d}.png")
         )
         if writer is not None:
             with writer.as_default(step=step):

@@ -48,18 +48,18 @@ def spade_network_kwargs(config, num_classes):
     """Arguments of models.spade.networks.build_spade_networks from a resolved config."""
     return dict(
         num_classes=num_classes,
-        crop_size=config["crop_size"],
-        ngf=config["ngf"],
-        ndf=config["ndf"],
-        z_dim=config["z_dim"],
-        use_vae=config["use_vae"],
-        num_upsampling_layers=config["num_upsampling_layers"],
-        norm_G=config["norm_G"],
-        num_hidden=config["spade_hidden"],
-        num_D=config["num_discriminators"],
-        n_layers_D=config["n_layers_D"],
-        encoder_ndf=config["ndf"],
-        encoder_input_size=config["encoder_input_size"],
+        crop_size=config.crop_size,
+        ngf=config.ngf,
+        ndf=config.ndf,
+        z_dim=config.z_dim,
+        use_vae=config.use_vae,
+        num_upsampling_layers=config.num_upsampling_layers,
+        norm_G=config.norm_G,
+        num_hidden=config.spade_hidden,
+        num_D=config.num_discriminators,
+        n_layers_D=config.n_layers_D,
+        encoder_ndf=config.ndf,
+        encoder_input_size=config.encoder_input_size,
     )
 
 
@@ -79,10 +79,10 @@ class SPADEGAN(keras.Model):
 
     def __init__(self, config, num_classes, steps_per_epoch=1, for_training=True, **kwargs):
         super().__init__(**kwargs)
-        self.config = dict(config)
+        self.config = config
         self.num_classes = int(num_classes)
-        self.use_vae = bool(config["use_vae"])
-        self.seed = int(config.get("seed", 0))
+        self.use_vae = bool(config.use_vae)
+        self.seed = int(config.seed)
         # G takes the integer labels and computes its convs over the one-hot map by lookup
         # (models.layers.one_hot_conv), and D's first conv does the same for the map's
         # channels; False feeds G the one-hot map and D the concatenated (map, image) pairs:
@@ -96,10 +96,10 @@ class SPADEGAN(keras.Model):
         self.encoder = nets["encoder"]
         self.discriminator = nets["discriminator"] if for_training else None
         self.vgg_loss = None
-        if for_training and config["vgg_weights"] != "none" and config["lambda_vgg"] > 0:
+        if for_training and config.vgg_weights != "none" and config.lambda_vgg > 0:
             from losses.perceptual import VGGPerceptualLoss  # heavy import, training only
 
-            self.vgg_loss = VGGPerceptualLoss(weights=config["vgg_weights"])
+            self.vgg_loss = VGGPerceptualLoss(weights=config.vgg_weights)
 
         # The global step of training, saved in checkpoints (resume continues from it).
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
@@ -107,10 +107,10 @@ class SPADEGAN(keras.Model):
             return
 
         # === Optimizers (TTUR: G at lr/2, D at lr*2; Adam betas 0 / 0.9) ===
-        lr = config["lr"]
-        g_lr, d_lr = (lr / 2, lr * 2) if config["ttur"] else (lr, lr)
-        constant = config["decay_epoch"] * steps_per_epoch
-        decay = (config["total_epochs"] - config["decay_epoch"]) * steps_per_epoch
+        lr = config.lr
+        g_lr, d_lr = (lr / 2, lr * 2) if config.ttur else (lr, lr)
+        constant = config.decay_epoch * steps_per_epoch
+        decay = (config.total_epochs - config.decay_epoch) * steps_per_epoch
         self.g_optimizer = self._make_optimizer(ConstantThenLinearDecay(g_lr, constant, decay))
         self.d_optimizer = self._make_optimizer(ConstantThenLinearDecay(d_lr, constant, decay))
         # Built here, i.e. inside strategy.scope() when the caller opened one (Keras 3 +
@@ -121,10 +121,10 @@ class SPADEGAN(keras.Model):
     def _make_optimizer(self, schedule):
         optimizer = FusedAdam(  # keras Adam, fused update
             learning_rate=schedule,
-            beta_1=self.config["beta1"],
-            beta_2=self.config["beta2"],
+            beta_1=self.config.beta1,
+            beta_2=self.config.beta2,
         )
-        if self.config.get("mixed_precision") == "mixed_float16":
+        if self.config.mixed_precision == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         return optimizer
 
@@ -155,7 +155,7 @@ class SPADEGAN(keras.Model):
         if self.use_vae and z is None and style_image is not None:
             z, _ = self.encoder(style_image, training=training)
         if self.use_vae and z is None:
-            z = tf.random.normal((tf.shape(label)[0], self.config["z_dim"]))
+            z = tf.random.normal((tf.shape(label)[0], self.config.z_dim))
         return self.generator(self._generator_input(label), z=z if self.use_vae else None,
                               training=training)
 
@@ -218,13 +218,13 @@ class SPADEGAN(keras.Model):
             fake, mu, logvar = self._fake(label, real, phase=0, training=True)
             fake_out, real_out = self._discriminate(label, fake, real)
             losses = {"G_GAN": gan_losses.hinge_g_loss(fake_out)}
-            losses["G_GAN_Feat"] = cfg["lambda_features"] * gan_losses.feature_matching_loss(
+            losses["G_GAN_Feat"] = cfg.lambda_features * gan_losses.feature_matching_loss(
                 real_out, fake_out
             )
             if self.vgg_loss is not None:
-                losses["G_VGG"] = cfg["lambda_vgg"] * self.vgg_loss(fake, real)
+                losses["G_VGG"] = cfg.lambda_vgg * self.vgg_loss(fake, real)
             if self.use_vae:
-                losses["KLD"] = cfg["lambda_kld"] * gan_losses.kl_divergence(mu, logvar)
+                losses["KLD"] = cfg.lambda_kld * gan_losses.kl_divergence(mu, logvar)
             total = tf.add_n(list(losses.values()))
             scaled = self._scaled(total, self.g_optimizer)  # inside the tape: differentiable
         grads = tape.gradient(scaled, variables)

@@ -19,6 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from models.stylegan2.config import StyleGAN2Config
 from models.stylegan2.trainer import StyleGAN2GAN
 from training import run_dir as run_dir_lib
 
@@ -34,7 +35,7 @@ def to_uint8(image):
 def export_stylegan2(gan, path, seed=0):
     """Writes `gan`'s EMA generator as a SavedModel at `path` (replaced atomically)."""
     generator = gan.generator_ema
-    z_dim = gan.config["z_dim"]
+    z_dim = gan.config.z_dim
     w_avg = tf.Variable(generator.mean_w(num=MEAN_W_SAMPLES, seed=seed), trainable=False,
                         name="w_avg")
     archive = keras.export.ExportArchive()
@@ -74,15 +75,16 @@ class GeneratorRunner:
     """
 
     def __init__(self, checkpoint_dir, truncation_psi=1.0, resolution=None, seed=0):
-        config = run_dir_lib.load_run_config(checkpoint_dir)
-        if config.get("model") != "stylegan2":
+        stored = run_dir_lib.load_run_config(checkpoint_dir)
+        if stored.get("model") != "stylegan2":
             raise ValueError(
-                f"--checkpoint_dir={checkpoint_dir} holds a --model={config.get('model')} run, "
+                f"--checkpoint_dir={checkpoint_dir} holds a --model={stored.get('model')} run, "
                 "not a StyleGAN2 generator"
             )
-        if resolution is not None and int(resolution) != int(config["resolution"]):
+        config = StyleGAN2Config.from_dict(stored, strict=False)
+        if resolution is not None and int(resolution) != int(config.resolution):
             raise ValueError(
-                f"--checkpoint_dir={checkpoint_dir} is a {config['resolution']} px generator, "
+                f"--checkpoint_dir={checkpoint_dir} is a {config.resolution} px generator, "
                 f"not {resolution} px"
             )
         if not 0.0 <= truncation_psi <= 1.0:
@@ -96,8 +98,8 @@ class GeneratorRunner:
         checkpoint.restore(latest).expect_partial()
         self.checkpoint = latest
         self.generator = self.gan.generator_ema
-        self.resolution = int(config["resolution"])
-        self.z_dim = int(config["z_dim"])
+        self.resolution = int(config.resolution)
+        self.z_dim = int(config.z_dim)
         self.step = int(self.gan.step.numpy())
         self.truncation_psi = float(truncation_psi)
         self.layers = list(self.generator.feature_layers())
@@ -108,7 +110,7 @@ class GeneratorRunner:
     def _fingerprint(self):
         digest = hashlib.sha1()
         keys = ("resolution", "channel_multiplier", "z_dim", "w_dim", "mapping_layers")
-        digest.update(json.dumps({k: self.config.get(k) for k in keys}, sort_keys=True).encode())
+        digest.update(json.dumps({k: getattr(self.config, k) for k in keys}, sort_keys=True).encode())
         for variable in self.generator.weights:
             digest.update(np.ascontiguousarray(variable.numpy()).tobytes())
         return digest.hexdigest()[:16]

@@ -29,10 +29,10 @@ def builtin_document_pages(config):
     """
     from datasets import documents
 
-    kwargs = dict(num_train=config["num_pages"], num_val=max(1, config["num_pages"] // 10),
+    kwargs = dict(num_train=config.num_pages, num_val=max(1, config.num_pages // 10),
                   seed=0)
-    root = documents.documents_root(config["data_root"], **kwargs)
-    return documents.generate_documents(root, progress=config.get("progress", True), **kwargs)
+    root = documents.documents_root(config.data_root, **kwargs)
+    return documents.generate_documents(root, progress=config.progress, **kwargs)
 
 
 def builtin_document_crops(config, log=print):
@@ -46,7 +46,7 @@ def builtin_document_crops(config, log=print):
 
     pages_root = builtin_document_pages(config)
     crops_dir = (
-        f"{pages_root}_crops{config['resolution']}px_n{config['num_crops']}"
+        f"{pages_root}_crops{config.resolution}px_n{config.num_crops}"
     )
     lists = tuple(os.path.join(crops_dir, name) for name in ("train.json", "val.json"))
     if all(os.path.isfile(path) for path in lists):
@@ -56,16 +56,16 @@ def builtin_document_crops(config, log=print):
         import shutil
 
         shutil.rmtree(tmp)  # our own interrupted preparation, never user data
-    log(f"Cutting {config['num_crops']} crops of {config['resolution']} px into {crops_dir}")
+    log(f"Cutting {config.num_crops} crops of {config.resolution} px into {crops_dir}")
     crops_lib.prepare_crops(
         input_dir=os.path.join(pages_root, "images", "training"),
         output_dir=tmp,
-        num_crops=config["num_crops"],
-        crop_size=config["resolution"],
+        num_crops=config.num_crops,
+        crop_size=config.resolution,
         # The built-in pages are ~1000 px: let the random downscale (1-4x) reach small text.
-        min_side=max(256, config["resolution"]),
+        min_side=max(256, config.resolution),
         seed=0,
-        progress=config.get("progress", True),
+        progress=config.progress,
     )
     os.replace(tmp, crops_dir)
     return lists
@@ -73,19 +73,19 @@ def builtin_document_crops(config, log=print):
 
 def resolve_image_lists(config):
     """(training image paths, validation image paths) of a StyleGAN2 config."""
-    if config["dataset"] == "documents":
+    if config.dataset == "documents":
         train_list, val_list = builtin_document_crops(config)
         return (images_lib.image_list(list_path=train_list, flag="built-in documents"),
                 images_lib.image_list(list_path=val_list, flag="built-in documents"))
-    if config["image_dir"]:
-        train = images_lib.image_list(image_dir=config["image_dir"], flag="--image_dir")
+    if config.image_dir:
+        train = images_lib.image_list(image_dir=config.image_dir, flag="--image_dir")
     else:
-        train = images_lib.image_list(list_path=config["train_list"], flag="--train_list")
+        train = images_lib.image_list(list_path=config.train_list, flag="--train_list")
     val = []
-    if config["val_image_dir"]:
-        val = images_lib.image_list(image_dir=config["val_image_dir"], flag="--val_image_dir")
-    elif config["val_list"]:
-        val = images_lib.image_list(list_path=config["val_list"], flag="--val_list")
+    if config.val_image_dir:
+        val = images_lib.image_list(image_dir=config.val_image_dir, flag="--val_image_dir")
+    elif config.val_list:
+        val = images_lib.image_list(list_path=config.val_list, flag="--val_list")
     return train, val
 
 
@@ -113,8 +113,8 @@ class StyleGAN2Task:
         self.train_pairs, self.val_paths = resolve_image_lists(config)
         self.model = None
         # Fixed latents of the sample grids (the same for every grid of the run).
-        self._grid_z = np.random.default_rng(config["seed"]).standard_normal(
-            (GRID * GRID, config["z_dim"])
+        self._grid_z = np.random.default_rng(config.seed).standard_normal(
+            (GRID * GRID, config.z_dim)
         ).astype(np.float32)
 
     @property
@@ -132,9 +132,9 @@ class StyleGAN2Task:
     def dataset_fn(self, input_context, start_step):
         return images_lib.make_image_dataset(
             self.train_pairs,
-            size=self.config["resolution"],
-            global_batch_size=self.config["batch_size"],
-            seed=self.config["seed"],
+            size=self.config.resolution,
+            global_batch_size=self.config.batch_size,
+            seed=self.config.seed,
             start_step=start_step,
             input_context=input_context,
         )
@@ -147,9 +147,9 @@ class StyleGAN2Task:
             self.model.sample(tf.constant(self._grid_z), truncation_psi=1.0)
         ).numpy()
         grid = sample_grid(images)
-        os.makedirs(self.config["results_dir"], exist_ok=True)
+        os.makedirs(self.config.results_dir, exist_ok=True)
         Image.fromarray(grid).save(
-            os.path.join(self.config["results_dir"], f"step_{step:08d}.png")
+            os.path.join(self.config.results_dir, f"step_{step:08d}.png")
         )
         if writer is not None:
             with writer.as_default(step=step):

@@ -34,21 +34,21 @@ _Z, _MIX_Z, _MIX_DRAW, _CROSSOVER, _NOISE, _PL_Y = range(6)
 def generator_kwargs(config):
     """Arguments of StyleGAN2Generator from a resolved config."""
     return dict(
-        resolution=config["resolution"],
-        z_dim=config["z_dim"],
-        w_dim=config["w_dim"],
-        mapping_layers=config["mapping_layers"],
-        channel_multiplier=config["channel_multiplier"],
-        width=config.get("width", 1.0),
+        resolution=config.resolution,
+        z_dim=config.z_dim,
+        w_dim=config.w_dim,
+        mapping_layers=config.mapping_layers,
+        channel_multiplier=config.channel_multiplier,
+        width=config.width,
     )
 
 
 def discriminator_kwargs(config):
     """Arguments of StyleGAN2Discriminator from a resolved config."""
     return dict(
-        resolution=config["resolution"],
-        channel_multiplier=config["channel_multiplier"],
-        width=config.get("width", 1.0),
+        resolution=config.resolution,
+        channel_multiplier=config.channel_multiplier,
+        width=config.width,
     )
 
 
@@ -68,32 +68,31 @@ class StyleGAN2GAN(keras.Model):
     """StyleGAN2 generator, residual discriminator and generator EMA trained together.
 
     Args:
-        config: the resolved train config (keys of models/presets.STYLEGAN2_PRESETS plus seed,
-            mixed_precision, max_steps, total_epochs).
+        config: a models.stylegan2.config.StyleGAN2Config.
         steps_per_epoch: training steps per epoch (the cosine schedule spans max_steps, or
             total_epochs * steps_per_epoch when max_steps is 0).
         for_training: False builds the EMA generator only (synthesis from a checkpoint).
 
     Example:
-        >>> gan = StyleGAN2GAN(get_preset("stylegan2", "tiny"))
+        >>> gan = StyleGAN2GAN(PRESETS["tiny"])  # models.stylegan2.config
         >>> losses = gan.train_step({"image": images})  # images [4, 32, 32, 3] in [-1, 1]
         >>> images = gan.sample(tf.random.normal((8, 32)), truncation_psi=0.7)
     """
 
     def __init__(self, config, steps_per_epoch=1, for_training=True, **kwargs):
         super().__init__(**kwargs)
-        self.config = dict(config)
-        precision = self.config.get("mixed_precision", "none") or "none"
+        self.config = config
+        precision = self.config.mixed_precision or "none"
         if precision != "none":
             raise ValueError(
                 f"--mixed_precision={precision}: StyleGAN2 trains in float32 only (the R1 and "
                 "path-length penalties are second-order gradients); use --mixed_precision=none"
             )
-        if self.config.get("lr_schedule", "constant") not in ("constant", "cosine"):
+        if self.config.lr_schedule not in ("constant", "cosine"):
             raise ValueError(
-                f"--lr_schedule={self.config['lr_schedule']!r} must be 'constant' or 'cosine'"
+                f"--lr_schedule={self.config.lr_schedule!r} must be 'constant' or 'cosine'"
             )
-        self.seed = int(self.config.get("seed", 0))
+        self.seed = int(self.config.seed)
         cfg = self.config
 
         # === Networks ===
@@ -116,14 +115,14 @@ class StyleGAN2GAN(keras.Model):
         )
 
         # === Regularisation and EMA settings ===
-        self.r1_interval = int(cfg["r1_interval"])
-        self.r1_enabled = cfg["r1_gamma"] > 0 and self.r1_interval > 0
-        self.pl_interval = int(cfg["pl_interval"])
-        self.pl_enabled = cfg["pl_weight"] > 0 and self.pl_interval > 0
-        self.ema_beta = ema_decay(cfg["batch_size"], cfg.get("ema_half_life_kimg", 10.0))
+        self.r1_interval = int(cfg.r1_interval)
+        self.r1_enabled = cfg.r1_gamma > 0 and self.r1_interval > 0
+        self.pl_interval = int(cfg.pl_interval)
+        self.pl_enabled = cfg.pl_weight > 0 and self.pl_interval > 0
+        self.ema_beta = ema_decay(cfg.batch_size, cfg.ema_half_life_kimg)
 
         # === Optimizers (Adam, adjusted for lazy regularisation) ===
-        total_steps = cfg.get("max_steps") or cfg.get("total_epochs", 1) * steps_per_epoch
+        total_steps = cfg.max_steps or cfg.total_epochs * steps_per_epoch
         self.d_optimizer = self._make_optimizer(
             lazy_ratio(self.r1_interval, self.r1_enabled), total_steps
         )
@@ -136,15 +135,15 @@ class StyleGAN2GAN(keras.Model):
 
     def _make_optimizer(self, c, total_steps):
         cfg = self.config
-        lr = cfg["lr"] * c
-        if cfg.get("lr_schedule", "constant") == "cosine":
+        lr = cfg.lr * c
+        if cfg.lr_schedule == "cosine":
             if total_steps <= 0:
                 raise ValueError("--lr_schedule=cosine needs --max_steps > 0")
             lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=int(total_steps))
         return FusedAdam(  # keras Adam, fused update
             learning_rate=lr,
-            beta_1=cfg["beta1"] ** c,
-            beta_2=cfg["beta2"] ** c,
+            beta_1=cfg.beta1 ** c,
+            beta_2=cfg.beta2 ** c,
             epsilon=1e-8,  # the reference's (PyTorch's) Adam epsilon
         )
 
@@ -178,10 +177,10 @@ class StyleGAN2GAN(keras.Model):
     def _sample_ws(self, n, phase):
         """ws [n, num_ws, w_dim] of fresh latents, style-mixed with probability p."""
         generator = self.generator
-        z_dim, num_ws = self.config["z_dim"], generator.num_ws
+        z_dim, num_ws = self.config.z_dim, generator.num_ws
         z = tf.random.stateless_normal(tf.stack([n, z_dim]), seed=self._key(phase, _Z))
         w = generator.mapping(z)  # [n, w_dim]
-        mixing_prob = float(self.config.get("style_mixing_prob", 0.0))
+        mixing_prob = float(self.config.style_mixing_prob)
         if mixing_prob <= 0:
             return generator.broadcast_ws(w)  # [n, num_ws, w_dim]
         mixing_z = tf.random.stateless_normal(tf.stack([n, z_dim]), seed=self._key(phase, _MIX_Z))
@@ -216,7 +215,7 @@ class StyleGAN2GAN(keras.Model):
         variables = discriminator.trainable_variables
         n = tf.shape(real)[0]
         fake = tf.stop_gradient(self._synthesize(self._sample_ws(n, _PHASE_D), _PHASE_D))
-        r1_weight = 0.5 * cfg["r1_gamma"] * self.r1_interval
+        r1_weight = 0.5 * cfg.r1_gamma * self.r1_interval
 
         def gradients(with_r1):
             with tf.GradientTape() as tape:
@@ -256,8 +255,8 @@ class StyleGAN2GAN(keras.Model):
         cfg = self.config
         generator = self.generator
         variables = generator.trainable_variables
-        pl_weight = cfg["pl_weight"] * self.pl_interval
-        pl_n = tf.maximum(1, n // int(cfg.get("pl_batch_shrink", 1)))
+        pl_weight = cfg.pl_weight * self.pl_interval
+        pl_n = tf.maximum(1, n // int(cfg.pl_batch_shrink))
 
         def gradients(with_pl):
             with tf.GradientTape() as tape:
@@ -275,7 +274,7 @@ class StyleGAN2GAN(keras.Model):
                         projected = tf.reduce_sum(images * y)
                     lengths = sg2_losses.path_lengths(pl_tape.gradient(projected, ws))  # [n']
                     pl, pl_mean = sg2_losses.path_length_penalty(
-                        lengths, self.pl_mean, cfg.get("pl_decay", 0.01)
+                        lengths, self.pl_mean, cfg.pl_decay
                     )
                     total = total + pl_weight * pl
                 else:

@@ -1,0 +1,5 @@
+"""Imports every trainable family, so that each registers itself with training.registry."""
+
+import models.segformer  # noqa: F401
+import models.spade  # noqa: F401
+import models.stylegan2  # noqa: F401

@@ -1,0 +1,98 @@
+"""SPADE's typed config and presets.
+
+`SPADEConfig` holds every setting of a SPADE run (the run, the data, Adam, the networks and the
+losses); `PRESETS` are instances of it. `tiny` is for tests and the demo; `ade20k_256` is the
+paper's configuration with the reference parameter counts (asserted in tests/).
+"""
+
+import dataclasses
+
+from core.config import ConfigError, field
+from datasets.config import DataConfig
+from training.config import AdamConfig, RunConfig
+
+UPSAMPLINGS = {"normal": 5, "more": 6, "most": 7}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SPADEConfig(RunConfig, DataConfig, AdamConfig):
+    """A SPADE (GauGAN) run: generator, multiscale discriminator, optional VAE encoder."""
+
+    model: str = field("spade", "Model family.", choices=("spade",))
+    crop_size: int = field(64, "Training crop and synthesis size (px).")
+    load_size: int = field(72, "Images are resized to this before the random crop (px).")
+    ngf: int = field(8, "Generator base width (the first blocks use 16 * ngf channels).")
+    ndf: int = field(8, "Discriminator and encoder base width.")
+    z_dim: int = field(32, "Latent size of the VAE style code.")
+    spade_hidden: int = field(16, "Width of the shared conv inside each SPADE layer.")
+    num_upsampling_layers: str = field(
+        "normal", "normal = 5 x2 upsamplings, more = 6, most = 7.", choices=tuple(UPSAMPLINGS)
+    )
+    norm_G: str = field(
+        "syncbatch", "SPADE's parameter-free norm.", choices=("syncbatch", "batch", "instance")
+    )
+    num_discriminators: int = field(2, "Scales of the multiscale PatchGAN.")
+    n_layers_D: int = field(4, "Conv layers per PatchGAN.")
+    encoder_input_size: int = field(64, "The VAE encoder resizes its input to this (px).")
+    use_vae: bool = field(False, "Train with the VAE image encoder (style control).")
+    lambda_features: float = field(10.0, "Weight of the feature-matching loss.")
+    lambda_vgg: float = field(10.0, "Weight of the VGG19 perceptual loss.")
+    lambda_kld: float = field(0.05, "Weight of the KL divergence (with use_vae).")
+    vgg_weights: str = field(
+        "none", "VGG19 weights: imagenet, a local weights file, or none (loss off)."
+    )
+    ttur: bool = field(True, "Two time-scale update rule (G lr/2, D lr*2).")
+    decay_epoch: int = field(
+        50, "Epoch from which the lr decays linearly to zero.", resumable=True
+    )
+    # Adam as SPADE's code sets it (the paper's 0.5 / 0.999 are documented typos).
+    beta1: float = field(0.0, "Adam beta1.")
+    beta2: float = field(0.9, "Adam beta2.")
+
+    def validate(self):
+        super().validate()
+        if self.dataset not in ("scenes", "ade20k", "folders"):
+            raise ConfigError(
+                f"dataset={self.dataset} is a segmentation dataset; model=spade reads "
+                "scenes, ade20k or folders",
+                ("dataset", "model"),
+            )
+        self.check_positive("crop_size", "load_size", "ngf", "ndf", "z_dim", "spade_hidden")
+        self.check_positive("num_discriminators", "n_layers_D")
+        if self.load_size < self.crop_size:
+            raise ConfigError(
+                f"load_size={self.load_size} must be >= crop_size={self.crop_size}",
+                ("load_size", "crop_size"),
+            )
+        if not 0 <= self.decay_epoch <= self.total_epochs:
+            raise ConfigError(
+                f"decay_epoch={self.decay_epoch} must lie in [0, total_epochs="
+                f"{self.total_epochs}]",
+                ("decay_epoch", "total_epochs"),
+            )
+        num_up = UPSAMPLINGS[self.num_upsampling_layers]
+        if self.crop_size % 2**num_up:
+            raise ConfigError(
+                f"crop_size={self.crop_size} must be a multiple of {2**num_up} for "
+                f"num_upsampling_layers={self.num_upsampling_layers}",
+                ("crop_size", "num_upsampling_layers"),
+            )
+
+
+PRESETS = {
+    # Smoke runs, tests and the README demo: 64 px, widths 8, a few minutes on 2 CPU cores.
+    "tiny": SPADEConfig(
+        preset="tiny", crop_size=64, load_size=72, ngf=8, ndf=8, z_dim=32, spade_hidden=16,
+        encoder_input_size=64, batch_size=8, total_epochs=100, decay_epoch=50,
+        vgg_weights="none",  # no ImageNet weights offline; the perceptual loss is off
+        lr=2e-4, beta1=0.0, beta2=0.9,
+    ),
+    # The SPADE paper on ADE20K at 256x256 (reference parameter counts).
+    "ade20k_256": SPADEConfig(
+        preset="ade20k_256", crop_size=256, load_size=286, ngf=64, ndf=64, z_dim=256,
+        spade_hidden=128, encoder_input_size=256,
+        batch_size=32,  # the paper: 32 on 8 GPUs
+        total_epochs=200, decay_epoch=100,  # constant lr for 100 epochs, then linear to 0
+        vgg_weights="imagenet", lr=2e-4, beta1=0.0, beta2=0.9,
+    ),
+}
