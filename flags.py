@@ -12,20 +12,18 @@ Flag names follow the SPADE TF port where it has a name for the same thing (--im
 default is "preset" take their value from --preset unless given on the command line.
 """
 
-from core.errors import UserError
 import contextlib
-import os
+import re
 import sys
 
 from absl import flags
 
-from models import presets
+import models.families  # noqa: F401  (every family registers itself with training.registry)
+from core.config import ConfigError
+from core.errors import UserError
+from training import registry
 
 FLAGS = flags.FLAGS
-
-
-class ConfigError(UserError):
-    """A flag value (or a combination of them) that cannot work; the message names the flag."""
 
 
 @contextlib.contextmanager
@@ -34,10 +32,6 @@ def user_errors(program):
 
     Errors of our own code (bugs) keep their traceback.
     """
-    from datasets.pairs import DatasetError
-    from semantic_labels import LabelSetError
-    from training.run_dir import RunDirError
-
     from absl import logging
 
     # TensorFlow's INFO lines (checkpoint sharding, SavedModel assets) drown the progress bar;
@@ -46,35 +40,24 @@ def user_errors(program):
         logging.set_verbosity(logging.WARNING)
     try:
         yield
-    except (ConfigError, DatasetError, LabelSetError, RunDirError, FileNotFoundError,
-            FileExistsError, NotImplementedError) as e:
+    except ConfigError as e:
+        print(f"{program}: error: {flag_message(e)}", file=sys.stderr)
+        sys.exit(2)
+    except (UserError, FileNotFoundError, FileExistsError, NotImplementedError) as e:
         print(f"{program}: error: {e}", file=sys.stderr)
         sys.exit(2)
 
-# Config keys that may differ between the run that wrote a checkpoint and the run that resumes
-# it: they change how long or how visibly we train, never what is trained. Every other key must
-# match, so a resume can never silently mix two configurations.
-RESUMABLE_KEYS = frozenset(
-    {
-        "max_steps",
-        "max_minutes",
-        "total_epochs",
-        "decay_epoch",
-        "print_info_freq",
-        "save_img_freq",
-        "save_model_freq",
-        "keep_checkpoints",
-        "dry_run",
-        "distribute",
-        "xla",
-        "mixed_precision",
-        "export",
-        "tensorboard_dir",
-        "results_dir",
-        "deterministic",
-        "progress",
-    }
-)
+def flag_message(error):
+    """A ConfigError's message with the fields it names written as the flags of those names."""
+    message = str(error)
+    for name in getattr(error, "fields", ()):
+        # A field is a flag where it reads as one: name=value, a name_with_underscores, or the
+        # first word (plain words such as "dataset" stay words elsewhere).
+        pattern = rf"(?<![\w-]){re.escape(name)}(?==)|(?<![\w-]){re.escape(name)}\b"
+        if "_" not in name:
+            pattern = rf"(?<![\w-]){re.escape(name)}(?==)|^{re.escape(name)}\b"
+        message = re.sub(pattern, f"--{name}", message)
+    return message
 
 
 def _define_data_flags(d):
@@ -161,7 +144,7 @@ class _Definer:
 
 def _define_train_flags(d):
     d.DEFINE_enum(
-        "model", "spade", list(presets.MODELS), "Model family to train."
+        "model", "spade", list(registry.names()), "Model family to train."
     )
     d.DEFINE_string(
         "preset",
@@ -323,124 +306,46 @@ def _define_train_flags(d):
 
 
 def resolve_train_config(flag_values=FLAGS):
-    """Merges --preset with the flags given on the command line into one plain dict."""
+    """The typed config of the --model family: its --preset, with the flags given on the command
+    line applied on top. A flag that the family has no use for is an error, never ignored."""
     if not _TRAIN_FLAG_NAMES:
         raise RuntimeError("call define_train_flags() first")
-    config = {name: flag_values[name].value for name in _TRAIN_FLAG_NAMES}
+    model, preset = flag_values["model"].value, flag_values["preset"].value
     try:
-        preset = presets.get_preset(config["model"], config["preset"])
-    except (ValueError, NotImplementedError) as e:
-        raise ConfigError(str(e)) from None
-    for key, value in preset.items():
-        if config.get(key) is None:
-            config[key] = value
-    if config["checkpoint_dir"] is None:
-        config["checkpoint_dir"] = os.path.join("runs", f"{config['model']}_{config['preset']}")
-    if config["tensorboard_dir"] is None:
-        config["tensorboard_dir"] = os.path.join(config["checkpoint_dir"], "logs")
-    if config["results_dir"] is None:
-        config["results_dir"] = os.path.join(config["checkpoint_dir"], "samples")
-    config.setdefault("max_steps", 0)
-    if config["max_steps"] is None:
-        config["max_steps"] = 0
-    if config["dataset"] is None:
-        config["dataset"] = "documents" if config["model"] == "stylegan2" else "scenes"
-    if config["model"] == "spade":
-        _validate_spade_config(config)
-    elif config["model"] == "stylegan2":
-        _validate_stylegan2_config(config)
-    else:
-        _validate_segformer_config(config)
-    _validate_common(config)
-    return config
-
-
-def _positive(config, *names):
-    for name in names:
-        if config.get(name) is None or config[name] <= 0:
-            raise ConfigError(f"--{name} must be positive, got {config.get(name)}")
-
-
-def _validate_common(config):
-    if config["model"] != "stylegan2":
-        _positive(config, "crop_size")
-    _positive(config, "batch_size", "total_epochs", "print_info_freq")
-    _positive(config, "save_img_freq", "save_model_freq", "keep_checkpoints", "lr")
-    if config["max_steps"] < 0 or config["max_minutes"] < 0:
-        raise ConfigError("--max_steps and --max_minutes must be >= 0")
-    if config["dataset"] == "folders" and not (config["image_dir"] and config["label_dir"]):
-        raise ConfigError("--dataset=folders needs --image_dir and --label_dir")
-    if config["dataset"] == "json" and not config["train_list"]:
-        raise ConfigError("--dataset=json needs --train_list")
-
-
-def _validate_segformer_config(config):
-    if config["dataset"] == "images":
+        family = registry.get(model)
+        base = registry.preset(model, preset)
+    except ConfigError as e:
+        raise ConfigError(flag_message(e), e.fields) from None
+    given = {
+        name: flag_values[name].value
+        for name in _TRAIN_FLAG_NAMES
+        if flag_values[name].present and name not in ("model", "preset")
+    }
+    unused = sorted(set(given) - family.config_class.field_names())
+    if unused:
         raise ConfigError(
-            "--dataset=images holds unlabelled images (--model=stylegan2); a segmenter needs "
-            "labelled pairs"
+            f"{', '.join('--' + name for name in unused)} "
+            f"{'does' if len(unused) == 1 else 'do'} not apply to --model={model}"
         )
-    if config["crop_size"] % 32:
-        raise ConfigError(f"--crop_size={config['crop_size']} must be a multiple of 32")
-    if config["mixed_precision"] == "mixed_float16":
-        raise ConfigError(
-            "--mixed_precision=mixed_float16 is not supported for --model=segformer (two "
-            "optimizers, encoder and head, cannot share one dynamic loss scale); use "
-            "mixed_bfloat16"
-        )
-    if config["ce_weight"] < 0 or config["jaccard_weight"] < 0:
-        raise ConfigError("--ce_weight and --jaccard_weight must be >= 0")
-    if config["ce_weight"] + config["jaccard_weight"] <= 0:
-        raise ConfigError("--ce_weight + --jaccard_weight must be positive")
+    # Paths derived from the run directory follow a --checkpoint_dir given here, not the
+    # preset's default run directory.
+    derived = {
+        name: None for name in ("tensorboard_dir", "results_dir", "checkpoint_dir")
+        if name not in given
+    }
+    try:
+        return base.replace(**derived, **given)
+    except ConfigError as e:
+        raise ConfigError(flag_message(e), e.fields) from None
 
 
-def _validate_stylegan2_config(config):
-    if config["dataset"] not in ("documents", "images"):
-        raise ConfigError(
-            f"--dataset={config['dataset']} holds labelled pairs; --model=stylegan2 trains on "
-            "unlabelled images: --dataset=documents (built-in) or --dataset=images"
-        )
-    if config["dataset"] == "images" and not (config["image_dir"] or config["train_list"]):
-        raise ConfigError("--dataset=images needs --image_dir or --train_list")
-    resolution = config["resolution"]
-    if resolution not in (32, 64, 128, 256, 512, 1024):
-        raise ConfigError(f"--resolution={resolution} must be a power of 2 in 32..1024")
-    _positive(config, "channel_multiplier", "z_dim", "w_dim", "mapping_layers", "r1_interval")
-    _positive(config, "num_pages", "num_crops")
-    if config["pl_weight"] < 0 or config["pl_interval"] < 0 or config["r1_gamma"] < 0:
-        raise ConfigError("--pl_weight, --pl_interval and --r1_gamma must be >= 0")
-    if not 0 <= config["style_mixing_prob"] <= 1:
-        raise ConfigError(f"--style_mixing_prob={config['style_mixing_prob']} must lie in [0, 1]")
-    if config["mixed_precision"] != "none":
-        raise ConfigError(
-            "--model=stylegan2 trains in float32 only (R1 and path-length penalties are second-"
-            "order gradients that under- and overflow in 16-bit); use --mixed_precision=none"
-        )
+def synthetic_to_real_config(train_args):
+    """The SegFormer config shared by the runs of evaluate.py --mode=synthetic_to_real.
 
-
-def _validate_spade_config(config):
-    if config["dataset"] not in ("scenes", "ade20k", "folders"):
-        raise ConfigError(
-            f"--dataset={config['dataset']} is a segmentation dataset; --model=spade reads "
-            "scenes, ade20k or folders"
-        )
-    _positive(config, "load_size", "ngf", "ndf", "z_dim", "spade_hidden")
-    _positive(config, "num_discriminators", "n_layers_D")
-    if config["load_size"] < config["crop_size"]:
-        raise ConfigError(
-            f"--load_size={config['load_size']} must be >= --crop_size={config['crop_size']}"
-        )
-    if not 0 <= config["decay_epoch"] <= config["total_epochs"]:
-        raise ConfigError(
-            f"--decay_epoch={config['decay_epoch']} must lie in [0, --total_epochs="
-            f"{config['total_epochs']}]"
-        )
-    num_up = {"normal": 5, "more": 6, "most": 7}[config["num_upsampling_layers"]]
-    if config["crop_size"] % 2**num_up:
-        raise ConfigError(
-            f"--crop_size={config['crop_size']} must be a multiple of {2**num_up} for "
-            f"--num_upsampling_layers={config['num_upsampling_layers']}"
-        )
+    Validation during training is off unless asked for: each run is evaluated once, at the end,
+    on the held-out split (an --eval_freq in `train_args`, given later, wins).
+    """
+    return config_from_args(["--model=segformer", "--eval_freq=0", *train_args])
 
 
 def define_test_one_flags():
@@ -631,3 +536,200 @@ def define_evaluate_flags(flag_values=FLAGS):
     d.DEFINE_string("synthetic_label_dir", None, "Label maps of --synthetic_image_dir.")
     d.DEFINE_string("output_dir", "outputs/synthetic_to_real", "Results and run directories.")
     d.DEFINE_bool("overwrite", False, "Overwrite existing results (--output, --output_dir).")
+
+
+# ==============================================================================================
+# python -m tools.X (and python -m annotator): their flags and the shared entry point
+# ==============================================================================================
+
+
+def run_tool(program, define, body, args=None, *, required=(), value_errors=False):
+    """Runs a command of tools/: defines its flags, parses them, calls `body` inside
+    user_errors. A bad flag, a missing required one and a user error all print one line
+    "<program>: error: ..." and exit with status 2.
+
+    Args:
+        program: how the user runs it, e.g. "python -m tools.scenes" (starts error lines).
+        define: its define_<tool>_flags(flag_values).
+        body: (flag_values, positional args) -> result; the one library call.
+        args: None: the command line (sys.argv) through absl.app (--help, --flagfile work).
+            A list (the arguments without the program name): run in-process on fresh
+            FlagValues, e.g. by tests; the result is returned.
+        required: names of flags that must be given.
+        value_errors: report any ValueError as a user error (library functions that check
+            their arguments with ValueError), as the old argparse commands did.
+    """
+    if args is None:
+        from absl import app
+
+        def main(argv):
+            _call_tool(program, body, FLAGS, argv[1:], required, value_errors)  # exit status 0
+
+        define(FLAGS)
+        app.run(main, flags_parser=lambda argv: _parse_tool_flags(program, FLAGS, argv))
+        return None
+    flag_values = flags.FlagValues()
+    define(flag_values)
+    argv = _parse_tool_flags(program, flag_values, [program, *args])
+    return _call_tool(program, body, flag_values, argv[1:], required, value_errors)
+
+
+def _parse_tool_flags(program, flag_values, argv):
+    """Parses argv into flag_values; a flag error exits with status 2 like a user error."""
+    # argparse spelled negated booleans --no-progress; absl spells them --noprogress.
+    argv = [f"--no{arg[5:]}" if arg.startswith("--no-") and arg[5:] in flag_values else arg
+            for arg in argv]
+    try:
+        return flag_values(argv)
+    except flags.Error as error:
+        print(f"{program}: error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _call_tool(program, body, flag_values, positional, required, value_errors):
+    with user_errors(program):
+        missing = [name for name in required if flag_values[name].value is None]
+        if missing:
+            raise ConfigError(f"--{missing[0]} is required")
+        try:
+            return body(flag_values, positional)
+        except ValueError as error:
+            if not value_errors or isinstance(error, UserError):
+                raise
+            raise ConfigError(str(error)) from None
+
+
+def reject_positional(positional):
+    """Tools without positional arguments refuse them (a typo such as `--k 3 4`)."""
+    if positional:
+        raise ConfigError(f"unexpected arguments: {' '.join(positional)}")
+
+
+def define_export_spade_flags(flag_values=FLAGS):
+    """Flags of python -m tools.export_spade."""
+    d = _Definer(flag_values)
+    d.DEFINE_string("checkpoint_dir", None, "Run directory of train.py (required).")
+    d.DEFINE_string("output", None, "SavedModel folder (default <checkpoint_dir>/export).")
+
+
+def define_label_clusters_flags(flag_values=FLAGS):
+    """Flags of python -m tools.label_clusters."""
+    d = _Definer(flag_values)
+    d.DEFINE_string("clusters_dir", None, "A run of synthesize.py --mode=clusters (required).")
+    d.DEFINE_integer("k", None, "The clustering to label (required).")
+    d.DEFINE_string(
+        "output", None, "Mapping JSON to write (default <clusters_dir>/annotations_k<k>.json)."
+    )
+    d.DEFINE_bool("overwrite", False, "Replace an existing mapping.")
+
+
+def define_crops_flags(flag_values=FLAGS):
+    """Flags of python -m tools.crops."""
+    d = _Definer(flag_values)
+    d.DEFINE_string("input_dir", None, "Folder of page images (searched recursively).")
+    d.DEFINE_list(
+        "inputs", None, "Page image files, comma-separated (instead of --input_dir); file "
+        "names after the flags are added to them, so `--inputs pages/*.png` works."
+    )
+    d.DEFINE_string(
+        "output_dir", None, "Folder for crops/, train.json, val.json (must be empty or new; "
+        "required)."
+    )
+    d.DEFINE_integer("num_crops", None, "Number of tiles (required).")
+    d.DEFINE_integer("crop_size", 256, "Tile side in pixels.")
+    d.DEFINE_integer("max_side", 3000, "Pages are first shrunk to this longest side.")
+    d.DEFINE_integer("min_side", 1000, "Downscaling keeps the longest side at least this long.")
+    d.DEFINE_list(
+        "downscale", ["1.0", "4.0"], "LOW,HIGH: range of the random downscale factor."
+    )
+    d.DEFINE_float("val_fraction", 0.1, "Share of tiles listed in val.json.")
+    d.DEFINE_integer("seed", 0, "Seed of positions, scales, split.")
+    d.DEFINE_string(
+        "masks_dir", None, "Optional folder of class-id masks named like the pages; their "
+        "tiles go to masks/ and train_pairs.json / val_pairs.json."
+    )
+    d.DEFINE_bool("overwrite", False, "Replace the tiles and lists of an earlier run in "
+                  "--output_dir.")
+    d.DEFINE_bool("quiet", False, "No progress counter.")
+
+
+def define_documents_flags(flag_values=FLAGS):
+    """Flags of python -m tools.documents."""
+    from datasets.documents import DEFAULT_HEIGHT, DEFAULT_WIDTH
+
+    d = _Definer(flag_values)
+    d.DEFINE_string("root", None, "Dataset folder (created; required).")
+    d.DEFINE_integer("num_train", 40, "Training pages.")
+    d.DEFINE_integer("num_val", 10, "Validation pages.")
+    d.DEFINE_integer("height", DEFAULT_HEIGHT, "Page height (px).")
+    d.DEFINE_integer("width", DEFAULT_WIDTH, "Page width (px).")
+    d.DEFINE_integer("seed", 0, "Dataset seed.")
+
+
+def define_scenes_flags(flag_values=FLAGS):
+    """Flags of python -m tools.scenes."""
+    d = _Definer(flag_values)
+    d.DEFINE_string("out", None, "Parent folder of ADEChallengeData2016 (required).")
+    d.DEFINE_integer("num_train", 300, "Training scenes.")
+    d.DEFINE_integer("num_val", 30, "Validation scenes.")
+    d.DEFINE_integer("size", 256, "Square scene side in pixels.")
+    d.DEFINE_integer("seed", 0, "Dataset seed.")
+
+
+def define_class_weights_flags(flag_values=FLAGS):
+    """Flags of python -m tools.class_weights."""
+    from datasets.pairs import SEG_DATASETS, SPLITS
+
+    d = _Definer(flag_values)
+    d.DEFINE_enum("dataset", None, list(SEG_DATASETS), "Segmentation dataset (required).")
+    d.DEFINE_enum("split", "training", list(SPLITS), "Split to count.")
+    d.DEFINE_string("data_root", "data", "Folder of facesynthetics, cityscapes or ade20k.")
+    d.DEFINE_string("image_dir", None, "Training images of --dataset=folders.")
+    d.DEFINE_string("label_dir", None, "Training label maps of --dataset=folders.")
+    d.DEFINE_string("val_image_dir", None, "Validation images of --dataset=folders.")
+    d.DEFINE_string("val_label_dir", None, "Validation label maps of --dataset=folders.")
+    d.DEFINE_string("train_list", None, "JSON pair list of --dataset=json (training).")
+    d.DEFINE_string("val_list", None, "JSON pair list of --dataset=json (validation).")
+    d.DEFINE_integer("split_seed", 0, "Seed of the FaceSynthetics 90/10 split of a single "
+                     "folder.")
+    d.DEFINE_integer("num_classes", None, "Number of classes (required for folders and json).")
+    d.DEFINE_string("output", None, "JSON file to write (required).")
+    d.DEFINE_bool("overwrite", False, "Replace an existing --output.")
+    d.DEFINE_bool("progress", True, "Show a progress bar.")
+
+
+def define_annotator_flags(flag_values=FLAGS):
+    """Flags of python -m annotator."""
+    d = _Definer(flag_values)
+    d.DEFINE_string("clusters_dir", None, "Cluster run directory (required).")
+    d.DEFINE_integer("k", None, "Clusters per layer to annotate (required).")
+    d.DEFINE_string("palette", "documents", "Built-in label set name or class-colour JSON path.")
+    d.DEFINE_string(
+        "mapping", None, "Mapping JSON (default <clusters_dir>/annotations_k{k:02d}.json)."
+    )
+    d.DEFINE_integer("display_size", 256, "Width and height in pixels of every layer image.")
+    d.DEFINE_string(
+        "host", "127.0.0.1", "Address to bind; keep the loopback default unless you must share."
+    )
+    d.DEFINE_integer("port", 5000, "Port to listen on.")
+
+
+def parse_train_flags_string(train_flags):
+    """evaluate.py's --train_flags string -> (the shared SegFormer config, the train.py flags).
+
+    The string is split as a shell would; flags the experiment sets itself, and unknown or
+    malformed train.py flags, are ConfigErrors naming --train_flags.
+    """
+    import shlex
+
+    from evaluation import synthetic_to_real as s2r
+
+    try:
+        train_args = shlex.split(train_flags or "")
+    except ValueError as error:
+        raise ConfigError(f"--train_flags cannot be split into flags: {error}") from None
+    train_args = s2r.check_train_args(train_args)
+    try:
+        return synthetic_to_real_config(train_args), train_args
+    except flags.Error as error:  # an unknown or malformed flag inside --train_flags
+        raise ConfigError(f"--train_flags: {error}") from None

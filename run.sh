@@ -68,7 +68,7 @@ print(f'[semsynth] tiny SegFormer: best validation mIoU {b[\"mIoU\"]:.3f}, pixel
     rm -rf "$sg_dir/clusters"  # the demo's own clusters and heuristic labels, redone each run
     "$VENV/bin/python" synthesize.py --model=stylegan2 --mode=clusters --checkpoint_dir="$sg_dir" \
       --num_samples=32 --k_range=4-8
-    "$VENV/bin/python" -m models.synthesis_in_style.labels --clusters_dir="$sg_dir/clusters" --k=6 \
+    "$VENV/bin/python" -m tools.label_clusters --clusters_dir="$sg_dir/clusters" --k=6 \
       --overwrite
     "$VENV/bin/python" synthesize.py --model=stylegan2 --mode=dataset --checkpoint_dir="$sg_dir" \
       --k=6 --num_images=400 --output_dir="$sg_dir/dataset" --overwrite
@@ -88,7 +88,7 @@ print(f'[semsynth] tiny SegFormer: best validation mIoU {b[\"mIoU\"]:.3f}, pixel
     echo "  held-out synthesis: $demo_dir/test_one/ (from $label)"
     echo "  segmenter run:      $seg_dir (samples/, logs/, export/; try segment.py on it)"
     echo "  Synthesis in Style: $sg_dir (samples/, clusters/ - annotate with"
-    echo "    $VENV/bin/python -m annotator.app --clusters_dir=$sg_dir/clusters --k=6 -,"
+    echo "    $VENV/bin/python -m annotator --clusters_dir=$sg_dir/clusters --k=6 -,"
     echo "    dataset/, segformer/, segmented/ held-out pages)"
     ;;
   test)

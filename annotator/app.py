@@ -7,7 +7,7 @@ id of that layer in every sample. Every change is written to the mapping JSON at
 replace) and the file is reloaded at start.
 
 Run:
-    python -m annotator.app --clusters_dir runs/clusters --k 20 --palette documents
+    python -m annotator --clusters_dir runs/clusters --k 20 --palette documents
 
 JSON API (used by static/annotator.js and the tests):
     GET  /api/state[?sample=i]   layers, k, num_samples, display_size, classes, mapping
@@ -20,25 +20,22 @@ display_size pixels wide, upscaled nearest from the layer's native resolution.
 
 from __future__ import annotations
 
-from core.errors import UserError
-import argparse
 import functools
 import io
 import ipaddress
 import json
 import os
 import re
-import sys
-import tempfile
 import threading
 
+import flask
 import numpy as np
 from PIL import Image
-
-import flask
 from werkzeug.exceptions import HTTPException
 
-from models.synthesis_in_style.palette import PaletteError, color_to_hex, load_palette
+from core import io as core_io
+from core.errors import UserError
+from models.synthesis_in_style.palette import color_to_hex, load_palette
 from semantic_labels import LabelSet
 
 CLUSTERS_FORMAT = "semsynth-clusters/1"
@@ -318,20 +315,7 @@ class Mapping:
 
     def save(self) -> None:
         """Writes the file atomically: a reader never sees half a file, a crash keeps the old."""
-        directory = os.path.dirname(self.path)
-        os.makedirs(directory, exist_ok=True)
-        handle, temp_path = tempfile.mkstemp(
-            dir=directory, prefix=".annotations-", suffix=".json.tmp"
-        )
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as file:
-                json.dump(self.to_json(), file, indent=2)
-                file.write("\n")
-            os.replace(temp_path, self.path)
-        except BaseException:
-            if os.path.exists(temp_path):
-                os.remove(temp_path)
-            raise
+        core_io.write_json_atomic(self.path, self.to_json(), indent=2)
 
 
 def render_labelled(ids: np.ndarray, layer_mapping: dict[int, str], labels: LabelSet,
@@ -363,8 +347,8 @@ def create_app(clusters_dir: str, *, k: int, palette: str | LabelSet,
     Args:
         clusters_dir: cluster run directory (clusters.json, samples/, k??/maps, k??/colour).
         k: clusters per layer; selects the folder f"k{k:02d}" and the default mapping file.
-        palette: class palette, a built-in label set name, a JSON path (see models.synthesis_in_style.palette)
-            or a LabelSet.
+        palette: class palette, a built-in label set name, a JSON path (see
+            models.synthesis_in_style.palette) or a LabelSet.
         mapping_path: mapping JSON to read and write; default
             `<clusters_dir>/annotations_k{k:02d}.json`.
         display_size: width and height in pixels of every served image.
@@ -543,45 +527,3 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m annotator.app",
-        description="Web app to label the clusters of a cluster run (Synthesis in Style step 4).",
-    )
-    parser.add_argument("--clusters_dir", required=True, help="cluster run directory")
-    parser.add_argument("--k", type=int, required=True, help="clusters per layer to annotate")
-    parser.add_argument("--palette", default="documents",
-                        help="built-in label set name or class-colour JSON path")
-    parser.add_argument("--mapping", default=None,
-                        help="mapping JSON (default <clusters_dir>/annotations_k{k:02d}.json)")
-    parser.add_argument("--display_size", type=int, default=256,
-                        help="width and height in pixels of every layer image")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to bind; keep the loopback default unless you must share")
-    parser.add_argument("--port", type=int, default=5000)
-    args = parser.parse_args(argv)
-    loopback = _is_loopback(args.host)
-    try:
-        app = create_app(
-            args.clusters_dir, k=args.k, palette=args.palette, mapping_path=args.mapping,
-            display_size=args.display_size,
-            trusted_hosts=LOOPBACK_HOSTS if loopback else None,
-        )
-    except (AnnotationError, PaletteError) as error:
-        parser.exit(2, f"error: {error}\n")
-    if not loopback:
-        print(
-            f"WARNING: binding to {args.host}: anyone who can reach this port can read the "
-            "samples and change the mapping file (no authentication). Prefer 127.0.0.1 and an "
-            "SSH tunnel.",
-            file=sys.stderr,
-        )
-    mapping = app.extensions["annotator"]["mapping"]
-    print(f"annotating k={args.k}; mapping file {mapping.path}", file=sys.stderr)
-    app.run(host=args.host, port=args.port, debug=False, use_reloader=False, threaded=True)
-
-
-if __name__ == "__main__":
-    main()

@@ -181,7 +181,7 @@ def main(argv=None):
         print(f"[bench] {name}: {minutes[name]:.1f} min", flush=True)
 
     import datasets
-    import evaluate
+    from evaluation import report
     from evaluation import synthetic_to_real as s2r
 
     since = time.time()
@@ -196,9 +196,11 @@ def main(argv=None):
 
     since = time.time()
     s2r_dir = os.path.join(output_dir, "synthetic_to_real")
+    import flags as cli
+
+    train_args = ["--preset=tiny", *_scene_flags(args), f"--max_steps={args.seg_steps}"]
     results = s2r.run_synthetic_to_real(
-        ["--preset=tiny", *_scene_flags(args), f"--max_steps={args.seg_steps}"],
-        s2r_dir, spade_model=spade_export,
+        cli.synthetic_to_real_config(train_args), train_args, s2r_dir, spade_model=spade_export,
     )
     phase("synthesis + 3 SegFormers", since)
 
@@ -206,12 +208,11 @@ def main(argv=None):
     synthetic = os.path.join(s2r_dir, s2r.SYNTHETIC_DIR)
     real_image_dir = os.path.dirname(real_pairs[0][0])
     segmenter = results["settings"]["real"]["export"]
-    synthesis = evaluate.run([
-        "--mode=synthesis", f"--synth_dir={synthetic}/images", f"--real_dir={real_image_dir}",
-        f"--label_dir={synthetic}/labels", f"--segmenter={segmenter}",
-        f"--inception_weights={args.inception_weights}", f"--seed={args.seed}",
-        f"--output={os.path.join(output_dir, 'synthesis.json')}",
-    ])
+    synthesis = report.evaluate_synthesis(
+        f"{synthetic}/images", real_image_dir, label_dir=f"{synthetic}/labels",
+        segmenter=segmenter, inception_weights=args.inception_weights, seed=args.seed,
+        output=os.path.join(output_dir, "synthesis.json"),
+    )
     real_consistency = _real_consistency(segmenter, real_pairs)
     phase("FID / KID / consistency", since)
 

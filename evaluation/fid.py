@@ -28,8 +28,9 @@ Example:
 
 from __future__ import annotations
 
-from core.errors import UserError
 import numpy as np
+
+from core.errors import UserError
 
 MIN_IMAGES = 2  # fewest images per set with a covariance (and an unbiased KID subset)
 KID_SUBSET_SIZE = 1000  # images per KID subset (Binkowski et al.; fewer when a set is smaller)

@@ -27,11 +27,11 @@ Example:
 
 from __future__ import annotations
 
-from core.errors import UserError
 import os
 
 import numpy as np
 
+from core.errors import UserError
 from evaluation.fid import FeatureStats
 
 INCEPTION_SIZE = 299  # InceptionV3's input side (px)

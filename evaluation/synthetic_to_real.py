@@ -56,9 +56,9 @@ def _finite_or_none(value):
 
 
 def _config_error(message):
-    import flags as cli
+    from core.config import ConfigError
 
-    return cli.ConfigError(message)
+    return ConfigError(message)
 
 
 def check_train_args(train_args) -> list[str]:
@@ -76,20 +76,16 @@ def check_train_args(train_args) -> list[str]:
     return train_args
 
 
-def base_config(train_args, checkpoint_dir):
-    """The resolved SegFormer train config of one run of the experiment."""
-    import flags as cli
-
-    # Validation during training is off unless asked for: each run is evaluated once, at the
-    # end, on the held-out split (the user's --eval_freq, given later, wins).
-    args = ["--model=segformer", "--eval_freq=0", *train_args,
-            f"--checkpoint_dir={checkpoint_dir}"]
-    config = cli.config_from_args(args)
-    if not config["max_steps"]:
+def check_budget(config):
+    """The experiment's runs must be fixed in steps: epochs would differ between them."""
+    if not config.max_steps:
         raise _config_error(
             "--train_flags must fix the budget in steps (--max_steps, or a preset that sets "
             "it): epochs would give the three runs different step counts"
         )
+    if config.batch_size % 2:
+        raise _config_error(f"--batch_size={config.batch_size} must be even: the mixed run "
+                            "takes half of every batch from each dataset")
     return config
 
 
@@ -184,12 +180,9 @@ def evaluate_segformer(model, pairs, *, num_classes: int, label_map, size,
 
 
 def _prepare_output_dir(output_dir: str, overwrite: bool) -> None:
-    if os.path.isdir(output_dir) and os.listdir(output_dir):
-        if not overwrite:
-            raise FileExistsError(
-                f"--output_dir={output_dir} already holds results; pass --overwrite or another "
-                "--output_dir"
-            )
+    from core import io as core_io
+
+    if core_io.check_overwrite_dir(output_dir, overwrite, flag="--output_dir", holds="results"):
         # Only what this experiment writes is removed; stale runs would otherwise be resumed.
         for name in (*RESULT_FILES, RUNS_DIR, SYNTHETIC_DIR):
             path = os.path.join(output_dir, name)
@@ -227,8 +220,7 @@ def resolve_synthetic_pairs(output_dir: str, real_pairs, *, spade_model=None,
                             synthetic_label_dir=None, batch_size: int = 8, seed: int = 0,
                             progress: bool = True) -> tuple[str, int]:
     """(JSON pair list, number of pairs) of the synthetic training set, from one source."""
-    from datasets.pairs import folder_pairs
-    from datasets.segmentation import json_list_pairs
+    from datasets.pairs import folder_pairs, json_list_pairs
 
     check_synthetic_source(spade_model, synthetic_list, synthetic_image_dir,
                            synthetic_label_dir)
@@ -244,15 +236,18 @@ def resolve_synthetic_pairs(output_dir: str, real_pairs, *, spade_model=None,
     return write_pair_list(pairs, os.path.join(folder, "pairs.json")), len(pairs)
 
 
-def run_synthetic_to_real(train_args, output_dir: str, *, spade_model=None, synthetic_list=None,
+def run_synthetic_to_real(config, train_args, output_dir: str, *, spade_model=None,
+                          synthetic_list=None,
                           synthetic_image_dir=None, synthetic_label_dir=None,
                           overwrite: bool = False, synth_batch_size: int = 8,
                           log=print) -> dict:
     """Trains and evaluates the three settings; writes the results files. See the module doc.
 
     Args:
-        train_args: train.py flags shared by the three SegFormer runs (dataset, preset,
-            --max_steps, --batch_size, --seed, ...), e.g. ["--preset=tiny", "--max_steps=300"].
+        config: the SegFormer config shared by the three runs (a SegFormerConfig, e.g. from
+            train.py flags: dataset, preset, max_steps, batch_size, seed, ...); each run gets
+            its own checkpoint_dir under output_dir.
+        train_args: the train.py flags that config came from, recorded in the results.
         output_dir: results folder (refused when it holds anything, unless overwrite).
         spade_model, synthetic_list, synthetic_image_dir + synthetic_label_dir: the one source
             of synthetic pairs.
@@ -266,16 +261,13 @@ def run_synthetic_to_real(train_args, output_dir: str, *, spade_model=None, synt
         "synthetic_list", "train_args", "files": {name: path}}.
     """
     from datasets.pairs import DatasetError
-    from training import loop
     from models.segformer.task import resolve_labels, resolve_pairs
+    from training import loop
 
     train_args = check_train_args(train_args)
     runs_dir = os.path.join(output_dir, RUNS_DIR)
-    # Flag errors surface before anything is written or trained.
-    config = base_config(train_args, os.path.join(runs_dir, "real"))
-    if config["batch_size"] % 2:
-        raise _config_error(f"--batch_size={config['batch_size']} must be even: the mixed run "
-                            "takes half of every batch from each dataset")
+    # Config errors surface before anything is written or trained.
+    config = check_budget(config.replace(checkpoint_dir=os.path.join(runs_dir, "real")))
     label_set, label_map, num_classes = resolve_labels(config)
     check_synthetic_source(spade_model, synthetic_list, synthetic_image_dir,
                            synthetic_label_dir)
@@ -290,22 +282,24 @@ def run_synthetic_to_real(train_args, output_dir: str, *, spade_model=None, synt
     synthetic_list, num_synthetic = resolve_synthetic_pairs(
         output_dir, real_pairs, spade_model=spade_model, synthetic_list=synthetic_list,
         synthetic_image_dir=synthetic_image_dir, synthetic_label_dir=synthetic_label_dir,
-        batch_size=synth_batch_size, seed=config["seed"], progress=config["progress"],
+        batch_size=synth_batch_size, seed=config.seed, progress=config.progress,
     )
     num_pairs = {"real": len(real_pairs), "synthetic": num_synthetic,
                  "mixed": len(real_pairs) + num_synthetic}
     settings = {}
     for setting in SETTINGS:
-        run_config = base_config(train_args, os.path.join(runs_dir, setting))
-        run_config.update(train_mix=setting, synthetic_train_list=(
-            None if setting == "real" else os.path.abspath(synthetic_list)))
+        run_config = config.replace(
+            checkpoint_dir=os.path.join(runs_dir, setting), tensorboard_dir=None,
+            results_dir=None, train_mix=setting,
+            synthetic_train_list=None if setting == "real" else os.path.abspath(synthetic_list),
+        )
         log(f"[synthetic_to_real] training '{SETTING_TITLES[setting]}' for "
-            f"{run_config['max_steps']} steps, batch {run_config['batch_size']}")
+            f"{run_config.max_steps} steps, batch {run_config.batch_size}")
         result = loop.train(run_config, log=log)
         metrics = evaluate_segformer(
             result["model"].segformer, val_pairs, num_classes=num_classes,
-            label_map=label_map, size=run_config["crop_size"],
-            batch_size=run_config["batch_size"],
+            label_map=label_map, size=run_config.crop_size,
+            batch_size=run_config.batch_size,
         )
         settings[setting] = {
             "miou": _finite_or_none(metrics["miou"]),
@@ -325,10 +319,10 @@ def run_synthetic_to_real(train_args, output_dir: str, *, spade_model=None, synt
         "num_val_pairs": len(val_pairs),
         "synthetic_list": os.path.abspath(synthetic_list),
         "train_args": train_args,
-        "preset": config["preset"],
-        "batch_size": config["batch_size"],
-        "max_steps": config["max_steps"],
-        "seed": config["seed"],
+        "preset": config.preset,
+        "batch_size": config.batch_size,
+        "max_steps": config.max_steps,
+        "seed": config.seed,
     }
     results["files"] = write_results(results, output_dir)
     return results

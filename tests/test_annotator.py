@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from annotator.__main__ import main
 from annotator.app import (
     MAPPING_FORMAT,
     AnnotationError,
     AnnotationFileNotFoundError,
     cluster_colors,
     create_app,
-    main,
     upscale_nearest,
 )
 from models.synthesis_in_style.palette import PaletteError, PaletteFileNotFoundError, load_palette

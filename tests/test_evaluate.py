@@ -1,5 +1,5 @@
-"""evaluate.py: synthesis metrics end to end, its input errors, semantic consistency, and the
-synthetic-to-real experiment (mixed batches, three runs, results files)."""
+"""evaluate.py (evaluation/report.py): synthesis metrics end to end, its input errors, semantic
+consistency, and the synthetic-to-real experiment (mixed batches, three runs, results files)."""
 
 import csv
 import json
@@ -9,13 +9,16 @@ import sys
 
 import numpy as np
 import pytest
+from absl import flags as absl_flags
+from conftest import ROOT, TINY_SCENES
 from PIL import Image
 
-from conftest import ROOT, TINY_SCENES
-
-import evaluate
+import flags as cli
+from core.config import ConfigError
+from core.errors import UserError
 from datasets.pairs import DatasetError
-from flags import ConfigError
+from evaluation import report
+from evaluation.report import EvaluationError
 
 THREE_CLASSES = {
     "name": "three",
@@ -47,6 +50,28 @@ def _folders(root, num_real=5, num_synth=4):
         suffix = "_seg" if i == 0 else ""
         _save(f"{root}/labels/{stem}{suffix}.png", rng.integers(0, 3, (32, 32)))
     return {name: str(root / name) for name in ("real", "synth", "labels")}
+
+
+def _evaluate(args):
+    """evaluate.py's command-line `args` -> the evaluation.report call it makes; errors raise."""
+    f = absl_flags.FlagValues()
+    cli.define_evaluate_flags(f)
+    f(["evaluate.py", *args])
+    if f.mode == "synthesis":
+        return report.evaluate_synthesis(
+            f.synth_dir, f.real_dir, label_dir=f.label_dir, segmenter=f.segmenter,
+            inception_weights=f.inception_weights, image_size=f.image_size,
+            batch_size=f.batch_size, kid_subsets=f.kid_subsets,
+            kid_subset_size=f.kid_subset_size, seed=f.seed, output=f.output,
+            overwrite=f.overwrite,
+        )
+    config, train_args = cli.parse_train_flags_string(f.train_flags)
+    return report.report_synthetic_to_real(
+        config, train_args, f.output_dir, spade_model=f.spade_model,
+        synthetic_list=f.synthetic_list, synthetic_image_dir=f.synthetic_image_dir,
+        synthetic_label_dir=f.synthetic_label_dir, overwrite=f.overwrite,
+        synth_batch_size=f.batch_size,
+    )
 
 
 def _synthesis_args(dirs, *extra):
@@ -137,8 +162,8 @@ def tiny_segformer_export(tmp_path):
     """A random tiny SegFormer (3 classes) exported as a SavedModel, with its label set."""
     import tensorflow as tf
 
-    from models.segformer.networks import SegFormer
     from models.segformer.export import export_segformer
+    from models.segformer.networks import SegFormer
 
     label_set = tmp_path / "three.json"
     label_set.write_text(json.dumps(THREE_CLASSES))
@@ -151,7 +176,7 @@ def tiny_segformer_export(tmp_path):
 def test_synthesis_mode_end_to_end(tmp_path, tiny_segformer_export, capsys):
     dirs = _folders(tmp_path)
     output = tmp_path / "out" / "results.json"
-    results = evaluate.run(_synthesis_args(
+    results = _evaluate(_synthesis_args(
         dirs, f"--label_dir={dirs['labels']}", f"--segmenter={tiny_segformer_export}",
         f"--output={output}", "--kid_subsets=5", "--batch_size=3"))
     written = json.loads(output.read_text())
@@ -170,7 +195,7 @@ def test_synthesis_mode_end_to_end(tmp_path, tiny_segformer_export, capsys):
     out = capsys.readouterr().out
     assert "FID" in out and "NOT comparable" in out and "mIoU" in out
     with pytest.raises(FileExistsError, match="--output=.*results.json already exists"):
-        evaluate.run(_synthesis_args(dirs, f"--output={output}"))
+        _evaluate(_synthesis_args(dirs, f"--output={output}"))
 
 
 def test_synthesis_input_errors_name_the_folder_and_files(tmp_path):
@@ -180,52 +205,52 @@ def test_synthesis_input_errors_name_the_folder_and_files(tmp_path):
     with pytest.raises(DatasetError, match=r"--synth_dir=.*synth has 4 images and --label_dir="
                                            r".*labels 3 label maps.*without a label map: "
                                            r"nested/s9"):
-        evaluate.run(_synthesis_args(dirs, f"--label_dir={dirs['labels']}",
+        _evaluate(_synthesis_args(dirs, f"--label_dir={dirs['labels']}",
                                      "--segmenter=SEG"))
     # Same counts, other stems.
     _save(f"{dirs['labels']}/zz.png", np.zeros((32, 32)))
     with pytest.raises(DatasetError, match=r"without a label map: nested/s9; label maps without "
                                            r"an image: zz"):
-        evaluate.run(_synthesis_args(dirs, f"--label_dir={dirs['labels']}",
+        _evaluate(_synthesis_args(dirs, f"--label_dir={dirs['labels']}",
                                      "--segmenter=SEG"))
     # Mixed sizes: one file of each size is named.
     _save(f"{dirs['real']}/big.png", _noise(7, size=48))
     with pytest.raises(DatasetError, match=r"--real_dir=.*real holds images of 2 sizes "
                                            r"\(.*big.png is 48x48, .*r0.png is 32x32.*"
                                            r"--image_size"):
-        evaluate.run(_synthesis_args(dirs))
+        _evaluate(_synthesis_args(dirs))
     os.remove(f"{dirs['real']}/big.png")
     # Too few images for FID.
     for i in range(1, 5):
         os.remove(f"{dirs['real']}/r{i}.png")
     with pytest.raises(DatasetError, match=r"--real_dir=.*real has 1 image\(s\): FID and KID "
                                            r"need at least 2"):
-        evaluate.run(_synthesis_args(dirs))
+        _evaluate(_synthesis_args(dirs))
     with pytest.raises(DatasetError, match=r"--synth_dir=.*missing does not exist"):
-        evaluate.run(_synthesis_args(dict(dirs, synth=str(tmp_path / "missing"))))
+        _evaluate(_synthesis_args(dict(dirs, synth=str(tmp_path / "missing"))))
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(DatasetError, match=r"--real_dir=.*empty holds no files"):
-        evaluate.run(_synthesis_args(dict(dirs, real=str(empty))))
+        _evaluate(_synthesis_args(dict(dirs, real=str(empty))))
 
 
 def test_synthesis_flag_errors(tmp_path, monkeypatch):
     dirs = _folders(tmp_path)
-    with pytest.raises(ConfigError, match="--label_dir was given without --segmenter"):
-        evaluate.run(_synthesis_args(dirs, f"--label_dir={dirs['labels']}"))
-    with pytest.raises(ConfigError, match="--synth_dir is required"):
-        evaluate.run(["--mode=synthesis", f"--real_dir={dirs['real']}"])
-    with pytest.raises(ConfigError, match="--kid_subset_size must be >= 2"):
-        evaluate.run(_synthesis_args(dirs, "--kid_subset_size=1"))
-    with pytest.raises(ConfigError, match=r"--segmenter=.*nothing does not exist"):
-        evaluate.run(_synthesis_args(dirs, f"--label_dir={dirs['labels']}",
+    with pytest.raises(EvaluationError, match="--label_dir was given without --segmenter"):
+        _evaluate(_synthesis_args(dirs, f"--label_dir={dirs['labels']}"))
+    with pytest.raises(EvaluationError, match="--synth_dir is required"):
+        _evaluate(["--mode=synthesis", f"--real_dir={dirs['real']}"])
+    with pytest.raises(EvaluationError, match="--kid_subset_size must be >= 2"):
+        _evaluate(_synthesis_args(dirs, "--kid_subset_size=1"))
+    with pytest.raises(EvaluationError, match=r"--segmenter=.*nothing does not exist"):
+        _evaluate(_synthesis_args(dirs, f"--label_dir={dirs['labels']}",
                                      f"--segmenter={tmp_path / 'nothing'}"))
-    with pytest.raises(ConfigError, match=r"--segmenter=.*real is neither an exported"):
-        evaluate.run(_synthesis_args(dirs, f"--label_dir={dirs['labels']}",
+    with pytest.raises(EvaluationError, match=r"--segmenter=.*real is neither an exported"):
+        _evaluate(_synthesis_args(dirs, f"--label_dir={dirs['labels']}",
                                      f"--segmenter={dirs['real']}"))
     from models.segformer.export import META_FILE
 
-    assert evaluate._SEGMENTER_META == META_FILE  # what evaluate.py checks without TF
+    assert report.SEGMENTER_META == META_FILE  # what evaluate.py checks without TF
 
     # Offline, the default ImageNet weights fail with a message that says what to do.
     from evaluation import inception
@@ -234,11 +259,11 @@ def test_synthesis_flag_errors(tmp_path, monkeypatch):
         raise Exception("URL fetch failure: [Errno -2] Name or service not known")
 
     monkeypatch.setattr(inception, "_keras_inception", offline)
-    with pytest.raises(ConfigError, match=r"--inception_weights=imagenet.*pass the local file"):
-        evaluate.run(["--mode=synthesis", f"--synth_dir={dirs['synth']}",
+    with pytest.raises(UserError, match=r"--inception_weights=imagenet.*pass the local file"):
+        _evaluate(["--mode=synthesis", f"--synth_dir={dirs['synth']}",
                       f"--real_dir={dirs['real']}"])
     with pytest.raises(FileNotFoundError, match=r"--inception_weights=.*none.h5"):
-        evaluate.run(_synthesis_args(dirs, f"--inception_weights={tmp_path / 'none.h5'}"))
+        _evaluate(_synthesis_args(dirs, f"--inception_weights={tmp_path / 'none.h5'}"))
 
 
 def test_command_line_errors_are_one_line(tmp_path):
@@ -321,24 +346,24 @@ def test_synthetic_to_real_flag_errors(scenes_root, tmp_path):
     flags = _s2r_train_flags(scenes_root, "--max_steps=2")
     out = tmp_path / "out"
     with pytest.raises(ConfigError, match="--train_flags must not set --checkpoint_dir"):
-        evaluate.run(["--mode=synthetic_to_real", f"--train_flags={flags} --checkpoint_dir=x",
+        _evaluate(["--mode=synthetic_to_real", f"--train_flags={flags} --checkpoint_dir=x",
                       "--spade_model=M", f"--output_dir={out}"])
     with pytest.raises(ConfigError, match="--train_flags: .*no_such_flag"):
-        evaluate.run(["--mode=synthetic_to_real", f"--train_flags={flags} --no_such_flag=1",
+        _evaluate(["--mode=synthetic_to_real", f"--train_flags={flags} --no_such_flag=1",
                       "--spade_model=M", f"--output_dir={out}"])
     with pytest.raises(ConfigError, match="--batch_size=3 must be even"):
-        evaluate.run(["--mode=synthetic_to_real", f"--train_flags={flags} --batch_size=3",
+        _evaluate(["--mode=synthetic_to_real", f"--train_flags={flags} --batch_size=3",
                       "--spade_model=M", f"--output_dir={out}"])
     with pytest.raises(ConfigError, match="exactly one source of synthetic data"):
-        evaluate.run(["--mode=synthetic_to_real", f"--train_flags={flags}", "--spade_model=M",
+        _evaluate(["--mode=synthetic_to_real", f"--train_flags={flags}", "--spade_model=M",
                       "--synthetic_list=L", f"--output_dir={out}"])
     with pytest.raises(FileNotFoundError, match="--spade_model=.*missing does not exist"):
-        evaluate.run(["--mode=synthetic_to_real", f"--train_flags={flags}",
+        _evaluate(["--mode=synthetic_to_real", f"--train_flags={flags}",
                       f"--spade_model={tmp_path / 'missing'}", f"--output_dir={out}"])
     out.mkdir()
     (out / "results.md").write_text("an earlier experiment")
     with pytest.raises(FileExistsError, match="--output_dir=.*out already holds results"):
-        evaluate.run(["--mode=synthetic_to_real", f"--train_flags={flags}",
+        _evaluate(["--mode=synthetic_to_real", f"--train_flags={flags}",
                       f"--spade_model={tmp_path}", f"--output_dir={out}"])
 
 
@@ -346,7 +371,7 @@ def test_synthetic_to_real_flag_errors(scenes_root, tmp_path):
 def test_synthetic_to_real_three_runs_and_results_files(scenes_root, tmp_path):
     image_dir, label_dir = _synthetic_folders(scenes_root, tmp_path / "synthetic")
     out = tmp_path / "s2r"
-    results = evaluate.run([
+    results = _evaluate([
         "--mode=synthetic_to_real", f"--train_flags={_s2r_train_flags(scenes_root)} "
         "--max_steps=2", f"--synthetic_image_dir={image_dir}",
         f"--synthetic_label_dir={label_dir}", f"--output_dir={out}",
@@ -364,7 +389,7 @@ def test_synthetic_to_real_three_runs_and_results_files(scenes_root, tmp_path):
     # Each run trained on its own data: their configs say so.
     for setting in settings:
         config = json.loads((out / "runs" / setting / "config.json").read_text())
-        assert config.get("train_mix") == setting and config["max_steps"] == 2
+        assert config["train_mix"] == setting and config["max_steps"] == 2
     with open(out / "results.csv", newline="") as file:
         rows = list(csv.DictReader(file))
     assert [row["setting"] for row in rows] == ["real", "synthetic", "mixed"]
@@ -374,20 +399,21 @@ def test_synthetic_to_real_three_runs_and_results_files(scenes_root, tmp_path):
     assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((out / "results.json").read_text())["settings"]["mixed"]["steps"] == 2
     with pytest.raises(FileExistsError, match="already holds results"):
-        evaluate.run(["--mode=synthetic_to_real", f"--train_flags={_s2r_train_flags(scenes_root)}",
+        _evaluate(["--mode=synthetic_to_real", f"--train_flags={_s2r_train_flags(scenes_root)}",
                       f"--synthetic_image_dir={image_dir}", f"--synthetic_label_dir={label_dir}",
                       f"--output_dir={out}"])
 
 
 @pytest.mark.slow
 def test_synthesize_pairs_with_an_exported_spade(scenes_root, tmp_path):
-    import flags as cli
     from conftest import tiny_train_args
-    from datasets.segmentation import json_list_pairs
-    from models.spade.trainer import SPADEGAN
+
+    import flags as cli
+    from datasets.pairs import json_list_pairs
+    from evaluation.synthetic_to_real import synthesize_pairs
     from models.spade import task as spade_task
     from models.spade.export import export_spade
-    from evaluation.synthetic_to_real import synthesize_pairs
+    from models.spade.trainer import SPADEGAN
 
     config = cli.config_from_args(tiny_train_args(scenes_root, str(tmp_path / "run")))
     label_set, pairs, _ = spade_task.build_dataset_info(config)

@@ -1,4 +1,5 @@
-"""segment.py end to end with a fake segmenter (no network, no checkpoint)."""
+"""segment.py end to end with a fake segmenter (no network, no checkpoint): its flags through
+models.segformer.inference.segment_images, and the script itself for its exit status."""
 
 import csv
 import json
@@ -9,15 +10,33 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from absl import flags as absl_flags
 from PIL import Image
 
-import segment
+import flags as cli
 from datasets.pairs import DatasetError
 from evaluation.segmentation_metrics import metrics_from_confusion
-from flags import ConfigError
+from models.segformer.inference import SegmentError, segment_images
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLORS = [[0, 0, 0], [200, 0, 0], [0, 200, 0]]
+_LOADER = None  # the fake segmenter's loader (fixture `fake`)
+
+
+def _segment(args):
+    """segment.py's command-line `args` -> segment_images with the fake model; errors raise."""
+    flag_values = absl_flags.FlagValues()
+    cli.define_segment_flags(flag_values)
+    flag_values(["segment.py", *args])
+    return segment_images(
+        flag_values.input, flag_values.output_dir, checkpoint_dir=flag_values.checkpoint_dir,
+        saved_model=flag_values.saved_model, mode=flag_values.mode,
+        tile_size=flag_values.tile_size, overlap=flag_values.overlap,
+        batch_size=flag_values.batch_size, gt_dir=flag_values.gt_dir,
+        semantic_label_path=flag_values.semantic_label_path,
+        ignore_dontcare=flag_values.ignore_dontcare, overwrite=flag_values.overwrite,
+        load_segmenter=_LOADER,
+    )
 
 
 class FakeSegmenter:
@@ -57,7 +76,7 @@ def fake(tmp_path, monkeypatch):
         calls.append((checkpoint_dir, saved_model))
         return segmenter
 
-    monkeypatch.setattr(segment, "_LOAD_SEGMENTER", load)
+    monkeypatch.setattr(sys.modules[__name__], "_LOADER", load)
     segmenter.calls = calls
     return segmenter
 
@@ -91,7 +110,7 @@ def _read(path):
 def test_folder_input_writes_ids_colours_and_overlay(tmp_path, fake):
     truths = _write_images(tmp_path / "in", [(40, 56), (72, 48)])
     out = tmp_path / "out"
-    assert segment.run([f"--input={tmp_path / 'in'}", f"--output_dir={out}",
+    assert _segment([f"--input={tmp_path / 'in'}", f"--output_dir={out}",
                         "--checkpoint_dir=RUN", "--tile_size=32", "--batch_size=3"]) is None
     assert fake.calls == [("RUN", None)]
     assert sorted(os.listdir(out)) == sorted(
@@ -122,7 +141,7 @@ def test_glob_input_whole_mode_and_overwrite(tmp_path, fake):
     out = tmp_path / "out"
     args = [f"--input={tmp_path / 'in' / 'img[02].*'}", f"--output_dir={out}",
             "--saved_model=EXPORT", "--mode=whole"]
-    segment.run(args)
+    _segment(args)
     assert fake.calls == [(None, "EXPORT")]
     assert sorted(os.listdir(out)) == sorted(
         f"img{i}{suffix}.png" for i in (0, 2) for suffix in ("", "_color", "_overlay")
@@ -132,11 +151,11 @@ def test_glob_input_whole_mode_and_overwrite(tmp_path, fake):
 
     before = (out / "img0.png").stat().st_mtime_ns
     with pytest.raises(FileExistsError, match="img0.png.*pass --overwrite"):
-        segment.run(args)
+        _segment(args)
     assert (out / "img0.png").stat().st_mtime_ns == before
-    segment.run(args + ["--overwrite"])
+    _segment(args + ["--overwrite"])
     # A single file works too.
-    segment.run([f"--input={tmp_path / 'in' / 'img1.png'}", f"--output_dir={tmp_path / 'one'}",
+    _segment([f"--input={tmp_path / 'in' / 'img1.png'}", f"--output_dir={tmp_path / 'one'}",
                  "--saved_model=EXPORT"])
     assert sorted(os.listdir(tmp_path / "one"))[0] == "img1.png"
 
@@ -150,7 +169,7 @@ def test_gt_dir_metrics_match_the_predictions(tmp_path, fake, capsys):
     Image.fromarray(truths["img0"]).save(gt_dir / "img0.png")
     Image.fromarray(truths["img1"]).save(gt_dir / "img1_seg.png")  # FaceSynthetics naming
     out = tmp_path / "out"
-    metrics = segment.run([f"--input={tmp_path / 'in'}", f"--output_dir={out}",
+    metrics = _segment([f"--input={tmp_path / 'in'}", f"--output_dir={out}",
                            "--checkpoint_dir=RUN", "--tile_size=32", f"--gt_dir={gt_dir}"])
 
     expected_cm = np.zeros((3, 3), np.int64)
@@ -177,7 +196,7 @@ def test_gt_dir_metrics_match_the_predictions(tmp_path, fake, capsys):
     spec = json.loads(open(fake.label_set_name).read())
     spec["dontcare_id"] = 0
     (tmp_path / "dontcare.json").write_text(json.dumps(spec))
-    metrics = segment.run([f"--input={tmp_path / 'in'}", f"--output_dir={out}", "--overwrite",
+    metrics = _segment([f"--input={tmp_path / 'in'}", f"--output_dir={out}", "--overwrite",
                            "--checkpoint_dir=RUN", "--tile_size=32", f"--gt_dir={gt_dir}",
                            f"--semantic_label_path={tmp_path / 'dontcare.json'}"])
     expected_cm[0] = 0  # ground truth "dark" (row 0) is ignored now
@@ -195,44 +214,44 @@ def test_gt_dir_errors_name_the_files(tmp_path, fake):
             f"--gt_dir={gt_dir}"]
     Image.fromarray(truths["img0"]).save(gt_dir / "img0.png")
     with pytest.raises(DatasetError, match="no label map .* for 1 of 2 images: img1"):
-        segment.run(args + [f"--output_dir={tmp_path / 'a'}"])
+        _segment(args + [f"--output_dir={tmp_path / 'a'}"])
 
     Image.fromarray(truths["img0"][:, :50]).save(gt_dir / "img1.png")
     with pytest.raises(DatasetError, match="img1.png is 50x40 but image .*img1.png is 36x36"):
-        segment.run(args + [f"--output_dir={tmp_path / 'b'}"])
+        _segment(args + [f"--output_dir={tmp_path / 'b'}"])
 
     bad = truths["img1"].copy()
     bad[0, 0], bad[1, 1] = 7, 255  # 255 is fine, 7 is not a class
     Image.fromarray(bad).save(gt_dir / "img1.png")
     with pytest.raises(DatasetError, match=r"gt.img1.png holds values 7 outside .* \[0, 2\]"):
-        segment.run(args + [f"--output_dir={tmp_path / 'c'}"])
+        _segment(args + [f"--output_dir={tmp_path / 'c'}"])
     assert fake.calls  # the checks before the model passed
 
 
 def test_flag_and_input_errors(tmp_path, fake):
     _write_images(tmp_path / "in", [(40, 56)])
     base = [f"--input={tmp_path / 'in'}", f"--output_dir={tmp_path / 'out'}"]
-    with pytest.raises(ConfigError, match="exactly one of --checkpoint_dir and --saved_model"):
-        segment.run(base)
-    with pytest.raises(ConfigError, match="--tile_size=48 must be a multiple of 32"):
-        segment.run(base + ["--checkpoint_dir=RUN", "--tile_size=48"])
-    with pytest.raises(ConfigError, match="--overlap must lie in"):
-        segment.run(base + ["--checkpoint_dir=RUN", "--overlap=1"])
+    with pytest.raises(SegmentError, match="exactly one of --checkpoint_dir and --saved_model"):
+        _segment(base)
+    with pytest.raises(SegmentError, match="--tile_size=48 must be a multiple of 32"):
+        _segment(base + ["--checkpoint_dir=RUN", "--tile_size=48"])
+    with pytest.raises(SegmentError, match="--overlap must lie in"):
+        _segment(base + ["--checkpoint_dir=RUN", "--overlap=1"])
     with pytest.raises(FileNotFoundError, match="--input=.*missing.png does not exist"):
-        segment.run([f"--input={tmp_path / 'missing.png'}", "--checkpoint_dir=RUN"])
-    with pytest.raises(ConfigError, match="matches no image files"):
-        segment.run([f"--input={tmp_path / 'in' / '*.jpg'}", "--checkpoint_dir=RUN"])
-    with pytest.raises(ConfigError, match="would overwrite input images"):
-        segment.run([f"--input={tmp_path / 'in'}", f"--output_dir={tmp_path / 'in'}",
+        _segment([f"--input={tmp_path / 'missing.png'}", "--checkpoint_dir=RUN"])
+    with pytest.raises(SegmentError, match="matches no image files"):
+        _segment([f"--input={tmp_path / 'in' / '*.jpg'}", "--checkpoint_dir=RUN"])
+    with pytest.raises(SegmentError, match="would overwrite input images"):
+        _segment([f"--input={tmp_path / 'in'}", f"--output_dir={tmp_path / 'in'}",
                      "--checkpoint_dir=RUN", "--overwrite"])
-    with pytest.raises(ConfigError, match="--semantic_label_path=ade20k has 151 classes but "
+    with pytest.raises(SegmentError, match="--semantic_label_path=ade20k has 151 classes but "
                                           "the model predicts 3"):
-        segment.run(base + ["--checkpoint_dir=RUN", "--semantic_label_path=ade20k"])
+        _segment(base + ["--checkpoint_dir=RUN", "--semantic_label_path=ade20k"])
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "bad.png").write_bytes(b"not a png")
     with pytest.raises(DatasetError, match="cannot read image .*bad.png"):
-        segment.run([f"--input={broken}", f"--output_dir={tmp_path / 'o2'}",
+        _segment([f"--input={broken}", f"--output_dir={tmp_path / 'o2'}",
                      "--checkpoint_dir=RUN"])
 
 

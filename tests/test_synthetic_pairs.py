@@ -282,7 +282,7 @@ def dataset(annotated_run, palette, tmp_path_factory):
 
 
 def test_synthesize_dataset_files_and_split(dataset, palette):
-    from datasets.segmentation import json_list_pairs
+    from datasets.pairs import json_list_pairs
 
     out_dir, manifest = dataset
     names = [f"{i:06d}.png" for i in range(20)]

@@ -9,11 +9,20 @@ PyTorch's align_corners=False) to the tile size before they are accumulated.
 Example:
     probs = predict_probs(segmenter.predict_logits, image, 19, tile=(1024, 1024), overlap=0.25)
     prediction = probs.argmax(-1)  # [H, W]
+
+segment_images() applies this to image files (segment.py): class-id, colour and overlay PNGs,
+and with ground truth the metrics of evaluation.segmentation_metrics.
 """
 
 from __future__ import annotations
 
+import glob
+import os
+
 import numpy as np
+
+from core import io as core_io
+from core.errors import UserError
 
 
 def _pair(value, flag: str) -> tuple[int, int]:
@@ -158,3 +167,301 @@ def predict_probs(predict_fn, image, num_classes: int, *, mode: str = "slide",
             prob_sum[y : y + tile_height, x : x + tile_width] += tile_probs
             count[y : y + tile_height, x : x + tile_width] += 1.0
     return prob_sum[:height, :width] / count[:height, :width]  # [H, W, C]
+
+
+
+# ==============================================================================================
+# Segmenting image files (segment.py)
+# ==============================================================================================
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+OUTPUT_SUFFIXES = ("", "_color", "_overlay")  # <stem>.png, <stem>_color.png, <stem>_overlay.png
+REPORT_FILES = ("metrics.csv", "confusion.png")  # written with ground truth
+SIZE_DIVISOR = 32  # total stride of the MiT encoder
+
+
+class SegmentError(UserError):
+    """Settings or inputs of segment_images that cannot work; the message names the flag."""
+
+
+def check_segment_args(input_path, *, checkpoint_dir=None, saved_model=None,
+                       mode: str = "slide", tile_size: int = 512, overlap: float = 0.25,
+                       batch_size: int = 4, gt_dir=None) -> None:
+    """Raises SegmentError for settings segment_images refuses (before any file is read)."""
+    if not input_path:
+        raise SegmentError("--input is required (an image, a folder or a glob pattern)")
+    if bool(checkpoint_dir) == bool(saved_model):
+        raise SegmentError("pass exactly one of --checkpoint_dir and --saved_model")
+    if batch_size < 1:
+        raise SegmentError(f"--batch_size must be >= 1, got {batch_size}")
+    if mode == "slide":
+        try:
+            check_tiling(tile_size, SIZE_DIVISOR, overlap=overlap)
+        except ValueError as error:
+            raise SegmentError(str(error)) from None
+    if gt_dir and not os.path.isdir(gt_dir):
+        raise SegmentError(f"--gt_dir={gt_dir} is not a directory")
+
+
+def _is_image(path: str) -> bool:
+    return os.path.isfile(path) and path.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def resolve_inputs(pattern: str) -> list[str]:
+    """The image files named by --input (a file, a folder or a glob), sorted."""
+    from datasets.pairs import DatasetNotFoundError
+
+    if os.path.isdir(pattern):
+        paths = sorted(
+            os.path.join(pattern, name) for name in os.listdir(pattern)
+            if _is_image(os.path.join(pattern, name))
+        )
+        if not paths:
+            raise SegmentError(
+                f"--input={pattern} is a folder without images ({', '.join(IMAGE_EXTENSIONS)})"
+            )
+        return paths
+    if os.path.isfile(pattern):
+        return [pattern]
+    if any(char in pattern for char in "*?["):
+        paths = sorted(path for path in glob.glob(pattern, recursive=True) if _is_image(path))
+        if not paths:
+            raise SegmentError(f"--input={pattern} matches no image files")
+        return paths
+    raise DatasetNotFoundError(f"--input={pattern} does not exist")
+
+
+def _stem(path: str) -> str:
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def output_paths(inputs: list[str], output_dir: str) -> dict[str, list[str]]:
+    """input path -> its three output paths; refuses clashing stems and outputs over inputs."""
+    by_stem = {}
+    for path in inputs:
+        by_stem.setdefault(_stem(path), []).append(path)
+    clashing = [paths for paths in by_stem.values() if len(paths) > 1]
+    if clashing:
+        raise SegmentError(
+            f"--input holds images with the same stem, whose outputs would clash: "
+            f"{core_io.list_some(' / '.join(paths) for paths in clashing)}"
+        )
+    outputs = {
+        path: [os.path.join(output_dir, f"{_stem(path)}{suffix}.png") for suffix in
+               OUTPUT_SUFFIXES]
+        for path in inputs
+    }
+    owner = {}
+    for path, paths in outputs.items():
+        for out in paths:
+            if out in owner:
+                raise SegmentError(
+                    f"the outputs of {owner[out]} and {path} would both be {out}; rename one"
+                )
+            owner[out] = path
+    real_inputs = {os.path.realpath(path): path for path in inputs}
+    overwritten = [real_inputs[os.path.realpath(out)] for out in owner
+                   if os.path.realpath(out) in real_inputs]
+    if overwritten:
+        raise SegmentError(
+            f"--output_dir={output_dir} would overwrite input images "
+            f"{core_io.list_some(overwritten)}; choose another output directory"
+        )
+    return outputs
+
+
+def _image_size(path: str, what: str) -> tuple[int, int]:
+    """(width, height) from the file header, without decoding the pixels."""
+    from PIL import Image
+
+    from datasets.pairs import DatasetError
+
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise DatasetError(f"cannot read {what} {path}: {error}") from None
+
+
+def match_ground_truth(inputs: list[str], gt_dir: str) -> dict[str, str]:
+    """input path -> its label map in --gt_dir (<stem>_seg.png, else <stem>.png), same size."""
+    from datasets.pairs import DatasetError
+
+    matched, unmatched = {}, []
+    for path in inputs:
+        stem = _stem(path)
+        candidates = [os.path.join(gt_dir, f"{stem}_seg.png"), os.path.join(gt_dir, f"{stem}.png")]
+        found = [c for c in candidates if os.path.isfile(c)]
+        if found:
+            matched[path] = found[0]
+        else:
+            unmatched.append(stem)
+    if unmatched:
+        raise DatasetError(
+            f"--gt_dir={gt_dir} has no label map (<stem>.png or <stem>_seg.png) for "
+            f"{len(unmatched)} of {len(inputs)} images: {core_io.list_some(unmatched)}"
+        )
+    for path, label_path in matched.items():
+        image_size = _image_size(path, "image")
+        label_size = _image_size(label_path, "label map")
+        if image_size != label_size:
+            raise DatasetError(
+                f"label map {label_path} is {label_size[0]}x{label_size[1]} but image {path} is "
+                f"{image_size[0]}x{image_size[1]} (width x height)"
+            )
+    return matched
+
+
+def _label_set(semantic_label_path, segmenter):
+    from semantic_labels import load_label_set
+
+    name = semantic_label_path or segmenter.label_set_name
+    if not name:
+        raise SegmentError("the model names no label set; pass --semantic_label_path")
+    label_set = load_label_set(name)
+    if label_set.num_classes != segmenter.num_classes:
+        flag = ("--semantic_label_path=" + name) if semantic_label_path else (
+            f"the model's label set {name!r}"
+        )
+        raise SegmentError(
+            f"{flag} has {label_set.num_classes} classes but the model predicts "
+            f"{segmenter.num_classes}"
+        )
+    return label_set
+
+
+def _ground_truth_ids(label_path: str, prediction_shape, image_path: str, segmenter,
+                      num_classes: int, dontcare_id) -> np.ndarray:
+    """The label map of label_path as the model's train ids [H, W] uint8 (255 = ignore)."""
+    from datasets.pairs import DatasetError
+    from datasets.pipeline import load_label_map
+
+    label = load_label_map(label_path)  # [H, W] uint8
+    table = getattr(segmenter, "label_map", None)
+    if table is not None:
+        # Raw file values -> the run's train ids (e.g. Cityscapes labelIds, ADE20K's
+        # reduce-zero-label), as in training; -1 marks values of no class.
+        table = np.asarray(table)
+        unknown = np.unique(label[table[label] < 0])
+        if unknown.size:
+            values = core_io.list_some(map(str, unknown.tolist()))
+            raise DatasetError(
+                f"label map {label_path} holds values {values} that belong to no class of the "
+                "model's dataset"
+            )
+        label = table[label].astype(np.uint8)
+    if label.shape != prediction_shape:
+        raise DatasetError(f"label map {label_path} has shape {list(label.shape)} but "
+                           f"image {image_path} {list(prediction_shape)}")
+    invalid = np.unique(label[(label >= num_classes) & (label != 255)])
+    if invalid.size:
+        values = core_io.list_some(map(str, invalid.tolist()))
+        raise DatasetError(
+            f"label map {label_path} holds values {values} outside the model's classes "
+            f"[0, {num_classes - 1}] (255 = ignore)"
+        )
+    if dontcare_id is not None:
+        label = np.where(label == dontcare_id, 255, label).astype(np.uint8)
+    return label
+
+
+def segment_images(input_path: str, output_dir: str = "outputs/segmented", *,
+                   checkpoint_dir=None, saved_model=None, mode: str = "slide",
+                   tile_size: int = 512, overlap: float = 0.25, batch_size: int = 4,
+                   gt_dir=None, semantic_label_path=None, ignore_dontcare: bool = True,
+                   overwrite: bool = False, load_segmenter=None):
+    """Segments image files with a SegFormer; with ground truth, also scores them.
+
+    Every input image gives <stem>.png (class ids, 8-bit grey), <stem>_color.png (the label
+    set's colours) and <stem>_overlay.png (50% blend) under output_dir. With gt_dir the
+    per-class IoU, Dice, precision, recall, mIoU and pixel accuracy over all images are
+    printed and written to output_dir/metrics.csv and confusion.png.
+
+    Args:
+        input_path: an image file, a folder (its images, not recursive) or a glob pattern.
+        output_dir: where the PNGs (and metrics) go.
+        checkpoint_dir: a SegFormer run directory; or give saved_model (an export).
+        saved_model: an exported SegFormer SavedModel.
+        mode: "slide" (overlapping tiles, probabilities averaged) or "whole" (the image padded
+            to a multiple of 32, one pass).
+        tile_size: side of the square tiles of mode="slide" (px, a multiple of 32).
+        overlap: fraction of a tile shared with its neighbour, in [0, 1).
+        batch_size: tiles per forward pass.
+        gt_dir: ground-truth label maps matched by stem (<stem>.png or <stem>_seg.png; 255 =
+            ignore); enables the metrics.
+        semantic_label_path: label set for colours and class names (default: the model's).
+        ignore_dontcare: with gt_dir, ignore the label set's dontcare class (ADE20K "other")
+            and leave it out of the means.
+        overwrite: replace existing output files.
+        load_segmenter: (checkpoint_dir=None, saved_model=None) -> segmenter with
+            .num_classes, .label_set_name, .preprocess(uint8 [B, H, W, 3]) and
+            .predict_logits(float32 [B, h, w, 3]) -> logits [B, h/4, w/4, C]; default
+            models.segformer.export.load_segmenter (tests pass a fake).
+
+    Returns:
+        The metrics dict of metrics_from_confusion with gt_dir, else None.
+    """
+    check_segment_args(input_path, checkpoint_dir=checkpoint_dir, saved_model=saved_model,
+                       mode=mode, tile_size=tile_size, overlap=overlap, batch_size=batch_size,
+                       gt_dir=gt_dir)
+    inputs = resolve_inputs(input_path)
+    outputs = output_paths(inputs, output_dir)
+    ground_truth = match_ground_truth(inputs, gt_dir) if gt_dir else {}
+    report_paths = [os.path.join(output_dir, name) for name in REPORT_FILES]
+    core_io.check_overwrite(
+        [p for paths in outputs.values() for p in paths] + (report_paths if ground_truth else []),
+        overwrite, remedy="another --output_dir",
+    )
+
+    # TensorFlow loads only now: flag and file errors above come without its start-up time.
+    import keras
+    from PIL import Image
+
+    from datasets.pipeline import load_image
+    from evaluation import segmentation_metrics as seg_metrics
+
+    if load_segmenter is None:
+        from models.segformer.export import load_segmenter
+    segmenter = load_segmenter(checkpoint_dir=checkpoint_dir, saved_model=saved_model)
+    num_classes = int(segmenter.num_classes)
+    if num_classes > 256:
+        raise SegmentError(f"the model predicts {num_classes} classes; the class-id PNGs are "
+                           "8-bit (at most 256 classes)")
+    label_set = _label_set(semantic_label_path, segmenter)
+    dontcare_id = label_set.dontcare_id if ignore_dontcare else None
+    confusion = seg_metrics.ConfusionMatrix(num_classes) if ground_truth else None
+
+    os.makedirs(output_dir, exist_ok=True)
+    progbar = keras.utils.Progbar(len(inputs), unit_name="image")
+    for path in inputs:
+        image = load_image(path)  # [H, W, 3] uint8
+        normalised = np.asarray(segmenter.preprocess(image[None]), dtype=np.float32)[0]
+        probs = predict_probs(
+            segmenter.predict_logits, normalised, num_classes, mode=mode, tile=tile_size,
+            overlap=overlap, batch_size=batch_size, size_divisor=SIZE_DIVISOR,
+        )  # [H, W, C]
+        prediction = probs.argmax(axis=-1).astype(np.uint8)  # [H, W]
+        colors = label_set.colorize(prediction)  # [H, W, 3]
+        overlay = ((image.astype(np.uint16) + colors + 1) // 2).astype(np.uint8)  # [H, W, 3]
+        ids_path, color_path, overlay_path = outputs[path]
+        Image.fromarray(prediction).save(ids_path)
+        Image.fromarray(colors).save(color_path)
+        Image.fromarray(overlay).save(overlay_path)
+        if confusion is not None:
+            label = _ground_truth_ids(ground_truth[path], prediction.shape, path, segmenter,
+                                      num_classes, dontcare_id)
+            confusion.update(label, prediction)
+        progbar.add(1)
+    print(f"Wrote {len(inputs)} segmentations to {output_dir}")
+    if confusion is None:
+        return None
+
+    cm = confusion.result()
+    metrics = seg_metrics.metrics_from_confusion(
+        cm, exclude_classes=() if dontcare_id is None else (dontcare_id,)
+    )
+    print(seg_metrics.format_table(metrics, label_set.names))
+    seg_metrics.write_csv(metrics, label_set.names, report_paths[0])
+    seg_metrics.plot_confusion(cm, label_set.names, report_paths[1])
+    print(f"Wrote {report_paths[0]} and {report_paths[1]}")
+    return metrics

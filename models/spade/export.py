@@ -16,6 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from models.spade.config import SPADEConfig
 from models.spade.trainer import SPADEGAN
 from semantic_labels import load_label_set
 from training import run_dir as run_dir_lib
@@ -37,7 +38,7 @@ def _from_uint8(image):
 
 def export_spade(gan, path):
     """Writes `gan`'s generator (and encoder) as a SavedModel at `path` (replaced atomically)."""
-    size = gan.config["crop_size"]
+    size = gan.config.crop_size
     label_spec = tf.TensorSpec([None, size, size], tf.uint8, name="label")
     archive = keras.export.ExportArchive()
     archive.track(gan.generator)
@@ -45,7 +46,7 @@ def export_spade(gan, path):
         archive.track(gan.encoder)
 
     if gan.use_vae:
-        z_dim = gan.config["z_dim"]
+        z_dim = gan.config.z_dim
 
         def serve(label):
             z = tf.random.normal((tf.shape(label)[0], z_dim))
@@ -108,8 +109,8 @@ class Synthesizer:
             )
             self.num_classes = None
             return
-        config = run_dir_lib.load_run_config(checkpoint_dir)
-        label_set = load_label_set(config["semantic_label_path"])
+        config = run_dir_lib.load_run_config(checkpoint_dir, SPADEConfig)
+        label_set = load_label_set(config.semantic_label_path)
         self._gan = SPADEGAN(config, label_set.num_classes, for_training=False)
         ckpt_dir = os.path.join(checkpoint_dir, "checkpoints")
         latest = tf.train.latest_checkpoint(ckpt_dir)
@@ -118,9 +119,9 @@ class Synthesizer:
         checkpoint = tf.train.Checkpoint(**self._gan.checkpoint_objects())
         # Every network variable must be found; the optimizers' state is not needed here.
         checkpoint.restore(latest).assert_existing_objects_matched().expect_partial()
-        self.crop_size = config["crop_size"]
-        self.use_vae = bool(config["use_vae"])
-        self.z_dim = config["z_dim"] if self.use_vae else None
+        self.crop_size = config.crop_size
+        self.use_vae = bool(config.use_vae)
+        self.z_dim = config.z_dim if self.use_vae else None
         self.num_classes = label_set.num_classes
         self.step = int(self._gan.step.numpy())
 
@@ -164,37 +165,7 @@ def resize_label_map(label, size):
     return np.asarray(Image.fromarray(label.astype(np.uint8)).resize((size, size), Image.NEAREST))
 
 
-def check_writable(paths, overwrite):
-    """Refuses to overwrite existing outputs unless --overwrite is given (lists a few)."""
-    existing = [p for p in paths if os.path.exists(p)]
-    if existing and not overwrite:
-        more = f" and {len(existing) - 3} more" if len(existing) > 3 else ""
-        raise FileExistsError(
-            f"{', '.join(existing[:3])}{more} already exist; pass --overwrite or another "
-            "output directory"
-        )
-
-
 def export_run(checkpoint_dir, output=None):
     """Exports the latest checkpoint of a run directory (on demand); returns the path."""
     synth = Synthesizer(checkpoint_dir=checkpoint_dir)
     return export_spade(synth._gan, output or os.path.join(checkpoint_dir, "export"))
-
-
-def main(argv=None):
-    """python -m models.spade.export --checkpoint_dir=RUN [--output=DIR]"""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m models.spade.export", description=main.__doc__)
-    parser.add_argument("--checkpoint_dir", required=True, help="run directory of train.py")
-    parser.add_argument("--output", default=None, help="SavedModel folder (<run>/export)")
-    args = parser.parse_args(argv)
-    try:
-        path = export_run(args.checkpoint_dir, args.output)
-    except (FileNotFoundError, ValueError) as e:
-        parser.exit(2, f"python -m models.spade.export: error: {e}\n")
-    print(f"Exported {args.checkpoint_dir} to {path}")
-
-
-if __name__ == "__main__":
-    main()
