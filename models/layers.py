@@ -500,9 +500,11 @@ class InstanceNormalization(keras.layers.Layer):
 class ParamFreeBatchNorm(keras.layers.BatchNormalization):
     """Batch normalisation without scale or shift (SPADE's param-free norm), light on memory.
 
-    `keras.layers.BatchNormalization(center=False, scale=False)`: the same function, variables,
-    moving statistics and config, statistics synchronised across replicas when
-    `synchronized`. Training mode has a hand-written gradient, the standard batch-norm one,
+    `keras.layers.BatchNormalization(center=False, scale=False)`: the same function, variables
+    and config, statistics synchronised across replicas when `synchronized`. The moving variance
+    is updated with the unbiased batch variance (n / (n - 1) times the biased one, n the values
+    per channel over the global batch), as PyTorch's BatchNorm and the reference's synchronised
+    batch norm do; Keras uses the biased one (1.33x apart at 4 values per channel). Training mode has a hand-written gradient, the standard batch-norm one,
 
         dx = (g - mean(g) - x_hat * mean(g * x_hat)) / std    (means over the global batch),
 
@@ -571,8 +573,9 @@ class ParamFreeBatchNorm(keras.layers.BatchNormalization):
             self.moving_mean * self.momentum + tf.cast(mean, self.moving_mean.dtype)
             * (1.0 - self.momentum)
         )
+        unbiased = variance * count / tf.maximum(count - 1.0, 1.0)  # [C], as PyTorch
         self.moving_variance.assign(
-            self.moving_variance * self.momentum + tf.cast(variance, self.moving_variance.dtype)
+            self.moving_variance * self.momentum + tf.cast(unbiased, self.moving_variance.dtype)
             * (1.0 - self.momentum)
         )
         return ops.cast(normalize(x), self.compute_dtype)

@@ -1,5 +1,12 @@
-"""Tests for models/layers.py: SNConv2D, InstanceNormalization, param_free_norm, helpers."""
+"""Tests for models/layers.py: SNConv2D, InstanceNormalization, param_free_norm, helpers.
 
+Every layer runs through the shared `run_layer_test` (tests/layer_testing.py); the other tests
+check what is specific to it (NumPy references, spectral norm, batch-norm equivalence)."""
+
+import ast
+import glob
+import importlib
+import inspect
 import os
 import subprocess
 import sys
@@ -9,16 +16,19 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from layer_testing import run_layer_test
 
-from models.layers import InstanceNormalization
-from models.layers import leaky_relu
-from models.layers import ParamFreeBatchNorm
-from models.layers import SNConv2D
-from models.layers import one_hot_conv
-from models.layers import spectral_norm_conv2d
-from models.layers import param_free_norm
-from models.layers import resize_nearest
-from models.layers import xavier_normal_init
+from models.layers import (
+    InstanceNormalization,
+    ParamFreeBatchNorm,
+    SNConv2D,
+    leaky_relu,
+    one_hot_conv,
+    param_free_norm,
+    resize_nearest,
+    spectral_norm_conv2d,
+    xavier_normal_init,
+)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -81,24 +91,27 @@ def test_resize_nearest_dynamic_size_in_tf_function():
 
 
 @pytest.mark.parametrize(
-    "padding, strides, kernel_size, expected_hw",
+    "kwargs, expected_hw",
     [
-        ("same", 1, 3, (32, 24)),
-        ("valid", 1, 3, (30, 22)),
-        (1, 2, 3, (16, 12)),
-        (2, 2, 4, (17, 13)),  # discriminator: kernel 4, padding 2
-        (0, 1, 1, (32, 24)),
+        ({"padding": "same", "kernel_size": 3}, (32, 24)),
+        ({"padding": "valid", "kernel_size": 3}, (30, 22)),
+        ({"padding": 1, "strides": 2, "kernel_size": 3}, (16, 12)),
+        ({"padding": 2, "strides": 2, "kernel_size": 4}, (17, 13)),  # discriminator
+        ({"padding": 0, "kernel_size": 1, "spectral_norm": False}, (32, 24)),
+        (
+            {
+                "kernel_size": (3, 5), "strides": 2, "padding": 2, "use_bias": False,
+                "power_iterations": 2, "kernel_initializer": xavier_normal_init(),
+            },
+            (17, 12),
+        ),
     ],
 )
-def test_snconv2d_output_shapes(padding, strides, kernel_size, expected_hw):
-    conv = SNConv2D(8, kernel_size, strides=strides, padding=padding)
+def test_snconv2d_layer(kwargs, expected_hw):
     x = np.random.randn(2, 32, 24, 4).astype("float32")
-    eager = conv(x)
-    graph = tf.function(lambda t: conv(t))(x)
-    assert eager.shape == (2, *expected_hw, 8)
-    assert graph.shape == eager.shape
-    assert conv.compute_output_shape((2, 32, 24, 4)) == (2, *expected_hw, 8)
-    np.testing.assert_allclose(graph.numpy(), eager.numpy(), rtol=1e-5, atol=1e-5)
+    run_layer_test(
+        SNConv2D, {"filters": 8, **kwargs}, x, expected_output_shape=(2, *expected_hw, 8)
+    )
 
 
 def test_snconv2d_matches_numpy_conv_with_symmetric_padding():
@@ -309,31 +322,6 @@ def test_leaky_relu_equals_tf_leaky_relu_values_and_gradients():
         leaky_relu(x, 0.0)
 
 
-def test_snconv2d_gradients_reach_kernel_in_training():
-    conv = SNConv2D(4, 3)
-    x = np.random.randn(2, 8, 8, 3).astype("float32")
-    conv(x)
-    with tf.GradientTape() as tape:
-        loss = tf.reduce_mean(tf.square(conv(x, training=True)))
-    grads = tape.gradient(loss, conv.trainable_variables)
-    assert len(grads) == 2
-    assert all(g is not None and np.abs(g.numpy()).sum() > 0 for g in grads)
-
-
-def test_snconv2d_config_round_trip():
-    conv = SNConv2D(
-        8, (3, 5), strides=2, padding=2, use_bias=False, power_iterations=2,
-        kernel_initializer=xavier_normal_init(), name="sn",
-    )
-    x = np.random.randn(1, 12, 12, 4).astype("float32")
-    out = conv(x)
-    clone = SNConv2D.from_config(conv.get_config())
-    assert clone.get_config() == conv.get_config()
-    clone.build(x.shape)
-    clone.set_weights(conv.get_weights())
-    np.testing.assert_allclose(clone(x).numpy(), out.numpy(), atol=1e-6)
-
-
 def test_snconv2d_mixed_precision_sigma_in_float32():
     conv = SNConv2D(8, 3, dtype="mixed_bfloat16")
     x = np.random.randn(2, 8, 8, 4).astype("float32")
@@ -380,12 +368,22 @@ def test_instance_norm_mixed_bfloat16_keeps_dtype_and_is_accurate():
     np.testing.assert_allclose(stats.std(axis=(1, 2)), 1.0, atol=0.05)
 
 
-def test_instance_norm_config_round_trip_and_no_weights():
-    layer = InstanceNormalization(epsilon=1e-3, name="inorm")
-    layer.build((None, 8, 8, 3))
+def test_instance_norm_layer():
+    x = np.random.randn(2, 8, 12, 3).astype("float32")
+    layer = run_layer_test(
+        InstanceNormalization, {"epsilon": 1e-3, "name": "inorm"}, x,
+        expected_output_shape=(2, 8, 12, 3),
+    )
     assert layer.count_params() == 0
-    clone = InstanceNormalization.from_config(layer.get_config())
-    assert clone.epsilon == 1e-3 and clone.name == "inorm"
+
+
+@pytest.mark.parametrize("synchronized", [False, True])
+def test_param_free_batch_norm_layer(synchronized):
+    x = np.random.randn(4, 8, 6, 3).astype("float32")
+    layer = run_layer_test(
+        ParamFreeBatchNorm, {"synchronized": synchronized}, x, expected_output_shape=x.shape
+    )
+    assert not layer.trainable_weights
 
 
 @pytest.mark.parametrize("kind", ["instance", "batch", "syncbatch"])
@@ -404,17 +402,22 @@ def test_param_free_norm_kinds(kind):
         assert (layer.momentum, layer.epsilon) == (0.9, 1e-5)
         np.testing.assert_allclose(out.mean(axis=(0, 1, 2)), 0.0, atol=1e-4)
         np.testing.assert_allclose(out.var(axis=(0, 1, 2)), 1.0, atol=1e-3)
-        # Moving averages move by 1 - momentum = 0.1 of the batch statistics.
+        # Moving averages move by 1 - momentum = 0.1 of the batch statistics; the variance's
+        # is the unbiased one (ddof=1), as PyTorch's BatchNorm updates it.
         np.testing.assert_allclose(
             layer.moving_mean.numpy(), 0.1 * x.mean(axis=(0, 1, 2)), rtol=1e-4, atol=1e-5
+        )
+        np.testing.assert_allclose(
+            layer.moving_variance.numpy(), 0.9 + 0.1 * x.var(axis=(0, 1, 2), ddof=1), rtol=1e-5
         )
 
 
 @pytest.mark.parametrize("synchronized", [False, True])
 @pytest.mark.parametrize("graph", [False, True])
 def test_param_free_batch_norm_equals_keras_batch_norm(synchronized, graph):
-    # Values, input gradients and moving statistics of Keras' BatchNormalization(center=False,
-    # scale=False), in training and inference, from a hand-written gradient.
+    # Values, input gradients and moving mean of Keras' BatchNormalization(center=False,
+    # scale=False), in training and inference, from a hand-written gradient; the moving variance
+    # is updated with the unbiased batch variance (PyTorch's), Keras' with the biased one.
     x = tf.constant(np.random.randn(3, 5, 4, 6).astype("float32") * 2 + 1)
     weights = tf.constant(np.random.randn(3, 5, 4, 6).astype("float32"))
     layers = [
@@ -434,12 +437,17 @@ def test_param_free_batch_norm_equals_keras_batch_norm(synchronized, graph):
         out, grad = run(x)
         results.append([out.numpy(), grad.numpy(), layer.moving_mean.numpy(),
                         layer.moving_variance.numpy(), layer(x, training=False).numpy()])
-    for got, expected in zip(*results):
+    n = 3 * 5 * 4  # values per channel
+    ours, keras_bn = results
+    # Keras: 0.9 + 0.1 * biased; ours: 0.9 + 0.1 * biased * n / (n - 1).
+    keras_bn[3] = 0.9 + (keras_bn[3] - 0.9) * n / (n - 1)
+    for got, expected in zip(ours[:4], keras_bn[:4]):
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(  # inference with our moving statistics
+        ours[4], (x.numpy() - ours[2]) / np.sqrt(ours[3] + 1e-5), rtol=1e-4, atol=1e-4
+    )
     assert np.abs(results[1][1]).max() > 0.1  # a real gradient was compared
     assert not layers[0].trainable_weights
-    clone = ParamFreeBatchNorm.from_config(layers[0].get_config())
-    assert clone.get_config() == layers[0].get_config()
     with pytest.raises(ValueError, match="center"):
         ParamFreeBatchNorm(center=True)
 
@@ -447,6 +455,48 @@ def test_param_free_batch_norm_equals_keras_batch_norm(synchronized, graph):
 def test_param_free_norm_unknown_kind():
     with pytest.raises(ValueError, match="groupnorm"):
         param_free_norm("groupnorm")
+
+
+# --- every layer goes through the shared helper -----------------------------------------------
+
+
+def _classes_given_to_run_layer_test():
+    """Class names that the test files pass to `run_layer_test`: its first argument, or the
+    first entry of each tuple of a `LAYER_CASES` table (the parametrised form)."""
+    names = set()
+    for path in glob.glob(os.path.join(REPO_ROOT, "tests", "**", "*.py"), recursive=True):
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "run_layer_test":
+                candidates = node.args[:1]
+            elif isinstance(node, ast.Assign) and any(
+                getattr(target, "id", "") == "LAYER_CASES" for target in node.targets
+            ):
+                candidates = [case.elts[0] for case in node.value.elts]
+            else:
+                continue
+            for candidate in candidates:  # `SNConv2D` or `sg2.EqualDense`
+                names.add(getattr(candidate, "id", getattr(candidate, "attr", None)))
+    return names
+
+
+def test_every_network_layer_goes_through_run_layer_test():
+    # Shared layers and each family's networks (a new family's networks.py is picked up).
+    modules = ["models.layers"] + [
+        f"models.{os.path.basename(os.path.dirname(path))}.networks"
+        for path in glob.glob(os.path.join(REPO_ROOT, "models", "*", "networks.py"))
+    ]
+    layers = set()
+    for name in modules:
+        module = importlib.import_module(name)
+        layers.update(
+            cls.__name__ for _, cls in inspect.getmembers(module, inspect.isclass)
+            if issubclass(cls, keras.layers.Layer) and cls.__module__ == name
+        )
+    assert len(layers) >= 24
+    untested = sorted(layers - _classes_given_to_run_layer_test())
+    assert not untested, f"layers without a run_layer_test (tests/layer_testing.py): {untested}"
 
 
 _MIRRORED_SCRIPT = textwrap.dedent(
@@ -511,6 +561,12 @@ _MIRRORED_SCRIPT = textwrap.dedent(
     expected = tape.gradient(loss, full_x).numpy()
     assert np.abs(expected).max() > 0.1
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    # The moving variance takes the unbiased variance of the global batch (n = 4 * 8 * 8 values
+    # per channel over both replicas), on every replica's copy.
+    for copy in sync_norm.moving_variance.value.values:
+        np.testing.assert_allclose(
+            copy.numpy(), 0.9 + 0.1 * x.var(axis=(0, 1, 2), ddof=1), rtol=1e-5
+        )
     print("OK")
     """
 )

@@ -1,11 +1,13 @@
-"""SegFormer (models/segformer/networks.py): layers, dynamic shapes, parameter counts, mixed precision,
-stochastic depth, serialisation, and equivalence with keras-hub's SegFormer after loading its
-weights."""
+"""SegFormer (models/segformer/networks.py): layers, dynamic shapes, parameter counts, mixed
+precision, stochastic depth, serialisation, and equivalence with keras-hub's SegFormer after
+loading its weights. Every layer runs through the shared `run_layer_test`
+(tests/layer_testing.py)."""
 
 import numpy as np
 import pytest
 import keras
 import tensorflow as tf
+from layer_testing import run_layer_test
 
 from models.segformer import networks as sf
 from models.segformer.networks import (
@@ -16,6 +18,7 @@ from models.segformer.networks import (
     OverlappingPatchEmbedding,
     SegFormer,
     SegFormerHead,
+    ARCHITECTURES,
     load_keras_hub_weights,
     preprocess,
     upsample_logits,
@@ -33,43 +36,39 @@ def random_images(shape, seed=0):
     return np.random.RandomState(seed).randn(*shape).astype("float32")
 
 
-def assert_config_round_trip(layer, inputs, **call_kwargs):
-    """Rebuilds `layer` from its config, copies the weights and expects the same outputs."""
-    expected = layer(inputs, **call_kwargs)
-    clone = layer.__class__.from_config(layer.get_config())
-    assert clone.get_config() == layer.get_config()
-    clone(inputs, **call_kwargs)
-    clone.set_weights(layer.get_weights())
-    actual = clone(inputs, **call_kwargs)
-    for got, want in zip(tf.nest.flatten(actual), tf.nest.flatten(expected)):
-        np.testing.assert_allclose(to_numpy(got), to_numpy(want), atol=1e-6)
-    return expected
+# Under batch statistics the head's Dense biases only shift the BatchNorm input: their gradient
+# is zero (see test_segformer_head_folded_fuse_equals_concatenation).
+HEAD_BIASES = tuple(f"linear_c{i}/bias" for i in range(1, 5))
 
 
 # --- Layers --------------------------------------------------------------------------------
 
 
-def test_overlapping_patch_embedding_shape_params_and_config():
-    first = OverlappingPatchEmbedding(8, 7, 4)
-    out = assert_config_round_trip(first, random_images((2, 32, 48, 3)))
-    assert out.shape == (2, 8, 12, 8)
+def test_overlapping_patch_embedding_layer_and_params():
+    first = run_layer_test(
+        OverlappingPatchEmbedding, {"filters": 8, "patch_size": 7, "stride": 4},
+        random_images((2, 32, 48, 3)), expected_output_shape=(2, 8, 12, 8),
+    )
     # conv 7x7x3x8 + bias 8 + LayerNorm gamma/beta 2x8.
     assert trainable_count(first) == 7 * 7 * 3 * 8 + 8 + 16
     assert first.norm.epsilon == pytest.approx(1e-5)
 
-    later = OverlappingPatchEmbedding(16, 3, 2)
-    assert assert_config_round_trip(later, random_images((2, 8, 12, 8))).shape == (2, 4, 6, 16)
+    later = run_layer_test(
+        OverlappingPatchEmbedding, {"filters": 16, "patch_size": 3, "stride": 2},
+        random_images((2, 8, 12, 8)), expected_output_shape=(2, 4, 6, 16),
+    )
     # Odd sizes round up, like PyTorch's conv with padding k // 2.
     assert later(random_images((1, 9, 7, 8))).shape == (1, 5, 4, 16)
 
 
 @pytest.mark.parametrize("sr_ratio", [1, 4])
-def test_efficient_attention_shape_config_and_values(sr_ratio):
-    keras.utils.set_random_seed(0)
-    attention = EfficientMultiHeadAttention(8, 2, sr_ratio)
+def test_efficient_attention_layer_and_values(sr_ratio):
     x = random_images((2, 8, 12, 8))
-    out = assert_config_round_trip(attention, x)
-    assert out.shape == (2, 8, 12, 8)
+    attention = run_layer_test(
+        EfficientMultiHeadAttention, {"dim": 8, "num_heads": 2, "sr_ratio": sr_ratio}, x,
+        expected_output_shape=(2, 8, 12, 8),
+    )
+    out = attention(x)
     assert (attention.sr is not None) == (sr_ratio > 1)
 
     # Reference computation in numpy from the layer's own weights.
@@ -99,10 +98,12 @@ def test_efficient_attention_rejects_indivisible_heads():
         EfficientMultiHeadAttention(10, 3)
 
 
-def test_mix_ffn_shape_params_and_config():
-    ffn = MixFFN(8, 32)
-    out = assert_config_round_trip(ffn, random_images((2, 4, 6, 8)))
-    assert out.shape == (2, 4, 6, 8)
+@pytest.mark.parametrize("approximate_gelu", [True, False])
+def test_mix_ffn_layer_and_params(approximate_gelu):
+    ffn = run_layer_test(
+        MixFFN, {"dim": 8, "hidden_dim": 32, "approximate_gelu": approximate_gelu},
+        random_images((2, 4, 6, 8)), expected_output_shape=(2, 4, 6, 8),
+    )
     # fc1 8x32+32, depthwise 3x3x32+32, fc2 32x8+8.
     assert trainable_count(ffn) == (8 * 32 + 32) + (9 * 32 + 32) + (32 * 8 + 8)
 
@@ -118,13 +119,17 @@ def test_mix_ffn_gelu_forms_differ_only_slightly():
     assert 0 < difference < 1e-2
 
 
-def test_mit_block_shape_config_and_norm_epsilon():
-    block = MiTBlock(8, 2, sr_ratio=2, drop_path=0.1)
-    out = assert_config_round_trip(block, random_images((2, 8, 12, 8)), training=False)
-    assert out.shape == (2, 8, 12, 8)
-    assert block.norm1.epsilon == pytest.approx(1e-6)
-    assert block.norm2.epsilon == pytest.approx(1e-6)
+def test_mit_block_layer_and_norm_epsilon():
+    block = run_layer_test(
+        MiTBlock, {"dim": 8, "num_heads": 2, "sr_ratio": 2, "drop_path": 0.1, "seed": 1},
+        random_images((2, 8, 12, 8)), expected_output_shape=(2, 8, 12, 8),
+    )
+    # The original SegFormer: every LayerNorm eps 1e-5 (keras-hub: 1e-6 for the pre-norms).
+    assert block.norm1.epsilon == pytest.approx(1e-5)
+    assert block.norm2.epsilon == pytest.approx(1e-5)
     assert block.attn.sr_norm.epsilon == pytest.approx(1e-5)
+    hub = MiTBlock(8, 2, block_norm_epsilon=1e-6)
+    assert (hub.norm1.epsilon, hub.norm2.epsilon) == (1e-6, 1e-6)
 
 
 def test_mit_block_stochastic_depth_only_in_training():
@@ -142,15 +147,13 @@ def test_mit_block_stochastic_depth_only_in_training():
         MiTBlock(8, 2, drop_path=1.0)
 
 
-def test_mit_encoder_stage_shapes_config_and_explicit_lists():
-    encoder = MiTEncoder("tiny", drop_path_rate=0.1)
-    features = assert_config_round_trip(encoder, random_images((2, 64, 96, 3)), training=False)
-    assert [tuple(f.shape) for f in features] == [
-        (2, 16, 24, 8),
-        (2, 8, 12, 16),
-        (2, 4, 6, 32),
-        (2, 2, 3, 64),
-    ]
+def test_mit_encoder_layer_and_explicit_lists():
+    # 64 px: stage 1 (16 x 16, reduction 8) still attends over 2 x 2 keys, so the queries get a
+    # gradient (over a single key the softmax is constant).
+    encoder = run_layer_test(
+        MiTEncoder, {"variant": "tiny", "drop_path_rate": 0.1}, random_images((2, 64, 96, 3)),
+        expected_output_shape=[(2, 16, 24, 8), (2, 8, 12, 16), (2, 4, 6, 32), (2, 2, 3, 64)],
+    )
     assert [n.epsilon for n in encoder.stage_norms] == pytest.approx([1e-5] * 4)
     # Stochastic-depth rates grow linearly from 0 to drop_path_rate over all blocks.
     assert [b.drop_path for b in encoder.blocks] == pytest.approx([0.0, 1 / 30, 2 / 30, 0.1])
@@ -180,11 +183,11 @@ def _head_features():
     return [random_images((2, 16 // 2**i, 24 // 2**i, 8 * 2**i), i + 1) for i in range(4)]
 
 
-def test_segformer_head_shape_config_and_params():
-    head = SegFormerHead(16, 5, dropout=0.1)
-    features = _head_features()
-    logits = assert_config_round_trip(head, features, training=False)
-    assert logits.shape == (2, 16, 24, 5)
+def test_segformer_head_layer_and_params():
+    head = run_layer_test(
+        SegFormerHead, {"embed_dim": 16, "num_classes": 5, "dropout": 0.1}, _head_features(),
+        expected_output_shape=(2, 16, 24, 5), allow_zero_gradients=HEAD_BIASES,
+    )
     linear = (8 + 16 + 32 + 64) * 16 + 4 * 16
     fuse = 4 * 16 * 16 + 2 * 16  # 1x1 conv without bias + BatchNorm gamma/beta
     classifier = 16 * 5 + 5
@@ -232,6 +235,14 @@ def test_segformer_head_folded_fuse_equals_concatenation(training):
                                    err_msg=variable.path)
 
 # --- Whole model ---------------------------------------------------------------------------
+
+
+def test_segformer_layer():
+    run_layer_test(
+        SegFormer, {"variant": "tiny", "num_classes": 5, "dropout": 0.2},
+        random_images((2, 64, 64, 3)), expected_output_shape=(2, 16, 16, 5),
+        allow_zero_gradients=HEAD_BIASES,
+    )
 
 
 def test_segformer_dynamic_non_square_sizes_in_one_tf_function():
@@ -409,7 +420,7 @@ def keras_hub_b0(tmp_path_factory):
 
 @pytest.mark.slow
 def test_keras_hub_segmenter_preset_gives_same_logits(keras_hub_b0):
-    model = SegFormer("b0", num_classes=19)
+    model = SegFormer("b0", num_classes=19, **ARCHITECTURES["keras_hub"])
     loaded = load_keras_hub_weights(model, keras_hub_b0["segmenter_dir"])
     assert len(loaded) == len(model.weights)  # every variable, BatchNorm statistics included
 
@@ -429,7 +440,7 @@ def test_keras_hub_segmenter_preset_gives_same_logits(keras_hub_b0):
 
 @pytest.mark.slow
 def test_keras_hub_mit_preset_loads_encoder_only(keras_hub_b0):
-    model = SegFormer("b0", num_classes=19)
+    model = SegFormer("b0", num_classes=19, **ARCHITECTURES["keras_hub"])
     model.build((None, None, None, 3))
     head_before = [v.numpy() for v in model.head.weights]
     loaded = load_keras_hub_weights(model, keras_hub_b0["mit_dir"])
@@ -449,7 +460,7 @@ def test_keras_hub_mit_preset_loads_encoder_only(keras_hub_b0):
 
 @pytest.mark.slow
 def test_keras_hub_preset_class_count_and_variant_mismatch(keras_hub_b0):
-    model = SegFormer("b0", num_classes=150)
+    model = SegFormer("b0", num_classes=150, **ARCHITECTURES["keras_hub"])
     model.build((None, None, None, 3))
     first_before = model.encoder.weights[0].numpy()
     with pytest.raises(ValueError) as error:
@@ -461,15 +472,18 @@ def test_keras_hub_preset_class_count_and_variant_mismatch(keras_hub_b0):
     np.testing.assert_array_equal(first_before, model.encoder.weights[0].numpy())
 
     with pytest.raises(ValueError, match=r"encoder dims \(8, 16, 32, 64\).*\(32, 64, 160, 256\)"):
-        load_keras_hub_weights(SegFormer("tiny", num_classes=19), keras_hub_b0["mit_dir"])
+        load_keras_hub_weights(
+            SegFormer("tiny", num_classes=19, **ARCHITECTURES["keras_hub"]),
+            keras_hub_b0["mit_dir"],
+        )
     with pytest.raises(ValueError, match="head_embed_dim=256"):
-        wide = SegFormer("b0", num_classes=19, head_embed_dim=128)
+        wide = SegFormer("b0", num_classes=19, head_embed_dim=128, **ARCHITECTURES["keras_hub"])
         load_keras_hub_weights(wide, keras_hub_b0["segmenter_dir"])
 
 
 def test_keras_hub_missing_or_unknown_preset(tmp_path):
     pytest.importorskip("keras_hub")
-    model = SegFormer("tiny", num_classes=5)
+    model = SegFormer("tiny", num_classes=5, **ARCHITECTURES["keras_hub"])
     missing = str(tmp_path / "no_such_preset")
     with pytest.raises(FileNotFoundError, match="no_such_preset"):
         load_keras_hub_weights(model, missing)
@@ -493,7 +507,43 @@ def test_keras_hub_named_preset_without_network_says_what_to_do(monkeypatch):
         keras_hub.models.SegFormerImageSegmenter, "from_preset", classmethod(offline)
     )
     with pytest.raises(FileNotFoundError) as error:
-        load_keras_hub_weights(SegFormer("b0", num_classes=150), "segformer_b0_ade20k_512")
+        load_keras_hub_weights(
+            SegFormer("b0", num_classes=150, **ARCHITECTURES["keras_hub"]),
+            "segformer_b0_ade20k_512",
+        )
     message = str(error.value)
     assert "segformer_b0_ade20k_512" in message
     assert "save_to_preset" in message and "pass its path" in message
+
+
+def test_architecture_follows_the_weights_origin(tmp_path):
+    # The original SegFormer (and Hugging Face): exact erf GELU, every LayerNorm eps 1e-5;
+    # keras-hub's MiT: tanh GELU, 1e-6 block pre-norms. Ours defaults to the original.
+    model = SegFormer("tiny", num_classes=5)
+    model.build((None, 64, 64, 3))
+    assert (model.approximate_gelu, model.block_norm_epsilon) == (False, 1e-5)
+    block = model.encoder.blocks[0]
+    assert (block.mlp.approximate_gelu, block.norm1.epsilon, block.norm2.epsilon) == (
+        False, 1e-5, 1e-5,
+    )
+    hub = SegFormer("tiny", num_classes=5, **ARCHITECTURES["keras_hub"])
+    hub.build((None, 64, 64, 3))
+    assert (hub.encoder.blocks[0].mlp.approximate_gelu, hub.encoder.blocks[0].norm1.epsilon) == (
+        True, 1e-6,
+    )
+    assert SegFormer.from_config(hub.get_config()).block_norm_epsilon == 1e-6
+    hub.set_weights(model.get_weights())
+    images = random_images((1, 64, 64, 3), seed=3)
+    assert np.abs(to_numpy(hub(images)) - to_numpy(model(images))).max() > 0
+    # keras-hub weights refuse the original architecture, naming the fix.
+    with pytest.raises(ValueError, match=r"ARCHITECTURES\['keras_hub'\]"):
+        load_keras_hub_weights(model, str(tmp_path))
+
+
+def test_run_config_records_the_architecture():
+    from models.segformer.config import SegFormerConfig
+
+    assert SegFormerConfig().architecture == "original"
+    assert SegFormerConfig(pretrained="mit_b0_ade20k_512").architecture == "keras_hub"
+    with pytest.raises(ValueError, match="architecture=keras_hub"):
+        SegFormerConfig(pretrained="mit_b0_ade20k_512", architecture="original")

@@ -1,9 +1,12 @@
-"""Tests for models/spade/networks.py: SPADE blocks, generator, encoder, discriminators, counts."""
+"""Tests for models/spade/networks.py: SPADE blocks, generator, encoder, discriminators, counts.
+
+Every layer and network runs through the shared `run_layer_test` (tests/layer_testing.py)."""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from layer_testing import run_layer_test
 
 from models.layers import InstanceNormalization
 from models.spade.networks import MultiscaleDiscriminator
@@ -43,12 +46,14 @@ def _spade_params(label_nc, norm_nc, hidden, k=3):
 
 
 @pytest.mark.parametrize("norm_type", ["instance", "batch", "syncbatch"])
-def test_spade_shapes_params_and_graph_mode(norm_type):
-    layer = SPADE(norm_type, num_hidden=8)
+def test_spade_layer_params_and_dynamic_sizes(norm_type):
     x = np.random.randn(2, 16, 24, 6).astype("float32")
     segmap = _one_hot(2, 32, 48)  # finer than x: resized inside
+    layer = run_layer_test(
+        SPADE, {"norm_type": norm_type, "num_hidden": 8}, {"x": x, "segmap": segmap},
+        expected_output_shape=(2, 16, 24, 6),
+    )
     out = layer(x, segmap)
-    assert out.shape == (2, 16, 24, 6)
     assert _trainable(layer) == _spade_params(NUM_CLASSES, 6, 8)
 
     @tf.function(
@@ -63,8 +68,17 @@ def test_spade_shapes_params_and_graph_mode(norm_type):
     np.testing.assert_allclose(dynamic_call(x, segmap).numpy(), out.numpy(), atol=1e-5)
     # Non-square x of another size, same weights: the resize follows x's dynamic shape.
     assert dynamic_call(x[:, :8, :20], segmap).shape == (2, 8, 20, 6)
-    # Training mode (batch statistics; syncbatch also works outside a distribution strategy).
-    assert np.all(np.isfinite(layer(x, segmap, training=True).numpy()))
+
+
+def test_spade_layer_from_labels():
+    # Integer labels take the lookup path of the shared conv (`SNConv2D.call_on_labels`).
+    labels = np.random.randint(0, NUM_CLASSES, size=(2, 16, 24)).astype("int32")
+    run_layer_test(
+        SPADE,
+        {"norm_type": "instance", "num_hidden": 8, "kernel_size": 5, "num_classes": NUM_CLASSES},
+        {"x": np.random.randn(2, 8, 12, 6).astype("float32"), "segmap": labels},
+        expected_output_shape=(2, 8, 12, 6),
+    )
 
 
 def test_spade_formula_on_known_weights():
@@ -95,10 +109,7 @@ def test_spade_uses_the_label_at_each_position():
     np.testing.assert_allclose(changed[0, 3, 3], base[0, 3, 3], atol=1e-7)
 
 
-def test_spade_config_round_trip_and_bad_norm():
-    layer = SPADE("instance", num_hidden=16, kernel_size=5, name="spade")
-    clone = SPADE.from_config(layer.get_config())
-    assert clone.get_config() == layer.get_config()
+def test_spade_bad_arguments():
     with pytest.raises(ValueError, match="layernorm"):
         SPADE("layernorm")
     with pytest.raises(ValueError, match="kernel_size"):
@@ -141,10 +152,19 @@ def test_resnet_block_identity_shortcut_and_no_spectral_norm():
     assert out.shape == x.shape
 
 
-def test_resnet_block_config_round_trip_and_fin_check():
+@pytest.mark.parametrize("fout, spectral_norm", [(4, True), (8, False)])
+def test_resnet_block_layer(fout, spectral_norm):
+    run_layer_test(
+        SPADEResnetBlock,
+        {"fin": 8, "fout": fout, "norm_type": "instance", "spectral_norm": spectral_norm,
+         "num_hidden": 8},
+        {"x": np.random.randn(2, 8, 12, 8).astype("float32"), "segmap": _one_hot(2, 16, 16)},
+        expected_output_shape=(2, 8, 12, fout),
+    )
+
+
+def test_resnet_block_fin_check():
     block = SPADEResnetBlock(8, 4, "instance", spectral_norm=False, num_hidden=8, name="blk")
-    clone = SPADEResnetBlock.from_config(block.get_config())
-    assert clone.get_config() == block.get_config()
     with pytest.raises(ValueError, match="fin=8"):
         block(np.zeros((1, 4, 4, 6), "float32"), _one_hot(1, 4, 4))
 
@@ -210,16 +230,12 @@ def test_generator_vae_z_handling_and_graph_mode():
     assert sample(_one_hot(1, 16, 16)).shape == (1, 32, 32, 3)  # any segmap resolution
 
 
-def test_generator_gradients_reach_every_weight():
-    generator = SPADEGenerator(**TINY_G, use_vae=True, crop_size=32)
-    segmap = _one_hot(2, 32, 32)
-    z = np.random.randn(2, 8).astype("float32")
-    generator(segmap, z)
-    with tf.GradientTape() as tape:
-        loss = tf.reduce_mean(tf.square(generator(segmap, z, training=True)))
-    grads = tape.gradient(loss, generator.trainable_variables)
-    assert all(g is not None for g in grads)
-    assert all(np.abs(g.numpy()).sum() > 0 for g in grads)
+def test_generator_layer():
+    run_layer_test(
+        SPADEGenerator, dict(TINY_G, use_vae=True, crop_size=32, seed=3),
+        {"segmap": _one_hot(2, 32, 32), "z": np.random.randn(2, 8).astype("float32")},
+        expected_output_shape=(2, 32, 32, 3),
+    )
 
 
 @pytest.mark.parametrize("use_vae", [False, True])
@@ -279,16 +295,11 @@ def test_generator_mixed_bfloat16_returns_float32():
     assert all(t.dtype == tf.float32 for scale in outputs for t in scale)
 
 
-def test_generator_config_round_trip_and_save_load(tmp_path):
+def test_generator_keras_file_round_trip(tmp_path):
     generator = SPADEGenerator(**TINY_G, use_vae=True, crop_size=32, seed=3, name="g")
     segmap = _one_hot(2, 32, 32)
     z = np.random.randn(2, 8).astype("float32")
     image = generator(segmap, z).numpy()
-    clone = SPADEGenerator.from_config(generator.get_config())
-    assert clone.get_config() == generator.get_config()
-    clone(segmap, z)
-    clone.set_weights(generator.get_weights())
-    np.testing.assert_allclose(clone(segmap, z).numpy(), image, atol=1e-6)
     path = str(tmp_path / "generator.keras")
     generator.save(path)
     loaded = keras.models.load_model(path)
@@ -337,10 +348,13 @@ def test_encoder_widths_cap_at_8_ndf_and_bad_size():
             VAEEncoder(ndf=4, z_dim=8, input_size=bad)
 
 
-def test_encoder_config_round_trip():
-    encoder = VAEEncoder(ndf=4, z_dim=8, input_size=32, spectral_norm=False, name="enc")
-    clone = VAEEncoder.from_config(encoder.get_config())
-    assert clone.get_config() == encoder.get_config()
+@pytest.mark.parametrize("spectral_norm", [True, False])
+def test_encoder_layer(spectral_norm):
+    image = np.random.uniform(-1, 1, (2, 24, 20, 3)).astype("float32")  # resized to 16 x 16
+    run_layer_test(
+        VAEEncoder, {"ndf": 4, "z_dim": 8, "input_size": 16, "spectral_norm": spectral_norm},
+        image, expected_output_shape=((2, 8), (2, 8)),
+    )
 
 
 def test_reparameterize_known_values():
@@ -363,24 +377,21 @@ def _patch_sizes(size, n_layers):
     return sizes
 
 
-def test_nlayer_discriminator_outputs_and_params():
-    disc = NLayerDiscriminator(ndf=4, n_layers=4)
+def test_nlayer_discriminator_layer_and_params():
     x = np.random.randn(2, 32, 48, 11).astype("float32")
-    outputs = disc(x)
-    assert len(outputs) == 5
     heights, widths = _patch_sizes(32, 4), _patch_sizes(48, 4)
     channels = [4, 8, 16, 32, 1]
-    assert [tuple(o.shape) for o in outputs] == [
-        (2, h, w, c) for h, w, c in zip(heights, widths, channels)
-    ]
+    disc = run_layer_test(
+        NLayerDiscriminator, {"ndf": 4, "n_layers": 4}, x,
+        expected_output_shape=[(2, h, w, c) for h, w, c in zip(heights, widths, channels)],
+    )
+    outputs = disc(x)
     assert all(o.dtype == tf.float32 for o in outputs)
     expected = (11 * 16 * 4 + 4) + 4 * 16 * 8 + 8 * 16 * 16 + 16 * 16 * 32 + (32 * 16 + 1)
     assert _trainable(disc) == expected
     assert not disc.conv_in.spectral_norm and disc.conv_in.use_bias
     assert not disc.conv_out.spectral_norm and disc.conv_out.use_bias
     assert all(c.spectral_norm and not c.use_bias and c.padding == 2 for c in disc.convs)
-    graph = tf.function(lambda t: disc(t))(x)
-    np.testing.assert_allclose(graph[-1].numpy(), outputs[-1].numpy(), rtol=1e-4, atol=1e-5)
 
 
 def _numpy_avg_pool_exclude_pad(x):
@@ -405,18 +416,21 @@ def test_avg_pool_does_not_count_padding():
     )
 
 
-def test_multiscale_discriminator():
-    disc = MultiscaleDiscriminator(num_D=2, ndf=4, n_layers=3, norm_type="instance")
+def test_multiscale_discriminator_layer_and_pooling():
     x = np.random.randn(2, 32, 24, 11).astype("float32")
+    disc = run_layer_test(
+        MultiscaleDiscriminator, {"num_D": 2, "ndf": 4, "n_layers": 3, "norm_type": "instance"},
+        x,
+        expected_output_shape=[
+            [(2, h, w, c) for h, w, c in zip(_patch_sizes(size_h, 3), _patch_sizes(size_w, 3),
+                                             [4, 8, 16, 1])]
+            for size_h, size_w in [(32, 24), (16, 12)]
+        ],
+    )
     results = disc(x)
-    assert len(results) == 2 and all(len(r) == 4 for r in results)
-    assert results[0][-1].shape == (2, *[_patch_sizes(s, 3)[-1] for s in (32, 24)], 1)
-    assert results[1][-1].shape == (2, *[_patch_sizes(s, 3)[-1] for s in (16, 12)], 1)
     # The second scale sees the count_include_pad=False average-pooled input.
     expected = disc.discriminators[1](avg_pool_exclude_pad(x))
     np.testing.assert_allclose(results[1][-1].numpy(), expected[-1].numpy(), atol=1e-5)
-    clone = MultiscaleDiscriminator.from_config(disc.get_config())
-    assert clone.get_config() == disc.get_config()
 
 
 @pytest.mark.parametrize("from_labels", [True, False])

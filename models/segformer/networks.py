@@ -92,10 +92,18 @@ MIN_INPUT_SIZE = 32
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# Epsilons as keras-hub / HF: 1e-6 for the transformer blocks' pre-norms, the LayerNorm default
-# 1e-5 for the patch embeddings, the spatial reduction and the end of each stage.
-BLOCK_NORM_EPSILON = 1e-6
+# Every LayerNorm of the original SegFormer (and of Hugging Face's port) uses PyTorch's default
+# epsilon 1e-5 (HF's config field layer_norm_eps=1e-6 is read by no module). keras-hub's MiT
+# uses 1e-6 for the transformer blocks' pre-norms, and the tanh-approximate GELU where the
+# original uses the exact erf form. The network follows the origin of its weights: ARCHITECTURES
+# holds the two sets of choices, "original" by default and "keras_hub" when keras-hub presets
+# are loaded (so that their logits reproduce exactly).
 NORM_EPSILON = 1e-5
+BLOCK_NORM_EPSILON = NORM_EPSILON
+ARCHITECTURES = {
+    "original": {"approximate_gelu": False, "block_norm_epsilon": 1e-5},
+    "keras_hub": {"approximate_gelu": True, "block_norm_epsilon": 1e-6},
+}
 
 
 def _conv_out_size(size, kernel, stride, pad):
@@ -281,9 +289,9 @@ class MixFFN(keras.layers.Layer):
     Args:
         dim: input and output channels C.
         hidden_dim: channels of the hidden layer (MLP ratio x C, i.e. 4C).
-        approximate_gelu: True uses the tanh approximation of GELU (keras `ops.gelu` default and
-            what keras-hub's MiT uses, so its presets reproduce exactly); False uses the exact
-            erf form of the original PyTorch model (differences ~1e-3 per activation).
+        approximate_gelu: False (default) uses the exact erf GELU of the original SegFormer and
+            Hugging Face; True the tanh approximation keras-hub's MiT uses (its presets then
+            reproduce exactly; differences ~1e-3 per activation).
         **kwargs: forwarded to `keras.layers.Layer`.
 
     Call args:
@@ -292,7 +300,7 @@ class MixFFN(keras.layers.Layer):
         [N, H, W, C].
     """
 
-    def __init__(self, dim, hidden_dim, approximate_gelu=True, **kwargs):
+    def __init__(self, dim, hidden_dim, approximate_gelu=False, **kwargs):
         super().__init__(**kwargs)
         self.dim = int(dim)
         self.hidden_dim = int(hidden_dim)
@@ -348,6 +356,7 @@ class MiTBlock(keras.layers.Layer):
         mlp_ratio: Mix-FFN hidden width as a multiple of C.
         drop_path: probability in [0, 1) of dropping a residual branch while training.
         approximate_gelu: GELU form of the Mix-FFN (see `MixFFN`).
+        block_norm_epsilon: epsilon of the two pre-norms (1e-5 original, 1e-6 keras-hub).
         seed: optional int seed of the stochastic-depth draws.
         **kwargs: forwarded to `keras.layers.Layer`.
 
@@ -365,11 +374,13 @@ class MiTBlock(keras.layers.Layer):
         sr_ratio=1,
         mlp_ratio=MLP_RATIO,
         drop_path=0.0,
-        approximate_gelu=True,
+        approximate_gelu=False,
+        block_norm_epsilon=BLOCK_NORM_EPSILON,
         seed=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.block_norm_epsilon = float(block_norm_epsilon)
         self.dim = int(dim)
         self.num_heads = int(num_heads)
         self.sr_ratio = int(sr_ratio)
@@ -380,11 +391,15 @@ class MiTBlock(keras.layers.Layer):
         if not 0.0 <= self.drop_path < 1.0:
             raise ValueError(f"MiTBlock: `drop_path` must be in [0, 1), got {drop_path!r}.")
         # === Layers ===
-        self.norm1 = keras.layers.LayerNormalization(epsilon=BLOCK_NORM_EPSILON, name="norm1")
+        self.norm1 = keras.layers.LayerNormalization(
+            epsilon=self.block_norm_epsilon, name="norm1"
+        )
         self.attn = EfficientMultiHeadAttention(
             self.dim, self.num_heads, self.sr_ratio, name="attn"
         )
-        self.norm2 = keras.layers.LayerNormalization(epsilon=BLOCK_NORM_EPSILON, name="norm2")
+        self.norm2 = keras.layers.LayerNormalization(
+            epsilon=self.block_norm_epsilon, name="norm2"
+        )
         self.mlp = MixFFN(
             self.dim, int(self.dim * mlp_ratio), approximate_gelu=self.approximate_gelu, name="mlp"
         )
@@ -422,6 +437,7 @@ class MiTBlock(keras.layers.Layer):
                 "mlp_ratio": self.mlp_ratio,
                 "drop_path": self.drop_path,
                 "approximate_gelu": self.approximate_gelu,
+                "block_norm_epsilon": self.block_norm_epsilon,
                 "seed": self.seed,
             }
         )
@@ -451,6 +467,7 @@ class MiTEncoder(keras.layers.Layer):
         sr_ratios: 4 spatial-reduction ratios per stage.
         drop_path_rate: stochastic-depth rate of the last block.
         approximate_gelu: GELU form of the Mix-FFNs (see `MixFFN`).
+        block_norm_epsilon: epsilon of the blocks' pre-norms (see `MiTBlock`).
         **kwargs: forwarded to `keras.layers.Layer`.
 
     Call args:
@@ -474,10 +491,12 @@ class MiTEncoder(keras.layers.Layer):
         num_heads=None,
         sr_ratios=None,
         drop_path_rate=0.1,
-        approximate_gelu=True,
+        approximate_gelu=False,
+        block_norm_epsilon=BLOCK_NORM_EPSILON,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.block_norm_epsilon = float(block_norm_epsilon)
         explicit = {"dims": dims, "depths": depths, "num_heads": num_heads, "sr_ratios": sr_ratios}
         if variant is not None:
             spec = _resolve_variant(variant, "MiTEncoder")
@@ -525,6 +544,7 @@ class MiTEncoder(keras.layers.Layer):
                         self.sr_ratios[stage],
                         drop_path=float(rates[block_index]),
                         approximate_gelu=self.approximate_gelu,
+                        block_norm_epsilon=self.block_norm_epsilon,
                         name=f"block_{stage}_{k}",
                     )
                 )
@@ -577,6 +597,7 @@ class MiTEncoder(keras.layers.Layer):
                 "sr_ratios": list(self.sr_ratios),
                 "drop_path_rate": self.drop_path_rate,
                 "approximate_gelu": self.approximate_gelu,
+                "block_norm_epsilon": self.block_norm_epsilon,
             }
         )
         return config
@@ -696,6 +717,8 @@ class SegFormer(keras.Model):
             B2-B5, 32 for tiny).
         dropout: dropout rate before the classifier.
         approximate_gelu: GELU form of the Mix-FFNs (see `MixFFN`; True matches keras-hub).
+        block_norm_epsilon: epsilon of the blocks' pre-norms (1e-5 original, 1e-6 keras-hub).
+            `SegFormer(..., **ARCHITECTURES["keras_hub"])` builds keras-hub's choices.
         **kwargs: forwarded to `keras.Model`.
 
     Call args:
@@ -718,10 +741,12 @@ class SegFormer(keras.Model):
         drop_path_rate=0.1,
         head_embed_dim=None,
         dropout=0.1,
-        approximate_gelu=True,
+        approximate_gelu=False,
+        block_norm_epsilon=BLOCK_NORM_EPSILON,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.block_norm_epsilon = float(block_norm_epsilon)
         spec = _resolve_variant(variant, "SegFormer")
         self.variant = variant
         self.num_classes = int(num_classes)
@@ -734,6 +759,7 @@ class SegFormer(keras.Model):
             variant,
             drop_path_rate=self.drop_path_rate,
             approximate_gelu=self.approximate_gelu,
+            block_norm_epsilon=self.block_norm_epsilon,
             name="encoder",
         )
         self.head = SegFormerHead(
@@ -764,6 +790,7 @@ class SegFormer(keras.Model):
                 "head_embed_dim": self.head_embed_dim,
                 "dropout": self.dropout_rate,
                 "approximate_gelu": self.approximate_gelu,
+                "block_norm_epsilon": self.block_norm_epsilon,
             }
         )
         return config
@@ -1008,6 +1035,14 @@ def load_keras_hub_weights(model, preset):
     if not isinstance(model, SegFormer):
         raise ValueError(
             f"load_keras_hub_weights: `model` must be a SegFormer, got {type(model).__name__}."
+        )
+    wanted = ARCHITECTURES["keras_hub"]
+    have = {"approximate_gelu": model.approximate_gelu,
+            "block_norm_epsilon": model.block_norm_epsilon}
+    if have != wanted:
+        raise ValueError(
+            f"load_keras_hub_weights: keras-hub's MiT uses {wanted}, this model {have}; build it "
+            "with SegFormer(..., **ARCHITECTURES['keras_hub']) (a run: --pretrained sets this)."
         )
     source = _load_keras_hub_model(preset)
     import keras_hub
