@@ -1,4 +1,7 @@
-"""Shared test set-up: repo root on sys.path, the `slow` marker, a tiny built-in dataset."""
+"""Shared test set-up: repo root on sys.path, a tiny built-in dataset.
+
+The markers (`slow`, `lint`) are registered in pyproject.toml, [tool.pytest.ini_options].
+"""
 
 import os
 import sys
@@ -12,12 +15,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # Tiny built-in scenes shared by the training tests: 8 training and a few validation pairs.
 TINY_SCENES = {"num_scenes": 8, "scenes_size": 64}
-
-
-def pytest_configure(config):
-    config.addinivalue_line(
-        "markers", "slow: takes more than ~30 s (run by CI too; deselect with -m 'not slow')"
-    )
 
 
 @pytest.fixture(scope="session")
