@@ -47,6 +47,7 @@ def user_errors(program):
         print(f"{program}: error: {e}", file=sys.stderr)
         sys.exit(2)
 
+
 def flag_message(error):
     """A ConfigError's message with the fields it names written as the flags of those names."""
     message = str(error)
@@ -64,8 +65,16 @@ def _define_data_flags(d):
     d.DEFINE_enum(
         "dataset",
         None,
-        ["scenes", "ade20k", "folders", "facesynthetics", "cityscapes", "json", "documents",
-         "images"],
+        [
+            "scenes",
+            "ade20k",
+            "folders",
+            "facesynthetics",
+            "cityscapes",
+            "json",
+            "documents",
+            "images",
+        ],
         "Default: scenes (spade, segformer), documents (stylegan2). scenes: the built-in "
         "procedural scenes (generated on demand under --data_root, ADE20K layout); ade20k: the "
         "official ADEChallengeData2016 folder at --data_root; folders: --image_dir / --label_dir "
@@ -76,12 +85,14 @@ def _define_data_flags(d):
         "--train_list / --val_list JSON lists of image paths).",
     )
     d.DEFINE_string(
-        "train_list", None, "JSON list of training pairs (--dataset=json) or of image paths "
-        "(--dataset=images)."
+        "train_list",
+        None,
+        "JSON list of training pairs (--dataset=json) or of image paths (--dataset=images).",
     )
     d.DEFINE_string(
-        "val_list", None, "JSON list of validation pairs (--dataset=json) or of image paths "
-        "(--dataset=images)."
+        "val_list",
+        None,
+        "JSON list of validation pairs (--dataset=json) or of image paths (--dataset=images).",
     )
     d.DEFINE_string(
         "data_root",
@@ -102,8 +113,10 @@ def _define_data_flags(d):
     d.DEFINE_integer("num_scenes", 300, "Training scenes to generate for --dataset=scenes.")
     d.DEFINE_integer("scenes_size", 256, "Resolution of the generated scenes (px).")
     d.DEFINE_integer(
-        "num_pages", 40, "Training pages to generate for --dataset=documents (a tenth more are "
-        "held out for evaluation)."
+        "num_pages",
+        40,
+        "Training pages to generate for --dataset=documents (a tenth more are "
+        "held out for evaluation).",
     )
     d.DEFINE_integer(
         "num_crops", 4000, "Crops cut from the pages for --dataset=documents (90/10 split)."
@@ -143,9 +156,7 @@ class _Definer:
 
 
 def _define_train_flags(d):
-    d.DEFINE_enum(
-        "model", "spade", list(registry.names()), "Model family to train."
-    )
+    d.DEFINE_enum("model", "spade", list(registry.names()), "Model family to train.")
     d.DEFINE_string(
         "preset",
         "tiny",
@@ -209,8 +220,9 @@ def _define_train_flags(d):
     # Optimisation.
     d.DEFINE_integer("batch_size", None, "Global mini-batch size (preset).")
     d.DEFINE_float(
-        "lr", None, "Base learning rate (preset; SPADE 2e-4 with TTUR G lr/2, D lr*2; SegFormer "
-        "6e-5)."
+        "lr",
+        None,
+        "Base learning rate (preset; SPADE 2e-4 with TTUR G lr/2, D lr*2; SegFormer 6e-5).",
     )
     d.DEFINE_bool("ttur", True, "Two time-scale update rule (G lr/2, D lr*2).")
     d.DEFINE_float("beta1", None, "Adam beta1 (preset; SPADE 0, SegFormer 0.9).")
@@ -223,12 +235,12 @@ def _define_train_flags(d):
         "max_steps", None, "Stop after this many steps in total (preset; 0: total_epochs decide)."
     )
     d.DEFINE_float(
-        "max_minutes", 0.0, "Stop (checkpoint, export) after this many minutes of this run (0: no limit)."
+        "max_minutes",
+        0.0,
+        "Stop (checkpoint, export) after this many minutes of this run (0: no limit).",
     )
     d.DEFINE_integer("seed", 0, "Seed of data order, augmentation and latent noise.")
-    d.DEFINE_bool(
-        "deterministic", False, "Enable TF op determinism (bit-exact resume; slower)."
-    )
+    d.DEFINE_bool("deterministic", False, "Enable TF op determinism (bit-exact resume; slower).")
 
     # Segmentation (--model=segformer).
     d.DEFINE_string("variant", None, "SegFormer MiT encoder: tiny, b0 .. b5 (preset).")
@@ -245,19 +257,22 @@ def _define_train_flags(d):
         "jaccard_weight", 0.0, "Weight of the power-Jaccard loss (FaceSynthetics recipe: 1)."
     )
     d.DEFINE_string(
-        "class_weights", None, "JSON from python -m datasets.class_weights (per-class CE weights)."
+        "class_weights", None, "JSON from python -m tools.class_weights (per-class CE weights)."
     )
     d.DEFINE_string(
-        "pretrained", None, "keras-hub preset name or local preset directory (segformer_* or "
-        "mit_*) to start from."
+        "pretrained",
+        None,
+        "keras-hub preset name or local preset directory (segformer_* or mit_*) to start from.",
     )
     d.DEFINE_integer("eval_freq", None, "Steps between validation runs (preset; 0 = off).")
 
     # StyleGAN2 (--model=stylegan2).
     d.DEFINE_integer("resolution", None, "Generated image size, a power of 2, 32..1024 (preset).")
     d.DEFINE_integer(
-        "channel_multiplier", None, "Width of the 64 px and finer blocks (preset; 2 as in "
-        "Synthesis in Style, 1 = config-e widths)."
+        "channel_multiplier",
+        None,
+        "Width of the 64 px and finer blocks (preset; 2 as in "
+        "Synthesis in Style, 1 = config-e widths).",
     )
     d.DEFINE_integer("w_dim", None, "Size of the intermediate latent w (preset: 512).")
     d.DEFINE_integer("mapping_layers", None, "Dense layers of the mapping network (preset: 8).")
@@ -267,17 +282,22 @@ def _define_train_flags(d):
         "pl_weight", None, "Path-length regularisation weight (preset: 2; 0 switches it off)."
     )
     d.DEFINE_integer(
-        "pl_interval", None, "Lazy path-length regularisation: every this many G steps "
-        "(preset: 4; 0 switches it off)."
+        "pl_interval",
+        None,
+        "Lazy path-length regularisation: every this many G steps (preset: 4; 0 switches it off).",
     )
     d.DEFINE_float("style_mixing_prob", None, "Probability of style mixing (preset: 0.9).")
     d.DEFINE_float(
-        "ema_half_life_kimg", None, "Half-life of the generator EMA in thousands of images "
-        "(preset: 10, i.e. decay 0.5 ** (32 / 10000) per batch of 32)."
+        "ema_half_life_kimg",
+        None,
+        "Half-life of the generator EMA in thousands of images "
+        "(preset: 10, i.e. decay 0.5 ** (32 / 10000) per batch of 32).",
     )
     d.DEFINE_enum(
-        "lr_schedule", None, ["constant", "cosine"], "Learning-rate schedule (preset; Synthesis "
-        "in Style: cosine over --max_steps)."
+        "lr_schedule",
+        None,
+        ["constant", "cosine"],
+        "Learning-rate schedule (preset; Synthesis in Style: cosine over --max_steps).",
     )
 
     # Monitoring and checkpoints.
@@ -330,7 +350,8 @@ def resolve_train_config(flag_values=FLAGS):
     # Paths derived from the run directory follow a --checkpoint_dir given here, not the
     # preset's default run directory.
     derived = {
-        name: None for name in ("tensorboard_dir", "results_dir", "checkpoint_dir")
+        name: None
+        for name in ("tensorboard_dir", "results_dir", "checkpoint_dir")
         if name not in given
     }
     try:
@@ -351,7 +372,9 @@ def synthetic_to_real_config(train_args):
 def define_test_one_flags():
     """Flags of test_one.py."""
     flags.DEFINE_enum("model", "spade", ["spade"], "Model family.")
-    flags.DEFINE_string("label_filename", None, "Label map PNG (8-bit class ids) to synthesize from.")
+    flags.DEFINE_string(
+        "label_filename", None, "Label map PNG (8-bit class ids) to synthesize from."
+    )
     flags.DEFINE_string(
         "style_filename", None, "Style image for a --use_vae run (its encoding gives z)."
     )
@@ -381,8 +404,10 @@ def define_synthesize_flags():
     )
     flags.DEFINE_string("label_dir", None, "Folder of label map PNGs to synthesize from.")
     flags.DEFINE_string(
-        "output_dir", None, "Where the results are written (default: outputs/synthesized; "
-        "clusters: <checkpoint_dir>/clusters; dataset: outputs/synthetic_dataset)."
+        "output_dir",
+        None,
+        "Where the results are written (default: outputs/synthesized; "
+        "clusters: <checkpoint_dir>/clusters; dataset: outputs/synthetic_dataset).",
     )
     flags.DEFINE_string(
         "style_filename", None, "Style image for a --use_vae run (otherwise z is random)."
@@ -397,40 +422,55 @@ def define_synthesize_flags():
         "num_samples", 100, "samples: images to write; clusters: generated samples clustered."
     )
     flags.DEFINE_float(
-        "truncation_psi", 1.0, "Truncation towards the mean w (1 = off; e.g. 0.7 for fewer "
-        "artefacts, less variety)."
+        "truncation_psi",
+        1.0,
+        "Truncation towards the mean w (1 = off; e.g. 0.7 for fewer artefacts, less variety).",
     )
     flags.DEFINE_string("k_range", "3-23", "clusters: the k values, 'lo-hi' or 'a,b,c'.")
     flags.DEFINE_integer(
-        "max_pixels", 20000, "clusters: pixels per layer and batch fed to the k-means fit "
-        "(bounds memory and time; assignment always uses every pixel)."
+        "max_pixels",
+        20000,
+        "clusters: pixels per layer and batch fed to the k-means fit "
+        "(bounds memory and time; assignment always uses every pixel).",
     )
     flags.DEFINE_string(
-        "clusters_dir", None, "dataset: the cluster run of --mode=clusters (default "
-        "<checkpoint_dir>/clusters)."
+        "clusters_dir",
+        None,
+        "dataset: the cluster run of --mode=clusters (default <checkpoint_dir>/clusters).",
     )
     flags.DEFINE_integer("k", None, "dataset: the number of clusters whose labels are used.")
     flags.DEFINE_string(
-        "mapping", None, "dataset: cluster-label JSON written by the annotator (default "
-        "<clusters_dir>/annotations_k<k>.json)."
+        "mapping",
+        None,
+        "dataset: cluster-label JSON written by the annotator (default "
+        "<clusters_dir>/annotations_k<k>.json).",
     )
     flags.DEFINE_string(
-        "palette", "documents", "Class-colour JSON: a label-set name / file, or the original "
-        "tool's {class: '#RRGGBB'} form."
+        "palette",
+        "documents",
+        "Class-colour JSON: a label-set name / file, or the original "
+        "tool's {class: '#RRGGBB'} form.",
     )
     flags.DEFINE_list(
-        "coarse_layers", None, "dataset: layers whose clusters decide the class (default: the "
-        "two layers at a quarter of the resolution, e.g. 64 px at 256 px)."
+        "coarse_layers",
+        None,
+        "dataset: layers whose clusters decide the class (default: the "
+        "two layers at a quarter of the resolution, e.g. 64 px at 256 px).",
     )
     flags.DEFINE_list(
-        "fine_layers", None, "dataset: layers whose clusters decide the shape (default: the two "
-        "full-resolution layers)."
+        "fine_layers",
+        None,
+        "dataset: layers whose clusters decide the shape (default: the two "
+        "full-resolution layers).",
     )
     flags.DEFINE_integer("min_area", 50, "dataset: coarse regions under this many px^2 dropped.")
     flags.DEFINE_enum(
-        "overlap_policy", "most", ["most", "any-first"], "dataset: an ink component takes the "
+        "overlap_policy",
+        "most",
+        ["most", "any-first"],
+        "dataset: an ink component takes the "
         "class of the coarse region it overlaps most, or the first class (palette order) it "
-        "overlaps at all."
+        "overlaps at all.",
     )
     flags.DEFINE_integer("num_images", 1000, "dataset: image / mask pairs to write.")
     flags.DEFINE_float("val_fraction", 0.1, "dataset: share of pairs in the validation split.")
@@ -449,8 +489,10 @@ def define_segment_flags(flag_values=FLAGS):
     """Defines the flags of segment.py in `flag_values` (absl's global FLAGS by default)."""
     d = _Definer(flag_values)
     d.DEFINE_string(
-        "input", None, "An image file, a folder (its images, not recursive) or a glob pattern "
-        "(quoted; ** recurses)."
+        "input",
+        None,
+        "An image file, a folder (its images, not recursive) or a glob pattern "
+        "(quoted; ** recurses).",
     )
     d.DEFINE_string("output_dir", "outputs/segmented", "Where the PNGs (and metrics) go.")
     d.DEFINE_string(
@@ -460,7 +502,9 @@ def define_segment_flags(flag_values=FLAGS):
         "saved_model", None, "An exported SavedModel directory (instead of --checkpoint_dir)."
     )
     d.DEFINE_enum(
-        "mode", "slide", ["slide", "whole"],
+        "mode",
+        "slide",
+        ["slide", "whole"],
         "slide: overlapping --tile_size tiles, probabilities averaged; whole: the full image "
         "padded to a multiple of 32 in one pass.",
     )
@@ -472,16 +516,22 @@ def define_segment_flags(flag_values=FLAGS):
     )
     d.DEFINE_integer("batch_size", 4, "Tiles per forward pass.")
     d.DEFINE_string(
-        "gt_dir", None, "Ground-truth label maps (8-bit PNG class ids, 255 = ignore), matched "
-        "by stem: <stem>.png or <stem>_seg.png. Enables the metrics."
+        "gt_dir",
+        None,
+        "Ground-truth label maps (8-bit PNG class ids, 255 = ignore), matched "
+        "by stem: <stem>.png or <stem>_seg.png. Enables the metrics.",
     )
     d.DEFINE_string(
-        "semantic_label_path", None, "Label set for colours and class names: a built-in name "
-        "or a JSON file (default: the model's)."
+        "semantic_label_path",
+        None,
+        "Label set for colours and class names: a built-in name "
+        "or a JSON file (default: the model's).",
     )
     d.DEFINE_bool(
-        "ignore_dontcare", True, "With --gt_dir: ignore ground-truth pixels of the label set's "
-        "dontcare class (ADE20K 'other') and leave that class out of the means."
+        "ignore_dontcare",
+        True,
+        "With --gt_dir: ignore ground-truth pixels of the label set's "
+        "dontcare class (ADE20K 'other') and leave that class out of the means.",
     )
     d.DEFINE_bool("overwrite", False, "Overwrite existing output files.")
 
@@ -490,7 +540,9 @@ def define_evaluate_flags(flag_values=FLAGS):
     """Defines the flags of evaluate.py in `flag_values` (absl's global FLAGS by default)."""
     d = _Definer(flag_values)
     d.DEFINE_enum(
-        "mode", "synthesis", ["synthesis", "synthetic_to_real"],
+        "mode",
+        "synthesis",
+        ["synthesis", "synthetic_to_real"],
         "synthesis: FID / KID of --synth_dir against --real_dir (and semantic consistency with "
         "--label_dir and --segmenter); synthetic_to_real: train SegFormer on real, synthetic "
         "and real + synthetic data on one budget and compare them on held-out real images.",
@@ -499,21 +551,29 @@ def define_evaluate_flags(flag_values=FLAGS):
     d.DEFINE_string("synth_dir", None, "Synthesized images (searched recursively).")
     d.DEFINE_string("real_dir", None, "Real images to compare with (searched recursively).")
     d.DEFINE_string(
-        "label_dir", None, "The label maps the --synth_dir images were synthesized from, "
-        "matched by relative path and stem (<stem>.png or <stem>_seg.png)."
+        "label_dir",
+        None,
+        "The label maps the --synth_dir images were synthesized from, "
+        "matched by relative path and stem (<stem>.png or <stem>_seg.png).",
     )
     d.DEFINE_string(
-        "segmenter", None, "A segmenter trained on real data for semantic consistency: an "
-        "exported SegFormer SavedModel (train.py's <run>/export) or a SegFormer run directory."
+        "segmenter",
+        None,
+        "A segmenter trained on real data for semantic consistency: an "
+        "exported SegFormer SavedModel (train.py's <run>/export) or a SegFormer run directory.",
     )
     d.DEFINE_string(
-        "inception_weights", "imagenet", "InceptionV3 weights: imagenet (Keras download), a "
+        "inception_weights",
+        "imagenet",
+        "InceptionV3 weights: imagenet (Keras download), a "
         "local .h5 / .weights.h5 file, or random (smoke tests only; NOT comparable to published "
-        "FIDs)."
+        "FIDs).",
     )
     d.DEFINE_integer(
-        "image_size", 0, "Resize every image to this square size (px) before Inception, e.g. "
-        "the synthesis size; 0 keeps each folder's own size (one size per folder)."
+        "image_size",
+        0,
+        "Resize every image to this square size (px) before Inception, e.g. "
+        "the synthesis size; 0 keeps each folder's own size (one size per folder).",
     )
     d.DEFINE_integer("batch_size", 16, "Images per Inception / segmenter batch.")
     d.DEFINE_integer("kid_subsets", 100, "Random subsets KID is averaged over.")
@@ -522,17 +582,24 @@ def define_evaluate_flags(flag_values=FLAGS):
     d.DEFINE_string("output", None, "Write the results as JSON to this file.")
     # --mode=synthetic_to_real
     d.DEFINE_string(
-        "train_flags", "", "train.py flags shared by the three SegFormer runs (dataset, preset, "
-        "--max_steps, --batch_size, --seed, ...), one string, e.g. \"--dataset=scenes "
-        "--preset=tiny --max_steps=300\"."
+        "train_flags",
+        "",
+        "train.py flags shared by the three SegFormer runs (dataset, preset, "
+        '--max_steps, --batch_size, --seed, ...), one string, e.g. "--dataset=scenes '
+        '--preset=tiny --max_steps=300".',
     )
     d.DEFINE_string(
-        "spade_model", None, "Exported SPADE SavedModel: synthesize the synthetic training set "
-        "from the real training label maps."
+        "spade_model",
+        None,
+        "Exported SPADE SavedModel: synthesize the synthetic training set "
+        "from the real training label maps.",
     )
     d.DEFINE_string("synthetic_list", None, "Synthetic training pairs as a JSON pair list.")
-    d.DEFINE_string("synthetic_image_dir", None, "Synthetic training images (with "
-                    "--synthetic_label_dir, matched by stem).")
+    d.DEFINE_string(
+        "synthetic_image_dir",
+        None,
+        "Synthetic training images (with --synthetic_label_dir, matched by stem).",
+    )
     d.DEFINE_string("synthetic_label_dir", None, "Label maps of --synthetic_image_dir.")
     d.DEFINE_string("output_dir", "outputs/synthetic_to_real", "Results and run directories.")
     d.DEFINE_bool("overwrite", False, "Overwrite existing results (--output, --output_dir).")
@@ -577,8 +644,10 @@ def run_tool(program, define, body, args=None, *, required=(), value_errors=Fals
 def _parse_tool_flags(program, flag_values, argv):
     """Parses argv into flag_values; a flag error exits with status 2 like a user error."""
     # argparse spelled negated booleans --no-progress; absl spells them --noprogress.
-    argv = [f"--no{arg[5:]}" if arg.startswith("--no-") and arg[5:] in flag_values else arg
-            for arg in argv]
+    argv = [
+        f"--no{arg[5:]}" if arg.startswith("--no-") and arg[5:] in flag_values else arg
+        for arg in argv
+    ]
     try:
         return flag_values(argv)
     except flags.Error as error:
@@ -628,28 +697,32 @@ def define_crops_flags(flag_values=FLAGS):
     d = _Definer(flag_values)
     d.DEFINE_string("input_dir", None, "Folder of page images (searched recursively).")
     d.DEFINE_list(
-        "inputs", None, "Page image files, comma-separated (instead of --input_dir); file "
-        "names after the flags are added to them, so `--inputs pages/*.png` works."
+        "inputs",
+        None,
+        "Page image files, comma-separated (instead of --input_dir); file "
+        "names after the flags are added to them, so `--inputs pages/*.png` works.",
     )
     d.DEFINE_string(
-        "output_dir", None, "Folder for crops/, train.json, val.json (must be empty or new; "
-        "required)."
+        "output_dir",
+        None,
+        "Folder for crops/, train.json, val.json (must be empty or new; required).",
     )
     d.DEFINE_integer("num_crops", None, "Number of tiles (required).")
     d.DEFINE_integer("crop_size", 256, "Tile side in pixels.")
     d.DEFINE_integer("max_side", 3000, "Pages are first shrunk to this longest side.")
     d.DEFINE_integer("min_side", 1000, "Downscaling keeps the longest side at least this long.")
-    d.DEFINE_list(
-        "downscale", ["1.0", "4.0"], "LOW,HIGH: range of the random downscale factor."
-    )
+    d.DEFINE_list("downscale", ["1.0", "4.0"], "LOW,HIGH: range of the random downscale factor.")
     d.DEFINE_float("val_fraction", 0.1, "Share of tiles listed in val.json.")
     d.DEFINE_integer("seed", 0, "Seed of positions, scales, split.")
     d.DEFINE_string(
-        "masks_dir", None, "Optional folder of class-id masks named like the pages; their "
-        "tiles go to masks/ and train_pairs.json / val_pairs.json."
+        "masks_dir",
+        None,
+        "Optional folder of class-id masks named like the pages; their "
+        "tiles go to masks/ and train_pairs.json / val_pairs.json.",
     )
-    d.DEFINE_bool("overwrite", False, "Replace the tiles and lists of an earlier run in "
-                  "--output_dir.")
+    d.DEFINE_bool(
+        "overwrite", False, "Replace the tiles and lists of an earlier run in --output_dir."
+    )
     d.DEFINE_bool("quiet", False, "No progress counter.")
 
 
@@ -690,8 +763,7 @@ def define_class_weights_flags(flag_values=FLAGS):
     d.DEFINE_string("val_label_dir", None, "Validation label maps of --dataset=folders.")
     d.DEFINE_string("train_list", None, "JSON pair list of --dataset=json (training).")
     d.DEFINE_string("val_list", None, "JSON pair list of --dataset=json (validation).")
-    d.DEFINE_integer("split_seed", 0, "Seed of the FaceSynthetics 90/10 split of a single "
-                     "folder.")
+    d.DEFINE_integer("split_seed", 0, "Seed of the FaceSynthetics 90/10 split of a single folder.")
     d.DEFINE_integer("num_classes", None, "Number of classes (required for folders and json).")
     d.DEFINE_string("output", None, "JSON file to write (required).")
     d.DEFINE_bool("overwrite", False, "Replace an existing --output.")

@@ -76,9 +76,17 @@ def cluster_colors(k: int) -> np.ndarray:
     t = value * (1 - (1 - f) * saturation)
     rgb = np.select(
         [sector[:, None] == i for i in range(6)],
-        [np.stack(c, axis=1) for c in (
-            (value, t, p), (q, value, p), (p, value, t), (p, q, value), (t, p, value), (value, p, q)
-        )],
+        [
+            np.stack(c, axis=1)
+            for c in (
+                (value, t, p),
+                (q, value, p),
+                (p, value, t),
+                (p, q, value),
+                (t, p, value),
+                (value, p, q),
+            )
+        ],
     )  # [k, 3]
     return np.round(rgb * 255).astype(np.uint8)
 
@@ -151,11 +159,13 @@ class ClusterRun:
                     f"{meta_path}: layers[{position}].name must be a plain file name "
                     f"(letters, digits, '_', '-', '.'), got {name!r}"
                 )
-            self.layers.append({
-                "name": name,
-                "resolution": layer.get("resolution"),
-                "channels": layer.get("channels"),
-            })
+            self.layers.append(
+                {
+                    "name": name,
+                    "resolution": layer.get("resolution"),
+                    "channels": layer.get("channels"),
+                }
+            )
         self.layer_names = [layer["name"] for layer in self.layers]
         if len(set(self.layer_names)) != len(self.layer_names):
             raise AnnotationError(f"{meta_path}: layer names repeat")
@@ -318,8 +328,9 @@ class Mapping:
         core_io.write_json_atomic(self.path, self.to_json(), indent=2)
 
 
-def render_labelled(ids: np.ndarray, layer_mapping: dict[int, str], labels: LabelSet,
-                    size: int) -> np.ndarray:
+def render_labelled(
+    ids: np.ndarray, layer_mapping: dict[int, str], labels: LabelSet, size: int
+) -> np.ndarray:
     """[r, r] cluster ids -> [size, size, 3] uint8: class colours, unlabelled clusters hatched."""
     k_table = np.full((256, 3), -1, dtype=np.int16)  # cluster id -> class colour, -1 unlabelled
     for cluster, class_name in layer_mapping.items():
@@ -339,9 +350,15 @@ def _png_response(rgb: np.ndarray, cacheable: bool) -> flask.Response:
     return response
 
 
-def create_app(clusters_dir: str, *, k: int, palette: str | LabelSet,
-               mapping_path: str | None = None, display_size: int = 256,
-               trusted_hosts: list[str] | None = None) -> flask.Flask:
+def create_app(
+    clusters_dir: str,
+    *,
+    k: int,
+    palette: str | LabelSet,
+    mapping_path: str | None = None,
+    display_size: int = 256,
+    trusted_hosts: list[str] | None = None,
+) -> flask.Flask:
     """Builds the annotation app for one k of a cluster run.
 
     Args:
@@ -472,8 +489,11 @@ def create_app(clusters_dir: str, *, k: int, palette: str | LabelSet,
         if class_name is not None and (
             not isinstance(class_name, str) or class_name not in labels.names
         ):
-            fail(400, f"'class' must be one of {list(labels.names)} or null, "
-                      f"got {str(class_name)[:100]!r}")
+            fail(
+                400,
+                f"'class' must be one of {list(labels.names)} or null, "
+                f"got {str(class_name)[:100]!r}",
+            )
         if "cluster" in body:
             if any(key in body for key in ("x", "y", "sample")):
                 fail(400, "give either 'cluster' or 'sample', 'x', 'y', not both")
@@ -488,8 +508,11 @@ def create_app(clusters_dir: str, *, k: int, palette: str | LabelSet,
                 fail(400, f"'sample' must be an integer in [0, {run.num_samples - 1}]")
             x, y = body["x"], body["y"]
             if not all(_is_int(v) and 0 <= v < display_size for v in (x, y)):
-                fail(400, f"'x' and 'y' must be integers in [0, {display_size - 1}] "
-                          "(pixels of the served image)")
+                fail(
+                    400,
+                    f"'x' and 'y' must be integers in [0, {display_size - 1}] "
+                    "(pixels of the served image)",
+                )
             ids = run.cluster_map(layer, body["sample"])  # [r, r]
             height, width = ids.shape
             cluster = int(ids[y * height // display_size, x * width // display_size])
@@ -513,8 +536,9 @@ def create_app(clusters_dir: str, *, k: int, palette: str | LabelSet,
         else:
             with mapping.lock:
                 layer_mapping = dict(mapping.layers[layer])
-            rgb = render_labelled(run.cluster_map(layer, sample), layer_mapping, labels,
-                                  display_size)
+            rgb = render_labelled(
+                run.cluster_map(layer, sample), layer_mapping, labels, display_size
+            )
         return _png_response(rgb, cacheable=kind != "labelled")
 
     return app

@@ -47,17 +47,17 @@ if REPO_ROOT not in sys.path:
 
 from bench.common import (  # noqa: E402  (after the sys.path entry for a direct run)
     add_worker_arguments,
-    run_main,
-    cpu_snapshot,
-    others_cpu_share,
     all_finite,
+    cpu_snapshot,
     fmt,
     kib_to_gib,
     loadavg,
     log,
     machine_info,
     ok,
+    others_cpu_share,
     proc_status_kib,
+    run_main,
     run_worker,
 )
 
@@ -65,7 +65,8 @@ NUM_CLASSES = 150  # ADE20K
 IGNORE_INDEX = 255
 IGNORED_FRACTION = 0.05  # share of label pixels set to IGNORE_INDEX in the synthetic batch
 LR, WEIGHT_DECAY = 6e-5, 0.01  # SegFormer's AdamW recipe
-# keras-hub's MiT-B0 configuration (identical to ours, models.segformer.networks.MIT_VARIANTS["b0"]).
+# keras-hub's MiT-B0 configuration (identical to ours,
+# models.segformer.networks.MIT_VARIANTS["b0"]).
 MIT_B0 = {
     "layerwise_depths": [2, 2, 2, 2],
     "num_layers": 4,
@@ -181,11 +182,16 @@ def _timed(fn, warmup, runs, label):
             first_s = elapsed
         if i >= warmup:
             times.append(elapsed)
-        _progress(f"{label} call {i + 1}/{warmup + runs}: {elapsed:.3f} s"
-                  + ("" if i >= warmup else " (warm-up)"))
+        _progress(
+            f"{label} call {i + 1}/{warmup + runs}: {elapsed:.3f} s"
+            + ("" if i >= warmup else " (warm-up)")
+        )
     others = others_cpu_share(before, cpu_snapshot())
-    _progress(f"{label}: other processes used {100 * others:.0f}% of the CPU while timed"
-              if others is not None else f"{label}: CPU use of other processes unknown")
+    _progress(
+        f"{label}: other processes used {100 * others:.0f}% of the CPU while timed"
+        if others is not None
+        else f"{label}: CPU use of other processes unknown"
+    )
     return first_s, times, others
 
 
@@ -210,10 +216,15 @@ def worker_train(args):
         import flags as semsynth_flags
         from models.segformer.trainer import SegFormerTrainer
 
-        config = semsynth_flags.config_from_args([
-            "--model=segformer", "--preset=segformer_b0", "--dataset=ade20k",
-            f"--batch_size={batch}", f"--crop_size={size}",
-        ])
+        config = semsynth_flags.config_from_args(
+            [
+                "--model=segformer",
+                "--preset=segformer_b0",
+                "--dataset=ade20k",
+                f"--batch_size={batch}",
+                f"--crop_size={size}",
+            ]
+        )
         trainer = SegFormerTrainer(config, NUM_CLASSES, total_steps=config.max_steps)
         variables = trainer.segformer.trainable_variables
         step_fn = tf.function(trainer.train_step)
@@ -252,8 +263,9 @@ def worker_train(args):
 
     rss_built = proc_status_kib("VmRSS")
     losses = []
-    first_s, times, others = _timed(lambda: losses.append(step()), args.warmup, args.steps,
-                            f"train {args.impl}")
+    first_s, times, others = _timed(
+        lambda: losses.append(step()), args.warmup, args.steps, f"train {args.impl}"
+    )
     peak = proc_status_kib("VmHWM")
     median = statistics.median(times)
     return {
@@ -303,7 +315,7 @@ def worker_infer(args):
     for name, function in functions.items():
         shape = None
 
-        def call():
+        def call(function=function):
             nonlocal shape
             out = function(images)
             shape = tuple(out.shape)
@@ -312,8 +324,9 @@ def worker_infer(args):
 
         if rss_built is None:
             rss_built = proc_status_kib("VmRSS")
-        first_s, times, others = _timed(call, args.infer_warmup, args.infer_runs,
-                                f"infer {args.impl} {name}")
+        first_s, times, others = _timed(
+            call, args.infer_warmup, args.infer_runs, f"infer {args.impl} {name}"
+        )
         result["cases"][name] = {
             "output_shape": list(shape),
             "first_call_s": first_s,
@@ -334,8 +347,8 @@ def worker_slide(args):
     tf, _ = _import_tf()
     import numpy as np
 
-    from models.segformer.inference import predict_probs, tile_origins
     from models.segformer import networks as segformer
+    from models.segformer.inference import predict_probs, tile_origins
 
     tile = args.size
     height, width = SLIDE_TILES_HIGH * tile, SLIDE_TILES_WIDE * tile
@@ -356,12 +369,18 @@ def worker_slide(args):
 
     def call():
         nonlocal shape
-        probs = predict_probs(predict_fn, image, NUM_CLASSES, mode="slide", tile=(tile, tile),
-                              overlap=SLIDE_OVERLAP, batch_size=SLIDE_BATCH)
+        probs = predict_probs(
+            predict_fn,
+            image,
+            NUM_CLASSES,
+            mode="slide",
+            tile=(tile, tile),
+            overlap=SLIDE_OVERLAP,
+            batch_size=SLIDE_BATCH,
+        )
         shape = probs.shape
 
-    first_s, times, others = _timed(call, args.slide_warmup, args.slide_runs,
-                                    f"slide {args.impl}")
+    first_s, times, others = _timed(call, args.slide_warmup, args.slide_runs, f"slide {args.impl}")
     median = statistics.median(times)
     return {
         "impl": args.impl,
@@ -393,14 +412,16 @@ WORKERS = {"train": worker_train, "infer": worker_infer, "slide": worker_slide}
 
 def _run_worker(kind, worker_args, work_dir, timeout_s):
     """Runs `python -m bench.bench_segformer --worker=kind ...`; returns its result or error."""
-    return run_worker("bench.bench_segformer", kind, worker_args, work_dir, timeout_s,
-                      args_in_error=True)
+    return run_worker(
+        "bench.bench_segformer", kind, worker_args, work_dir, timeout_s, args_in_error=True
+    )
 
 
 def _contention(result):
     """Largest share of the CPU other processes took during a case's timed calls (or None)."""
-    shares = [values.get("others_cpu_share") for values in
-              (result.get("cases") or {"": result}).values()]
+    shares = [
+        values.get("others_cpu_share") for values in (result.get("cases") or {"": result}).values()
+    ]
     shares = [share for share in shares if share is not None]
     return max(shares) if shares else None
 
@@ -420,15 +441,19 @@ def _run_case(name, kind, worker_args, work_dir, args):
             return result
         share = _contention(result)
         attempts.append(share)
-        log(f"case {name} done in {result['wall_s']:.0f} s; other processes' CPU share while "
-            f"timed: {fmt(None if share is None else 100 * share, '.0f')}%")
+        log(
+            f"case {name} done in {result['wall_s']:.0f} s; other processes' CPU share while "
+            f"timed: {fmt(None if share is None else 100 * share, '.0f')}%"
+        )
         if best is None or (share is not None and share < _contention(best)):
             best = result
         if share is None or share <= args.max_contention:
             break
         if attempt < args.retries:
-            log(f"case {name}: more than {100 * args.max_contention:.0f}% taken by other "
-                f"processes; waiting {args.retry_wait_s:.0f} s and running it again")
+            log(
+                f"case {name}: more than {100 * args.max_contention:.0f}% taken by other "
+                f"processes; waiting {args.retry_wait_s:.0f} s and running it again"
+            )
             time.sleep(args.retry_wait_s)
     best["attempts_others_cpu_share"] = attempts
     return best
@@ -453,8 +478,9 @@ def _get(result, *keys):
 def compare(cases):
     """Ratios ours / theirs (speed: > 1 means ours is faster; memory: < 1 means ours is smaller)
     and the PASS / FAIL lines of the targets."""
-    ours_plain, ours_trainer, theirs = (cases.get(k) for k in
-                                        ("train_ours", "train_ours_trainer", "train_theirs"))
+    ours_plain, ours_trainer, theirs = (
+        cases.get(k) for k in ("train_ours", "train_ours_trainer", "train_theirs")
+    )
     infer_ours, infer_theirs = cases.get("infer_ours"), cases.get("infer_theirs")
     slide_ours, slide_theirs = cases.get("slide_ours"), cases.get("slide_theirs")
     their_latency = _get(infer_theirs, "cases", "full_resolution", "median_latency_s")
@@ -462,25 +488,48 @@ def compare(cases):
     rows = []  # (quantity, ours, theirs, ratio, target or None)
 
     def add(name, ours, theirs_value, ratio, target, unit_spec=".3g"):
-        rows.append({"quantity": name, "ours": ours, "theirs": theirs_value, "ratio": ratio,
-                     "target": target, "spec": unit_spec})
+        rows.append(
+            {
+                "quantity": name,
+                "ours": ours,
+                "theirs": theirs_value,
+                "ratio": ratio,
+                "target": target,
+                "spec": unit_spec,
+            }
+        )
 
     for label, ours in (("plain step", ours_plain), ("SegFormerTrainer.train_step", ours_trainer)):
         ours_ips = _get(ours, "images_per_s")
         theirs_ips = _get(theirs, "images_per_s")
-        add(f"train images/s ({label})", ours_ips, theirs_ips, _ratio(ours_ips, theirs_ips),
-            (">=", TARGET_SPEED_RATIO))
-    for label, key in (("full-res logits, as theirs", "full_resolution"),
-                       ("1/4-res logits, ours only", "quarter_resolution")):
+        add(
+            f"train images/s ({label})",
+            ours_ips,
+            theirs_ips,
+            _ratio(ours_ips, theirs_ips),
+            (">=", TARGET_SPEED_RATIO),
+        )
+    for label, key in (
+        ("full-res logits, as theirs", "full_resolution"),
+        ("1/4-res logits, ours only", "quarter_resolution"),
+    ):
         ours_latency = _get(infer_ours, "cases", key, "median_latency_s")
         target = (">=", TARGET_SPEED_RATIO) if key == "full_resolution" else None
-        add(f"inference ms, batch 1 ({label}); ratio = speed",
+        add(
+            f"inference ms, batch 1 ({label}); ratio = speed",
             None if ours_latency is None else 1e3 * ours_latency,
             None if their_latency is None else 1e3 * their_latency,
-            _ratio(their_latency, ours_latency), target)
+            _ratio(their_latency, ours_latency),
+            target,
+        )
     slide_ours_ips, slide_theirs_ips = (_get(r, "images_per_s") for r in (slide_ours, slide_theirs))
-    add("sliding window images/s (tiles/s = x15)", slide_ours_ips, slide_theirs_ips,
-        _ratio(slide_ours_ips, slide_theirs_ips), None)
+    add(
+        "sliding window images/s (tiles/s = x15)",
+        slide_ours_ips,
+        slide_theirs_ips,
+        _ratio(slide_ours_ips, slide_theirs_ips),
+        None,
+    )
     for label, ours_case, theirs_case in (
         ("train, plain step", ours_plain, theirs),
         ("train, SegFormerTrainer", ours_trainer, theirs),
@@ -491,8 +540,7 @@ def compare(cases):
             kib_to_gib(_get(c, "peak_rss_kib")) for c in (ours_case, theirs_case)
         )
         target = None if label == "sliding window" else ("<=", TARGET_MEMORY_RATIO)
-        add(f"peak RSS GiB ({label})", ours_gib, theirs_gib, _ratio(ours_gib, theirs_gib),
-            target)
+        add(f"peak RSS GiB ({label})", ours_gib, theirs_gib, _ratio(ours_gib, theirs_gib), target)
     for row in rows:
         if row["target"] is None:
             row["verdict"] = ""
@@ -523,8 +571,10 @@ def format_report(report):
         f"{report['slide_warmup']} + {report['slide_runs']} images. Medians.",
     ]
     if report.get("other_benchmarks"):
-        lines.append("WARNING: other benchmarks were running, timings are unreliable: "
-                     + "; ".join(report["other_benchmarks"]))
+        lines.append(
+            "WARNING: other benchmarks were running, timings are unreliable: "
+            + "; ".join(report["other_benchmarks"])
+        )
     lines += [
         "",
         "| quantity | ours | keras-hub | ratio ours/theirs | target | |",
@@ -549,12 +599,13 @@ def format_report(report):
     contended = []
     for name, case in cases.items():
         if not ok(case):
-            lines.append(f"| {name} | FAILED: {case.get('error') if case else 'not run'} "
-                         "| | | | | | | | | |")
+            lines.append(
+                f"| {name} | FAILED: {case.get('error') if case else 'not run'} | | | | | | | | | |"
+            )
             continue
         subcases = case.get("cases") or {"": case}
         for sub, values in subcases.items():
-            times = (values.get("step_s") or values.get("latency_s") or values.get("image_s"))
+            times = values.get("step_s") or values.get("latency_s") or values.get("image_s")
             others = values.get("others_cpu_share")
             attempts = case.get("attempts_others_cpu_share") or []
             reruns = f" (best of {len(attempts)})" if len(attempts) > 1 else ""
@@ -571,21 +622,29 @@ def format_report(report):
                 f"| {fmt(case['wall_s'], '.0f')} |"
             )
     if contended:
-        lines += ["", f"WARNING: other processes used more than {100 * CONTENTION_WARNING:.0f}% "
-                  "of the machine's CPU time during the timed calls of: " + ", ".join(contended)
-                  + ". Those times are inflated; rerun on an idle machine."]
+        lines += [
+            "",
+            f"WARNING: other processes used more than {100 * CONTENTION_WARNING:.0f}% "
+            "of the machine's CPU time during the timed calls of: "
+            + ", ".join(contended)
+            + ". Those times are inflated; rerun on an idle machine.",
+        ]
     notes = []
     for name in ("train_ours", "train_ours_trainer", "train_theirs"):
         case = ok(cases.get(name))
         if case:
             losses = ", ".join(f"{v:.3f}" for v in case["losses"][-3:])
-            notes.append(f"- {name}: {case['step_kind']}; last losses {losses}; "
-                         f"all finite: {case['losses_finite']}")
+            notes.append(
+                f"- {name}: {case['step_kind']}; last losses {losses}; "
+                f"all finite: {case['losses_finite']}"
+            )
     for name in ("slide_ours", "slide_theirs"):
         case = ok(cases.get(name))
         if case:
-            notes.append(f"- {name}: {case['tiles_per_image']} tiles/image, "
-                         f"{case['tiles_per_s']:.3g} tiles/s, output {case['output_shape']}")
+            notes.append(
+                f"- {name}: {case['tiles_per_image']} tiles/image, "
+                f"{case['tiles_per_s']:.3g} tiles/s, output {case['output_shape']}"
+            )
     lines += ["", *notes, "", f"Total wall time: {report['wall_s']:.0f} s"]
     return "\n".join(lines)
 
@@ -601,15 +660,19 @@ def main_parent(args):
     machine = machine_info()
     others = other_benchmarks()
     if others:
-        log("WARNING: other benchmarks are running, timings will be unreliable: "
-            + "; ".join(others))
+        log(
+            "WARNING: other benchmarks are running, timings will be unreliable: "
+            + "; ".join(others)
+        )
     common = [f"--size={args.size}"]
-    train_args = [*common, f"--batch={args.batch}", f"--steps={args.steps}",
-                  f"--warmup={args.warmup}"]
-    infer_args = [*common, f"--infer_runs={args.infer_runs}",
-                  f"--infer_warmup={args.infer_warmup}"]
-    slide_args = [*common, f"--slide_runs={args.slide_runs}",
-                  f"--slide_warmup={args.slide_warmup}"]
+    train_args = [
+        *common,
+        f"--batch={args.batch}",
+        f"--steps={args.steps}",
+        f"--warmup={args.warmup}",
+    ]
+    infer_args = [*common, f"--infer_runs={args.infer_runs}", f"--infer_warmup={args.infer_warmup}"]
+    slide_args = [*common, f"--slide_runs={args.slide_runs}", f"--slide_warmup={args.slide_warmup}"]
     plan = [
         ("train_ours", "train", ["--impl=ours", *train_args]),
         ("train_theirs", "train", ["--impl=theirs", *train_args]),
@@ -628,9 +691,14 @@ def main_parent(args):
     report = {
         "machine": machine,
         "other_benchmarks": others + [o for o in other_benchmarks() if o not in others],
-        "size": args.size, "batch": args.batch, "steps": args.steps, "warmup": args.warmup,
-        "infer_runs": args.infer_runs, "infer_warmup": args.infer_warmup,
-        "slide_runs": args.slide_runs, "slide_warmup": args.slide_warmup,
+        "size": args.size,
+        "batch": args.batch,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "infer_runs": args.infer_runs,
+        "infer_warmup": args.infer_warmup,
+        "slide_runs": args.slide_runs,
+        "slide_warmup": args.slide_warmup,
         "cases": cases,
     }
     report["comparison"] = compare(cases)
@@ -647,34 +715,49 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="python -m bench.bench_segformer",
         description="SegFormer-B0 training / inference / sliding-window benchmark, ours "
-                    "against keras-hub's in the same run (see bench/README.md).",
+        "against keras-hub's in the same run (see bench/README.md).",
     )
     parser.add_argument("--steps", type=int, default=10, help="Timed training steps per case.")
-    parser.add_argument("--warmup", type=int, default=2,
-                        help="Untimed training steps before them (the first traces).")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=2,
+        help="Untimed training steps before them (the first traces).",
+    )
     parser.add_argument("--batch", type=int, default=2, help="Training batch size.")
     parser.add_argument("--infer_runs", type=int, default=20, help="Timed inference calls.")
     parser.add_argument("--infer_warmup", type=int, default=3, help="Untimed inference calls.")
-    parser.add_argument("--slide_runs", type=int, default=3,
-                        help="Timed sliding-window images.")
-    parser.add_argument("--slide_warmup", type=int, default=1,
-                        help="Untimed sliding-window images.")
-    parser.add_argument("--skip_slide_theirs", action="store_true",
-                        help="Do not run keras-hub's model through the sliding window.")
+    parser.add_argument("--slide_runs", type=int, default=3, help="Timed sliding-window images.")
+    parser.add_argument(
+        "--slide_warmup", type=int, default=1, help="Untimed sliding-window images."
+    )
+    parser.add_argument(
+        "--skip_slide_theirs",
+        action="store_true",
+        help="Do not run keras-hub's model through the sliding window.",
+    )
     parser.add_argument("--json", default=None, help="Write everything measured to this file.")
     add_worker_arguments(parser, WORKERS, timeout_s=1200.0)
-    parser.add_argument("--max_contention", type=float, default=0.10,
-                        help="Rerun a case when other processes took more than this fraction "
-                             "of the machine's CPU time during its timed calls.")
-    parser.add_argument("--retries", type=int, default=2,
-                        help="Reruns per case at most (the least disturbed attempt is kept).")
-    parser.add_argument("--retry_wait_s", type=float, default=30.0,
-                        help="Pause before a rerun.")
+    parser.add_argument(
+        "--max_contention",
+        type=float,
+        default=0.10,
+        help="Rerun a case when other processes took more than this fraction "
+        "of the machine's CPU time during its timed calls.",
+    )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=2,
+        help="Reruns per case at most (the least disturbed attempt is kept).",
+    )
+    parser.add_argument("--retry_wait_s", type=float, default=30.0, help="Pause before a rerun.")
     # Image / tile side (512); smaller sizes are for smoke runs of the script only.
     parser.add_argument("--size", type=int, default=512, help=argparse.SUPPRESS)
     # Internal: the arguments of one measurement in a worker subprocess.
-    parser.add_argument("--impl", choices=("ours", "ours_trainer", "theirs"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--impl", choices=("ours", "ours_trainer", "theirs"), help=argparse.SUPPRESS
+    )
     return parser
 
 

@@ -39,9 +39,8 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 from bench.common import (  # noqa: E402  (after the sys.path entry for a direct run)
-    add_worker_arguments,
-    run_main,
     MatmulTimer,
+    add_worker_arguments,
     all_finite,
     dense_flops,
     fmt,
@@ -53,6 +52,7 @@ from bench.common import (  # noqa: E402  (after the sys.path entry for a direct
     ok,
     proc_status_kib,
     profile_flops,
+    run_main,
     run_worker,
     time_matmul,
 )
@@ -84,8 +84,7 @@ def _other_network(network):
 
 def _profile_flops(graph):
     """profile_flops split by SPADEGAN's networks and layer kinds (see bench.common)."""
-    return profile_flops(graph, networks=NETWORKS, layer_kinds=LAYER_KINDS,
-                         fallback=_other_network)
+    return profile_flops(graph, networks=NETWORKS, layer_kinds=LAYER_KINDS, fallback=_other_network)
 
 
 # ------------------------------------------------------------------------------------------
@@ -316,19 +315,13 @@ def _add_fractions(case):
     """Achieved FLOP/s over the matmul rate measured between the case's own timed steps."""
     achieved, local = case["achieved_gflops"], case["matmul_local_gflops"]
     case["fraction_of_f32_matmul"] = achieved / local["float32"]
-    case["executed_fraction_of_f32_matmul"] = (
-        case["achieved_executed_gflops"] / local["float32"]
-    )
-    case["fraction_of_bf16_matmul"] = (
-        achieved / local["bfloat16"] if "bfloat16" in local else None
-    )
+    case["executed_fraction_of_f32_matmul"] = case["achieved_executed_gflops"] / local["float32"]
+    case["fraction_of_bf16_matmul"] = achieved / local["bfloat16"] if "bfloat16" in local else None
 
 
 def check_targets(cases, pipeline, f32_highest, machine):
     """PASS / FAIL / SKIP of each target, with the numbers behind it."""
-    by_policy = {
-        c["policy"]: c for c in cases if c["preset"] == TARGET_PRESET and "error" not in c
-    }
+    by_policy = {c["policy"]: c for c in cases if c["preset"] == TARGET_PRESET and "error" not in c}
     f32, bf16 = by_policy.get("float32"), by_policy.get("mixed_bfloat16")
     checks = []
 
@@ -375,18 +368,25 @@ def check_targets(cases, pipeline, f32_highest, machine):
     name = f"input pipeline >= {TARGET_PIPELINE_RATIO:.0f}x the training images/s"
     if f32 and pipeline and "error" not in pipeline:
         ratio = pipeline["images_per_s"] / f32["images_per_s"]
-        add(name, ratio >= TARGET_PIPELINE_RATIO,
+        add(
+            name,
+            ratio >= TARGET_PIPELINE_RATIO,
             f"{pipeline['images_per_s']:.1f} images/s / {f32['images_per_s']:.3f} images/s "
-            f"= {ratio:.0f}x")
+            f"= {ratio:.0f}x",
+        )
     else:
         add(name, None, f"needs the pipeline and {TARGET_PRESET} float32")
 
     name = f"peak resident memory of training <= {TARGET_PEAK_RSS_GIB:.0f} GiB"
-    peaks = {p: c["peak_rss_train_gib"] for p, c in by_policy.items()
-             if c.get("peak_rss_train_gib")}
+    peaks = {
+        p: c["peak_rss_train_gib"] for p, c in by_policy.items() if c.get("peak_rss_train_gib")
+    }
     if peaks:
-        add(name, max(peaks.values()) <= TARGET_PEAK_RSS_GIB,
-            ", ".join(f"{p}: {v:.2f} GiB" for p, v in peaks.items()))
+        add(
+            name,
+            max(peaks.values()) <= TARGET_PEAK_RSS_GIB,
+            ", ".join(f"{p}: {v:.2f} GiB" for p, v in peaks.items()),
+        )
     else:
         add(name, None, f"needs {TARGET_PRESET} cases")
     return checks
@@ -407,17 +407,14 @@ def format_report(report):
         "",
         "## Matmul baseline (the machine's achievable rate, same run)",
         "",
-        "| dtype | n | start: median s | start: GFLOP/s | end: median s | end: GFLOP/s "
-        "| drift |",
+        "| dtype | n | start: median s | start: GFLOP/s | end: median s | end: GFLOP/s | drift |",
         "|---|---|---|---|---|---|---|",
     ]
     start, end = report["matmul_start"], report["matmul_end"]
     for dtype in ("float32", "bfloat16"):
         s = start.get(dtype, {}) if "error" not in start else {}
         e = end.get(dtype, {}) if "error" not in end else {}
-        drift = (
-            e["gflops"] / s["gflops"] - 1.0 if s.get("gflops") and e.get("gflops") else None
-        )
+        drift = e["gflops"] / s["gflops"] - 1.0 if s.get("gflops") and e.get("gflops") else None
         lines.append(
             f"| {dtype} | {s.get('n', e.get('n', '-'))} | {fmt(s.get('median_s'))} | "
             f"{fmt(s.get('gflops'), '.1f')} | {fmt(e.get('median_s'))} | "
@@ -442,8 +439,7 @@ def format_report(report):
     for c in report["cases"]:
         if "error" in c:
             lines.append(
-                f"| {c['preset']} | {c['policy']} | FAILED: {c['error']} "
-                "| | | | | | | | | | |"
+                f"| {c['preset']} | {c['policy']} | FAILED: {c['error']} | | | | | | | | | | |"
             )
             continue
         lines.append(
@@ -470,6 +466,7 @@ def format_report(report):
             lines.append(f"- {c['preset']} / {c['policy']}: {c['error']}")
             lines += [f"    {line}" for line in c.get("stderr_tail", [])[-8:]]
             continue
+
         def listing(gflop_by_key, count=8):
             return ", ".join(f"{k} {g:.1f}" for k, g in list(gflop_by_key.items())[:count])
 
@@ -558,9 +555,13 @@ def main_parent(args):
             for policy in policies_run:
                 log(f"case {preset} / {policy}: {warmup} warm-up + {steps} timed steps")
                 case_args = [
-                    f"--preset={preset}", f"--policy={policy}", f"--warmup={warmup}",
-                    f"--steps={steps}", f"--vgg_weights={vgg_weights}",
-                    f"--gen_warmup={min(warmup, 2)}", f"--gen_runs={max(steps, 3)}",
+                    f"--preset={preset}",
+                    f"--policy={policy}",
+                    f"--warmup={warmup}",
+                    f"--steps={steps}",
+                    f"--vgg_weights={vgg_weights}",
+                    f"--gen_warmup={min(warmup, 2)}",
+                    f"--gen_runs={max(steps, 3)}",
                     *matmul_args,
                 ]
                 case = _run_worker("case", case_args, work_dir, args.timeout_s)
@@ -568,8 +569,10 @@ def main_parent(args):
                 case.setdefault("policy", policy)
                 cases.append(case)
                 if "error" not in case:
-                    log(f"  median step {case['step_median_s']:.3f} s, "
-                        f"peak RSS {case['peak_rss_train_gib']:.2f} GiB")
+                    log(
+                        f"  median step {case['step_median_s']:.3f} s, "
+                        f"peak RSS {case['peak_rss_train_gib']:.2f} GiB"
+                    )
 
         report["pipeline"] = None
         if not args.skip_pipeline:
@@ -579,10 +582,14 @@ def main_parent(args):
             log(f"input pipeline on {args.num_scenes} built-in scenes under {data_root}")
             report["pipeline"] = _run_worker(
                 "pipeline",
-                [f"--data_root={data_root}", f"--num_scenes={args.num_scenes}",
-                 f"--pipeline_elements={args.pipeline_elements}",
-                 f"--pipeline_warmup={args.pipeline_warmup}"],
-                work_dir, args.timeout_s,
+                [
+                    f"--data_root={data_root}",
+                    f"--num_scenes={args.num_scenes}",
+                    f"--pipeline_elements={args.pipeline_elements}",
+                    f"--pipeline_warmup={args.pipeline_warmup}",
+                ],
+                work_dir,
+                args.timeout_s,
             )
 
         log("matmul baseline (end)")
@@ -617,30 +624,57 @@ def build_parser():
         prog="python -m bench.bench_spade",
         description="SPADE training / inference / input-pipeline benchmark (see bench/README.md).",
     )
-    parser.add_argument("--presets", default="tiny,ade20k_256",
-                        help="Comma-separated SPADE presets to time.")
-    parser.add_argument("--policies", default="float32,mixed_bfloat16",
-                        help=f"Comma-separated Keras dtype policies ({', '.join(POLICIES)}).")
-    parser.add_argument("--steps", type=int, default=None,
-                        help="Timed training steps per case (default: tiny 10, ade20k_256 3).")
-    parser.add_argument("--warmup", type=int, default=None,
-                        help="Untimed steps before them, the first traces (tiny 3, ade20k_256 1).")
+    parser.add_argument(
+        "--presets", default="tiny,ade20k_256", help="Comma-separated SPADE presets to time."
+    )
+    parser.add_argument(
+        "--policies",
+        default="float32,mixed_bfloat16",
+        help=f"Comma-separated Keras dtype policies ({', '.join(POLICIES)}).",
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="Timed training steps per case (default: tiny 10, ade20k_256 3).",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        help="Untimed steps before them, the first traces (tiny 3, ade20k_256 1).",
+    )
     parser.add_argument("--json", default=None, help="Write everything measured to this file.")
-    parser.add_argument("--matmul_size", type=int, default=4096,
-                        help="Side n of the square matmul baseline.")
-    parser.add_argument("--matmul_runs", type=int, default=3,
-                        help="Timed matmuls per dtype (after one untimed).")
-    parser.add_argument("--skip_pipeline", action="store_true",
-                        help="Do not measure the input pipeline.")
-    parser.add_argument("--data_root", default=None,
-                        help="Where the built-in scenes are generated (default: a reused "
-                             "folder under the system temp dir).")
-    parser.add_argument("--num_scenes", type=int, default=64,
-                        help="Built-in training scenes for the input pipeline.")
-    parser.add_argument("--pipeline_elements", type=int, default=300,
-                        help="Timed input-pipeline elements (batch 1).")
-    parser.add_argument("--pipeline_warmup", type=int, default=30,
-                        help="Untimed input-pipeline elements first.")
+    parser.add_argument(
+        "--matmul_size", type=int, default=4096, help="Side n of the square matmul baseline."
+    )
+    parser.add_argument(
+        "--matmul_runs", type=int, default=3, help="Timed matmuls per dtype (after one untimed)."
+    )
+    parser.add_argument(
+        "--skip_pipeline", action="store_true", help="Do not measure the input pipeline."
+    )
+    parser.add_argument(
+        "--data_root",
+        default=None,
+        help="Where the built-in scenes are generated (default: a reused "
+        "folder under the system temp dir).",
+    )
+    parser.add_argument(
+        "--num_scenes",
+        type=int,
+        default=64,
+        help="Built-in training scenes for the input pipeline.",
+    )
+    parser.add_argument(
+        "--pipeline_elements",
+        type=int,
+        default=300,
+        help="Timed input-pipeline elements (batch 1).",
+    )
+    parser.add_argument(
+        "--pipeline_warmup", type=int, default=30, help="Untimed input-pipeline elements first."
+    )
     add_worker_arguments(parser, WORKERS, timeout_s=1800.0)
     # Internal: the arguments of one measurement in a worker subprocess.
     parser.add_argument("--preset", help=argparse.SUPPRESS)

@@ -47,12 +47,10 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 from bench.common import (  # noqa: E402  (after the sys.path entry for a direct run)
-    add_worker_arguments,
-    run_main,
-    cpu_snapshot,
-    others_cpu_share,
     MatmulTimer,
+    add_worker_arguments,
     all_finite,
+    cpu_snapshot,
     dense_flops,
     fmt,
     kib_to_gib,
@@ -62,8 +60,10 @@ from bench.common import (  # noqa: E402  (after the sys.path entry for a direct
     machine_info,
     median,
     ok,
+    others_cpu_share,
     proc_status_kib,
     profile_flops,
+    run_main,
     run_worker,
     time_matmul,
 )
@@ -75,13 +75,27 @@ TARGET_CLUSTER_PEAK_GIB = 4.0  # peak resident memory of clustering N = 100 samp
 
 # The full run and --quick: untimed / timed calls of each case, clustering size, yardstick.
 FULL = {
-    "preset": TARGET_PRESET, "warmup": 1, "steps": 3, "reg_warmup": 1, "reg_steps": 1,
-    "synth_warmup": 2, "synth_runs": 5, "cluster_samples": 100, "cluster_k": 20,
+    "preset": TARGET_PRESET,
+    "warmup": 1,
+    "steps": 3,
+    "reg_warmup": 1,
+    "reg_steps": 1,
+    "synth_warmup": 2,
+    "synth_runs": 5,
+    "cluster_samples": 100,
+    "cluster_k": 20,
     "matmul_size": 4096,
 }
 QUICK = {
-    "preset": "tiny", "warmup": 1, "steps": 3, "reg_warmup": 1, "reg_steps": 2,
-    "synth_warmup": 1, "synth_runs": 3, "cluster_samples": 8, "cluster_k": 5,
+    "preset": "tiny",
+    "warmup": 1,
+    "steps": 3,
+    "reg_warmup": 1,
+    "reg_steps": 2,
+    "synth_warmup": 1,
+    "synth_runs": 3,
+    "cluster_samples": 8,
+    "cluster_k": 5,
     "matmul_size": 1024,
 }
 
@@ -115,7 +129,8 @@ def _config(args):
     import flags as cli
 
     flag_args = [
-        "--model=stylegan2", f"--preset={args.preset}",
+        "--model=stylegan2",
+        f"--preset={args.preset}",
         f"--batch_size={args.batch}",
     ]
     if args.channel_multiplier is not None:
@@ -151,8 +166,9 @@ def _timed_calls(calls, warmup, runs, yardstick=None):
             start = time.perf_counter()
             fn()
             warmup_times[label].append(time.perf_counter() - start)
-            _progress(f"{label} warm-up {len(warmup_times[label])}: "
-                      f"{warmup_times[label][-1]:.2f} s")
+            _progress(
+                f"{label} warm-up {len(warmup_times[label])}: {warmup_times[label][-1]:.2f} s"
+            )
     if yardstick is not None:
         yardstick.sample()
     before = cpu_snapshot()
@@ -206,7 +222,8 @@ def _uncounted_depthwise_flops(graph, live):
     counts, unknown = {}, 0
     for op in graph.get_operations():
         if op.name not in live or op.type not in (
-            "DepthwiseConv2dNativeBackpropInput", "DepthwiseConv2dNativeBackpropFilter"
+            "DepthwiseConv2dNativeBackpropInput",
+            "DepthwiseConv2dNativeBackpropFilter",
         ):
             continue
         out_backprop = op.inputs[2].shape  # [N, H', W', C M]
@@ -240,11 +257,12 @@ def _profile(graph):
         1 for op in graph.get_operations() if op.name in live and op.type in CALL_OPS
     )
     flops["unknown_shape_convs"] = unknown + sum(
-        1 for op in graph.get_operations()
-        if op.name in live and ("Conv2D" in op.type or "Depthwise" in op.type
-                                or "MatMul" in op.type)
-        and op.type not in ("DepthwiseConv2dNativeBackpropInput",
-                            "DepthwiseConv2dNativeBackpropFilter")
+        1
+        for op in graph.get_operations()
+        if op.name in live
+        and ("Conv2D" in op.type or "Depthwise" in op.type or "MatMul" in op.type)
+        and op.type
+        not in ("DepthwiseConv2dNativeBackpropInput", "DepthwiseConv2dNativeBackpropFilter")
         and not all(t.shape.is_fully_defined() for t in op.outputs)
     )
     return flops
@@ -323,8 +341,7 @@ def _traced_op_seconds(fn, logdir):
                 for event in line.events:
                     meta = plane.event_metadata[event.metadata_id]
                     op_type = meta.display_name
-                    if (not op_type or not meta.name.endswith(":" + op_type)
-                            or op_type in CALL_OPS):
+                    if not op_type or not meta.name.endswith(":" + op_type) or op_type in CALL_OPS:
                         continue
                     op_type = _canonical_op_type(op_type)
                     seconds[op_type] = seconds.get(op_type, 0.0) + event.duration_ps * 1e-12
@@ -466,8 +483,9 @@ def worker_train_step(args):
     gan.step.assign(0)  # a multiple of both intervals: R1 and path length both run
     train_step = tf.function(gan.train_step)
     losses = []
-    calls = [("train_step (R1 + PL)", lambda: losses.append(_to_floats(train_step(
-        {"image": real}))))]
+    calls = [
+        ("train_step (R1 + PL)", lambda: losses.append(_to_floats(train_step({"image": real}))))
+    ]
     _, warmup_times, _ = _timed_calls(calls, args.warmup, 0)
     peak_train_kib = proc_status_kib("VmHWM")
     yardstick = _Yardstick(args.matmul_size)
@@ -514,7 +532,7 @@ def worker_synthesis(args):
             calls, args.synth_warmup, args.synth_runs, yardstick
         )
         seconds = median(times[label])
-        rate = median(yardstick.samples[-args.synth_runs - 1:])
+        rate = median(yardstick.samples[-args.synth_runs - 1 :])
         flops = _profile(sample.get_concrete_function(latents[b]).graph)
         cases[str(b)] = {
             "batch": b,
@@ -543,8 +561,9 @@ def worker_checkpoint(args):
 
     gan, config, _ = _build_gan(args, for_training=False)
     os.makedirs(os.path.join(args.run_dir, "checkpoints"), exist_ok=True)
-    run_dir_lib.write_json_atomic(os.path.join(args.run_dir, run_dir_lib.CONFIG_FILE),
-                               config.to_dict())
+    run_dir_lib.write_json_atomic(
+        os.path.join(args.run_dir, run_dir_lib.CONFIG_FILE), config.to_dict()
+    )
     checkpoint = tf.train.Checkpoint(**gan.checkpoint_objects())
     path = checkpoint.save(os.path.join(args.run_dir, "checkpoints", "ckpt"))
     return {"checkpoint": path}
@@ -552,8 +571,8 @@ def worker_checkpoint(args):
 
 def worker_cluster(args):
     """cluster_features on --cluster_samples samples for one k, as synthesize.py runs it."""
-    from models.synthesis_in_style import clusters as feature_clusters
     from models.stylegan2.export import GeneratorRunner
+    from models.synthesis_in_style import clusters as feature_clusters
 
     start = time.perf_counter()
     runner = GeneratorRunner(args.run_dir)
@@ -651,14 +670,19 @@ def check_targets(report):
 
     cluster = ok(report["cluster"])
     settings = report["settings"]
-    name = (f"clustering N = {settings['cluster_samples']}, batch {settings['batch']}: peak "
-            f"RSS < {TARGET_CLUSTER_PEAK_GIB:.0f} GiB")
+    name = (
+        f"clustering N = {settings['cluster_samples']}, batch {settings['batch']}: peak "
+        f"RSS < {TARGET_CLUSTER_PEAK_GIB:.0f} GiB"
+    )
     if cluster is None:
         add(name, None, "the clustering case failed or was skipped")
     else:
-        add(name, cluster["peak_rss_gib"] < TARGET_CLUSTER_PEAK_GIB,
+        add(
+            name,
+            cluster["peak_rss_gib"] < TARGET_CLUSTER_PEAK_GIB,
             f"{cluster['peak_rss_gib']:.2f} GiB ({cluster['wall_s_cluster']:.0f} s, "
-            f"k = {cluster['k']}, {cluster['layers']} layers)")
+            f"k = {cluster['k']}, {cluster['layers']} layers)",
+        )
     return checks
 
 
@@ -744,8 +768,11 @@ def format_report(report):
         reg_note = ""
         if ok(reg):
             # In matmul-seconds: each time times the matmul rate its own case measured.
-            scaled = (reg["median_s"] * reg["matmul_local_gflops"]
-                      / (pair_s * train["matmul_local_gflops"]))
+            scaled = (
+                reg["median_s"]
+                * reg["matmul_local_gflops"]
+                / (pair_s * train["matmul_local_gflops"])
+            )
             reg_note = (
                 f"; a regularisation step (R1 + PL) takes {reg['median_s']:.2f} s, "
                 f"{reg['median_s'] / pair_s:.2f}x that, {scaled:.2f}x once each time is scaled "
@@ -778,7 +805,8 @@ def format_report(report):
                 f"    GFLOP by op: {listing(step['gflop_by_op'], '.1f', 6)}",
                 f"    GFLOP by part: {listing(step['gflop_by_part'], '.1f')}",
                 f"    profiled step {split['wall_s']:.2f} s, op time {split['op_total_s']:.2f} s: "
-                + listing(split["group_s"], ".2f") + " s",
+                + listing(split["group_s"], ".2f")
+                + " s",
                 f"    top ops (s): {listing(split['top_ops_s'], '.2f')}",
                 f"    FIR ops (s): {listing(split['fir_ops_s'], '.3f')}",
             ]
@@ -801,8 +829,11 @@ def format_report(report):
             "",
             "Peak resident memory (VmHWM after the warm-up steps, before any matmul timer): "
             f"D + G steps {fmt(train['peak_rss_train_gib'], '.2f')} GiB"
-            + (f", train_step with R1 + PL {fmt(reg['peak_rss_train_gib'], '.2f')} GiB"
-               if ok(reg) else "")
+            + (
+                f", train_step with R1 + PL {fmt(reg['peak_rss_train_gib'], '.2f')} GiB"
+                if ok(reg)
+                else ""
+            )
             + ".",
         ]
 
@@ -870,8 +901,16 @@ def _settings(args):
     for key, default in base.items():
         value = getattr(args, key)
         settings[key] = default if value is None else value
-    for key in ("batch", "channel_multiplier", "synth_batches", "max_pixels", "matmul_runs",
-                "timeout_s", "skip_cluster", "skip_train_step"):
+    for key in (
+        "batch",
+        "channel_multiplier",
+        "synth_batches",
+        "max_pixels",
+        "matmul_runs",
+        "timeout_s",
+        "skip_cluster",
+        "skip_train_step",
+    ):
         settings[key] = getattr(args, key)
     return settings
 
@@ -881,10 +920,19 @@ def main_parent(args):
 
     settings = _settings(args)
     if settings["preset"] not in PRESETS:
-        raise ValueError(f"--preset={settings['preset']!r} is unknown; choose one of "
-                         f"{', '.join(PRESETS)}")
-    for key in ("batch", "steps", "reg_steps", "synth_runs", "cluster_samples", "matmul_size",
-                "matmul_runs", "max_pixels"):
+        raise ValueError(
+            f"--preset={settings['preset']!r} is unknown; choose one of {', '.join(PRESETS)}"
+        )
+    for key in (
+        "batch",
+        "steps",
+        "reg_steps",
+        "synth_runs",
+        "cluster_samples",
+        "matmul_size",
+        "matmul_runs",
+        "max_pixels",
+    ):
         if settings[key] < 1:
             raise ValueError(f"--{key} must be >= 1, got {settings[key]}")
     for key in ("warmup", "reg_warmup", "synth_warmup"):
@@ -897,8 +945,10 @@ def main_parent(args):
     except ValueError:
         synth_batches = []
     if not synth_batches or min(synth_batches) < 1:
-        raise ValueError(f"--synth_batches={settings['synth_batches']!r} must be a "
-                         "comma-separated list of positive integers")
+        raise ValueError(
+            f"--synth_batches={settings['synth_batches']!r} must be a "
+            "comma-separated list of positive integers"
+        )
     if args.json:
         json_dir = os.path.dirname(os.path.abspath(args.json))
         if not os.path.isdir(json_dir):
@@ -910,23 +960,30 @@ def main_parent(args):
     report = {"machine": machine_info(), "args": vars(args), "settings": settings}
     work_dir = tempfile.mkdtemp(prefix="semsynth_bench_sg2_")
     timeout_s = settings["timeout_s"]
-    model_args = [f"--preset={settings['preset']}", f"--batch={settings['batch']}",
-                  f"--channel_multiplier={settings['channel_multiplier']}",
-                  f"--work_dir={work_dir}", f"--matmul_size={settings['matmul_size']}"]
-    matmul_args = [f"--matmul_size={settings['matmul_size']}",
-                   f"--matmul_runs={settings['matmul_runs']}"]
+    model_args = [
+        f"--preset={settings['preset']}",
+        f"--batch={settings['batch']}",
+        f"--channel_multiplier={settings['channel_multiplier']}",
+        f"--work_dir={work_dir}",
+        f"--matmul_size={settings['matmul_size']}",
+    ]
+    matmul_args = [
+        f"--matmul_size={settings['matmul_size']}",
+        f"--matmul_runs={settings['matmul_runs']}",
+    ]
 
     def run(kind, extra, what):
         log(what)
-        return run_worker("bench.bench_stylegan2", kind, [*model_args, *extra], work_dir,
-                          timeout_s)
+        return run_worker("bench.bench_stylegan2", kind, [*model_args, *extra], work_dir, timeout_s)
 
     try:
         log(f"matmul baseline (start), n={settings['matmul_size']}")
-        report["matmul_start"] = run_worker("bench.bench_stylegan2", "matmul", matmul_args,
-                                            work_dir, timeout_s)
+        report["matmul_start"] = run_worker(
+            "bench.bench_stylegan2", "matmul", matmul_args, work_dir, timeout_s
+        )
         report["train"] = run(
-            "train", [f"--warmup={settings['warmup']}", f"--steps={settings['steps']}"],
+            "train",
+            [f"--warmup={settings['warmup']}", f"--steps={settings['steps']}"],
             f"training: D and G steps, {settings['warmup']} warm-up + {settings['steps']} "
             "timed each, then one profiled each",
         )
@@ -940,30 +997,39 @@ def main_parent(args):
             )
         report["synthesis"] = run(
             "synthesis",
-            [f"--synth_batches={settings['synth_batches']}",
-             f"--synth_warmup={settings['synth_warmup']}",
-             f"--synth_runs={settings['synth_runs']}"],
+            [
+                f"--synth_batches={settings['synth_batches']}",
+                f"--synth_warmup={settings['synth_warmup']}",
+                f"--synth_runs={settings['synth_runs']}",
+            ],
             f"synthesis at batches {settings['synth_batches']}",
         )
         report["cluster"] = None
         if not settings["skip_cluster"]:
             run_dir = os.path.join(work_dir, "run")
-            checkpoint = run("checkpoint", [f"--run_dir={run_dir}"],
-                             "saving a random-init EMA generator run for clustering")
+            checkpoint = run(
+                "checkpoint",
+                [f"--run_dir={run_dir}"],
+                "saving a random-init EMA generator run for clustering",
+            )
             if "error" in checkpoint:
                 report["cluster"] = checkpoint
             else:
                 report["cluster"] = run(
                     "cluster",
-                    [f"--run_dir={run_dir}", f"--cluster_samples={settings['cluster_samples']}",
-                     f"--cluster_k={settings['cluster_k']}",
-                     f"--max_pixels={settings['max_pixels']}"],
+                    [
+                        f"--run_dir={run_dir}",
+                        f"--cluster_samples={settings['cluster_samples']}",
+                        f"--cluster_k={settings['cluster_k']}",
+                        f"--max_pixels={settings['max_pixels']}",
+                    ],
                     f"clustering N={settings['cluster_samples']}, batch {settings['batch']}, "
                     f"k={settings['cluster_k']}",
                 )
         log("matmul baseline (end)")
-        report["matmul_end"] = run_worker("bench.bench_stylegan2", "matmul", matmul_args,
-                                          work_dir, timeout_s)
+        report["matmul_end"] = run_worker(
+            "bench.bench_stylegan2", "matmul", matmul_args, work_dir, timeout_s
+        )
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
 
@@ -984,42 +1050,89 @@ def build_parser():
         prog="python -m bench.bench_stylegan2",
         description="StyleGAN2 training / synthesis / clustering benchmark (see bench/README.md).",
     )
-    parser.add_argument("--quick", action="store_true",
-                        help="Smoke check: tiny preset, few steps, N=8 clustering, n=1024 matmul.")
-    parser.add_argument("--preset", default=None,
-                        help=f"StyleGAN2 preset (default {TARGET_PRESET}; --quick: tiny).")
-    parser.add_argument("--channel_multiplier", type=int, default=None,
-                        help="Override the preset's channel multiplier (stylegan2_256: 2).")
-    parser.add_argument("--batch", type=int, default=4,
-                        help="Training batch and clustering batch.")
-    parser.add_argument("--steps", type=int, default=None,
-                        help="Timed D and G steps (default 3).")
-    parser.add_argument("--warmup", type=int, default=None,
-                        help="Untimed D and G steps before them, the first traces (default 1).")
-    parser.add_argument("--reg_steps", type=int, default=None,
-                        help="Timed train_step calls on a regularisation step (default 1).")
-    parser.add_argument("--reg_warmup", type=int, default=None,
-                        help="Untimed train_step calls before them (default 1).")
-    parser.add_argument("--skip_train_step", action="store_true",
-                        help="Do not time train_step on a regularisation step.")
-    parser.add_argument("--synth_batches", default="4,1",
-                        help="Comma-separated synthesis batch sizes.")
-    parser.add_argument("--synth_warmup", type=int, default=None,
-                        help="Untimed synthesis calls per batch size (default 2).")
-    parser.add_argument("--synth_runs", type=int, default=None,
-                        help="Timed synthesis calls per batch size (default 5).")
-    parser.add_argument("--cluster_samples", type=int, default=None,
-                        help="Samples N clustered (default 100; --quick: 8).")
-    parser.add_argument("--cluster_k", type=int, default=None,
-                        help="The one k clustered (default 20; --quick: 5).")
-    parser.add_argument("--max_pixels", type=int, default=20000,
-                        help="Pixels per layer and batch fed to the k-means fit.")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="Smoke check: tiny preset, few steps, N=8 clustering, n=1024 matmul.",
+    )
+    parser.add_argument(
+        "--preset", default=None, help=f"StyleGAN2 preset (default {TARGET_PRESET}; --quick: tiny)."
+    )
+    parser.add_argument(
+        "--channel_multiplier",
+        type=int,
+        default=None,
+        help="Override the preset's channel multiplier (stylegan2_256: 2).",
+    )
+    parser.add_argument("--batch", type=int, default=4, help="Training batch and clustering batch.")
+    parser.add_argument("--steps", type=int, default=None, help="Timed D and G steps (default 3).")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        help="Untimed D and G steps before them, the first traces (default 1).",
+    )
+    parser.add_argument(
+        "--reg_steps",
+        type=int,
+        default=None,
+        help="Timed train_step calls on a regularisation step (default 1).",
+    )
+    parser.add_argument(
+        "--reg_warmup",
+        type=int,
+        default=None,
+        help="Untimed train_step calls before them (default 1).",
+    )
+    parser.add_argument(
+        "--skip_train_step",
+        action="store_true",
+        help="Do not time train_step on a regularisation step.",
+    )
+    parser.add_argument(
+        "--synth_batches", default="4,1", help="Comma-separated synthesis batch sizes."
+    )
+    parser.add_argument(
+        "--synth_warmup",
+        type=int,
+        default=None,
+        help="Untimed synthesis calls per batch size (default 2).",
+    )
+    parser.add_argument(
+        "--synth_runs",
+        type=int,
+        default=None,
+        help="Timed synthesis calls per batch size (default 5).",
+    )
+    parser.add_argument(
+        "--cluster_samples",
+        type=int,
+        default=None,
+        help="Samples N clustered (default 100; --quick: 8).",
+    )
+    parser.add_argument(
+        "--cluster_k", type=int, default=None, help="The one k clustered (default 20; --quick: 5)."
+    )
+    parser.add_argument(
+        "--max_pixels",
+        type=int,
+        default=20000,
+        help="Pixels per layer and batch fed to the k-means fit.",
+    )
     parser.add_argument("--skip_cluster", action="store_true", help="Do not time clustering.")
     parser.add_argument("--json", default=None, help="Write everything measured to this file.")
-    parser.add_argument("--matmul_size", type=int, default=None,
-                        help="Side n of the square matmul baseline (default 4096; --quick 1024).")
-    parser.add_argument("--matmul_runs", type=int, default=3,
-                        help="Timed matmuls of the start / end baseline (after one untimed).")
+    parser.add_argument(
+        "--matmul_size",
+        type=int,
+        default=None,
+        help="Side n of the square matmul baseline (default 4096; --quick 1024).",
+    )
+    parser.add_argument(
+        "--matmul_runs",
+        type=int,
+        default=3,
+        help="Timed matmuls of the start / end baseline (after one untimed).",
+    )
     add_worker_arguments(parser, WORKERS, timeout_s=3600.0)
     # Internal: the arguments of one measurement in a worker subprocess.
     parser.add_argument("--work_dir", help=argparse.SUPPRESS)

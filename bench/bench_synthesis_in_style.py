@@ -13,7 +13,8 @@ Phases (each announced by a time-stamped line on stderr):
 2. StyleGAN2 `tiny` on the crops for --gan_minutes (or --gan_steps) at --resolution;
 3. feature clusters of its EMA generator (--cluster_samples samples, one k = --k, every
    synthesis layer);
-4. cluster labels from `models.synthesis_in_style.labels.auto_label_clusters`, a colour heuristic that
+4. cluster labels from `models.synthesis_in_style.labels.auto_label_clusters`, a colour
+  heuristic that
    stands in for the human annotator of the paper (light = background, dark grey = printed,
    dark coloured = handwritten), written as <clusters>/annotations_k<k>.json and loaded back
    through the annotator's loader;
@@ -82,10 +83,14 @@ HEARTBEAT_S = 120.0
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m bench.bench_synthesis_in_style",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="Tiny setting (a few minutes): checks the pipeline, no conclusions.")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.bench_synthesis_in_style", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="Tiny setting (a few minutes): checks the pipeline, no conclusions.",
+    )
     helps = {
         "num_pages": "built-in training pages (a tenth as many, at least 1, held out)",
         "num_crops": "GAN training crops cut from the training pages",
@@ -100,39 +105,80 @@ def parse_args(argv=None):
         "seg_batch": "batch of each SegFormer",
     }
     for name, (full, quick) in DEFAULTS.items():
-        parser.add_argument(f"--{name}", type=type(full), default=None,
-                            help=f"{helps[name]}; default {full} ({quick} with --quick)")
-    parser.add_argument("--gan_pl_weight", type=float, default=0.0,
-                        help="path-length regularisation weight (default 0: off, it about "
-                        "doubles the step time of the tiny GAN on CPU; the preset has 2)")
-    parser.add_argument("--gan_ema_kimg", type=float, default=1.0,
-                        help="generator EMA half-life in thousands of images (default 1, for "
-                        "a run of some 10-20 thousand images; the preset's 10 suits 100k+)")
-    parser.add_argument("--gan_flags", default="",
-                        help='more train.py flags for the StyleGAN2 run, one string, e.g. '
-                        '"--channel_multiplier=1 --r1_gamma=1"')
-    parser.add_argument("--truncation_psi", type=float, default=1.0,
-                        help="truncation of clustering and synthesis (1 = off)")
-    parser.add_argument("--cluster_batch", type=int, default=16,
-                        help="samples per generator call in clustering and synthesis")
-    parser.add_argument("--min_area", type=int, default=None,
-                        help="coarse regions under this many px^2 are dropped (default: the "
-                        "reference's 50 at 256 px scaled to --resolution)")
-    parser.add_argument("--dilation", type=int, default=None,
-                        help="odd side of the coarse-region dilation (default: the reference's "
-                        "5 at 256 px scaled to --resolution)")
-    parser.add_argument("--eval_scales", default="1,0.5",
-                        help="page scales the held-out pages are segmented at, comma-separated")
-    parser.add_argument("--overlap", type=float, default=0.25,
-                        help="overlap of the sliding windows (segment.py's default)")
+        parser.add_argument(
+            f"--{name}",
+            type=type(full),
+            default=None,
+            help=f"{helps[name]}; default {full} ({quick} with --quick)",
+        )
+    parser.add_argument(
+        "--gan_pl_weight",
+        type=float,
+        default=0.0,
+        help="path-length regularisation weight (default 0: off, it about "
+        "doubles the step time of the tiny GAN on CPU; the preset has 2)",
+    )
+    parser.add_argument(
+        "--gan_ema_kimg",
+        type=float,
+        default=1.0,
+        help="generator EMA half-life in thousands of images (default 1, for "
+        "a run of some 10-20 thousand images; the preset's 10 suits 100k+)",
+    )
+    parser.add_argument(
+        "--gan_flags",
+        default="",
+        help="more train.py flags for the StyleGAN2 run, one string, e.g. "
+        '"--channel_multiplier=1 --r1_gamma=1"',
+    )
+    parser.add_argument(
+        "--truncation_psi",
+        type=float,
+        default=1.0,
+        help="truncation of clustering and synthesis (1 = off)",
+    )
+    parser.add_argument(
+        "--cluster_batch",
+        type=int,
+        default=16,
+        help="samples per generator call in clustering and synthesis",
+    )
+    parser.add_argument(
+        "--min_area",
+        type=int,
+        default=None,
+        help="coarse regions under this many px^2 are dropped (default: the "
+        "reference's 50 at 256 px scaled to --resolution)",
+    )
+    parser.add_argument(
+        "--dilation",
+        type=int,
+        default=None,
+        help="odd side of the coarse-region dilation (default: the reference's "
+        "5 at 256 px scaled to --resolution)",
+    )
+    parser.add_argument(
+        "--eval_scales",
+        default="1,0.5",
+        help="page scales the held-out pages are segmented at, comma-separated",
+    )
+    parser.add_argument(
+        "--overlap",
+        type=float,
+        default=0.25,
+        help="overlap of the sliding windows (segment.py's default)",
+    )
     parser.add_argument("--eval_batch", type=int, default=32, help="tiles per forward pass")
-    parser.add_argument("--data_root", default=os.path.join(tempfile.gettempdir(),
-                                                            "semsynth_bench_data"),
-                        help="where pages and crops are generated (reused between runs)")
+    parser.add_argument(
+        "--data_root",
+        default=os.path.join(tempfile.gettempdir(), "semsynth_bench_data"),
+        help="where pages and crops are generated (reused between runs)",
+    )
     parser.add_argument("--output_dir", default="outputs/bench_synthesis_in_style")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace an earlier run in --output_dir")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier run in --output_dir"
+    )
     args = parser.parse_args(argv)
     for name, (full, quick) in DEFAULTS.items():
         if getattr(args, name) is None:
@@ -144,8 +190,10 @@ def parse_args(argv=None):
     if not args.eval_scales or not all(0 < s <= 4 for s in args.eval_scales):
         parser.error(f"--eval_scales={args.eval_scales} must be numbers in (0, 4]")
     if args.resolution % 32:
-        parser.error(f"--resolution={args.resolution} must be a multiple of 32 (the SegFormer "
-                     "crop and the sliding-window tile)")
+        parser.error(
+            f"--resolution={args.resolution} must be a multiple of 32 (the SegFormer "
+            "crop and the sliding-window tile)"
+        )
     if args.min_area is None:
         ratio = (args.resolution / REFERENCE_RESOLUTION) ** 2
         args.min_area = max(1, round(REFERENCE_MIN_AREA * ratio))
@@ -201,16 +249,29 @@ def gan_config(args, run_dir):
     """The StyleGAN2 train config: tiny preset on the built-in document crops."""
     import flags as cli
 
-    return cli.config_from_args([
-        "--model=stylegan2", "--preset=tiny", "--dataset=documents",
-        f"--data_root={args.data_root}", f"--num_pages={args.num_pages}",
-        f"--num_crops={args.num_crops}", f"--resolution={args.resolution}",
-        f"--batch_size={args.gan_batch}", f"--max_steps={args.gan_steps}",
-        f"--max_minutes={args.gan_minutes}", f"--pl_weight={args.gan_pl_weight}",
-        f"--ema_half_life_kimg={args.gan_ema_kimg}", f"--seed={args.seed}",
-        f"--checkpoint_dir={run_dir}", "--progress=false", "--export=false",
-        "--save_img_freq=500", "--save_model_freq=1000", *shlex.split(args.gan_flags),
-    ])
+    return cli.config_from_args(
+        [
+            "--model=stylegan2",
+            "--preset=tiny",
+            "--dataset=documents",
+            f"--data_root={args.data_root}",
+            f"--num_pages={args.num_pages}",
+            f"--num_crops={args.num_crops}",
+            f"--resolution={args.resolution}",
+            f"--batch_size={args.gan_batch}",
+            f"--max_steps={args.gan_steps}",
+            f"--max_minutes={args.gan_minutes}",
+            f"--pl_weight={args.gan_pl_weight}",
+            f"--ema_half_life_kimg={args.gan_ema_kimg}",
+            f"--seed={args.seed}",
+            f"--checkpoint_dir={run_dir}",
+            "--progress=false",
+            "--export=false",
+            "--save_img_freq=500",
+            "--save_model_freq=1000",
+            *shlex.split(args.gan_flags),
+        ]
+    )
 
 
 def prepare_data(config):
@@ -231,14 +292,18 @@ def prepare_data(config):
         counts = np.zeros(len(CLASS_NAMES), np.int64)
         pairs = documents.document_pairs(pages_root, split)
         for _, label_path in pairs:
-            counts += np.bincount(load_label_map(label_path).ravel(),
-                                  minlength=len(CLASS_NAMES))[: len(CLASS_NAMES)]
+            counts += np.bincount(load_label_map(label_path).ravel(), minlength=len(CLASS_NAMES))[
+                : len(CLASS_NAMES)
+            ]
         ink[split] = {"pages": len(pairs), "class_share": _shares(counts)}
     return {
         "pages_root": pages_root,
         "crops_dir": crops_dir,
-        "crop_page_scale": {"min": float(scales.min()), "median": float(np.median(scales)),
-                            "max": float(scales.max())},
+        "crop_page_scale": {
+            "min": float(scales.min()),
+            "median": float(np.median(scales)),
+            "max": float(scales.max()),
+        },
         "pages": ink,
     }
 
@@ -252,8 +317,7 @@ def train_gan(config):
     from training import loop
 
     result = loop.train(config, log=_sublog)
-    return {"steps": int(result["step"]), "stopped": result["stopped"],
-            "losses": result["losses"]}
+    return {"steps": int(result["step"]), "stopped": result["stopped"], "losses": result["losses"]}
 
 
 def make_runner(args, run_dir):
@@ -266,15 +330,26 @@ def cluster(args, runner, clusters_dir):
     from models.synthesis_in_style.clusters import cluster_features
 
     return cluster_features(
-        runner.feature_fn, num_samples=args.cluster_samples, batch_size=args.cluster_batch,
-        k_values=[args.k], out_dir=clusters_dir, z_dim=runner.z_dim, seed=args.seed,
-        generator_meta=runner.meta(), layers=runner.layers, progress=False,
+        runner.feature_fn,
+        num_samples=args.cluster_samples,
+        batch_size=args.cluster_batch,
+        k_values=[args.k],
+        out_dir=clusters_dir,
+        z_dim=runner.z_dim,
+        seed=args.seed,
+        generator_meta=runner.meta(),
+        layers=runner.layers,
+        progress=False,
     )
 
 
 def label_clusters(args, clusters):
     """Heuristic labels -> annotations_k<k>.json -> the validated mapping and a summary."""
-    from models.synthesis_in_style.labels import auto_label_clusters, default_layers, load_label_mapping
+    from models.synthesis_in_style.labels import (
+        auto_label_clusters,
+        default_layers,
+        load_label_mapping,
+    )
 
     k = args.k
     path = os.path.join(clusters.directory, f"annotations_k{k:02d}.json")
@@ -286,38 +361,58 @@ def label_clusters(args, clusters):
     for role, layers in (("coarse", coarse), ("fine", fine)):
         for layer in layers:
             labels = list(mapping["layers"][layer].values())
-            summary[layer] = {"role": role,
-                              **{name: labels.count(name) for name in CLASS_NAMES}}
-    return {"path": path, "mapping": mapping, "coarse": coarse, "fine": fine,
-            "layers": summary}
+            summary[layer] = {"role": role, **{name: labels.count(name) for name in CLASS_NAMES}}
+    return {"path": path, "mapping": mapping, "coarse": coarse, "fine": fine, "layers": summary}
 
 
 def synthesize(args, runner, clusters, labels, out_dir):
-    from models.synthesis_in_style.palette import load_palette
     from models.synthesis_in_style.dataset_writer import synthesize_dataset
+    from models.synthesis_in_style.palette import load_palette
 
     manifest = synthesize_dataset(
-        runner.feature_fn, mapping=labels["mapping"], clusters=clusters,
-        palette=load_palette("documents"), num_images=args.num_synthetic, out_dir=out_dir,
-        batch_size=args.cluster_batch, z_dim=runner.z_dim, seed=args.seed,
-        coarse_layers=labels["coarse"], fine_layers=labels["fine"], min_area=args.min_area,
-        dilation=args.dilation, progress=False,
+        runner.feature_fn,
+        mapping=labels["mapping"],
+        clusters=clusters,
+        palette=load_palette("documents"),
+        num_images=args.num_synthetic,
+        out_dir=out_dir,
+        batch_size=args.cluster_batch,
+        z_dim=runner.z_dim,
+        seed=args.seed,
+        coarse_layers=labels["coarse"],
+        fine_layers=labels["fine"],
+        min_area=args.min_area,
+        dilation=args.dilation,
+        progress=False,
     )
     counts = manifest["counts"]
     pixels = [counts["class_pixels"].get(name, 0) for name in CLASS_NAMES]
-    return {"train": counts["train"], "val": counts["val"], "attempts": counts["attempts"],
-            "discarded": counts["discarded"], "class_share": _shares(pixels),
-            "train_list": os.path.join(out_dir, "train.json"),
-            "val_list": os.path.join(out_dir, "val.json")}
+    return {
+        "train": counts["train"],
+        "val": counts["val"],
+        "attempts": counts["attempts"],
+        "discarded": counts["discarded"],
+        "class_share": _shares(pixels),
+        "train_list": os.path.join(out_dir, "train.json"),
+        "val_list": os.path.join(out_dir, "val.json"),
+    }
 
 
 def _seg_flags(args, run_dir):
     # eval_freq=0: no model selection on held-out data; both runs are scored at their last step.
     return [
-        "--model=segformer", "--preset=tiny", f"--crop_size={args.resolution}",
-        f"--batch_size={args.seg_batch}", f"--max_steps={args.seg_steps}", "--eval_freq=0",
-        f"--seed={args.seed}", f"--checkpoint_dir={run_dir}", "--progress=false",
-        "--export=false", "--save_img_freq=500", "--save_model_freq=100000",
+        "--model=segformer",
+        "--preset=tiny",
+        f"--crop_size={args.resolution}",
+        f"--batch_size={args.seg_batch}",
+        f"--max_steps={args.seg_steps}",
+        "--eval_freq=0",
+        f"--seed={args.seed}",
+        f"--checkpoint_dir={run_dir}",
+        "--progress=false",
+        "--export=false",
+        "--save_img_freq=500",
+        "--save_model_freq=100000",
     ]
 
 
@@ -347,9 +442,9 @@ def evaluate_segmenter(args, run_dir, pairs, out_dir):
 
     from datasets.pipeline import load_image, load_label_map
     from evaluation import segmentation_metrics as seg_metrics
+    from models.segformer.export import load_segmenter
     from models.segformer.inference import predict_probs
     from semantic_labels import load_label_set
-    from models.segformer.export import load_segmenter
 
     segmenter = load_segmenter(checkpoint_dir=run_dir)
     num_classes = int(segmenter.num_classes)
@@ -370,8 +465,13 @@ def evaluate_segmenter(args, run_dir, pairs, out_dir):
                 image = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
             normalised = np.asarray(segmenter.preprocess(image[None]), np.float32)[0]
             probs = predict_probs(
-                segmenter.predict_logits, normalised, num_classes, mode="slide",
-                tile=args.resolution, overlap=args.overlap, batch_size=args.eval_batch,
+                segmenter.predict_logits,
+                normalised,
+                num_classes,
+                mode="slide",
+                tile=args.resolution,
+                overlap=args.overlap,
+                batch_size=args.eval_batch,
                 size_divisor=32,
             )  # [h, w, C]
             if scale != 1.0:
@@ -380,7 +480,8 @@ def evaluate_segmenter(args, run_dir, pairs, out_dir):
             confusion.update(label, prediction)
             if index == 0:
                 Image.fromarray(label_set.colorize(prediction)).save(
-                    os.path.join(out_dir, f"page0_scale{scale:g}_color.png"))
+                    os.path.join(out_dir, f"page0_scale{scale:g}_color.png")
+                )
         results[scale] = _metrics(confusion.result())
     return results
 
@@ -431,8 +532,12 @@ def _pct(value):
 def format_report(report) -> str:
     """The markdown the README gets: settings, the table, machine, phase times, notes."""
     args = report["args"]
-    data, gan, labels, synthetic = (report["data"], report["gan"], report["labels"],
-                                    report["synthetic"])
+    data, gan, labels, synthetic = (
+        report["data"],
+        report["gan"],
+        report["labels"],
+        report["synthetic"],
+    )
     res = args["resolution"]
     scale = data["crop_page_scale"]
     pages = data["pages"]
@@ -465,18 +570,23 @@ def format_report(report) -> str:
         "text mean IoU (%) | pixel acc. (%) |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    titles = {"synthetic": "synthetic pairs (GAN + heuristic cluster labels)",
-              "real": "real training pages (true masks)"}
+    titles = {
+        "synthetic": "synthetic pairs (GAN + heuristic cluster labels)",
+        "real": "real training pages (true masks)",
+    }
     for scale_value in args["eval_scales"]:
         for setting in ("synthetic", "real"):
             m = report["evaluation"][setting][str(scale_value)]
             lines.append(
                 f"| {titles[setting]} | {scale_value:g} | {_pct(m['iou']['printed_text'])} | "
                 f"{_pct(m['iou']['handwritten_text'])} | {_pct(m['text_mean_iou'])} | "
-                f"{_pct(m['pixel_accuracy'])} |")
+                f"{_pct(m['pixel_accuracy'])} |"
+            )
     reference = report["all_background"]
-    lines.append(f"| (nothing: background everywhere) | any | 0.0 | 0.0 | 0.0 | "
-                 f"{_pct(reference['pixel_accuracy'])} |")
+    lines.append(
+        f"| (nothing: background everywhere) | any | 0.0 | 0.0 | 0.0 | "
+        f"{_pct(reference['pixel_accuracy'])} |"
+    )
     share_real = pages["validation"]["class_share"]
     share_syn = synthetic["class_share"]
     machine = report["machine"]
@@ -521,13 +631,15 @@ def format_report(report) -> str:
         f"{machine['tensorflow']}, Keras {machine['keras']}, Python {machine['python']}, "
         f"{machine['date']}.",
         "",
-        "Phase times (min): " + ", ".join(
-            f"{name.split(' ', 1)[1]} {minutes:.1f}"
-            for name, minutes in report["minutes"].items())
+        "Phase times (min): "
+        + ", ".join(
+            f"{name.split(' ', 1)[1]} {minutes:.1f}" for name, minutes in report["minutes"].items()
+        )
         + f"; total {report['total_minutes']:.1f}.",
         "",
         "Command: `python -m bench.bench_synthesis_in_style"
-        + (" --quick" if args["quick"] else "") + "`",
+        + (" --quick" if args["quick"] else "")
+        + "`",
     ]
     return "\n".join(lines) + "\n"
 
@@ -538,21 +650,31 @@ def _behaviour_notes(report):
 
     args, evaluation = report["args"], report["evaluation"]
     first = str(args["eval_scales"][0])
-    notes = ["- Printed text precision / recall (%) at page scale "
-             f"{args['eval_scales'][0]:g}: " + "; ".join(
-                 f"{setting} {_pct(evaluation[setting][first]['precision']['printed_text'])} / "
-                 f"{_pct(evaluation[setting][first]['recall']['printed_text'])}"
-                 for setting in ("synthetic", "real")) + "."]
+    notes = [
+        "- Printed text precision / recall (%) at page scale "
+        f"{args['eval_scales'][0]:g}: "
+        + "; ".join(
+            f"{setting} {_pct(evaluation[setting][first]['precision']['printed_text'])} / "
+            f"{_pct(evaluation[setting][first]['recall']['printed_text'])}"
+            for setting in ("synthetic", "real")
+        )
+        + "."
+    ]
     # Precision is NaN exactly when a class is never predicted.
-    silent = [f"{setting} @ scale {float(scale):g}" for setting in ("synthetic", "real")
-              for scale, m in evaluation[setting].items()
-              if math.isnan(m["precision"]["handwritten_text"])]
+    silent = [
+        f"{setting} @ scale {float(scale):g}"
+        for setting in ("synthetic", "real")
+        for scale, m in evaluation[setting].items()
+        if math.isnan(m["precision"]["handwritten_text"])
+    ]
     if silent:
         notes.append("- handwritten_text was never predicted by: " + ", ".join(silent) + ".")
     if report["synthetic"]["class_share"]["handwritten_text"] == 0:
-        notes.append("- The heuristic labelled no cluster handwritten_text (no cluster's mean "
-                     "colour was a distinct pen colour), so the synthetic masks hold no "
-                     "handwriting and the segmenter trained on them cannot learn it.")
+        notes.append(
+            "- The heuristic labelled no cluster handwritten_text (no cluster's mean "
+            "colour was a distinct pen colour), so the synthetic masks hold no "
+            "handwriting and the segmenter trained on them cannot learn it."
+        )
     return notes
 
 
@@ -580,8 +702,10 @@ def main(argv=None):
         sys.exit(f"bench_synthesis_in_style: error: --output_dir={output_dir} is a file")
     if os.path.isdir(output_dir) and os.listdir(output_dir):
         if not args.overwrite:
-            sys.exit(f"bench_synthesis_in_style: error: --output_dir={output_dir} is not empty; "
-                     "pass --overwrite or another --output_dir")
+            sys.exit(
+                f"bench_synthesis_in_style: error: --output_dir={output_dir} is not empty; "
+                "pass --overwrite or another --output_dir"
+            )
         shutil.rmtree(output_dir)
     os.makedirs(output_dir, exist_ok=True)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -591,15 +715,19 @@ def main(argv=None):
     gan_dir = os.path.join(output_dir, "stylegan2")
     clusters_dir = os.path.join(gan_dir, "clusters")  # where synthesize.py looks by default
     synthetic_dir = os.path.join(output_dir, "synthetic")
-    seg_dirs = {setting: os.path.join(output_dir, f"segformer_{setting}")
-                for setting in ("synthetic", "real")}
+    seg_dirs = {
+        setting: os.path.join(output_dir, f"segformer_{setting}")
+        for setting in ("synthetic", "real")
+    }
     common.log(f"bench_synthesis_in_style: output in {output_dir}, data in {args.data_root}")
 
     config = gan_config(args, gan_dir)
     data = phases.run("1 pages + GAN crops", prepare_data, config)
     gan = phases.run("2 StyleGAN2", train_gan, config)
-    _sublog(f"StyleGAN2: {gan['steps']} steps ({gan['stopped']}), last losses "
-            + ", ".join(f"{k} {v:.3g}" for k, v in gan["losses"].items()))
+    _sublog(
+        f"StyleGAN2: {gan['steps']} steps ({gan['stopped']}), last losses "
+        + ", ".join(f"{k} {v:.3g}" for k, v in gan["losses"].items())
+    )
 
     def clusters_phase():
         runner = make_runner(args, gan_dir)
@@ -608,26 +736,38 @@ def main(argv=None):
     runner, clusters = phases.run("3 feature clusters", clusters_phase)
     labels = phases.run("4 cluster labels", label_clusters, args, clusters)
     for layer, summary in labels["layers"].items():
-        _sublog(f"{layer} ({summary['role']}): "
-                + ", ".join(f"{name} {summary[name]}" for name in CLASS_NAMES))
-    synthetic = phases.run("5 synthetic pairs", synthesize, args, runner, clusters, labels,
-                           synthetic_dir)
-    _sublog(f"{synthetic['train']} train + {synthetic['val']} val pairs, "
-            f"{synthetic['discarded']} discarded; class share "
-            f"{_share_text(synthetic['class_share'])} %")
+        _sublog(
+            f"{layer} ({summary['role']}): "
+            + ", ".join(f"{name} {summary[name]}" for name in CLASS_NAMES)
+        )
+    synthetic = phases.run(
+        "5 synthetic pairs", synthesize, args, runner, clusters, labels, synthetic_dir
+    )
+    _sublog(
+        f"{synthetic['train']} train + {synthetic['val']} val pairs, "
+        f"{synthetic['discarded']} discarded; class share "
+        f"{_share_text(synthetic['class_share'])} %"
+    )
     del runner
 
     segformers = {}
     segformers["synthetic"] = phases.run(
-        "6a SegFormer on synthetic pairs", train_segformer,
-        _seg_flags(args, seg_dirs["synthetic"]) + [
-            "--dataset=json", f"--train_list={synthetic['train_list']}",
-            f"--val_list={synthetic['val_list']}", "--semantic_label_path=documents"])
+        "6a SegFormer on synthetic pairs",
+        train_segformer,
+        _seg_flags(args, seg_dirs["synthetic"])
+        + [
+            "--dataset=json",
+            f"--train_list={synthetic['train_list']}",
+            f"--val_list={synthetic['val_list']}",
+            "--semantic_label_path=documents",
+        ],
+    )
     segformers["real"] = phases.run(
-        "6b SegFormer on real pages", train_segformer,
-        _seg_flags(args, seg_dirs["real"]) + [
-            "--dataset=documents", f"--data_root={args.data_root}",
-            f"--num_pages={args.num_pages}"])
+        "6b SegFormer on real pages",
+        train_segformer,
+        _seg_flags(args, seg_dirs["real"])
+        + ["--dataset=documents", f"--data_root={args.data_root}", f"--num_pages={args.num_pages}"],
+    )
 
     def evaluate_all():
         from datasets import documents
@@ -635,13 +775,16 @@ def main(argv=None):
         pairs = documents.document_pairs(data["pages_root"], "validation")
         results = {}
         for setting, run_dir in seg_dirs.items():
-            per_scale = evaluate_segmenter(args, run_dir, pairs,
-                                           os.path.join(output_dir, "eval", setting))
+            per_scale = evaluate_segmenter(
+                args, run_dir, pairs, os.path.join(output_dir, "eval", setting)
+            )
             results[setting] = {str(s): m for s, m in per_scale.items()}
             for s, m in per_scale.items():
-                _sublog(f"{setting} @ scale {s:g}: printed {_pct(m['iou']['printed_text'])}, "
-                        f"handwritten {_pct(m['iou']['handwritten_text'])}, text mean "
-                        f"{_pct(m['text_mean_iou'])}, pixel acc. {_pct(m['pixel_accuracy'])} %")
+                _sublog(
+                    f"{setting} @ scale {s:g}: printed {_pct(m['iou']['printed_text'])}, "
+                    f"handwritten {_pct(m['iou']['handwritten_text'])}, text mean "
+                    f"{_pct(m['text_mean_iou'])}, pixel acc. {_pct(m['pixel_accuracy'])} %"
+                )
         return results, all_background_reference(pairs)
 
     evaluation, reference = phases.run("7 evaluation on held-out pages", evaluate_all)
@@ -661,11 +804,13 @@ def main(argv=None):
         "loadavg_end": common.loadavg(),
     }
     markdown = format_report(report)
-    with open(os.path.join(output_dir, "bench_synthesis_in_style.md"), "w",
-              encoding="utf-8") as file:
+    with open(
+        os.path.join(output_dir, "bench_synthesis_in_style.md"), "w", encoding="utf-8"
+    ) as file:
         file.write(markdown)
-    with open(os.path.join(output_dir, "bench_synthesis_in_style.json"), "w",
-              encoding="utf-8") as file:
+    with open(
+        os.path.join(output_dir, "bench_synthesis_in_style.json"), "w", encoding="utf-8"
+    ) as file:
         json.dump(report, file, indent=1, default=str)
     print(markdown)
     common.log(f"wrote {output_dir}/bench_synthesis_in_style.md")

@@ -51,23 +51,37 @@ DEFAULTS = {
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m bench.bench_synthetic_to_real",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="Tiny setting (a few minutes): checks the pipeline, no conclusions.")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.bench_synthetic_to_real", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="Tiny setting (a few minutes): checks the pipeline, no conclusions.",
+    )
     for name, (full, quick) in DEFAULTS.items():
-        parser.add_argument(f"--{name}", type=type(full), default=None,
-                            help=f"default {full} ({quick} with --quick)")
-    parser.add_argument("--data_root", default=os.path.join(tempfile.gettempdir(),
-                                                            "semsynth_bench_data"),
-                        help="Where the scenes are generated (reused between runs).")
+        parser.add_argument(
+            f"--{name}",
+            type=type(full),
+            default=None,
+            help=f"default {full} ({quick} with --quick)",
+        )
+    parser.add_argument(
+        "--data_root",
+        default=os.path.join(tempfile.gettempdir(), "semsynth_bench_data"),
+        help="Where the scenes are generated (reused between runs).",
+    )
     parser.add_argument("--output_dir", default="outputs/bench_synthetic_to_real")
-    parser.add_argument("--inception_weights", default="random",
-                        help="random (default; numbers not comparable to published FIDs), "
-                        "imagenet, or a local InceptionV3 notop .h5 file.")
+    parser.add_argument(
+        "--inception_weights",
+        default="random",
+        help="random (default; numbers not comparable to published FIDs), "
+        "imagenet, or a local InceptionV3 notop .h5 file.",
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--overwrite", action="store_true",
-                        help="Replace an earlier run in --output_dir.")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="Replace an earlier run in --output_dir."
+    )
     args = parser.parse_args(argv)
     for name, (full, quick) in DEFAULTS.items():
         if getattr(args, name) is None:
@@ -77,9 +91,13 @@ def parse_args(argv=None):
 
 def _scene_flags(args):
     return [
-        "--dataset=scenes", f"--data_root={args.data_root}", f"--num_scenes={args.num_scenes}",
-        f"--scenes_size={args.scenes_size}", f"--crop_size={args.scenes_size}",
-        f"--batch_size={args.batch_size}", f"--seed={args.seed}",
+        "--dataset=scenes",
+        f"--data_root={args.data_root}",
+        f"--num_scenes={args.num_scenes}",
+        f"--scenes_size={args.scenes_size}",
+        f"--crop_size={args.scenes_size}",
+        f"--batch_size={args.batch_size}",
+        f"--seed={args.seed}",
     ]
 
 
@@ -89,12 +107,20 @@ def train_spade(args, run_dir):
     from training import loop
 
     size = args.scenes_size
-    config = cli.config_from_args([
-        "--model=spade", "--preset=tiny", *_scene_flags(args),
-        f"--load_size={size + size // 8}", f"--encoder_input_size={size}",
-        f"--max_steps={args.spade_steps}", f"--max_minutes={args.spade_minutes}",
-        f"--checkpoint_dir={run_dir}", "--export=true", "--save_img_freq=500",
-    ])
+    config = cli.config_from_args(
+        [
+            "--model=spade",
+            "--preset=tiny",
+            *_scene_flags(args),
+            f"--load_size={size + size // 8}",
+            f"--encoder_input_size={size}",
+            f"--max_steps={args.spade_steps}",
+            f"--max_minutes={args.spade_minutes}",
+            f"--checkpoint_dir={run_dir}",
+            "--export=true",
+            "--save_img_freq=500",
+        ]
+    )
     result = loop.train(config)
     return result["export"], result["step"]
 
@@ -105,8 +131,11 @@ def _real_consistency(segmenter_path, pairs):
     from models.segformer.export import load_segmenter
 
     metrics = semantic_consistency(load_segmenter(saved_model=segmenter_path), pairs)
-    return {"miou": metrics["miou"], "pixel_accuracy": metrics["pixel_accuracy"],
-            "num_images": metrics["num_images"]}
+    return {
+        "miou": metrics["miou"],
+        "pixel_accuracy": metrics["pixel_accuracy"],
+        "num_images": metrics["num_images"],
+    }
 
 
 def _percent(value):
@@ -129,11 +158,16 @@ def format_report(report) -> str:
         "| SegFormer trained on | training pairs | mIoU on real (%) | pixel accuracy (%) |",
         "|---|---:|---:|---:|",
     ]
-    titles = {"real": "real only", "synthetic": "SPADE only",
-              "mixed": "real + SPADE (1:1 per batch)"}
+    titles = {
+        "real": "real only",
+        "synthetic": "SPADE only",
+        "mixed": "real + SPADE (1:1 per batch)",
+    }
     for setting, values in s2r["settings"].items():
-        lines.append(f"| {titles[setting]} | {values['num_train_pairs']} | "
-                     f"{_percent(values['miou'])} | {_percent(values['pixel_accuracy'])} |")
+        lines.append(
+            f"| {titles[setting]} | {values['num_train_pairs']} | "
+            f"{_percent(values['miou'])} | {_percent(values['pixel_accuracy'])} |"
+        )
     consistency = synthesis["semantic_consistency"]
     reference = report["real_consistency"]
     lines += [
@@ -149,12 +183,14 @@ def format_report(report) -> str:
         f"{_percent(reference['pixel_accuracy'])} |",
         "",
         f"Inception weights: {args['inception_weights']}."
-        + ("" if synthesis["comparable_to_published"] else
-           " RANDOM weights: FID / KID compare sets within this run only and are NOT "
-           "comparable to published FIDs."),
+        + (
+            ""
+            if synthesis["comparable_to_published"]
+            else " RANDOM weights: FID / KID compare sets within this run only and are NOT "
+            "comparable to published FIDs."
+        ),
     ]
-    lines += [f"Note: {note}" for note in synthesis["notes"]
-              if "RANDOM" not in note]
+    lines += [f"Note: {note}" for note in synthesis["notes"] if "RANDOM" not in note]
     lines.append(
         "Command: `python -m bench.bench_synthetic_to_real"
         + "".join(f" {arg}" for arg in report.get("argv", ["--quick"] if args["quick"] else []))
@@ -169,8 +205,10 @@ def main(argv=None):
     output_dir = args.output_dir
     if os.path.isdir(output_dir) and os.listdir(output_dir):
         if not args.overwrite:
-            sys.exit(f"bench_synthetic_to_real: error: --output_dir={output_dir} is not empty; "
-                     "pass --overwrite or another --output_dir")
+            sys.exit(
+                f"bench_synthetic_to_real: error: --output_dir={output_dir} is not empty; "
+                "pass --overwrite or another --output_dir"
+            )
         shutil.rmtree(output_dir)
     os.makedirs(output_dir)
     started = time.time()
@@ -185,9 +223,13 @@ def main(argv=None):
     from evaluation import synthetic_to_real as s2r
 
     since = time.time()
-    real_pairs = datasets.resolve_pairs("scenes", "training", data_root=args.data_root,
-                                        scenes_size=args.scenes_size,
-                                        num_scenes=args.num_scenes)
+    real_pairs = datasets.resolve_pairs(
+        "scenes",
+        "training",
+        data_root=args.data_root,
+        scenes_size=args.scenes_size,
+        num_scenes=args.num_scenes,
+    )
     phase("scenes", since)
 
     since = time.time()
@@ -200,7 +242,10 @@ def main(argv=None):
 
     train_args = ["--preset=tiny", *_scene_flags(args), f"--max_steps={args.seg_steps}"]
     results = s2r.run_synthetic_to_real(
-        cli.synthetic_to_real_config(train_args), train_args, s2r_dir, spade_model=spade_export,
+        cli.synthetic_to_real_config(train_args),
+        train_args,
+        s2r_dir,
+        spade_model=spade_export,
     )
     phase("synthesis + 3 SegFormers", since)
 
@@ -209,8 +254,12 @@ def main(argv=None):
     real_image_dir = os.path.dirname(real_pairs[0][0])
     segmenter = results["settings"]["real"]["export"]
     synthesis = report.evaluate_synthesis(
-        f"{synthetic}/images", real_image_dir, label_dir=f"{synthetic}/labels",
-        segmenter=segmenter, inception_weights=args.inception_weights, seed=args.seed,
+        f"{synthetic}/images",
+        real_image_dir,
+        label_dir=f"{synthetic}/labels",
+        segmenter=segmenter,
+        inception_weights=args.inception_weights,
+        seed=args.seed,
         output=os.path.join(output_dir, "synthesis.json"),
     )
     real_consistency = _real_consistency(segmenter, real_pairs)

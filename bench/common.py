@@ -14,8 +14,8 @@ import json
 import math
 import os
 import platform
-import resource
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -295,7 +295,11 @@ def run_worker(module, kind, worker_args, work_dir, timeout_s, args_in_error=Fal
     """
     result_path = os.path.join(work_dir, f"result_{kind}_{time.monotonic_ns()}.json")
     command = [
-        sys.executable, "-m", module, f"--worker={kind}", f"--result={result_path}",
+        sys.executable,
+        "-m",
+        module,
+        f"--worker={kind}",
+        f"--result={result_path}",
         *worker_args,
     ]
     env = dict(os.environ)
@@ -304,8 +308,13 @@ def run_worker(module, kind, worker_args, work_dir, timeout_s, args_in_error=Fal
     start = time.perf_counter()
     # stderr is echoed live (progress) and its tail kept for the report if the worker fails.
     process = subprocess.Popen(
-        command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        text=True, errors="replace",
+        command,
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
     )
     # A hung worker is killed at the limit even while it prints nothing.
     timer = threading.Timer(timeout_s, process.kill)
@@ -370,8 +379,12 @@ def add_worker_arguments(parser, workers, timeout_s):
     --worker / --result (internal: one measurement in a subprocess of the parent run)."""
     import argparse
 
-    parser.add_argument("--timeout_s", type=float, default=timeout_s,
-                        help="Wall-clock limit of each worker process.")
+    parser.add_argument(
+        "--timeout_s",
+        type=float,
+        default=timeout_s,
+        help="Wall-clock limit of each worker process.",
+    )
     parser.add_argument("--worker", choices=sorted(workers), help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
 

@@ -112,16 +112,12 @@ class Config:
         """A validated copy with `changes` applied (unknown names are a ConfigError)."""
         unknown = sorted(set(changes) - self.field_names())
         if unknown:
-            raise ConfigError(
-                f"{type(self).__name__} has no field {', '.join(unknown)}", unknown
-            )
+            raise ConfigError(f"{type(self).__name__} has no field {', '.join(unknown)}", unknown)
         return dataclasses.replace(self, **changes)
 
     def to_dict(self):
         """The fields as a JSON-serialisable dict (tuples become lists)."""
-        return {
-            f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)
-        }
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
     def from_dict(cls, values, strict=True):

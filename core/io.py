@@ -81,8 +81,9 @@ def find_files(directory, suffixes, where: str, *, recursive: bool = True) -> di
     return found
 
 
-def match_stems(images: dict[str, str], labels: dict[str, str], image_where: str,
-                label_where: str) -> list[tuple[str, str]]:
+def match_stems(
+    images: dict[str, str], labels: dict[str, str], image_where: str, label_where: str
+) -> list[tuple[str, str]]:
     """Pairs two {stem: path} maps (from find_files), sorted by stem.
 
     Args:
@@ -158,8 +159,9 @@ class OutputExistsError(UserError, FileExistsError):
     """An output the user asked for exists already and --overwrite was not given."""
 
 
-def check_overwrite(paths, overwrite: bool, *, flag: str | None = None,
-                    remedy: str | None = None, note: str = "") -> None:
+def check_overwrite(
+    paths, overwrite: bool, *, flag: str | None = None, remedy: str | None = None, note: str = ""
+) -> None:
     """Refuses outputs that exist already, unless `overwrite`; call it before any slow work.
 
     Args:
@@ -185,8 +187,14 @@ def check_overwrite(paths, overwrite: bool, *, flag: str | None = None,
     raise OutputExistsError(f"{names} {verb}{note}; pass --overwrite or {remedy}")
 
 
-def check_overwrite_dir(folder, overwrite: bool, *, flag: str | None = None,
-                        holds: str = "files", remedy: str | None = None) -> bool:
+def check_overwrite_dir(
+    folder,
+    overwrite: bool,
+    *,
+    flag: str | None = None,
+    holds: str = "files",
+    remedy: str | None = None,
+) -> bool:
     """Refuses a non-empty output folder unless `overwrite`.
 
     Args:
@@ -241,8 +249,9 @@ def atomic_write(path, mode: str = "w", encoding: str | None = "utf-8"):
         raise
 
 
-def write_json_atomic(path, obj, *, indent: int | None = 2, sort_keys: bool = False,
-                      newline: bool = True) -> str:
+def write_json_atomic(
+    path, obj, *, indent: int | None = 2, sort_keys: bool = False, newline: bool = True
+) -> str:
     """Writes `obj` as JSON through atomic_write; returns the path."""
     with atomic_write(path) as file:
         json.dump(obj, file, indent=indent, sort_keys=sort_keys)

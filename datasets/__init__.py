@@ -10,7 +10,7 @@
   pipelines.
 - `documents`: procedural document pages with ink masks (printed / handwritten text), the
   built-in data of the Synthesis-in-Style pipeline; `crops`: pages -> 256 px tiles and JSON
-  lists (`python -m datasets.crops`); `images`: unlabelled images for GAN training.
+  lists (`python -m tools.crops`); `images`: unlabelled images for GAN training.
 
 Only the light modules (no TensorFlow) are imported here: `pipeline`, `segmentation` and
 `images` pull in TensorFlow; import them by module, e.g. `from datasets.pipeline import

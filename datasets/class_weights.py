@@ -20,8 +20,8 @@ import numpy as np
 from core import io as core_io
 
 from .pairs import DatasetError
-from .sources import resolve_seg_pairs
 from .segmentation import _check_label_map, apply_label_map, dataset_label_map
+from .sources import resolve_seg_pairs
 
 
 def class_weights_from_frequencies(frequencies) -> np.ndarray:
@@ -36,8 +36,9 @@ def class_weights_from_frequencies(frequencies) -> np.ndarray:
     """
     frequencies = np.asarray(frequencies, dtype=np.float64)
     if frequencies.ndim != 1 or frequencies.size == 0:
-        raise ValueError(f"frequencies must be a non-empty [C] list, got shape "
-                         f"{list(frequencies.shape)}")
+        raise ValueError(
+            f"frequencies must be a non-empty [C] list, got shape {list(frequencies.shape)}"
+        )
     if not np.all(np.isfinite(frequencies)) or np.any(frequencies < 0):
         raise ValueError(f"frequencies must be finite and non-negative, got {frequencies}")
     present = frequencies > 0
@@ -48,8 +49,7 @@ def class_weights_from_frequencies(frequencies) -> np.ndarray:
     return inverse / inverse.sum()
 
 
-def count_pixels(pairs, *, num_classes: int, label_map=None,
-                 progress: bool = False) -> np.ndarray:
+def count_pixels(pairs, *, num_classes: int, label_map=None, progress: bool = False) -> np.ndarray:
     """[num_classes] int64 pixel counts of the mapped labels of `pairs` (255 not counted).
 
     Streams the label files through tf.data. A missing or colour label file, or a raw value
@@ -93,11 +93,23 @@ def frequencies_from_counts(counts) -> np.ndarray:
     return counts * (100.0 / total) if total else np.zeros_like(counts)
 
 
-def write_class_weights(output: str, dataset: str, *, split: str = "training",
-                        data_root: str = "data", image_dir=None, label_dir=None,
-                        val_image_dir=None, val_label_dir=None, train_list=None, val_list=None,
-                        split_seed: int = 0, num_classes=None, overwrite: bool = False,
-                        progress: bool = True) -> dict:
+def write_class_weights(
+    output: str,
+    dataset: str,
+    *,
+    split: str = "training",
+    data_root: str = "data",
+    image_dir=None,
+    label_dir=None,
+    val_image_dir=None,
+    val_label_dir=None,
+    train_list=None,
+    val_list=None,
+    split_seed: int = 0,
+    num_classes=None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict:
     """Counts the label pixels of a split and writes frequencies and class weights as JSON.
 
     Args:
@@ -117,9 +129,16 @@ def write_class_weights(output: str, dataset: str, *, split: str = "training",
     core_io.check_overwrite(output, overwrite, flag="--output")
     label_map, num_classes = dataset_label_map(dataset, num_classes)
     pairs = resolve_seg_pairs(
-        dataset, split, data_root=data_root, image_dir=image_dir, label_dir=label_dir,
-        val_image_dir=val_image_dir, val_label_dir=val_label_dir, train_list=train_list,
-        val_list=val_list, split_seed=split_seed,
+        dataset,
+        split,
+        data_root=data_root,
+        image_dir=image_dir,
+        label_dir=label_dir,
+        val_image_dir=val_image_dir,
+        val_label_dir=val_label_dir,
+        train_list=train_list,
+        val_list=val_list,
+        split_seed=split_seed,
     )
     if not pairs:
         raise DatasetError(f"--dataset={dataset} has no {split} pairs")

@@ -5,7 +5,14 @@ import dataclasses
 from core.config import Config, ConfigError, field
 
 DATASETS = (
-    "scenes", "ade20k", "folders", "facesynthetics", "cityscapes", "json", "documents", "images",
+    "scenes",
+    "ade20k",
+    "folders",
+    "facesynthetics",
+    "cityscapes",
+    "json",
+    "documents",
+    "images",
 )
 
 
@@ -31,7 +38,8 @@ class DataConfig(Config):
         super().validate()
         if self.dataset == "folders" and not (self.image_dir and self.label_dir):
             raise ConfigError(
-                "dataset=folders needs image_dir and label_dir", ("dataset", "image_dir", "label_dir")
+                "dataset=folders needs image_dir and label_dir",
+                ("dataset", "image_dir", "label_dir"),
             )
         if self.dataset == "json" and not self.train_list:
             raise ConfigError("dataset=json needs train_list", ("dataset", "train_list"))

@@ -64,8 +64,9 @@ def _list_inputs(inputs, output_dir: str) -> tuple[list[str], str]:
         raise DatasetError("no input images given")
     missing = [path for path in paths if not os.path.isfile(path)]
     if missing:
-        raise DatasetNotFoundError(f"{len(missing)} input image(s) do not exist: "
-                                   f"{list_some(missing)}")
+        raise DatasetNotFoundError(
+            f"{len(missing)} input image(s) do not exist: {list_some(missing)}"
+        )
     return paths, f"{len(paths)} input images"
 
 
@@ -87,8 +88,7 @@ def _match_masks(pages: list[str], inputs, masks_dir: str) -> list[str]:
             missing.append(page)
     if missing:
         raise DatasetNotFoundError(
-            f"{len(missing)} page(s) have no mask (<stem>.png) in {masks_dir}: "
-            f"{list_some(missing)}"
+            f"{len(missing)} page(s) have no mask (<stem>.png) in {masks_dir}: {list_some(missing)}"
         )
     return found
 
@@ -126,8 +126,14 @@ def _page_size(path: str) -> tuple[int, int]:
         raise DatasetError(f"cannot read page image {path}: {error}") from None
 
 
-def scale_range(size: tuple[int, int], *, crop_size: int, max_side: int, min_side: int,
-                downscale: tuple[float, float]) -> tuple[float, float] | None:
+def scale_range(
+    size: tuple[int, int],
+    *,
+    crop_size: int,
+    max_side: int,
+    min_side: int,
+    downscale: tuple[float, float],
+) -> tuple[float, float] | None:
     """Range (low, high) of the factors a page of `size` (w, h) is scaled by, or None.
 
     A factor is (shrink to max_side) / (downscale in [downscale[0], downscale[1]]), kept so that
@@ -138,8 +144,9 @@ def scale_range(size: tuple[int, int], *, crop_size: int, max_side: int, min_sid
     shrink = min(1.0, max_side / longest)
     if shortest * shrink < crop_size:
         return None
-    most = min(float(downscale[1]), max(1.0, longest * shrink / min_side),
-               shortest * shrink / crop_size)
+    most = min(
+        float(downscale[1]), max(1.0, longest * shrink / min_side), shortest * shrink / crop_size
+    )
     least = min(float(downscale[0]), most)
     return shrink / most, shrink / least
 
@@ -242,8 +249,12 @@ def prepare_crops(
     pages, where = _list_inputs(inputs, output_dir)
     masks = _match_masks(pages, inputs, masks_dir) if masks_dir else None
     sizes = [_page_size(path) for path in pages]
-    ranges = [scale_range(size, crop_size=crop_size, max_side=max_side, min_side=min_side,
-                          downscale=(low, high)) for size in sizes]
+    ranges = [
+        scale_range(
+            size, crop_size=crop_size, max_side=max_side, min_side=min_side, downscale=(low, high)
+        )
+        for size in sizes
+    ]
     usable = [k for k, r in enumerate(ranges) if r is not None]
     skipped = [pages[k] for k, r in enumerate(ranges) if r is None]
     if not usable:
@@ -283,16 +294,27 @@ def prepare_crops(
             # Whole pixels of the downscaled page, as if it had been resized first.
             x = int(rng.integers(0, max(scaled_w - crop_size, 0) + 1))
             y = int(rng.integers(0, max(scaled_h - crop_size, 0) + 1))
-            box = (x / scale, y / scale, min((x + crop_size) / scale, width),
-                   min((y + crop_size) / scale, height))
+            box = (
+                x / scale,
+                y / scale,
+                min((x + crop_size) / scale, width),
+                min((y + crop_size) / scale, height),
+            )
             name = f"{index:06d}.png"
             tile = page.resize((crop_size, crop_size), Image.Resampling.LANCZOS, box=box)
             tile.save(os.path.join(crops_dir, name))
             if mask is not None:
                 mask.resize((crop_size, crop_size), Image.Resampling.NEAREST, box=box).save(
-                    os.path.join(masks_out, name))
-            records.append({"file": f"{CROPS_DIR}/{name}", "source": pages[page_index],
-                            "box": [round(v, 3) for v in box], "scale": round(scale, 6)})
+                    os.path.join(masks_out, name)
+                )
+            records.append(
+                {
+                    "file": f"{CROPS_DIR}/{name}",
+                    "source": pages[page_index],
+                    "box": [round(v, 3) for v in box],
+                    "scale": round(scale, 6),
+                }
+            )
             index += 1
             if progress and (index == num_crops or index % report_every == 0):
                 line = f"crops: {index}/{num_crops} written to {crops_dir}"
@@ -308,26 +330,48 @@ def prepare_crops(
     val_ids = set(order[:num_val].tolist())
     train_ids = [k for k in range(num_crops) if k not in val_ids]
     val_ids = sorted(val_ids)
-    result = {"train": os.path.join(output_dir, TRAIN_LIST),
-              "val": os.path.join(output_dir, VAL_LIST),
-              "num_train": len(train_ids), "num_val": len(val_ids),
-              "train_pairs": None, "val_pairs": None, "skipped": skipped}
+    result = {
+        "train": os.path.join(output_dir, TRAIN_LIST),
+        "val": os.path.join(output_dir, VAL_LIST),
+        "num_train": len(train_ids),
+        "num_val": len(val_ids),
+        "train_pairs": None,
+        "val_pairs": None,
+        "skipped": skipped,
+    }
     for key, ids in (("train", train_ids), ("val", val_ids)):
         _write_json(result[key], [records[k]["file"] for k in ids])
     if masks:
-        for key, name, ids in (("train_pairs", TRAIN_PAIRS, train_ids),
-                               ("val_pairs", VAL_PAIRS, val_ids)):
+        for key, name, ids in (
+            ("train_pairs", TRAIN_PAIRS, train_ids),
+            ("val_pairs", VAL_PAIRS, val_ids),
+        ):
             result[key] = os.path.join(output_dir, name)
-            _write_json(result[key], {"pairs": [
-                {"image": records[k]["file"], "label": f"{MASKS_DIR}/{k:06d}.png"} for k in ids
-            ]})
-    _write_json(os.path.join(output_dir, MANIFEST), {
-        "format": "semsynth-crops/1",
-        "settings": {"num_crops": num_crops, "crop_size": crop_size, "max_side": max_side,
-                     "min_side": min_side, "downscale": [low, high],
-                     "val_fraction": val_fraction, "seed": seed,
-                     "masks_dir": os.fspath(masks_dir) if masks_dir else None},
-        "skipped": skipped,
-        "crops": records,
-    })
+            _write_json(
+                result[key],
+                {
+                    "pairs": [
+                        {"image": records[k]["file"], "label": f"{MASKS_DIR}/{k:06d}.png"}
+                        for k in ids
+                    ]
+                },
+            )
+    _write_json(
+        os.path.join(output_dir, MANIFEST),
+        {
+            "format": "semsynth-crops/1",
+            "settings": {
+                "num_crops": num_crops,
+                "crop_size": crop_size,
+                "max_side": max_side,
+                "min_side": min_side,
+                "downscale": [low, high],
+                "val_fraction": val_fraction,
+                "seed": seed,
+                "masks_dir": os.fspath(masks_dir) if masks_dir else None,
+            },
+            "skipped": skipped,
+            "crops": records,
+        },
+    )
     return result

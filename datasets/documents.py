@@ -64,10 +64,36 @@ _HAND_INK_WEIGHTS = (0.5, 0.3, 0.2)
 
 # English letter frequencies: pseudo-words then have a text-like rhythm of glyph shapes.
 _LETTERS = np.array(list(string.ascii_lowercase))
-_LETTER_FREQ = np.array([
-    8.2, 1.5, 2.8, 4.3, 12.7, 2.2, 2.0, 6.1, 7.0, 0.15, 0.77, 4.0, 2.4, 6.7, 7.5, 1.9, 0.1,
-    6.0, 6.3, 9.1, 2.8, 0.98, 2.4, 0.15, 2.0, 0.07,
-])
+_LETTER_FREQ = np.array(
+    [
+        8.2,
+        1.5,
+        2.8,
+        4.3,
+        12.7,
+        2.2,
+        2.0,
+        6.1,
+        7.0,
+        0.15,
+        0.77,
+        4.0,
+        2.4,
+        6.7,
+        7.5,
+        1.9,
+        0.1,
+        6.0,
+        6.3,
+        9.1,
+        2.8,
+        0.98,
+        2.4,
+        0.15,
+        2.0,
+        0.07,
+    ]
+)
 _LETTER_FREQ = _LETTER_FREQ / _LETTER_FREQ.sum()
 _WORD_LENGTH_FREQ = np.array([3, 17, 21, 16, 11, 9, 8, 6, 4, 3, 2, 1], np.float64)
 _WORD_LENGTH_FREQ = _WORD_LENGTH_FREQ / _WORD_LENGTH_FREQ.sum()  # lengths 1..12
@@ -100,7 +126,7 @@ def font_dir() -> str:
     return os.path.join(matplotlib.get_data_path(), "fonts", "ttf")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def available_families(directory: str | None = None) -> dict[str, tuple[str, str, str]]:
     """{family: (regular, bold, italic) font paths} found in `directory` (default font_dir()).
 
@@ -156,8 +182,9 @@ def _paper(rng, height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.nda
         lightness: [H, W] float32 scanner shading, grain and fibres, about 1.
         age: [H, W] float32 yellowing and stains, >= 0.
     """
-    base = np.array([rng.uniform(0.93, 0.99), rng.uniform(0.91, 0.97), rng.uniform(0.84, 0.95)],
-                    np.float32)
+    base = np.array(
+        [rng.uniform(0.93, 0.99), rng.uniform(0.91, 0.97), rng.uniform(0.84, 0.95)], np.float32
+    )
     shading = _smooth_field(rng, height, width, (4, 3))  # [H, W] uneven light of the scanner
     grain = _smooth_field(rng, height, width, (max(2, height // 6), max(2, width // 6)))
     lightness = 1.0 - 0.05 * shading - 0.025 * grain  # [H, W]
@@ -206,7 +233,7 @@ def _add_stain(rng, age: np.ndarray) -> None:
     wobble = sum(a * np.sin(k * theta + p) for k, a, p in zip((2, 3, 5, 7), *harmonics))
     r = distance / (radius * (1.0 + wobble))  # 1 on the outline
     inside = np.clip((1.0 - r) * 8.0, 0.0, 1.0)
-    rim = np.exp(-((r - 0.97) / 0.05) ** 2)
+    rim = np.exp(-(((r - 0.97) / 0.05) ** 2))
     age[y0:y1, x0:x1] += (strength[0] * inside + strength[1] * rim).astype(np.float32)
 
 
@@ -294,7 +321,7 @@ class _Glyphs:
                 c0, r0 = max(0, -left), max(0, -top)
                 c1, r1 = min(gw, width - left), min(gh, height - top)
                 if c1 > c0 and r1 > r0:
-                    target = canvas[top + r0:top + r1, left + c0:left + c1]
+                    target = canvas[top + r0 : top + r1, left + c0 : left + c1]
                     np.maximum(target, bitmap[r0:r1, c0:c1], out=target)
             x += self.advance[char]
 
@@ -312,9 +339,18 @@ class _Typesetter:
         self.canvas = canvas
         self.words = _Words(rng)
 
-    def line(self, glyphs: _Glyphs, x: float, baseline: float, width: float, *,
-             justify: bool, last: bool, center: bool = False,
-             max_words: int | None = None) -> float:
+    def line(
+        self,
+        glyphs: _Glyphs,
+        x: float,
+        baseline: float,
+        width: float,
+        *,
+        justify: bool,
+        last: bool,
+        center: bool = False,
+        max_words: int | None = None,
+    ) -> float:
         """Sets one line of words fitting `width`; returns the width used."""
         space = glyphs.advance[" "]
         used, chosen = 0.0, []
@@ -330,7 +366,7 @@ class _Typesetter:
             return 0.0
         if last and len(chosen) > 2:
             # A paragraph's last line stops short.
-            chosen = chosen[:max(1, int(len(chosen) * self.rng.uniform(0.2, 0.9)))]
+            chosen = chosen[: max(1, int(len(chosen) * self.rng.uniform(0.2, 0.9)))]
             used = glyphs.width(" ".join(chosen))
         text = " ".join(chosen)
         if justify and not last and len(chosen) > 1:
@@ -382,8 +418,16 @@ def _print_page(rng, height: int, width: int, families) -> tuple[np.ndarray, lis
             y += header_px * 1.25
             if y > bottom:
                 break
-            typesetter.line(header, left, y, right - left, justify=False, last=False,
-                            center=center, max_words=int(rng.integers(2, 7)))
+            typesetter.line(
+                header,
+                left,
+                y,
+                right - left,
+                justify=False,
+                last=False,
+                center=center,
+                max_words=int(rng.integers(2, 7)),
+            )
         text_boxes.append((left, top, right, y + header_px * 0.3))
         y += header_px * rng.uniform(0.6, 1.5)
 
@@ -405,8 +449,15 @@ def _print_page(rng, height: int, width: int, families) -> tuple[np.ndarray, lis
                 y += subheading_px * 1.6
                 if y > bottom:
                     break
-                typesetter.line(_glyphs(bold, subheading_px), x, y, column_width, justify=False,
-                                last=False, max_words=int(rng.integers(1, 6)))
+                typesetter.line(
+                    _glyphs(bold, subheading_px),
+                    x,
+                    y,
+                    column_width,
+                    justify=False,
+                    last=False,
+                    max_words=int(rng.integers(1, 6)),
+                )
                 y += leading * 0.4
             lines = int(rng.integers(2, 10))
             start = y
@@ -417,8 +468,9 @@ def _print_page(rng, height: int, width: int, families) -> tuple[np.ndarray, lis
                 if y > bottom:
                     break
                 shift = indent if k == 0 else 0.0
-                typesetter.line(face, x + shift, y, column_width - shift, justify=justify,
-                                last=k == lines - 1)
+                typesetter.line(
+                    face, x + shift, y, column_width - shift, justify=justify, last=k == lines - 1
+                )
             if y > start:
                 text_boxes.append((x, start, x + column_width, min(y, bottom) + leading * 0.3))
             if y > bottom:
@@ -462,8 +514,9 @@ class _Pen:
         self.frequency = rng.uniform(1.0, 1.6)  # strokes per x-height of advance
         self.pen_width = max(1.0, page_height * rng.uniform(0.0012, 0.0028))
 
-    def line(self, x: float, y: float, length: float, angle: float = 0.0,
-             scale: float = 1.0) -> None:
+    def line(
+        self, x: float, y: float, length: float, angle: float = 0.0, scale: float = 1.0
+    ) -> None:
         """A line of handwriting: baseline from (x, y), `length` px long, rotated by angle."""
         rng = self.rng
         h = self.x_height * scale
@@ -543,8 +596,13 @@ def _handwrite(rng, height: int, width: int, gaps, text_boxes) -> np.ndarray:
                     y += h * rng.uniform(2.6, 3.4)
                     if y > height - 2 * h:
                         break
-                    pen.line(x0 + room * 0.12, y, room * rng.uniform(0.5, 0.8),
-                             rng.uniform(-0.08, 0.08), scale=0.8)
+                    pen.line(
+                        x0 + room * 0.12,
+                        y,
+                        room * rng.uniform(0.5, 0.8),
+                        rng.uniform(-0.08, 0.08),
+                        scale=0.8,
+                    )
                     written += 1
             elif room > 2 * h and rng.random() < 0.4:
                 box = text_boxes[int(rng.integers(len(text_boxes)))]
@@ -556,22 +614,38 @@ def _handwrite(rng, height: int, width: int, gaps, text_boxes) -> np.ndarray:
         if text_boxes and rng.random() < 0.6:
             x0, y0, x1, y1 = text_boxes[int(rng.integers(len(text_boxes)))]
             start = x0 + rng.uniform(0.0, 0.4) * (x1 - x0)
-            pen.line(start, rng.uniform(y0, max(y0 + 1, y1)) + h,
-                     (x1 - start) * rng.uniform(0.5, 1.0), rng.uniform(-0.25, 0.25),
-                     scale=rng.uniform(1.0, 1.6))
+            pen.line(
+                start,
+                rng.uniform(y0, max(y0 + 1, y1)) + h,
+                (x1 - start) * rng.uniform(0.5, 1.0),
+                rng.uniform(-0.25, 0.25),
+                scale=rng.uniform(1.0, 1.6),
+            )
         else:
             start = rng.uniform(0.05, 0.5) * width
-            pen.line(start, rng.uniform(0.1, 0.95) * height,
-                     rng.uniform(0.2, 0.45) * width, rng.uniform(-0.3, 0.3))
+            pen.line(
+                start,
+                rng.uniform(0.1, 0.95) * height,
+                rng.uniform(0.2, 0.45) * width,
+                rng.uniform(-0.3, 0.3),
+            )
     for _ in range(int(rng.integers(0, 3))):
         if text_boxes:
             x0, y0, x1, y1 = text_boxes[int(rng.integers(len(text_boxes)))]
             start = rng.uniform(x0, x0 + 0.6 * (x1 - x0))
-            pen.underline(start, min(x1, start + rng.uniform(0.15, 0.5) * (x1 - x0)),
-                          rng.uniform(y0, max(y0 + 1, y1)))
+            pen.underline(
+                start,
+                min(x1, start + rng.uniform(0.15, 0.5) * (x1 - x0)),
+                rng.uniform(y0, max(y0 + 1, y1)),
+            )
     if rng.random() < 0.3:  # a signature-like scribble near the foot of the page
-        pen.line(width * rng.uniform(0.45, 0.65), height * rng.uniform(0.9, 0.97),
-                 width * rng.uniform(0.15, 0.3), rng.uniform(-0.15, 0.05), scale=1.8)
+        pen.line(
+            width * rng.uniform(0.45, 0.65),
+            height * rng.uniform(0.9, 0.97),
+            width * rng.uniform(0.15, 0.3),
+            rng.uniform(-0.15, 0.05),
+            scale=1.8,
+        )
     return np.asarray(layer, np.uint8)
 
 
@@ -597,8 +671,9 @@ def _blur(image: Image.Image, sigma: float) -> Image.Image:
     return image.filter(ImageFilter.Kernel((3, 3), (kernel / kernel.sum()).ravel().tolist()))
 
 
-def render_page(seed: int, height: int = DEFAULT_HEIGHT,
-                width: int = DEFAULT_WIDTH) -> tuple[np.ndarray, np.ndarray]:
+def render_page(
+    seed: int, height: int = DEFAULT_HEIGHT, width: int = DEFAULT_WIDTH
+) -> tuple[np.ndarray, np.ndarray]:
     """Renders one procedural document page and its ink mask.
 
     About 0.1-0.3 s for a 1024 x 768 page on one core.
@@ -641,8 +716,9 @@ def render_page(seed: int, height: int = DEFAULT_HEIGHT,
     lightness = lightness * transmitted + noise  # [H, W]
     age *= transmitted
 
-    hand_ink = np.array(_HAND_INKS[rng.choice(len(_HAND_INKS), p=_HAND_INK_WEIGHTS)],
-                        np.float32) + rng.uniform(-0.04, 0.04, 3).astype(np.float32)
+    hand_ink = np.array(
+        _HAND_INKS[rng.choice(len(_HAND_INKS), p=_HAND_INK_WEIGHTS)], np.float32
+    ) + rng.uniform(-0.04, 0.04, 3).astype(np.float32)
     hand_ink = np.clip(hand_ink, 0.0, 1.0)
     # Pen pressure and ink flow vary slowly along the page.
     flow = 0.72 + 0.25 * _smooth_field(rng, height, width, (12, 9))  # [H, W]
@@ -672,15 +748,21 @@ def page_seed(seed: int, split: str, index: int) -> int:
     return (int(seed) << 32) | (split_bit << 31) | int(index)
 
 
-def documents_root(data_root: str, *, height: int = DEFAULT_HEIGHT, width: int = DEFAULT_WIDTH,
-                   num_train: int = 40, num_val: int = 10, seed: int = 0) -> str:
+def documents_root(
+    data_root: str,
+    *,
+    height: int = DEFAULT_HEIGHT,
+    width: int = DEFAULT_WIDTH,
+    num_train: int = 40,
+    num_val: int = 10,
+    seed: int = 0,
+) -> str:
     """The folder the built-in pages of these settings live in, under data_root.
 
     Each setting gets its own folder, so asking for other settings generates a fresh dataset
     beside the old one instead of meeting generate_documents()' refusal to overwrite.
     """
-    return os.path.join(data_root,
-                        f"documents_{height}x{width}_n{num_train}-{num_val}_seed{seed}")
+    return os.path.join(data_root, f"documents_{height}x{width}_n{num_train}-{num_val}_seed{seed}")
 
 
 def _manifest(num_train: int, num_val: int, height: int, width: int, seed: int) -> dict:
@@ -699,8 +781,13 @@ def _manifest(num_train: int, num_val: int, height: int, width: int, seed: int) 
 def _pair_list(root: str, split: str, count: int) -> dict:
     return {
         "label_set": LABEL_SET,
-        "pairs": [{"image": f"images/{split}/page_{index:05d}.png",
-                   "label": f"masks/{split}/page_{index:05d}.png"} for index in range(count)],
+        "pairs": [
+            {
+                "image": f"images/{split}/page_{index:05d}.png",
+                "label": f"masks/{split}/page_{index:05d}.png",
+            }
+            for index in range(count)
+        ],
     }
 
 
@@ -765,8 +852,10 @@ def generate_documents(
             Image.fromarray(mask).save(os.path.join(mask_dir, name))
             progress_line.add()
     progress_line.close()
-    for split, count, name in (("training", num_train, "train_pairs.json"),
-                               ("validation", num_val, "val_pairs.json")):
+    for split, count, name in (
+        ("training", num_train, "train_pairs.json"),
+        ("validation", num_val, "val_pairs.json"),
+    ):
         with open(os.path.join(root, name), "w", encoding="utf-8") as file:
             json.dump(_pair_list(root, split, count), file, indent=1)
             file.write("\n")

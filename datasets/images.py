@@ -38,8 +38,9 @@ from .pipeline import check_positive, coin_flip, mirror_where, one_pass, trainin
 _SIGNATURES = (b"\x89PNG", b"\xff\xd8\xff", b"BM", b"GIF8", b"RIFF")
 
 
-def image_list(*, image_dir: str | None = None, list_path: str | None = None,
-               flag: str | None = None) -> list[str]:
+def image_list(
+    *, image_dir: str | None = None, list_path: str | None = None, flag: str | None = None
+) -> list[str]:
     """Absolute paths of the training images of a folder or a JSON list.
 
     Args:
@@ -69,8 +70,9 @@ def image_list(*, image_dir: str | None = None, list_path: str | None = None,
         if "images" in spec:
             entries = spec["images"]
         elif "pairs" in spec and isinstance(spec["pairs"], list):
-            entries = [pair.get("image") if isinstance(pair, dict) else pair
-                       for pair in spec["pairs"]]
+            entries = [
+                pair.get("image") if isinstance(pair, dict) else pair for pair in spec["pairs"]
+            ]
         else:
             entries = None
     else:
@@ -104,7 +106,8 @@ def load_image(path) -> tf.Tensor:
     head = tf.strings.substr(data, 0, 4)
     known = tf.reduce_any([tf.strings.substr(head, 0, len(s)) == s for s in _SIGNATURES])
     is_image = tf.debugging.Assert(
-        known, ["image", path, "is not a PNG, JPEG, BMP, GIF or WebP file"])
+        known, ["image", path, "is not a PNG, JPEG, BMP, GIF or WebP file"]
+    )
     with tf.control_dependencies([is_image]):
         data = tf.identity(data)
     return tf.io.decode_image(data, channels=3, expand_animations=False)  # [H, W, 3] uint8
@@ -116,7 +119,7 @@ def preprocess_image(image, size: int) -> tf.Tensor:
     height, width = shape[0], shape[1]
     side = tf.minimum(height, width)
     top, left = (height - side) // 2, (width - side) // 2
-    image = tf.cast(image[top:top + side, left:left + side], tf.float32)  # [s, s, 3]
+    image = tf.cast(image[top : top + side, left : left + side], tf.float32)  # [s, s, 3]
 
     def shrink():
         return tf.image.resize(image, (size, size), method="area")  # [S, S, 3]
@@ -173,8 +176,12 @@ def make_image_dataset(
         return {"image": image / 127.5 - 1.0}
 
     return training_stream(
-        num_files, element, global_batch_size=global_batch_size, seed=seed,
-        start_step=start_step, input_context=input_context,
+        num_files,
+        element,
+        global_batch_size=global_batch_size,
+        seed=seed,
+        start_step=start_step,
+        input_context=input_context,
     )
 
 
@@ -221,7 +228,7 @@ def named_image_errors(paths):
     except tf.errors.InvalidArgumentError as error:
         message = error.message
         if "assertion failed" in message:
-            text = message[message.index("assertion failed"):].splitlines()[0]
+            text = message[message.index("assertion failed") :].splitlines()[0]
             raise DatasetError(f"bad training image: {text}") from None
         diagnose_images(paths)  # raises when PIL, too, cannot read a file
         raise

@@ -53,7 +53,13 @@ SPLITS = ("training", "validation")
 # The sources resolve_pairs reads; DATASETS are SPADE's, SEG_DATASETS the file datasets of
 # segmentation (SegFormer also reads scenes and documents).
 PAIR_DATASETS = (
-    "scenes", "ade20k", "folders", "facesynthetics", "cityscapes", "json", "documents",
+    "scenes",
+    "ade20k",
+    "folders",
+    "facesynthetics",
+    "cityscapes",
+    "json",
+    "documents",
 )
 DATASETS = ("scenes", "ade20k", "folders")
 SEG_DATASETS = ("facesynthetics", "cityscapes", "ade20k", "folders", "json")
@@ -68,8 +74,9 @@ _ADE20K_DIR = "ADEChallengeData2016"
 # ------------------------------------------------------------------------------------------
 
 
-def _layout_pairs(root: str, layout: str, image_dir: str, label_dir: str, *, images, labels,
-                  recursive: bool) -> list[tuple[str, str]]:
+def _layout_pairs(
+    root: str, layout: str, image_dir: str, label_dir: str, *, images, labels, recursive: bool
+) -> list[tuple[str, str]]:
     """Pairs of an official layout: an image and a label folder, matched by stem.
 
     Args:
@@ -106,9 +113,13 @@ def ade20k_pairs(root: str, split: str) -> list[tuple[str, str]]:
     elif not os.path.isdir(root):
         raise DatasetNotFoundError(f"ADE20K folder {root} does not exist")
     return _layout_pairs(
-        root, f"the official ADE20K layout {_ADE20K_DIR}/{{images,annotations}}/{split}",
-        os.path.join(root, "images", split), os.path.join(root, "annotations", split),
-        images=(".jpg", ".jpg images"), labels=(".png", ".png annotations"), recursive=False,
+        root,
+        f"the official ADE20K layout {_ADE20K_DIR}/{{images,annotations}}/{split}",
+        os.path.join(root, "images", split),
+        os.path.join(root, "annotations", split),
+        images=(".jpg", ".jpg images"),
+        labels=(".png", ".png annotations"),
+        recursive=False,
     )
 
 
@@ -129,10 +140,13 @@ def cityscapes_pairs(root: str, split: str) -> list[tuple[str, str]]:
             f"unknown Cityscapes split {split!r}: use one of {list(CITYSCAPES_SPLITS)}"
         )
     return _layout_pairs(
-        root, f"the Cityscapes layout {{leftImg8bit,gtFine}}/{split}/<city>",
-        os.path.join(root, "leftImg8bit", split), os.path.join(root, "gtFine", split),
+        root,
+        f"the Cityscapes layout {{leftImg8bit,gtFine}}/{split}/<city>",
+        os.path.join(root, "leftImg8bit", split),
+        os.path.join(root, "gtFine", split),
         images=("_leftImg8bit.png", "*_leftImg8bit.png images"),
-        labels=("_gtFine_labelIds.png", "*_gtFine_labelIds.png label maps"), recursive=True,
+        labels=("_gtFine_labelIds.png", "*_gtFine_labelIds.png label maps"),
+        recursive=True,
     )
 
 
@@ -144,7 +158,8 @@ def _face_folder_pairs(folder: str) -> list[tuple[str, str]]:
     found = find_files(folder, IMAGE_EXTENSIONS, folder, recursive=False)
     images = {stem: path for stem, path in found.items() if not stem.endswith("_seg")}
     labels = {
-        stem[: -len("_seg")]: path for stem, path in found.items()
+        stem[: -len("_seg")]: path
+        for stem, path in found.items()
         if stem.endswith("_seg") and path.lower().endswith(".png")
     }
     if not images and not labels:
@@ -154,8 +169,9 @@ def _face_folder_pairs(folder: str) -> list[tuple[str, str]]:
     return match_stems(images, labels, folder, folder)
 
 
-def _hash_split(pairs: list[tuple[str, str]], split: str, seed: int, val_fraction: float,
-                where: str) -> list[tuple[str, str]]:
+def _hash_split(
+    pairs: list[tuple[str, str]], split: str, seed: int, val_fraction: float, where: str
+) -> list[tuple[str, str]]:
     """Deterministic training / validation split by a seeded shuffle of the file names.
 
     The shuffle orders files by a hash of (seed, file name), so a file's side does not depend
@@ -174,8 +190,9 @@ def _hash_split(pairs: list[tuple[str, str]], split: str, seed: int, val_fractio
     return [pair for pair in pairs if (pair in validation) == (split == "validation")]
 
 
-def facesynthetics_pairs(root: str, split: str = "training", *, seed: int = 0,
-                         val_fraction: float = 0.1) -> list[tuple[str, str]]:
+def facesynthetics_pairs(
+    root: str, split: str = "training", *, seed: int = 0, val_fraction: float = 0.1
+) -> list[tuple[str, str]]:
     """(image, label) pairs of Microsoft FaceSynthetics, sorted by name.
 
     Files are {id}.png with {id}_seg.png (uint8 class index); {id}_ldmks.txt is ignored. If
@@ -209,8 +226,13 @@ def facesynthetics_pairs(root: str, split: str = "training", *, seed: int = 0,
     return _hash_split(_face_folder_pairs(root), split, seed, val_fraction, root)
 
 
-def folder_pairs(image_dir: str, label_dir: str, *, image_flag: str = "--image_dir",
-                 label_flag: str = "--label_dir") -> list[tuple[str, str]]:
+def folder_pairs(
+    image_dir: str,
+    label_dir: str,
+    *,
+    image_flag: str = "--image_dir",
+    label_flag: str = "--label_dir",
+) -> list[tuple[str, str]]:
     """Pairs of a generic dataset: two folders searched recursively, matched by stem.
 
     Args:

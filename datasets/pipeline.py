@@ -81,8 +81,13 @@ def decode_label(label_path):
     label = tf.io.decode_png(tf.io.read_file(label_path), channels=0)  # [H, W, C] uint8
     one_channel = tf.debugging.Assert(
         tf.equal(tf.shape(label)[2], 1),
-        ["label map", label_path, "has", tf.shape(label)[2],
-         "channels (palette or colour PNG?); it must be single-channel 8-bit (mode L)"],
+        [
+            "label map",
+            label_path,
+            "has",
+            tf.shape(label)[2],
+            "channels (palette or colour PNG?); it must be single-channel 8-bit (mode L)",
+        ],
     )
     with tf.control_dependencies([one_channel]):
         return label[:, :, 0]  # [H, W]
@@ -108,14 +113,31 @@ def load_pair(image_path, label_path, num_classes: int) -> dict:
     image_size, label_size = tf.shape(image)[:2], tf.shape(label)
     same_size = tf.debugging.Assert(
         tf.reduce_all(tf.equal(image_size, label_size)),
-        ["image", image_path, "has size (h, w)", image_size, "but its label map", label_path,
-         "has size", label_size],
+        [
+            "image",
+            image_path,
+            "has size (h, w)",
+            image_size,
+            "but its label map",
+            label_path,
+            "has size",
+            label_size,
+        ],
     )
     largest = tf.cast(tf.reduce_max(label), tf.int32)
     in_range = tf.debugging.Assert(
         largest < num_classes,
-        ["label map", label_path, "holds value", largest, "but num_classes is", num_classes,
-         "(allowed range 0 ..", num_classes - 1, ")"],
+        [
+            "label map",
+            label_path,
+            "holds value",
+            largest,
+            "but num_classes is",
+            num_classes,
+            "(allowed range 0 ..",
+            num_classes - 1,
+            ")",
+        ],
     )
     with tf.control_dependencies([same_size, in_range]):
         image = tf.identity(image)
@@ -231,8 +253,9 @@ def pipeline_slice(global_batch_size: int, input_context) -> tuple[int, int, int
     return input_context.input_pipeline_id, pipeline_batch, replica_batch
 
 
-def element_index(k, *, start_step, pipeline_id, pipeline_batch, global_batch_size, num_files,
-                  seed):
+def element_index(
+    k, *, start_step, pipeline_id, pipeline_batch, global_batch_size, num_files, seed
+):
     """Where element k of one input pipeline sits in the global training stream.
 
     Args:
@@ -257,8 +280,9 @@ def element_index(k, *, start_step, pipeline_id, pipeline_batch, global_batch_si
     return i, file_index
 
 
-def training_stream(num_files: int, element_fn, *, global_batch_size: int, seed,
-                    start_step, input_context) -> tf.data.Dataset:
+def training_stream(
+    num_files: int, element_fn, *, global_batch_size: int, seed, start_step, input_context
+) -> tf.data.Dataset:
     """The infinite, exactly reproducible stream of per-replica batches of one input pipeline.
 
     Element k of this pipeline is global element i (`element_index`), which reads file
@@ -282,8 +306,13 @@ def training_stream(num_files: int, element_fn, *, global_batch_size: int, seed,
 
     def element(k):
         i, file_index = element_index(
-            k, start_step=start_step, pipeline_id=pipeline_id, pipeline_batch=pipeline_batch,
-            global_batch_size=global_batch_size, num_files=num_files, seed=seed,
+            k,
+            start_step=start_step,
+            pipeline_id=pipeline_id,
+            pipeline_batch=pipeline_batch,
+            global_batch_size=global_batch_size,
+            num_files=num_files,
+            seed=seed,
         )
         return element_fn(file_index, tf.stack([seed, i]))
 
@@ -308,8 +337,9 @@ def one_pass(slices, element_fn, batch_size: int, *, padding_values=None) -> tf.
     if padding_values is None:
         dataset = dataset.batch(batch_size, drop_remainder=False)
     else:
-        dataset = dataset.padded_batch(batch_size, padding_values=padding_values,
-                                       drop_remainder=False)
+        dataset = dataset.padded_batch(
+            batch_size, padding_values=padding_values, drop_remainder=False
+        )
     return dataset.prefetch(tf.data.AUTOTUNE).with_options(data_options())
 
 
@@ -362,13 +392,18 @@ def make_train_dataset(
         return {"image": image, "label": label}
 
     return training_stream(
-        num_files, element, global_batch_size=global_batch_size, seed=seed,
-        start_step=start_step, input_context=input_context,
+        num_files,
+        element,
+        global_batch_size=global_batch_size,
+        seed=seed,
+        start_step=start_step,
+        input_context=input_context,
     )
 
 
-def make_eval_dataset(pairs, *, num_classes: int, size: int = 256,
-                      batch_size: int) -> tf.data.Dataset:
+def make_eval_dataset(
+    pairs, *, num_classes: int, size: int = 256, batch_size: int
+) -> tf.data.Dataset:
     """One pass over `pairs` in order, resized to size x size, without augmentation.
 
     Returns:

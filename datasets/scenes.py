@@ -63,7 +63,10 @@ _BIOMES = (
 )
 _BIOME_WEIGHTS = (0.55, 0.2, 0.25)
 _WALL_COLORS = (
-    (0.80, 0.74, 0.62), (0.66, 0.35, 0.28), (0.62, 0.62, 0.64), (0.88, 0.88, 0.84),
+    (0.80, 0.74, 0.62),
+    (0.66, 0.35, 0.28),
+    (0.62, 0.62, 0.64),
+    (0.88, 0.88, 0.84),
     (0.55, 0.48, 0.40),
 )
 _ROOF_COLORS = ((0.55, 0.20, 0.15), (0.35, 0.30, 0.30), (0.45, 0.32, 0.20))
@@ -93,8 +96,7 @@ class _ValueNoise:
         fu = fu * fu * (3.0 - 2.0 * fu)  # smoothstep: no creases along the lattice lines
         fv = fv * fv * (3.0 - 2.0 * fv)
         mask = _NOISE_PERIOD - 1
-        index = (v_floor.astype(np.intp) & mask) * _NOISE_PERIOD + (
-            u_floor.astype(np.intp) & mask)
+        index = (v_floor.astype(np.intp) & mask) * _NOISE_PERIOD + (u_floor.astype(np.intp) & mask)
         a, b, c, d = (corner[index] for corner in self._corners)
         top = a + (b - a) * fu
         bottom = c + (d - c) * fu
@@ -170,8 +172,9 @@ def _sample_layout(rng: np.random.Generator, aspect: float) -> SimpleNamespace:
     scene.snow = mountain_draws[4] < 0.4
     scene.snow_level = 0.55 + 0.25 * mountain_draws[5]
     grey = 0.38 + 0.12 * mountain_draws[6]
-    scene.mountain_color = np.array([grey, grey + 0.03, grey + 0.10 + 0.08 * mountain_draws[7]],
-                                    np.float32)
+    scene.mountain_color = np.array(
+        [grey, grey + 0.03, grey + 0.10 + 0.08 * mountain_draws[7]], np.float32
+    )
     hill_draws = rng.random(5)
     scene.has_hills = hill_draws[0] < 0.5
     scene.hill_height = 0.03 + 0.08 * hill_draws[1]
@@ -316,13 +319,33 @@ def _paint_background(scene, image, label, xs, ys):
         snow_line = None
         if scene.snow:
             snow_line = scene.horizon_y - scene.mountain_height * scene.snow_level
-        _paint_ridge(scene, image, label, xs, ys, ridge=ridge, class_id=MOUNTAIN,
-                     base_color=scene.mountain_color, haze=0.35, snow_line=snow_line)
+        _paint_ridge(
+            scene,
+            image,
+            label,
+            xs,
+            ys,
+            ridge=ridge,
+            class_id=MOUNTAIN,
+            base_color=scene.mountain_color,
+            haze=0.35,
+            snow_line=snow_line,
+        )
     if scene.has_hills:
         n = noise.fbm(xs * scene.hill_freq + scene.hill_offset, np.full_like(xs, 3.0), 3)
         ridge = scene.horizon_y - scene.hill_height * (0.2 + 0.8 * n)
-        _paint_ridge(scene, image, label, xs, ys, ridge=ridge, class_id=HILL,
-                     base_color=scene.hill_color, haze=0.15, snow_line=None)
+        _paint_ridge(
+            scene,
+            image,
+            label,
+            xs,
+            ys,
+            ridge=ridge,
+            class_id=HILL,
+            base_color=scene.hill_color,
+            haze=0.15,
+            snow_line=None,
+        )
 
 
 def _paint_ground(scene, image, label, xs, ys):
@@ -411,8 +434,14 @@ def _paint_tree(scene, image, label, xs, ys, params, base_x, base_y, scale):
     height = scale * (0.9 + 0.9 * params[3])
     conifer = params[4] < 0.3
     crown_w = height * (0.22 if conifer else 0.32 + 0.1 * params[5])
-    box = _object_box(base_y - height - 0.02, base_y + 0.002, base_x - crown_w * 1.4,
-                      base_x + crown_w * 1.4, image.shape[0], image.shape[1])
+    box = _object_box(
+        base_y - height - 0.02,
+        base_y + 0.002,
+        base_x - crown_w * 1.4,
+        base_x + crown_w * 1.4,
+        image.shape[0],
+        image.shape[1],
+    )
     if box is None:
         return
     y, x = ys[box[0]][:, None], xs[box[1]][None, :]  # [R, 1], [1, C]
@@ -456,8 +485,14 @@ def _paint_building(scene, image, label, xs, ys, params, base_x, base_y, scale):
     side = width * 0.22  # receding side wall, on the side away from the light
     left, right = base_x - width / 2, base_x + width / 2
     wall_top = base_y - wall_h
-    box = _object_box(wall_top - roof_h - side * 0.4, base_y + 0.002, left - side, right + side,
-                      image.shape[0], image.shape[1])
+    box = _object_box(
+        wall_top - roof_h - side * 0.4,
+        base_y + 0.002,
+        left - side,
+        right + side,
+        image.shape[0],
+        image.shape[1],
+    )
     if box is None:
         return
     y, x = ys[box[0]][:, None], xs[box[1]][None, :]  # [R, 1], [1, C]
@@ -492,7 +527,8 @@ def _paint_building(scene, image, label, xs, ys, params, base_x, base_y, scale):
     glass = _mix(np.float32([0.55, 0.65, 0.75]), np.float32([0.20, 0.26, 0.34]), fy / 0.68)
     if scene.dusk:  # some rooms are lit at dusk, picked by a lattice value per window
         window_id = np.floor((x - left) / width * columns) * 7.0 + np.floor(
-            (y - wall_top) / wall_h * floors)
+            (y - wall_top) / wall_h * floors
+        )
         lit = noise(window_id * 3.0 + 0.5, np.full_like(window_id, 0.5)) > 0.55
         glass = np.where(lit[..., None], np.float32([0.98, 0.85, 0.50]), glass)
     color = np.where(windows[..., None], glass, color)
@@ -511,8 +547,14 @@ def _paint_rock(scene, image, label, xs, ys, params, base_x, base_y, scale):
     radius_x = scale * (0.12 + 0.3 * params[3])
     radius_y = radius_x * (0.5 + 0.4 * params[4])
     centre_y = base_y - radius_y * 0.55
-    box = _object_box(centre_y - radius_y * 1.3, base_y + 0.002, base_x - radius_x * 1.3,
-                      base_x + radius_x * 1.3, image.shape[0], image.shape[1])
+    box = _object_box(
+        centre_y - radius_y * 1.3,
+        base_y + 0.002,
+        base_x - radius_x * 1.3,
+        base_x + radius_x * 1.3,
+        image.shape[0],
+        image.shape[1],
+    )
     if box is None:
         return
     y, x = ys[box[0]][:, None], xs[box[1]][None, :]  # [R, 1], [1, C]
@@ -548,16 +590,20 @@ def _paint_objects(scene, image, label, xs, ys):
     ground = _ground_type_at(scene, base_x, base_y)
     on_land = np.isin(ground, (GRASS, FIELD, SAND))
     scales = base_y - scene.horizon_y  # perspective: nearer is bigger
-    kinds = np.minimum(np.searchsorted(np.cumsum(scene.kind_weights), params[:, 2]),
-                       len(_PAINTERS) - 1)
+    kinds = np.minimum(
+        np.searchsorted(np.cumsum(scene.kind_weights), params[:, 2]), len(_PAINTERS) - 1
+    )
     if scene.has_road:
         # Keep the whole footprint (half widths as drawn by the painters) off the road.
         size = params[:, 3]
-        footprint = np.choose(kinds, [
-            scales * (0.9 + 0.9 * size) * 0.42,  # tree crown
-            scales * (0.5 + 1.1 * size) * 0.72,  # building front and side wall
-            scales * (0.12 + 0.3 * size) * 1.15,  # rock
-        ])
+        footprint = np.choose(
+            kinds,
+            [
+                scales * (0.9 + 0.9 * size) * 0.42,  # tree crown
+                scales * (0.5 + 1.1 * size) * 0.72,  # building front and side wall
+                scales * (0.12 + 0.3 * size) * 1.15,  # rock
+            ],
+        )
         centre, half = _road_geometry(scene, base_y.astype(np.float32))
         on_land &= np.abs(base_x - centre) > half * 1.1 + footprint
     accepted = np.flatnonzero(on_land)[: scene.num_objects]
@@ -566,9 +612,14 @@ def _paint_objects(scene, image, label, xs, ys):
         scale, kind = scales[index], int(kinds[index])
         # Contact shadow on the ground.
         shadow_w = scale * 0.35
-        box = _object_box(base_y[index] - shadow_w * 0.2, base_y[index] + shadow_w * 0.2,
-                          base_x[index] - shadow_w * 1.2, base_x[index] + shadow_w * 1.2,
-                          height, width)
+        box = _object_box(
+            base_y[index] - shadow_w * 0.2,
+            base_y[index] + shadow_w * 0.2,
+            base_x[index] - shadow_w * 1.2,
+            base_x[index] + shadow_w * 1.2,
+            height,
+            width,
+        )
         if box is not None:
             y, x = ys[box[0]][:, None], xs[box[1]][None, :]
             dx = (x - base_x[index] - 0.3 * scene.light_sign * shadow_w) / shadow_w
@@ -576,8 +627,9 @@ def _paint_objects(scene, image, label, xs, ys):
             on_ground = np.isin(label[box], (GRASS, FIELD, SAND, ROAD))
             darken = 1.0 - 0.35 * np.clip(1.0 - dx * dx - dy * dy, 0.0, 1.0) * on_ground
             image[box] *= darken[..., None]
-        painted = _PAINTERS[kind](scene, image, label, xs, ys, params[index], base_x[index],
-                                  base_y[index], scale)
+        painted = _PAINTERS[kind](
+            scene, image, label, xs, ys, params[index], base_x[index], base_y[index], scale
+        )
         if painted is not None and scale < 0.15:
             # Far objects take on the haze of the air in between.
             box, mask = painted
@@ -667,8 +719,11 @@ def generate_scenes(
         seed: dataset seed; scene seeds derive from it with scene_seed().
         progress: print a one-line counter on stderr.
     """
-    for name, value, low in (("num_train", num_train, 1), ("num_val", num_val, 0),
-                             ("seed", seed, 0)):
+    for name, value, low in (
+        ("num_train", num_train, 1),
+        ("num_val", num_val, 0),
+        ("seed", seed, 0),
+    ):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     size = _check_size(size, "size")
@@ -681,8 +736,7 @@ def generate_scenes(
         return dataset_dir
 
     progress_line = GenerationProgress(num_train + num_val, "scenes", dataset_dir, progress)
-    for split, prefix, count in (("training", "train", num_train),
-                                 ("validation", "val", num_val)):
+    for split, prefix, count in (("training", "train", num_train), ("validation", "val", num_val)):
         image_dir = os.path.join(dataset_dir, "images", split)
         label_dir = os.path.join(dataset_dir, "annotations", split)
         os.makedirs(image_dir, exist_ok=True)

@@ -141,8 +141,7 @@ def dataset_label_map(dataset: str, num_classes: int | None = None) -> tuple[np.
         return identity_label_map(num_classes), int(num_classes)
     if num_classes is not None and num_classes != labels.num_classes:
         raise DatasetError(
-            f"--num_classes={num_classes} but --dataset={dataset} has {labels.num_classes} "
-            "classes"
+            f"--num_classes={num_classes} but --dataset={dataset} has {labels.num_classes} classes"
         )
     return label_map_from_label_set(labels), labels.num_classes
 
@@ -180,8 +179,13 @@ def apply_label_map(label, label_map, label_path="label map"):
     unknown = tf.reduce_max(tf.where(mapped == _INVALID, raw, -1))
     known = tf.debugging.Assert(
         unknown < 0,
-        ["label map", label_path, "holds raw value", unknown,
-         "which is neither a class of this dataset nor ignored (wrong dataset or label set?)"],
+        [
+            "label map",
+            label_path,
+            "holds raw value",
+            unknown,
+            "which is neither a class of this dataset nor ignored (wrong dataset or label set?)",
+        ],
     )
     with tf.control_dependencies([known]):
         return tf.identity(mapped)
@@ -199,8 +203,9 @@ def _pair_size(size) -> tuple[int, int]:
     if (
         not isinstance(size, (tuple, list))
         or len(size) != 2
-        or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0
-                   for s in size)
+        or not all(
+            isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in size
+        )
     ):
         raise ValueError(f"a size must be a positive int or (height, width), got {size!r}")
     return int(size[0]), int(size[1])
@@ -244,9 +249,7 @@ def random_crop(image, label, seed, crop_size, cat_max_ratio=0.75):
     window = tf.minimum(tf.shape(label), crop_size)  # [2]
     room = tf.shape(label) - window + 1  # [2] number of possible offsets per axis
     draws = tf.random.stateless_uniform([_CROP_TRIES, 2], seed)  # [T, 2] in [0, 1)
-    offsets = tf.minimum(
-        tf.cast(draws * tf.cast(room, tf.float32), tf.int32), room - 1
-    )  # [T, 2]
+    offsets = tf.minimum(tf.cast(draws * tf.cast(room, tf.float32), tf.int32), room - 1)  # [T, 2]
     chosen = tf.constant(0)
     if cat_max_ratio < 1.0:
 
@@ -334,8 +337,18 @@ def pad_to_size(image, label, size):
     return image, label
 
 
-def preprocess_seg_train(image, label, seed, *, crop_size, scale_range=(0.5, 2.0),
-                         cat_max_ratio=0.75, flip=True, flip_pairs=(), photometric=True):
+def preprocess_seg_train(
+    image,
+    label,
+    seed,
+    *,
+    crop_size,
+    scale_range=(0.5, 2.0),
+    cat_max_ratio=0.75,
+    flip=True,
+    flip_pairs=(),
+    photometric=True,
+):
     """The SegFormer training augmentation of one pair; a pure function of its inputs.
 
     Args:
@@ -452,8 +465,9 @@ def make_seg_train_dataset(
     table = _check_label_map(label_map, num_classes)
     flip_pairs = _check_flip_pairs(flip_pairs, num_classes)
     if len(scale_range) != 2 or not 0.0 < scale_range[0] <= scale_range[1]:
-        raise ValueError(f"scale_range must be (low, high) with 0 < low <= high, got "
-                         f"{scale_range!r}")
+        raise ValueError(
+            f"scale_range must be (low, high) with 0 < low <= high, got {scale_range!r}"
+        )
     scale_range = (float(scale_range[0]), float(scale_range[1]))
     if not cat_max_ratio > 0.0:
         raise ValueError(f"cat_max_ratio must be positive, got {cat_max_ratio!r}")
@@ -467,20 +481,31 @@ def make_seg_train_dataset(
         pair = load_pair(image_paths[file_index], label_paths[file_index], 256)
         label = apply_label_map(pair["label"], table, pair["label_path"])  # [H, W]
         image, label = preprocess_seg_train(
-            pair["image"], label, element_seed, crop_size=crop_size,
-            scale_range=scale_range, cat_max_ratio=cat_max_ratio, flip=flip,
-            flip_pairs=flip_pairs, photometric=photometric,
+            pair["image"],
+            label,
+            element_seed,
+            crop_size=crop_size,
+            scale_range=scale_range,
+            cat_max_ratio=cat_max_ratio,
+            flip=flip,
+            flip_pairs=flip_pairs,
+            photometric=photometric,
         )
         return {"image": image, "label": label}
 
     return training_stream(
-        num_files, element, global_batch_size=global_batch_size, seed=seed,
-        start_step=start_step, input_context=input_context,
+        num_files,
+        element,
+        global_batch_size=global_batch_size,
+        seed=seed,
+        start_step=start_step,
+        input_context=input_context,
     )
 
 
-def make_seg_eval_dataset(pairs, *, num_classes: int, label_map=None, size=None,
-                          batch_size: int = 1) -> tf.data.Dataset:
+def make_seg_eval_dataset(
+    pairs, *, num_classes: int, label_map=None, size=None, batch_size: int = 1
+) -> tf.data.Dataset:
     """One pass over `pairs` in file order, without augmentation.
 
     Args:
@@ -510,7 +535,9 @@ def make_seg_eval_dataset(pairs, *, num_classes: int, label_map=None, size=None,
         return {"image": image, "label": label, "label_path": label_path}
 
     return one_pass(
-        (image_paths, label_paths), element, batch_size,
+        (image_paths, label_paths),
+        element,
+        batch_size,
         padding_values={"image": 0.0, "label": IGNORE, "label_path": ""},
     )
 
@@ -526,10 +553,16 @@ def make_seg_eval_dataset(pairs, *, num_classes: int, label_map=None, size=None,
 _SECOND_STREAM_SEED_OFFSET = 2**31
 
 
-def make_mixed_seg_train_dataset(first_pairs, second_pairs, *, global_batch_size: int,
-                                 seed: int = 0, start_step: int = 0,
-                                 input_context: tf.distribute.InputContext | None = None,
-                                 **kwargs) -> tf.data.Dataset:
+def make_mixed_seg_train_dataset(
+    first_pairs,
+    second_pairs,
+    *,
+    global_batch_size: int,
+    seed: int = 0,
+    start_step: int = 0,
+    input_context: tf.distribute.InputContext | None = None,
+    **kwargs,
+) -> tf.data.Dataset:
     """Infinite stream of batches that are half from `first_pairs`, half from `second_pairs`.
 
     Each half is a `make_seg_train_dataset` stream of global batch B / 2 (its own file order,
@@ -561,10 +594,18 @@ def make_mixed_seg_train_dataset(first_pairs, second_pairs, *, global_batch_size
             f"{input_context.num_replicas_in_sync} replicas"
         )
     streams = [
-        make_seg_train_dataset(pairs, global_batch_size=half, seed=stream_seed,
-                               start_step=start_step, input_context=input_context, **kwargs)
-        for pairs, stream_seed in ((first_pairs, int(seed)),
-                                   (second_pairs, int(seed) + _SECOND_STREAM_SEED_OFFSET))
+        make_seg_train_dataset(
+            pairs,
+            global_batch_size=half,
+            seed=stream_seed,
+            start_step=start_step,
+            input_context=input_context,
+            **kwargs,
+        )
+        for pairs, stream_seed in (
+            (first_pairs, int(seed)),
+            (second_pairs, int(seed) + _SECOND_STREAM_SEED_OFFSET),
+        )
     ]
 
     def concat(first, second):

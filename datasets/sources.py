@@ -100,8 +100,7 @@ def resolve_pairs(
             raise DatasetError("--dataset=json needs --train_list")
         return json_list_pairs(train_list, flag="--train_list")
     # "folders"
-    names = ("--image_dir", "--label_dir") if training else ("--val_image_dir",
-                                                             "--val_label_dir")
+    names = ("--image_dir", "--label_dir") if training else ("--val_image_dir", "--val_label_dir")
     dirs = (image_dir, label_dir) if training else (val_image_dir, val_label_dir)
     if not training and dirs == (None, None):
         return []

@@ -62,15 +62,18 @@ class FeatureStats:
         """Adds a batch of feature vectors [b, d] (any float dtype; b may be 0)."""
         features = np.asarray(features)
         if features.ndim != 2:
-            raise ValueError(f"{self.name}: features must be [batch, dim], got shape "
-                             f"{list(features.shape)}")
+            raise ValueError(
+                f"{self.name}: features must be [batch, dim], got shape {list(features.shape)}"
+            )
         if self.dim is None:
             self.dim = features.shape[1]
             self._mean = np.zeros(self.dim, np.float64)
             self._m2 = np.zeros((self.dim, self.dim), np.float64)
         elif features.shape[1] != self.dim:
-            raise ValueError(f"{self.name}: features of dim {features.shape[1]} added to "
-                             f"statistics of dim {self.dim}")
+            raise ValueError(
+                f"{self.name}: features of dim {features.shape[1]} added to "
+                f"statistics of dim {self.dim}"
+            )
         batch = features.shape[0]
         if batch == 0:
             return
@@ -159,13 +162,16 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     sigma1 = np.asarray(sigma1, np.float64)
     sigma2 = np.asarray(sigma2, np.float64)
     if mu1.ndim != 1 or mu1.shape != mu2.shape:
-        raise ValueError(f"mu1 and mu2 must be vectors of one length, got shapes "
-                         f"{list(mu1.shape)} and {list(mu2.shape)}")
+        raise ValueError(
+            f"mu1 and mu2 must be vectors of one length, got shapes "
+            f"{list(mu1.shape)} and {list(mu2.shape)}"
+        )
     d = mu1.shape[0]
     for name, sigma in (("sigma1", sigma1), ("sigma2", sigma2)):
         if sigma.shape != (d, d):
-            raise ValueError(f"{name} must be [{d}, {d}] to match the means, got "
-                             f"{list(sigma.shape)}")
+            raise ValueError(
+                f"{name} must be [{d}, {d}] to match the means, got {list(sigma.shape)}"
+            )
         if not np.all(np.isfinite(sigma)):
             raise ValueError(f"{name} holds non-finite values")
     if not (np.all(np.isfinite(mu1)) and np.all(np.isfinite(mu2))):
@@ -173,8 +179,9 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     sigma1 = (sigma1 + sigma1.T) / 2.0
     sigma2 = (sigma2 + sigma2.T) / 2.0
     diff = mu1 - mu2
-    distance = (diff @ diff + np.trace(sigma1) + np.trace(sigma2)
-                - 2.0 * trace_sqrt_product(sigma1, sigma2))
+    distance = (
+        diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_sqrt_product(sigma1, sigma2)
+    )
     return max(float(distance), 0.0)
 
 
@@ -215,8 +222,10 @@ def mmd2_unbiased(x, y) -> float:
     """
     m = x.shape[0]
     if y.shape[0] != m or m < MIN_IMAGES:
-        raise ValueError(f"mmd2_unbiased needs two samples of one size >= {MIN_IMAGES}, got "
-                         f"{x.shape[0]} and {y.shape[0]}")
+        raise ValueError(
+            f"mmd2_unbiased needs two samples of one size >= {MIN_IMAGES}, got "
+            f"{x.shape[0]} and {y.shape[0]}"
+        )
     k_xx = polynomial_kernel(x, x)  # [m, m]
     k_yy = polynomial_kernel(y, y)  # [m, m]
     k_xy = polynomial_kernel(x, y)  # [m, m]
@@ -224,9 +233,15 @@ def mmd2_unbiased(x, y) -> float:
     return float(within - 2.0 * k_xy.sum() / (m * m))
 
 
-def kid_from_features(features1, features2, *, num_subsets: int = KID_NUM_SUBSETS,
-                      subset_size: int = KID_SUBSET_SIZE, seed: int = 0,
-                      names=("features1", "features2")) -> tuple[float, float]:
+def kid_from_features(
+    features1,
+    features2,
+    *,
+    num_subsets: int = KID_NUM_SUBSETS,
+    subset_size: int = KID_SUBSET_SIZE,
+    seed: int = 0,
+    names=("features1", "features2"),
+) -> tuple[float, float]:
     """KID: mean and standard deviation of mmd2_unbiased over random subsets.
 
     Each of num_subsets draws m = min(subset_size, n1, n2) features from each set without
@@ -246,23 +261,29 @@ def kid_from_features(features1, features2, *, num_subsets: int = KID_NUM_SUBSET
     x = np.asarray(features1)
     y = np.asarray(features2)
     if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
-        raise ValueError(f"features must be [n1, d] and [n2, d] of one d, got "
-                         f"{list(x.shape)} and {list(y.shape)}")
+        raise ValueError(
+            f"features must be [n1, d] and [n2, d] of one d, got "
+            f"{list(x.shape)} and {list(y.shape)}"
+        )
     if num_subsets < 1 or subset_size < MIN_IMAGES:
-        raise ValueError(f"num_subsets must be >= 1 and subset_size >= {MIN_IMAGES}, got "
-                         f"{num_subsets} and {subset_size}")
+        raise ValueError(
+            f"num_subsets must be >= 1 and subset_size >= {MIN_IMAGES}, got "
+            f"{num_subsets} and {subset_size}"
+        )
     for name, features in zip(names, (x, y)):
         if features.shape[0] < MIN_IMAGES:
             raise FIDImagesError(
-                f"KID needs at least {MIN_IMAGES} images per set; {name} has "
-                f"{features.shape[0]}"
+                f"KID needs at least {MIN_IMAGES} images per set; {name} has {features.shape[0]}"
             )
     m = min(subset_size, x.shape[0], y.shape[0])
     rng = np.random.default_rng(seed)
-    values = np.array([
-        mmd2_unbiased(x[rng.choice(x.shape[0], m, replace=False)],
-                      y[rng.choice(y.shape[0], m, replace=False)])
-        for _ in range(num_subsets)
-    ])
+    values = np.array(
+        [
+            mmd2_unbiased(
+                x[rng.choice(x.shape[0], m, replace=False)],
+                y[rng.choice(y.shape[0], m, replace=False)],
+            )
+            for _ in range(num_subsets)
+        ]
+    )
     return float(values.mean()), float(values.std()) if num_subsets > 1 else 0.0
-

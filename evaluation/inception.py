@@ -44,8 +44,10 @@ NOT_COMPARABLE = (
     "sets within this run and are NOT comparable to published FIDs."
 )
 # Where Keras downloads the no-top ImageNet weights from (named in the offline error).
-KERAS_WEIGHTS_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/"
-                     "inception_v3/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5")
+KERAS_WEIGHTS_URL = (
+    "https://storage.googleapis.com/tensorflow/keras-applications/"
+    "inception_v3/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
+)
 
 
 class InceptionWeightsError(UserError):
@@ -57,7 +59,9 @@ def _keras_inception(weights):
     import keras
 
     return keras.applications.InceptionV3(
-        include_top=False, pooling="avg", weights=weights,
+        include_top=False,
+        pooling="avg",
+        weights=weights,
         input_shape=(INCEPTION_SIZE, INCEPTION_SIZE, 3),
     )
 
@@ -85,8 +89,9 @@ def build_inception(weights: str = IMAGENET, seed: int = 0):
         seed: seed of the "random" weights.
     """
     if not weights:
-        raise InceptionWeightsError("--inception_weights is empty: give imagenet, a local "
-                                    "weights file or random")
+        raise InceptionWeightsError(
+            "--inception_weights is empty: give imagenet, a local weights file or random"
+        )
     if weights == RANDOM:
         model = _keras_inception(None)
         _randomize(model, seed)
@@ -150,8 +155,9 @@ class InceptionFeatures:
 
         @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
         def features(images):  # [N, H, W, 3] float in [0, 255]
-            x = tf.image.resize(images, (INCEPTION_SIZE, INCEPTION_SIZE),
-                                method="bilinear")  # [N, 299, 299, 3]
+            x = tf.image.resize(
+                images, (INCEPTION_SIZE, INCEPTION_SIZE), method="bilinear"
+            )  # [N, 299, 299, 3]
             x = x / 127.5 - 1.0
             return tf.cast(model(x, training=False), tf.float32)  # [N, 2048]
 
@@ -162,12 +168,21 @@ class InceptionFeatures:
         images = _as_uint8_range(images)
         if images.shape.rank != 4 or images.shape[-1] != 3:
             raise ValueError(f"images must be [N, H, W, 3], got {images.shape}")
-        out = [self._features(images[start : start + self.batch_size]).numpy()
-               for start in range(0, int(images.shape[0]), self.batch_size)]
+        out = [
+            self._features(images[start : start + self.batch_size]).numpy()
+            for start in range(0, int(images.shape[0]), self.batch_size)
+        ]
         return np.concatenate(out, axis=0) if out else np.zeros((0, FEATURE_DIM), np.float32)
 
-    def stats_from_files(self, paths, *, name: str = "images", image_size: int | None = None,
-                         keep_features: bool = True, progress: bool = False) -> FeatureStats:
+    def stats_from_files(
+        self,
+        paths,
+        *,
+        name: str = "images",
+        image_size: int | None = None,
+        keep_features: bool = True,
+        progress: bool = False,
+    ) -> FeatureStats:
         """Streams image files batch by batch into a FeatureStats (no more than one batch of
         images is in memory).
 
@@ -194,8 +209,9 @@ class InceptionFeatures:
             for path in paths[start : start + self.batch_size]:
                 image = load_image(path)  # [H, W, 3] uint8
                 if image_size and image.shape[:2] != (image_size, image_size):
-                    image = np.asarray(Image.fromarray(image).resize(
-                        (image_size, image_size), Image.BILINEAR))
+                    image = np.asarray(
+                        Image.fromarray(image).resize((image_size, image_size), Image.BILINEAR)
+                    )
                 images.append(image)
             if len({image.shape for image in images}) == 1:
                 stats.update(self(np.stack(images)))  # [b, H, W, 3] -> [b, 2048]
@@ -206,8 +222,9 @@ class InceptionFeatures:
                 bar.add(len(images))
         return stats
 
-    def stats_from_dataset(self, dataset, *, name: str = "dataset",
-                           keep_features: bool = True) -> FeatureStats:
+    def stats_from_dataset(
+        self, dataset, *, name: str = "dataset", keep_features: bool = True
+    ) -> FeatureStats:
         """Streams a tf.data dataset of batches into a FeatureStats.
 
         Elements are image batches [N, H, W, 3] or dicts with "image": uint8, or float in

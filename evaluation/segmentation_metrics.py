@@ -42,8 +42,9 @@ class ConfusionMatrix(tf.Module):
     def __init__(self, num_classes: int, ignore_index: int = 255, name: str = "confusion_matrix"):
         super().__init__(name=name)
         if not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
-            raise ValueError(f"ConfusionMatrix: num_classes must be a positive int, got "
-                             f"{num_classes!r}")
+            raise ValueError(
+                f"ConfusionMatrix: num_classes must be a positive int, got {num_classes!r}"
+            )
         # The bincount below indexes C*C (+1) bins with int32.
         if num_classes * num_classes + 1 >= 2**31:
             raise ValueError(f"ConfusionMatrix: num_classes={num_classes} is too large")
@@ -85,7 +86,8 @@ class ConfusionMatrix(tf.Module):
         labels = tf.reshape(labels, (-1,))  # [P]
         predictions = tf.reshape(predictions, (-1,))  # [P]
         tf.debugging.assert_equal(
-            tf.size(labels), tf.size(predictions),
+            tf.size(labels),
+            tf.size(predictions),
             message="ConfusionMatrix.update: labels and predictions differ in size",
         )
         counted = tf.not_equal(labels, self.ignore_index)
@@ -93,14 +95,21 @@ class ConfusionMatrix(tf.Module):
         prediction_ok = (predictions >= 0) & (predictions < num_classes)
         label_check = tf.debugging.Assert(
             tf.reduce_all(label_ok | ~counted),
-            [f"ConfusionMatrix.update: label values must lie in [0, {num_classes - 1}] or equal "
-             f"ignore_index={self.ignore_index}; got min/max", tf.reduce_min(labels),
-             tf.reduce_max(labels)],
+            [
+                f"ConfusionMatrix.update: label values must lie in [0, {num_classes - 1}] or equal "
+                f"ignore_index={self.ignore_index}; got min/max",
+                tf.reduce_min(labels),
+                tf.reduce_max(labels),
+            ],
         )
         prediction_check = tf.debugging.Assert(
             tf.reduce_all(prediction_ok),
-            [f"ConfusionMatrix.update: predictions must lie in [0, {num_classes - 1}]; got "
-             "min/max", tf.reduce_min(predictions), tf.reduce_max(predictions)],
+            [
+                f"ConfusionMatrix.update: predictions must lie in [0, {num_classes - 1}]; got "
+                "min/max",
+                tf.reduce_min(predictions),
+                tf.reduce_max(predictions),
+            ],
         )
         # Pixels not counted go to one extra bin that is dropped, which keeps every shape static
         # (no boolean_mask), so the update also compiles with XLA, where asserts are dropped.
@@ -109,7 +118,9 @@ class ConfusionMatrix(tf.Module):
             counted & label_ok & prediction_ok, labels * num_classes + predictions, overflow_bin
         )  # [P]
         counts = tf.math.bincount(
-            tf.cast(bins, tf.int32), minlength=overflow_bin + 1, maxlength=overflow_bin + 1,
+            tf.cast(bins, tf.int32),
+            minlength=overflow_bin + 1,
+            maxlength=overflow_bin + 1,
             dtype=tf.int32,
         )  # [C*C + 1]
         counts = tf.reshape(counts[:overflow_bin], (num_classes, num_classes))  # [C, C]
@@ -167,8 +178,9 @@ def metrics_from_confusion(cm, exclude_classes=()) -> dict:
     """
     cm = np.asarray(cm)
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
-        raise ValueError(f"metrics_from_confusion: cm must be a square [C, C] matrix, got shape "
-                         f"{list(cm.shape)}")
+        raise ValueError(
+            f"metrics_from_confusion: cm must be a square [C, C] matrix, got shape {list(cm.shape)}"
+        )
     if not np.issubdtype(cm.dtype, np.integer) or (cm.size and cm.min() < 0):
         raise ValueError("metrics_from_confusion: cm must hold non-negative integer counts")
     cm = cm.astype(np.int64)
@@ -187,8 +199,9 @@ def metrics_from_confusion(cm, exclude_classes=()) -> dict:
     excluded = [int(c) for c in exclude_classes]
     bad = [c for c in excluded if not 0 <= c < num_classes]
     if bad:
-        raise ValueError(f"metrics_from_confusion: exclude_classes {bad} are outside "
-                         f"[0, {num_classes - 1}]")
+        raise ValueError(
+            f"metrics_from_confusion: exclude_classes {bad} are outside [0, {num_classes - 1}]"
+        )
     for key in PER_CLASS_KEYS:
         metrics[key][excluded] = np.nan
     num_pixels = int(cm.sum())
@@ -231,8 +244,12 @@ def format_table(metrics: dict, class_names, *, skip_absent: bool = True) -> str
     class_names = _check_names(metrics, class_names)
     total = max(int(metrics["gt_pixels"].sum()), 1)
     rows = [
-        (str(c), name, *(_percent(metrics[key][c]) for key in PER_CLASS_KEYS),
-         f"{100.0 * metrics['gt_pixels'][c] / total:.2f}")
+        (
+            str(c),
+            name,
+            *(_percent(metrics[key][c]) for key in PER_CLASS_KEYS),
+            f"{100.0 * metrics['gt_pixels'][c] / total:.2f}",
+        )
         for c, name in enumerate(class_names)
         if not (skip_absent and math.isnan(metrics["iou"][c]))
     ]
@@ -247,8 +264,10 @@ def format_table(metrics: dict, class_names, *, skip_absent: bool = True) -> str
     out = [line(header), "-" * len(line(header)), *(line(row) for row in rows)]
     hidden = len(class_names) - len(rows)
     if hidden:
-        out.append(f"({hidden} classes absent from ground truth and prediction, or excluded, "
-                   "are not listed)")
+        out.append(
+            f"({hidden} classes absent from ground truth and prediction, or excluded, "
+            "are not listed)"
+        )
     out.append("-" * len(line(header)))
     out.append(
         f"mIoU {_percent(metrics['miou'])}  mean Dice {_percent(metrics['mean_dice'])}  "
@@ -278,17 +297,34 @@ def write_csv(metrics: dict, class_names, path: str) -> None:
         writer = csv.writer(file)
         writer.writerow(["class_id", "class_name", *PER_CLASS_KEYS, "gt_pixels", "pred_pixels"])
         for c, name in enumerate(class_names):
-            writer.writerow([c, name, *(_csv_number(metrics[key][c]) for key in PER_CLASS_KEYS),
-                             int(metrics["gt_pixels"][c]), int(metrics["pred_pixels"][c])])
-        writer.writerow(["", "mean", _csv_number(metrics["miou"]),
-                         _csv_number(metrics["mean_dice"]), _csv_number(metrics["mean_precision"]),
-                         _csv_number(metrics["mean_accuracy"]), total, total])
+            writer.writerow(
+                [
+                    c,
+                    name,
+                    *(_csv_number(metrics[key][c]) for key in PER_CLASS_KEYS),
+                    int(metrics["gt_pixels"][c]),
+                    int(metrics["pred_pixels"][c]),
+                ]
+            )
+        writer.writerow(
+            [
+                "",
+                "mean",
+                _csv_number(metrics["miou"]),
+                _csv_number(metrics["mean_dice"]),
+                _csv_number(metrics["mean_precision"]),
+                _csv_number(metrics["mean_accuracy"]),
+                total,
+                total,
+            ]
+        )
         accuracy = _csv_number(metrics["pixel_accuracy"])
         writer.writerow(["", "overall", "", "", accuracy, accuracy, total, total])
 
 
-def plot_confusion(cm, class_names, path: str, normalize: bool = True, *,
-                   skip_absent: bool = True) -> None:
+def plot_confusion(
+    cm, class_names, path: str, normalize: bool = True, *, skip_absent: bool = True
+) -> None:
     """Saves the confusion matrix as an image (matplotlib, Agg; no display needed).
 
     Args:
@@ -307,8 +343,9 @@ def plot_confusion(cm, class_names, path: str, normalize: bool = True, *,
         raise ValueError(f"plot_confusion: cm must be [C, C], got shape {list(cm.shape)}")
     class_names = [str(name) for name in class_names]
     if len(class_names) != cm.shape[0]:
-        raise ValueError(f"plot_confusion: {len(class_names)} class names for a "
-                         f"{cm.shape[0]}-class matrix")
+        raise ValueError(
+            f"plot_confusion: {len(class_names)} class names for a {cm.shape[0]}-class matrix"
+        )
     keep = np.arange(cm.shape[0])
     if skip_absent:
         keep = keep[(cm.sum(axis=0) + cm.sum(axis=1)) > 0]
@@ -333,8 +370,15 @@ def plot_confusion(cm, class_names, path: str, normalize: bool = True, *,
         for g in range(len(keep)):
             for p in range(len(keep)):
                 text = f"{values[g, p]:.2f}" if normalize else str(int(values[g, p]))
-                axes.text(p, g, text, ha="center", va="center", fontsize=6,
-                          color="white" if values[g, p] > threshold else "black")
+                axes.text(
+                    p,
+                    g,
+                    text,
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="white" if values[g, p] > threshold else "black",
+                )
     figure.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     figure.savefig(path)

@@ -45,9 +45,17 @@ def _label_to_train_ids(label, table, label_path):
     return table[label].astype(np.uint8)
 
 
-def semantic_consistency(segmenter, pairs, *, mode: str = "whole", tile: int = 512,
-                         overlap: float = 0.25, batch_size: int = 4, exclude_classes=(),
-                         progress: bool = False) -> dict:
+def semantic_consistency(
+    segmenter,
+    pairs,
+    *,
+    mode: str = "whole",
+    tile: int = 512,
+    overlap: float = 0.25,
+    batch_size: int = 4,
+    exclude_classes=(),
+    progress: bool = False,
+) -> dict:
     """mIoU / pixel accuracy of a real-data segmenter on synthesized images vs their maps.
 
     Args:
@@ -83,8 +91,9 @@ def semantic_consistency(segmenter, pairs, *, mode: str = "whole", tile: int = 5
         image = load_image(image_path)  # [H, W, 3] uint8
         label = load_label_map(label_path)  # [h, w] uint8 raw values
         if label.shape != image.shape[:2]:
-            label = np.asarray(Image.fromarray(label).resize(
-                (image.shape[1], image.shape[0]), Image.NEAREST))  # [H, W]
+            label = np.asarray(
+                Image.fromarray(label).resize((image.shape[1], image.shape[0]), Image.NEAREST)
+            )  # [H, W]
         label = _label_to_train_ids(label, table, label_path)
         invalid = np.unique(label[(label >= num_classes) & (label != 255)])
         if invalid.size:
@@ -94,8 +103,14 @@ def semantic_consistency(segmenter, pairs, *, mode: str = "whole", tile: int = 5
             )
         normalised = np.asarray(segmenter.preprocess(image[None]), np.float32)[0]  # [H, W, 3]
         probs = predict_probs(
-            segmenter.predict_logits, normalised, num_classes, mode=mode, tile=tile,
-            overlap=overlap, batch_size=batch_size, size_divisor=_SIZE_DIVISOR,
+            segmenter.predict_logits,
+            normalised,
+            num_classes,
+            mode=mode,
+            tile=tile,
+            overlap=overlap,
+            batch_size=batch_size,
+            size_divisor=_SIZE_DIVISOR,
         )  # [H, W, C]
         confusion.update(label, probs.argmax(axis=-1))
         if bar is not None:

@@ -84,8 +84,10 @@ def check_budget(config):
             "it): epochs would give the three runs different step counts"
         )
     if config.batch_size % 2:
-        raise _config_error(f"--batch_size={config.batch_size} must be even: the mixed run "
-                            "takes half of every batch from each dataset")
+        raise _config_error(
+            f"--batch_size={config.batch_size} must be even: the mixed run "
+            "takes half of every batch from each dataset"
+        )
     return config
 
 
@@ -95,8 +97,10 @@ def write_pair_list(pairs, path: str, **extra) -> str:
     os.makedirs(folder, exist_ok=True)
     spec = dict(extra)
     spec["pairs"] = [
-        {"image": os.path.relpath(os.path.abspath(image), folder),
-         "label": os.path.relpath(os.path.abspath(label), folder)}
+        {
+            "image": os.path.relpath(os.path.abspath(image), folder),
+            "label": os.path.relpath(os.path.abspath(label), folder),
+        }
         for image, label in pairs
     ]
     with open(path, "w", encoding="utf-8") as file:
@@ -104,8 +108,15 @@ def write_pair_list(pairs, path: str, **extra) -> str:
     return path
 
 
-def synthesize_pairs(spade_model: str, label_paths, output_dir: str, *, batch_size: int = 8,
-                     seed: int = 0, progress: bool = True) -> str:
+def synthesize_pairs(
+    spade_model: str,
+    label_paths,
+    output_dir: str,
+    *,
+    batch_size: int = 8,
+    seed: int = 0,
+    progress: bool = True,
+) -> str:
     """Synthesizes one image per label map with an exported SPADE; returns the pair list.
 
     Writes output_dir/images/NNNNNN_<stem>.png (the synthesized images), output_dir/labels/
@@ -139,10 +150,14 @@ def synthesize_pairs(spade_model: str, label_paths, output_dir: str, *, batch_si
     pairs = []
     for start in range(0, len(label_paths), batch_size):
         chunk = label_paths[start : start + batch_size]
-        labels = np.stack([resize_label_map(load_label_map(path), size)
-                           for path in chunk])  # [b, S, S] uint8
-        z = (rng.standard_normal((len(chunk), synthesizer.z_dim)).astype(np.float32)
-             if synthesizer.use_vae else None)
+        labels = np.stack(
+            [resize_label_map(load_label_map(path), size) for path in chunk]
+        )  # [b, S, S] uint8
+        z = (
+            rng.standard_normal((len(chunk), synthesizer.z_dim)).astype(np.float32)
+            if synthesizer.use_vae
+            else None
+        )
         images = synthesizer(labels, z=z)  # [b, S, S, 3] uint8
         for offset, (path, label, image) in enumerate(zip(chunk, labels, images)):
             name = f"{start + offset:06d}_{os.path.splitext(os.path.basename(path))[0]}.png"
@@ -152,12 +167,14 @@ def synthesize_pairs(spade_model: str, label_paths, output_dir: str, *, batch_si
             pairs.append(pair)
         if bar is not None:
             bar.add(len(chunk))
-    return write_pair_list(pairs, os.path.join(output_dir, "pairs.json"),
-                           generator=os.path.abspath(spade_model))
+    return write_pair_list(
+        pairs, os.path.join(output_dir, "pairs.json"), generator=os.path.abspath(spade_model)
+    )
 
 
-def evaluate_segformer(model, pairs, *, num_classes: int, label_map, size,
-                       batch_size: int = 8) -> dict:
+def evaluate_segformer(
+    model, pairs, *, num_classes: int, label_map, size, batch_size: int = 8
+) -> dict:
     """metrics_from_confusion of a SegFormer on `pairs` resized to `size` (no augmentation)."""
     import tensorflow as tf
 
@@ -172,8 +189,9 @@ def evaluate_segformer(model, pairs, *, num_classes: int, label_map, size,
         logits = segformer.upsample_logits(model(images, training=False), label_size)
         return tf.argmax(logits, axis=-1, output_type=tf.int32)  # [N, H, W]
 
-    dataset = make_seg_eval_dataset(pairs, num_classes=num_classes, label_map=label_map,
-                                    size=size, batch_size=batch_size)
+    dataset = make_seg_eval_dataset(
+        pairs, num_classes=num_classes, label_map=label_map, size=size, batch_size=batch_size
+    )
     for batch in dataset:
         confusion.update(batch["label"], predict(batch["image"], tf.shape(batch["label"])[1:3]))
     return metrics_from_confusion(confusion.result())
@@ -193,8 +211,9 @@ def _prepare_output_dir(output_dir: str, overwrite: bool) -> None:
     os.makedirs(output_dir, exist_ok=True)
 
 
-def check_synthetic_source(spade_model=None, synthetic_list=None, synthetic_image_dir=None,
-                           synthetic_label_dir=None) -> None:
+def check_synthetic_source(
+    spade_model=None, synthetic_list=None, synthetic_image_dir=None, synthetic_label_dir=None
+) -> None:
     """Exactly one source of synthetic pairs, and its files exist (before any work is done)."""
     from datasets.pairs import DatasetNotFoundError
 
@@ -207,40 +226,67 @@ def check_synthetic_source(spade_model=None, synthetic_list=None, synthetic_imag
         )
     if folder_given and not (synthetic_image_dir and synthetic_label_dir):
         raise _config_error("--synthetic_image_dir and --synthetic_label_dir go together")
-    for flag, path, exists in (("--spade_model", spade_model, os.path.isdir),
-                               ("--synthetic_list", synthetic_list, os.path.isfile),
-                               ("--synthetic_image_dir", synthetic_image_dir, os.path.isdir),
-                               ("--synthetic_label_dir", synthetic_label_dir, os.path.isdir)):
+    for flag, path, exists in (
+        ("--spade_model", spade_model, os.path.isdir),
+        ("--synthetic_list", synthetic_list, os.path.isfile),
+        ("--synthetic_image_dir", synthetic_image_dir, os.path.isdir),
+        ("--synthetic_label_dir", synthetic_label_dir, os.path.isdir),
+    ):
         if path and not exists(path):
             raise DatasetNotFoundError(f"{flag}={path} does not exist")
 
 
-def resolve_synthetic_pairs(output_dir: str, real_pairs, *, spade_model=None,
-                            synthetic_list=None, synthetic_image_dir=None,
-                            synthetic_label_dir=None, batch_size: int = 8, seed: int = 0,
-                            progress: bool = True) -> tuple[str, int]:
+def resolve_synthetic_pairs(
+    output_dir: str,
+    real_pairs,
+    *,
+    spade_model=None,
+    synthetic_list=None,
+    synthetic_image_dir=None,
+    synthetic_label_dir=None,
+    batch_size: int = 8,
+    seed: int = 0,
+    progress: bool = True,
+) -> tuple[str, int]:
     """(JSON pair list, number of pairs) of the synthetic training set, from one source."""
     from datasets.pairs import folder_pairs, json_list_pairs
 
-    check_synthetic_source(spade_model, synthetic_list, synthetic_image_dir,
-                           synthetic_label_dir)
+    check_synthetic_source(spade_model, synthetic_list, synthetic_image_dir, synthetic_label_dir)
     folder = os.path.join(output_dir, SYNTHETIC_DIR)
     if spade_model:
-        path = synthesize_pairs(spade_model, [label for _, label in real_pairs], folder,
-                                batch_size=batch_size, seed=seed, progress=progress)
+        path = synthesize_pairs(
+            spade_model,
+            [label for _, label in real_pairs],
+            folder,
+            batch_size=batch_size,
+            seed=seed,
+            progress=progress,
+        )
         return path, len(real_pairs)
     if synthetic_list:
         return synthetic_list, len(json_list_pairs(synthetic_list, flag="--synthetic_list"))
-    pairs = folder_pairs(synthetic_image_dir, synthetic_label_dir,
-                         image_flag="--synthetic_image_dir", label_flag="--synthetic_label_dir")
+    pairs = folder_pairs(
+        synthetic_image_dir,
+        synthetic_label_dir,
+        image_flag="--synthetic_image_dir",
+        label_flag="--synthetic_label_dir",
+    )
     return write_pair_list(pairs, os.path.join(folder, "pairs.json")), len(pairs)
 
 
-def run_synthetic_to_real(config, train_args, output_dir: str, *, spade_model=None,
-                          synthetic_list=None,
-                          synthetic_image_dir=None, synthetic_label_dir=None,
-                          overwrite: bool = False, synth_batch_size: int = 8,
-                          log=print) -> dict:
+def run_synthetic_to_real(
+    config,
+    train_args,
+    output_dir: str,
+    *,
+    spade_model=None,
+    synthetic_list=None,
+    synthetic_image_dir=None,
+    synthetic_label_dir=None,
+    overwrite: bool = False,
+    synth_batch_size: int = 8,
+    log=print,
+) -> dict:
     """Trains and evaluates the three settings; writes the results files. See the module doc.
 
     Args:
@@ -269,8 +315,7 @@ def run_synthetic_to_real(config, train_args, output_dir: str, *, spade_model=No
     # Config errors surface before anything is written or trained.
     config = check_budget(config.replace(checkpoint_dir=os.path.join(runs_dir, "real")))
     label_set, label_map, num_classes = resolve_labels(config)
-    check_synthetic_source(spade_model, synthetic_list, synthetic_image_dir,
-                           synthetic_label_dir)
+    check_synthetic_source(spade_model, synthetic_list, synthetic_image_dir, synthetic_label_dir)
     _prepare_output_dir(output_dir, overwrite)
     real_pairs = resolve_pairs(config, "training")
     val_pairs = resolve_pairs(config, "validation")
@@ -280,25 +325,41 @@ def run_synthetic_to_real(config, train_args, output_dir: str, *, spade_model=No
             "--train_flags (--val_image_dir / --val_label_dir, or --val_list)"
         )
     synthetic_list, num_synthetic = resolve_synthetic_pairs(
-        output_dir, real_pairs, spade_model=spade_model, synthetic_list=synthetic_list,
-        synthetic_image_dir=synthetic_image_dir, synthetic_label_dir=synthetic_label_dir,
-        batch_size=synth_batch_size, seed=config.seed, progress=config.progress,
+        output_dir,
+        real_pairs,
+        spade_model=spade_model,
+        synthetic_list=synthetic_list,
+        synthetic_image_dir=synthetic_image_dir,
+        synthetic_label_dir=synthetic_label_dir,
+        batch_size=synth_batch_size,
+        seed=config.seed,
+        progress=config.progress,
     )
-    num_pairs = {"real": len(real_pairs), "synthetic": num_synthetic,
-                 "mixed": len(real_pairs) + num_synthetic}
+    num_pairs = {
+        "real": len(real_pairs),
+        "synthetic": num_synthetic,
+        "mixed": len(real_pairs) + num_synthetic,
+    }
     settings = {}
     for setting in SETTINGS:
         run_config = config.replace(
-            checkpoint_dir=os.path.join(runs_dir, setting), tensorboard_dir=None,
-            results_dir=None, train_mix=setting,
+            checkpoint_dir=os.path.join(runs_dir, setting),
+            tensorboard_dir=None,
+            results_dir=None,
+            train_mix=setting,
             synthetic_train_list=None if setting == "real" else os.path.abspath(synthetic_list),
         )
-        log(f"[synthetic_to_real] training '{SETTING_TITLES[setting]}' for "
-            f"{run_config.max_steps} steps, batch {run_config.batch_size}")
+        log(
+            f"[synthetic_to_real] training '{SETTING_TITLES[setting]}' for "
+            f"{run_config.max_steps} steps, batch {run_config.batch_size}"
+        )
         result = loop.train(run_config, log=log)
         metrics = evaluate_segformer(
-            result["model"].segformer, val_pairs, num_classes=num_classes,
-            label_map=label_map, size=run_config.crop_size,
+            result["model"].segformer,
+            val_pairs,
+            num_classes=num_classes,
+            label_map=label_map,
+            size=run_config.crop_size,
             batch_size=run_config.batch_size,
         )
         settings[setting] = {
@@ -311,8 +372,10 @@ def run_synthetic_to_real(config, train_args, output_dir: str, *, spade_model=No
             "steps": int(result["step"]),
             "export": result["export"],
         }
-        log(f"[synthetic_to_real] {SETTING_TITLES[setting]}: mIoU "
-            f"{_percent(metrics['miou'])}, pixel accuracy {_percent(metrics['pixel_accuracy'])}")
+        log(
+            f"[synthetic_to_real] {SETTING_TITLES[setting]}: mIoU "
+            f"{_percent(metrics['miou'])}, pixel accuracy {_percent(metrics['pixel_accuracy'])}"
+        )
     results = {
         "settings": settings,
         "class_names": list(label_set.names),
@@ -362,9 +425,13 @@ def format_markdown(results) -> str:
     present = _present_classes(results)
     if present:
         names = results["class_names"]
-        lines += ["", "Per-class IoU (%):", "",
-                  "| class | " + " | ".join(SETTING_TITLES[s] for s in settings) + " |",
-                  "|---|" + "---:|" * len(settings)]
+        lines += [
+            "",
+            "Per-class IoU (%):",
+            "",
+            "| class | " + " | ".join(SETTING_TITLES[s] for s in settings) + " |",
+            "|---|" + "---:|" * len(settings),
+        ]
         for c in present:
             cells = " | ".join(_percent(settings[s]["iou"][c]) for s in settings)
             lines.append(f"| {names[c] if c < len(names) else c} | {cells} |")
@@ -379,15 +446,30 @@ def write_results(results, output_dir: str) -> dict:
     names = results["class_names"]
     with open(paths["results.csv"], "w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)
-        writer.writerow(["setting", "num_train_pairs", "steps", "miou", "pixel_accuracy",
-                         "mean_accuracy", *(f"iou_{names[c]}" for c in present)])
+        writer.writerow(
+            [
+                "setting",
+                "num_train_pairs",
+                "steps",
+                "miou",
+                "pixel_accuracy",
+                "mean_accuracy",
+                *(f"iou_{names[c]}" for c in present),
+            ]
+        )
         for setting, values in settings.items():
-            writer.writerow([
-                setting, values["num_train_pairs"], values["steps"],
-                *(_csv_number(values[key]) for key in ("miou", "pixel_accuracy",
-                                                       "mean_accuracy")),
-                *(_csv_number(values["iou"][c]) for c in present),
-            ])
+            writer.writerow(
+                [
+                    setting,
+                    values["num_train_pairs"],
+                    values["steps"],
+                    *(
+                        _csv_number(values[key])
+                        for key in ("miou", "pixel_accuracy", "mean_accuracy")
+                    ),
+                    *(_csv_number(values["iou"][c]) for c in present),
+                ]
+            )
     with open(paths["results.md"], "w", encoding="utf-8") as file:
         file.write(format_markdown(results))
     plot_results(results, paths["results.png"])
@@ -410,8 +492,9 @@ def plot_results(results, path: str) -> None:
     positions = np.arange(len(settings))
     for index, (key, title) in enumerate(metrics):
         values = [100.0 * (results["settings"][s][key] or 0.0) for s in settings]
-        bars = axes.bar(positions + (index - (len(metrics) - 1) / 2) * width, values, width,
-                        label=title)
+        bars = axes.bar(
+            positions + (index - (len(metrics) - 1) / 2) * width, values, width, label=title
+        )
         axes.bar_label(bars, fmt="%.1f", fontsize=8)
     axes.set_xticks(positions, [SETTING_TITLES[s] for s in settings], fontsize=8)
     axes.set_ylabel("% on held-out real images")

@@ -3,11 +3,13 @@
 Loss weights (lambda_feat = 10, lambda_vgg = 10, lambda_kld = 0.05) are applied by the caller.
 """
 
-from losses.gan import feature_matching_loss
-from losses.gan import hinge_d_loss
-from losses.gan import hinge_g_loss
-from losses.gan import kl_divergence
-from losses.gan import split_real_fake
+from losses.gan import (
+    feature_matching_loss,
+    hinge_d_loss,
+    hinge_g_loss,
+    kl_divergence,
+    split_real_fake,
+)
 from losses.perceptual import VGGPerceptualLoss
 
 __all__ = [

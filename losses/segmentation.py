@@ -83,8 +83,14 @@ def cross_entropy(logits, labels, class_weights=None, ignore_index: int = IGNORE
     return tf.math.divide_no_nan(ops.sum(weights * ce), ops.sum(weights))
 
 
-def power_jaccard_loss(logits, labels, num_classes: int, q: float = 2.0, eps: float = 1e-7,
-                       ignore_index: int = IGNORE_INDEX):
+def power_jaccard_loss(
+    logits,
+    labels,
+    num_classes: int,
+    q: float = 2.0,
+    eps: float = 1e-7,
+    ignore_index: int = IGNORE_INDEX,
+):
     """Power Jaccard loss (Duque-Arias et al. 2021) on softmax probabilities.
 
     1 - (sum(p * y) + eps) / (sum(p^q + y^q) - sum(p * y) + eps), with p the softmax
@@ -116,9 +122,17 @@ def power_jaccard_loss(logits, labels, num_classes: int, q: float = 2.0, eps: fl
     return 1.0 - (intersection + eps) / (total - intersection + eps)
 
 
-def segmentation_loss(logits, labels, num_classes: int, class_weights=None,
-                      ce_weight: float = 1.0, jaccard_weight: float = 0.0, q: float = 2.0,
-                      eps: float = 1e-7, ignore_index: int = IGNORE_INDEX):
+def segmentation_loss(
+    logits,
+    labels,
+    num_classes: int,
+    class_weights=None,
+    ce_weight: float = 1.0,
+    jaccard_weight: float = 0.0,
+    q: float = 2.0,
+    eps: float = 1e-7,
+    ignore_index: int = IGNORE_INDEX,
+):
     """ce_weight * cross_entropy + jaccard_weight * power_jaccard_loss.
 
     The default is cross-entropy only, the SegFormer recipe; the FaceSynthetics system
@@ -132,6 +146,7 @@ def segmentation_loss(logits, labels, num_classes: int, class_weights=None,
     if ce_weight:
         loss += ce_weight * cross_entropy(logits, labels, class_weights, ignore_index)
     if jaccard_weight:
-        loss += jaccard_weight * power_jaccard_loss(logits, labels, num_classes, q, eps,
-                                                    ignore_index)
+        loss += jaccard_weight * power_jaccard_loss(
+            logits, labels, num_classes, q, eps, ignore_index
+        )
     return loss

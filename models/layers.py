@@ -98,9 +98,10 @@ def one_hot_conv(labels, kernel, bias=None, strides=1, padding="same"):
     rows = classes + 1
     # indices[o]: [N, H', W'] rows of the flattened [kh * kw * rows, C] table for offset o.
     indices = [
-        padded[:, dy:dy + sh * (height - 1) + 1:sh, dx:dx + sw * (width - 1) + 1:sw]
+        padded[:, dy : dy + sh * (height - 1) + 1 : sh, dx : dx + sw * (width - 1) + 1 : sw]
         + (dy * kw + dx) * rows
-        for dy in range(kh) for dx in range(kw)
+        for dy in range(kh)
+        for dx in range(kw)
     ]
 
     @tf.custom_gradient
@@ -113,15 +114,17 @@ def one_hot_conv(labels, kernel, bias=None, strides=1, padding="same"):
         out = None
         for row in range(kh):
             with tf.control_dependencies([] if out is None else [out]):
-                terms = [tf.gather(table, index) for index in indices[row * kw:(row + 1) * kw]]
+                terms = [tf.gather(table, index) for index in indices[row * kw : (row + 1) * kw]]
             out = tf.add_n(terms if out is None else [out, *terms])  # [N, H', W', C]
 
         def grad(upstream):  # upstream: [N, H', W', C]
             flat = tf.reshape(upstream, (-1, channels))  # [N * H' * W', C]
-            table_grad = tf.add_n([
-                tf.math.unsorted_segment_sum(flat, tf.reshape(index, (-1,)), kh * kw * rows)
-                for index in indices
-            ])  # [kh * kw * (S + 1), C]
+            table_grad = tf.add_n(
+                [
+                    tf.math.unsorted_segment_sum(flat, tf.reshape(index, (-1,)), kh * kw * rows)
+                    for index in indices
+                ]
+            )  # [kh * kw * (S + 1), C]
             table_grad = tf.reshape(table_grad, (kh, kw, rows, channels))
             return table_grad[:, :, :classes]  # the zero row is a constant
 
@@ -148,9 +151,7 @@ def leaky_relu(x, negative_slope=0.2):
         out = tf.nn.leaky_relu(x, alpha=negative_slope)
 
         def grad(upstream):
-            return tf.raw_ops.LeakyReluGrad(
-                gradients=upstream, features=out, alpha=negative_slope
-            )
+            return tf.raw_ops.LeakyReluGrad(gradients=upstream, features=out, alpha=negative_slope)
 
         return out, grad
 
@@ -203,13 +204,22 @@ def spectral_norm_conv2d(x, kernel, u, v, strides, padding):
                 with tf.control_dependencies([upstream]):
                     normalized = kernel / sigma  # [kh, kw, cin, cout] float32
                 x_grad = tf.raw_ops.Conv2DBackpropInput(
-                    input_sizes=tf.shape(x), filter=tf.cast(normalized, x.dtype),
-                    out_backprop=upstream, strides=strides, padding=padding,
+                    input_sizes=tf.shape(x),
+                    filter=tf.cast(normalized, x.dtype),
+                    out_backprop=upstream,
+                    strides=strides,
+                    padding=padding,
                 )
-                normalized_grad = tf.cast(tf.raw_ops.Conv2DBackpropFilter(
-                    input=x, filter_sizes=tf.shape(kernel), out_backprop=upstream,
-                    strides=strides, padding=padding,
-                ), tf.float32)  # dL / d(W / sigma)
+                normalized_grad = tf.cast(
+                    tf.raw_ops.Conv2DBackpropFilter(
+                        input=x,
+                        filter_sizes=tf.shape(kernel),
+                        out_backprop=upstream,
+                        strides=strides,
+                        padding=padding,
+                    ),
+                    tf.float32,
+                )  # dL / d(W / sigma)
                 projection = tf.reduce_sum(normalized_grad * normalized)  # <G, W / sigma>
                 rank_one = tf.matmul(projection * v, u, transpose_a=True)  # [kh*kw*cin, cout]
                 kernel_grad = (normalized_grad - tf.reshape(rank_one, tf.shape(kernel))) / sigma
@@ -383,8 +393,7 @@ class SNConv2D(keras.layers.Layer):
         if self.padding == "same":
             return True
         kh, kw = self.kernel_size
-        return (self.strides == (1, 1) and kh == kw and kh % 2 == 1
-                and self.padding == kh // 2)
+        return self.strides == (1, 1) and kh == kw and kh % 2 == 1 and self.padding == kh // 2
 
     def call_on_labels(self, labels, training=None):
         """This conv applied to `one_hot(labels, cin)`, computed by lookup (`one_hot_conv`).
@@ -504,7 +513,8 @@ class ParamFreeBatchNorm(keras.layers.BatchNormalization):
     and config, statistics synchronised across replicas when `synchronized`. The moving variance
     is updated with the unbiased batch variance (n / (n - 1) times the biased one, n the values
     per channel over the global batch), as PyTorch's BatchNorm and the reference's synchronised
-    batch norm do; Keras uses the biased one (1.33x apart at 4 values per channel). Training mode has a hand-written gradient, the standard batch-norm one,
+    batch norm do; Keras uses the biased one (1.33x apart at 4 values per channel). Training
+    mode has a hand-written gradient, the standard batch-norm one,
 
         dx = (g - mean(g) - x_hat * mean(g * x_hat)) / std    (means over the global batch),
 
@@ -526,8 +536,12 @@ class ParamFreeBatchNorm(keras.layers.BatchNormalization):
             if kwargs.pop(name, False):
                 raise ValueError(f"ParamFreeBatchNorm has no learned {name}; got {name}=True.")
         super().__init__(
-            momentum=momentum, epsilon=epsilon, synchronized=synchronized, center=False,
-            scale=False, **kwargs,
+            momentum=momentum,
+            epsilon=epsilon,
+            synchronized=synchronized,
+            center=False,
+            scale=False,
+            **kwargs,
         )
 
     def call(self, inputs, training=None, mask=None):
@@ -536,8 +550,9 @@ class ParamFreeBatchNorm(keras.layers.BatchNormalization):
         x = ops.cast(inputs, "float32")  # [..., C]
         axes = list(range(len(x.shape) - 1))
         replica = tf.distribute.get_replica_context()
-        synchronized = (self.synchronized and replica is not None
-                        and replica.num_replicas_in_sync > 1)
+        synchronized = (
+            self.synchronized and replica is not None and replica.num_replicas_in_sync > 1
+        )
 
         def global_sum(*tensors):  # over the replicas when synchronised
             if synchronized:
@@ -570,13 +585,13 @@ class ParamFreeBatchNorm(keras.layers.BatchNormalization):
             return normalized, grad
 
         self.moving_mean.assign(
-            self.moving_mean * self.momentum + tf.cast(mean, self.moving_mean.dtype)
-            * (1.0 - self.momentum)
+            self.moving_mean * self.momentum
+            + tf.cast(mean, self.moving_mean.dtype) * (1.0 - self.momentum)
         )
         unbiased = variance * count / tf.maximum(count - 1.0, 1.0)  # [C], as PyTorch
         self.moving_variance.assign(
-            self.moving_variance * self.momentum + tf.cast(unbiased, self.moving_variance.dtype)
-            * (1.0 - self.momentum)
+            self.moving_variance * self.momentum
+            + tf.cast(unbiased, self.moving_variance.dtype) * (1.0 - self.momentum)
         )
         return ops.cast(normalize(x), self.compute_dtype)
 

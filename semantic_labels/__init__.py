@@ -22,7 +22,6 @@ Example:
 
 from __future__ import annotations
 
-from core.errors import UserError
 import difflib
 import functools
 import json
@@ -30,6 +29,8 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
+
+from core.errors import UserError
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -100,9 +101,19 @@ class LabelSet:
         )
 
     def __hash__(self):
-        return hash((self.name, self.names, self.colors.tobytes(), self.used_ids,
-                     self.dontcare_id, self.ignore_index, self.flip_pairs, self.source_ids,
-                     self.ignored_source_ids))
+        return hash(
+            (
+                self.name,
+                self.names,
+                self.colors.tobytes(),
+                self.used_ids,
+                self.dontcare_id,
+                self.ignore_index,
+                self.flip_pairs,
+                self.source_ids,
+                self.ignored_source_ids,
+            )
+        )
 
     @property
     def num_classes(self) -> int:
@@ -124,9 +135,7 @@ class LabelSet:
         """Colours a label map: [H, W] integer label values -> [H, W, 3] uint8 RGB."""
         label = np.asarray(label)
         if not (np.issubdtype(label.dtype, np.integer) or label.dtype == np.bool_):
-            raise LabelSetError(
-                f"colorize: label must hold integers, got dtype {label.dtype}"
-            )
+            raise LabelSetError(f"colorize: label must hold integers, got dtype {label.dtype}")
         if label.size:
             low, high = int(label.min()), int(label.max())
             if low < 0 or high >= self.num_classes:
@@ -140,9 +149,7 @@ class LabelSet:
 def available_label_sets() -> list[str]:
     """Names of the built-in label sets (the JSON files shipped in this folder)."""
     return sorted(
-        entry[: -len(".json")]
-        for entry in os.listdir(_PACKAGE_DIR)
-        if entry.endswith(".json")
+        entry[: -len(".json")] for entry in os.listdir(_PACKAGE_DIR) if entry.endswith(".json")
     )
 
 
@@ -170,7 +177,7 @@ def load_label_set(name_or_path: str) -> LabelSet:
     return _load_file(os.path.abspath(name_or_path), chain=())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load_builtin(name: str) -> LabelSet:
     return _load_file(os.path.join(_PACKAGE_DIR, f"{name}.json"), chain=())
 
@@ -341,14 +348,11 @@ def _parse_subset(path: str, spec: dict, chain: tuple[str, ...]) -> LabelSet:
     if not isinstance(ids, list) or not ids or not all(_is_int(i) for i in ids):
         raise LabelSetError(f"{path}: 'ids' must be a non-empty list of integers")
     if len(set(ids)) != len(ids):
-        raise LabelSetError(
-            f"{path}: duplicate ids {sorted({i for i in ids if ids.count(i) > 1})}"
-        )
+        raise LabelSetError(f"{path}: duplicate ids {sorted({i for i in ids if ids.count(i) > 1})}")
     outside = [i for i in ids if not 0 <= i < base.num_classes]
     if outside:
         raise LabelSetError(
-            f"{path}: ids {outside} are outside its base {base.name!r} "
-            f"(0..{base.num_classes - 1})"
+            f"{path}: ids {outside} are outside its base {base.name!r} (0..{base.num_classes - 1})"
         )
     return LabelSet(
         name=spec["name"],

@@ -13,8 +13,8 @@
 
 Test files import it as `from layer_testing import run_layer_test`: pytest puts tests/ (the
 folder of tests/conftest.py) on sys.path, which is how they already import `conftest`.
-tests/test_layers.py checks that every layer class of models/layers.py and models/*/networks.py
-is passed to `run_layer_test` by some test.
+tests/models/test_layers.py checks that every layer class of models/layers.py and
+models/*/networks.py is passed to `run_layer_test` by some test.
 """
 
 import inspect

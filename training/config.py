@@ -49,7 +49,9 @@ class RunConfig(Config):
     )
     xla: bool = field(False, "Compile the train step with XLA.", resumable=True)
     distribute: str = field(
-        "auto", "tf.distribute strategy (auto, none, mirrored, multiworker).", resumable=True,
+        "auto",
+        "tf.distribute strategy (auto, none, mirrored, multiworker).",
+        resumable=True,
         choices=DISTRIBUTE,
     )
 

@@ -29,8 +29,7 @@ import keras
 import tensorflow as tf
 
 from core.io import InputError
-from training import distribute
-from training import registry
+from training import distribute, registry
 from training import run_dir as run_dir_lib
 
 
@@ -110,18 +109,18 @@ def fit(task, config, strategy=None, log=print):
     with strategy.scope():
         model = task.build(steps_per_epoch)
     checkpoint = tf.train.Checkpoint(**model.checkpoint_objects())
-    manager = tf.train.CheckpointManager(
-        checkpoint, save_dir, max_to_keep=config.keep_checkpoints
-    )
+    manager = tf.train.CheckpointManager(checkpoint, save_dir, max_to_keep=config.keep_checkpoints)
     latest = tf.train.latest_checkpoint(ckpt_dir)
     if latest:
         checkpoint.restore(latest).assert_existing_objects_matched()
         log(f"Resumed {latest} at step {int(model.step.numpy())}")
     start_step = int(model.step.numpy())
 
-    iterator = iter(strategy.distribute_datasets_from_function(
-        lambda context: task.dataset_fn(context, start_step)
-    ))
+    iterator = iter(
+        strategy.distribute_datasets_from_function(
+            lambda context: task.dataset_fn(context, start_step)
+        )
+    )
 
     def step_fn(batch):
         return model.train_step(batch)
@@ -202,8 +201,15 @@ def fit(task, config, strategy=None, log=print):
             export_path = task.export(os.path.join(run_dir, "export"))
             log(f"Exported SavedModel to {export_path}")
     log(f"Stopped at step {step}: {stopped}. Checkpoints in {ckpt_dir}")
-    return {"step": step, "losses": losses, "metrics": metrics, "export": export_path,
-            "stopped": stopped, "model": model, "gan": model}
+    return {
+        "step": step,
+        "losses": losses,
+        "metrics": metrics,
+        "export": export_path,
+        "stopped": stopped,
+        "model": model,
+        "gan": model,
+    }
 
 
 @contextlib.contextmanager

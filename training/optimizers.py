@@ -29,8 +29,11 @@ class FusedAdam(keras.optimizers.Adam):
         super().__init__(*args, name=name, **kwargs)
 
     def update_step(self, gradient, variable, learning_rate):
-        if (self.amsgrad or keras.backend.backend() != "tensorflow"
-                or isinstance(gradient, tf.IndexedSlices)):
+        if (
+            self.amsgrad
+            or keras.backend.backend() != "tensorflow"
+            or isinstance(gradient, tf.IndexedSlices)
+        ):
             return super().update_step(gradient, variable, learning_rate)
         dtype = variable.dtype
         step = tf.cast(self.iterations + 1, dtype)

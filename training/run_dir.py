@@ -1,11 +1,11 @@
 """The run directory: resolved config, checkpoints, TensorBoard logs, samples, export.
 
-    <checkpoint_dir>/
-        config.json      the resolved config of the run (written once, checked on resume)
-        checkpoints/     tf.train.CheckpointManager files (the newest K)
-        logs/            TensorBoard events
-        samples/         sample grids as PNG (label colours | real | synthesized)
-        export/          the SavedModel written at the end of training (or by export on demand)
+<checkpoint_dir>/
+    config.json      the resolved config of the run (written once, checked on resume)
+    checkpoints/     tf.train.CheckpointManager files (the newest K)
+    logs/            TensorBoard events
+    samples/         sample grids as PNG (label colours | real | synthesized)
+    export/          the SavedModel written at the end of training (or by export on demand)
 """
 
 import json

@@ -28,7 +28,11 @@ def _build_for_dry_run(config):
 
 registry.register(
     registry.Family(
-        name="segformer", config_class=SegFormerConfig, presets=PRESETS,
-        make_task=_make_task, build_for_dry_run=_build_for_dry_run, title="SegFormer",
+        name="segformer",
+        config_class=SegFormerConfig,
+        presets=PRESETS,
+        make_task=_make_task,
+        build_for_dry_run=_build_for_dry_run,
+        title="SegFormer",
     )
 )

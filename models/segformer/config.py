@@ -35,14 +35,17 @@ class SegFormerConfig(RunConfig, DataConfig, AdamConfig):
     # the original SegFormer's exact GELU and LayerNorm eps 1e-5, or keras-hub's tanh GELU and
     # 1e-6 block pre-norms when its presets are loaded. Default: keras_hub with --pretrained.
     architecture: str = field(
-        None, "original | keras_hub (default: keras_hub with pretrained, else original).",
+        None,
+        "original | keras_hub (default: keras_hub with pretrained, else original).",
         choices=("original", "keras_hub"),
     )
     batch_size: int = field(16, "Global mini-batch size.")
     max_steps: int = field(160000, "Stop after this many steps.", resumable=True)
     total_epochs: int = field(1000, "Total epochs (max_steps decides).", resumable=True)
     eval_freq: int = field(4000, "Steps between validation runs (0: off).")
-    train_mix: str = field("real", "real | synthetic | mixed training batches.", choices=TRAIN_MIXES)
+    train_mix: str = field(
+        "real", "real | synthetic | mixed training batches.", choices=TRAIN_MIXES
+    )
     synthetic_train_list: str = field(None, "JSON pair list of the synthetic training pairs.")
 
     def derive(self):
@@ -66,7 +69,9 @@ class SegFormerConfig(RunConfig, DataConfig, AdamConfig):
             )
         self.check_positive("crop_size")
         if self.crop_size % 32:
-            raise ConfigError(f"crop_size={self.crop_size} must be a multiple of 32", ("crop_size",))
+            raise ConfigError(
+                f"crop_size={self.crop_size} must be a multiple of 32", ("crop_size",)
+            )
         if self.mixed_precision == "mixed_float16":
             raise ConfigError(
                 "mixed_precision=mixed_float16 is not supported for model=segformer (two "
@@ -102,8 +107,15 @@ def _preset(name, variant, **overrides):
 PRESETS = {
     # Tests and the demo: a 4-stage MiT of widths 8-64, 64 px crops.
     "tiny": _preset(
-        "tiny", "tiny", crop_size=64, batch_size=8, lr=1e-3, head_lr_mult=1.0, warmup_steps=20,
-        max_steps=400, eval_freq=100,
+        "tiny",
+        "tiny",
+        crop_size=64,
+        batch_size=8,
+        lr=1e-3,
+        head_lr_mult=1.0,
+        warmup_steps=20,
+        max_steps=400,
+        eval_freq=100,
     ),
     # The SegFormer recipe (ADE20K 160k schedule) for every MiT size.
     **{f"segformer_b{i}": _preset(f"segformer_b{i}", f"b{i}") for i in range(6)},

@@ -58,8 +58,9 @@ def _stride(tile: tuple[int, int], stride, overlap) -> tuple[int, int]:
     if stride is not None:
         stride = _pair(stride, "stride")
         if stride[0] > tile[0] or stride[1] > tile[1]:
-            raise ValueError(f"stride {stride} must not exceed --tile_size {tile}: the tiles "
-                             "would leave gaps")
+            raise ValueError(
+                f"stride {stride} must not exceed --tile_size {tile}: the tiles would leave gaps"
+            )
         return stride
     overlap = 0.25 if overlap is None else overlap
     if not 0.0 <= float(overlap) < 1.0:
@@ -86,8 +87,10 @@ def _softmax_probs(predict_fn, batch: np.ndarray, num_classes: int) -> np.ndarra
     import tensorflow as tf
 
     logits = tf.convert_to_tensor(predict_fn(batch))
-    if logits.shape.rank != 4 or logits.shape[0] != batch.shape[0] or (
-        logits.shape[-1] != num_classes
+    if (
+        logits.shape.rank != 4
+        or logits.shape[0] != batch.shape[0]
+        or (logits.shape[-1] != num_classes)
     ):
         raise ValueError(
             f"predict_fn returned logits of shape {logits.shape.as_list()} for a batch of shape "
@@ -100,9 +103,18 @@ def _softmax_probs(predict_fn, batch: np.ndarray, num_classes: int) -> np.ndarra
     return probs.numpy()
 
 
-def predict_probs(predict_fn, image, num_classes: int, *, mode: str = "slide",
-                  tile=(512, 512), stride=None, overlap=None, batch_size: int = 4,
-                  size_divisor: int = 32) -> np.ndarray:
+def predict_probs(
+    predict_fn,
+    image,
+    num_classes: int,
+    *,
+    mode: str = "slide",
+    tile=(512, 512),
+    stride=None,
+    overlap=None,
+    batch_size: int = 4,
+    size_divisor: int = 32,
+) -> np.ndarray:
     """Class probabilities of one image of any size.
 
     Args:
@@ -169,7 +181,6 @@ def predict_probs(predict_fn, image, num_classes: int, *, mode: str = "slide",
     return prob_sum[:height, :width] / count[:height, :width]  # [H, W, C]
 
 
-
 # ==============================================================================================
 # Segmenting image files (segment.py)
 # ==============================================================================================
@@ -184,9 +195,17 @@ class SegmentError(UserError):
     """Settings or inputs of segment_images that cannot work; the message names the flag."""
 
 
-def check_segment_args(input_path, *, checkpoint_dir=None, saved_model=None,
-                       mode: str = "slide", tile_size: int = 512, overlap: float = 0.25,
-                       batch_size: int = 4, gt_dir=None) -> None:
+def check_segment_args(
+    input_path,
+    *,
+    checkpoint_dir=None,
+    saved_model=None,
+    mode: str = "slide",
+    tile_size: int = 512,
+    overlap: float = 0.25,
+    batch_size: int = 4,
+    gt_dir=None,
+) -> None:
     """Raises SegmentError for settings segment_images refuses (before any file is read)."""
     if not input_path:
         raise SegmentError("--input is required (an image, a folder or a glob pattern)")
@@ -213,7 +232,8 @@ def resolve_inputs(pattern: str) -> list[str]:
 
     if os.path.isdir(pattern):
         paths = sorted(
-            os.path.join(pattern, name) for name in os.listdir(pattern)
+            os.path.join(pattern, name)
+            for name in os.listdir(pattern)
             if _is_image(os.path.join(pattern, name))
         )
         if not paths:
@@ -247,8 +267,7 @@ def output_paths(inputs: list[str], output_dir: str) -> dict[str, list[str]]:
             f"{core_io.list_some(' / '.join(paths) for paths in clashing)}"
         )
     outputs = {
-        path: [os.path.join(output_dir, f"{_stem(path)}{suffix}.png") for suffix in
-               OUTPUT_SUFFIXES]
+        path: [os.path.join(output_dir, f"{_stem(path)}{suffix}.png") for suffix in OUTPUT_SUFFIXES]
         for path in inputs
     }
     owner = {}
@@ -260,8 +279,9 @@ def output_paths(inputs: list[str], output_dir: str) -> dict[str, list[str]]:
                 )
             owner[out] = path
     real_inputs = {os.path.realpath(path): path for path in inputs}
-    overwritten = [real_inputs[os.path.realpath(out)] for out in owner
-                   if os.path.realpath(out) in real_inputs]
+    overwritten = [
+        real_inputs[os.path.realpath(out)] for out in owner if os.path.realpath(out) in real_inputs
+    ]
     if overwritten:
         raise SegmentError(
             f"--output_dir={output_dir} would overwrite input images "
@@ -320,8 +340,10 @@ def _label_set(semantic_label_path, segmenter):
         raise SegmentError("the model names no label set; pass --semantic_label_path")
     label_set = load_label_set(name)
     if label_set.num_classes != segmenter.num_classes:
-        flag = ("--semantic_label_path=" + name) if semantic_label_path else (
-            f"the model's label set {name!r}"
+        flag = (
+            ("--semantic_label_path=" + name)
+            if semantic_label_path
+            else (f"the model's label set {name!r}")
         )
         raise SegmentError(
             f"{flag} has {label_set.num_classes} classes but the model predicts "
@@ -330,8 +352,9 @@ def _label_set(semantic_label_path, segmenter):
     return label_set
 
 
-def _ground_truth_ids(label_path: str, prediction_shape, image_path: str, segmenter,
-                      num_classes: int, dontcare_id) -> np.ndarray:
+def _ground_truth_ids(
+    label_path: str, prediction_shape, image_path: str, segmenter, num_classes: int, dontcare_id
+) -> np.ndarray:
     """The label map of label_path as the model's train ids [H, W] uint8 (255 = ignore)."""
     from datasets.pairs import DatasetError
     from datasets.pipeline import load_label_map
@@ -351,8 +374,10 @@ def _ground_truth_ids(label_path: str, prediction_shape, image_path: str, segmen
             )
         label = table[label].astype(np.uint8)
     if label.shape != prediction_shape:
-        raise DatasetError(f"label map {label_path} has shape {list(label.shape)} but "
-                           f"image {image_path} {list(prediction_shape)}")
+        raise DatasetError(
+            f"label map {label_path} has shape {list(label.shape)} but "
+            f"image {image_path} {list(prediction_shape)}"
+        )
     invalid = np.unique(label[(label >= num_classes) & (label != 255)])
     if invalid.size:
         values = core_io.list_some(map(str, invalid.tolist()))
@@ -365,11 +390,22 @@ def _ground_truth_ids(label_path: str, prediction_shape, image_path: str, segmen
     return label
 
 
-def segment_images(input_path: str, output_dir: str = "outputs/segmented", *,
-                   checkpoint_dir=None, saved_model=None, mode: str = "slide",
-                   tile_size: int = 512, overlap: float = 0.25, batch_size: int = 4,
-                   gt_dir=None, semantic_label_path=None, ignore_dontcare: bool = True,
-                   overwrite: bool = False, load_segmenter=None):
+def segment_images(
+    input_path: str,
+    output_dir: str = "outputs/segmented",
+    *,
+    checkpoint_dir=None,
+    saved_model=None,
+    mode: str = "slide",
+    tile_size: int = 512,
+    overlap: float = 0.25,
+    batch_size: int = 4,
+    gt_dir=None,
+    semantic_label_path=None,
+    ignore_dontcare: bool = True,
+    overwrite: bool = False,
+    load_segmenter=None,
+):
     """Segments image files with a SegFormer; with ground truth, also scores them.
 
     Every input image gives <stem>.png (class ids, 8-bit grey), <stem>_color.png (the label
@@ -401,16 +437,24 @@ def segment_images(input_path: str, output_dir: str = "outputs/segmented", *,
     Returns:
         The metrics dict of metrics_from_confusion with gt_dir, else None.
     """
-    check_segment_args(input_path, checkpoint_dir=checkpoint_dir, saved_model=saved_model,
-                       mode=mode, tile_size=tile_size, overlap=overlap, batch_size=batch_size,
-                       gt_dir=gt_dir)
+    check_segment_args(
+        input_path,
+        checkpoint_dir=checkpoint_dir,
+        saved_model=saved_model,
+        mode=mode,
+        tile_size=tile_size,
+        overlap=overlap,
+        batch_size=batch_size,
+        gt_dir=gt_dir,
+    )
     inputs = resolve_inputs(input_path)
     outputs = output_paths(inputs, output_dir)
     ground_truth = match_ground_truth(inputs, gt_dir) if gt_dir else {}
     report_paths = [os.path.join(output_dir, name) for name in REPORT_FILES]
     core_io.check_overwrite(
         [p for paths in outputs.values() for p in paths] + (report_paths if ground_truth else []),
-        overwrite, remedy="another --output_dir",
+        overwrite,
+        remedy="another --output_dir",
     )
 
     # TensorFlow loads only now: flag and file errors above come without its start-up time.
@@ -425,8 +469,10 @@ def segment_images(input_path: str, output_dir: str = "outputs/segmented", *,
     segmenter = load_segmenter(checkpoint_dir=checkpoint_dir, saved_model=saved_model)
     num_classes = int(segmenter.num_classes)
     if num_classes > 256:
-        raise SegmentError(f"the model predicts {num_classes} classes; the class-id PNGs are "
-                           "8-bit (at most 256 classes)")
+        raise SegmentError(
+            f"the model predicts {num_classes} classes; the class-id PNGs are "
+            "8-bit (at most 256 classes)"
+        )
     label_set = _label_set(semantic_label_path, segmenter)
     dontcare_id = label_set.dontcare_id if ignore_dontcare else None
     confusion = seg_metrics.ConfusionMatrix(num_classes) if ground_truth else None
@@ -437,8 +483,14 @@ def segment_images(input_path: str, output_dir: str = "outputs/segmented", *,
         image = load_image(path)  # [H, W, 3] uint8
         normalised = np.asarray(segmenter.preprocess(image[None]), dtype=np.float32)[0]
         probs = predict_probs(
-            segmenter.predict_logits, normalised, num_classes, mode=mode, tile=tile_size,
-            overlap=overlap, batch_size=batch_size, size_divisor=SIZE_DIVISOR,
+            segmenter.predict_logits,
+            normalised,
+            num_classes,
+            mode=mode,
+            tile=tile_size,
+            overlap=overlap,
+            batch_size=batch_size,
+            size_divisor=SIZE_DIVISOR,
         )  # [H, W, C]
         prediction = probs.argmax(axis=-1).astype(np.uint8)  # [H, W]
         colors = label_set.colorize(prediction)  # [H, W, 3]
@@ -448,8 +500,9 @@ def segment_images(input_path: str, output_dir: str = "outputs/segmented", *,
         Image.fromarray(colors).save(color_path)
         Image.fromarray(overlay).save(overlay_path)
         if confusion is not None:
-            label = _ground_truth_ids(ground_truth[path], prediction.shape, path, segmenter,
-                                      num_classes, dontcare_id)
+            label = _ground_truth_ids(
+                ground_truth[path], prediction.shape, path, segmenter, num_classes, dontcare_id
+            )
             confusion.update(label, prediction)
         progbar.add(1)
     print(f"Wrote {len(inputs)} segmentations to {output_dir}")

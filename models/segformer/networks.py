@@ -273,9 +273,7 @@ class EfficientMultiHeadAttention(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {"dim": self.dim, "num_heads": self.num_heads, "sr_ratio": self.sr_ratio}
-        )
+        config.update({"dim": self.dim, "num_heads": self.num_heads, "sr_ratio": self.sr_ratio})
         return config
 
 
@@ -391,15 +389,11 @@ class MiTBlock(keras.layers.Layer):
         if not 0.0 <= self.drop_path < 1.0:
             raise ValueError(f"MiTBlock: `drop_path` must be in [0, 1), got {drop_path!r}.")
         # === Layers ===
-        self.norm1 = keras.layers.LayerNormalization(
-            epsilon=self.block_norm_epsilon, name="norm1"
-        )
+        self.norm1 = keras.layers.LayerNormalization(epsilon=self.block_norm_epsilon, name="norm1")
         self.attn = EfficientMultiHeadAttention(
             self.dim, self.num_heads, self.sr_ratio, name="attn"
         )
-        self.norm2 = keras.layers.LayerNormalization(
-            epsilon=self.block_norm_epsilon, name="norm2"
-        )
+        self.norm2 = keras.layers.LayerNormalization(epsilon=self.block_norm_epsilon, name="norm2")
         self.mlp = MixFFN(
             self.dim, int(self.dim * mlp_ratio), approximate_gelu=self.approximate_gelu, name="mlp"
         )
@@ -641,9 +635,7 @@ class SegFormerHead(keras.layers.Layer):
             keras.layers.Dense(self.embed_dim, name=f"linear_c{i + 1}") for i in range(4)
         ]
         self.fuse_conv = keras.layers.Conv2D(self.embed_dim, 1, use_bias=False, name="fuse_conv")
-        self.fuse_bn = keras.layers.BatchNormalization(
-            epsilon=1e-5, momentum=0.9, name="fuse_bn"
-        )
+        self.fuse_bn = keras.layers.BatchNormalization(epsilon=1e-5, momentum=0.9, name="fuse_bn")
         self.dropout = keras.layers.Dropout(self.dropout_rate, name="dropout")
         self.classifier = keras.layers.Conv2D(self.num_classes, 1, name="classifier")
 
@@ -673,7 +665,7 @@ class SegFormerHead(keras.layers.Layer):
         fused, bias = None, None
         for i, (linear, feature) in enumerate(zip(self.linear_c, features)):
             # Concatenation order is [c4, c3, c2, c1]: stage i's rows are block 3 - i.
-            block = fuse_kernel[(3 - i) * embed:(4 - i) * embed]  # [E, E]
+            block = fuse_kernel[(3 - i) * embed : (4 - i) * embed]  # [E, E]
             kernel = ops.matmul(linear.kernel, block)  # [C_i, E]
             stage_bias = ops.matmul(linear.bias[None, :], block)  # [1, E]
             bias = stage_bias if bias is None else bias + stage_bias
@@ -1037,8 +1029,10 @@ def load_keras_hub_weights(model, preset):
             f"load_keras_hub_weights: `model` must be a SegFormer, got {type(model).__name__}."
         )
     wanted = ARCHITECTURES["keras_hub"]
-    have = {"approximate_gelu": model.approximate_gelu,
-            "block_norm_epsilon": model.block_norm_epsilon}
+    have = {
+        "approximate_gelu": model.approximate_gelu,
+        "block_norm_epsilon": model.block_norm_epsilon,
+    }
     if have != wanted:
         raise ValueError(
             f"load_keras_hub_weights: keras-hub's MiT uses {wanted}, this model {have}; build it "

@@ -15,12 +15,12 @@ from PIL import Image
 import datasets
 from datasets import segmentation as seg_data
 from evaluation.segmentation_metrics import ConfusionMatrix, metrics_from_confusion
-from models.segformer import networks as segformer
-from models.segformer.trainer import SegFormerTrainer
-from semantic_labels import load_label_set
-from training import run_dir as run_dir_lib
 from models.segformer import export as seg_export
+from models.segformer import networks as segformer
 from models.segformer.labels import LABEL_SET_FILE, label_set_json, resolve_labels
+from models.segformer.trainer import SegFormerTrainer
+from training import run_dir as run_dir_lib
+
 
 def resolve_pairs(config, split):
     """(image, label) pairs of a split of a config: datasets.resolve_pairs of its fields."""
@@ -30,11 +30,19 @@ def resolve_pairs(config, split):
 
         pages = builtin_document_pages(config)
     return datasets.resolve_pairs(
-        config.dataset, split, data_root=config.data_root, image_dir=config.image_dir,
-        label_dir=config.label_dir, val_image_dir=config.val_image_dir,
-        val_label_dir=config.val_label_dir, train_list=config.train_list,
-        val_list=config.val_list, split_seed=config.seed, scenes_size=config.scenes_size,
-        num_scenes=config.num_scenes, document_pages=pages,
+        config.dataset,
+        split,
+        data_root=config.data_root,
+        image_dir=config.image_dir,
+        label_dir=config.label_dir,
+        val_image_dir=config.val_image_dir,
+        val_label_dir=config.val_label_dir,
+        train_list=config.train_list,
+        val_list=config.val_list,
+        split_seed=config.seed,
+        scenes_size=config.scenes_size,
+        num_scenes=config.num_scenes,
+        document_pages=pages,
     )
 
 
@@ -54,9 +62,7 @@ def load_class_weights(path, num_classes):
     with open(path) as f:
         weights = json.load(f).get("weights")
     if not isinstance(weights, list) or len(weights) != num_classes:
-        raise ValueError(
-            f"--class_weights={path} must hold 'weights' with {num_classes} numbers"
-        )
+        raise ValueError(f"--class_weights={path} must hold 'weights' with {num_classes} numbers")
     return np.asarray(weights, np.float32)
 
 
@@ -75,8 +81,8 @@ class SegFormerTask:
         self.label_set, self.label_map, self.num_classes = resolve_labels(config)
         self.train_pairs = resolve_pairs(config, "training")
         self.val_pairs = resolve_pairs(config, "validation")
-        self.train_mix, self.real_train_pairs, self.synthetic_train_pairs = (
-            resolve_train_mix(config, self.train_pairs)
+        self.train_mix, self.real_train_pairs, self.synthetic_train_pairs = resolve_train_mix(
+            config, self.train_pairs
         )
         if self.train_mix == "synthetic":
             self.train_pairs = self.synthetic_train_pairs
@@ -123,7 +129,10 @@ class SegFormerTask:
     def _eval_dataset(self, pairs, batch_size):
         size = self.config.crop_size
         return seg_data.make_seg_eval_dataset(
-            pairs, num_classes=self.num_classes, label_map=self.label_map, size=size,
+            pairs,
+            num_classes=self.num_classes,
+            label_map=self.label_map,
+            size=size,
             batch_size=batch_size,
         )
 
@@ -166,9 +175,7 @@ class SegFormerTask:
             rows.append(np.concatenate([image, gt.astype(np.uint8), overlay], axis=1))
         grid = np.concatenate(rows, axis=0)
         os.makedirs(self.config.results_dir, exist_ok=True)
-        Image.fromarray(grid).save(
-            os.path.join(self.config.results_dir, f"step_{step:08d}.png")
-        )
+        Image.fromarray(grid).save(os.path.join(self.config.results_dir, f"step_{step:08d}.png"))
         if writer is not None:
             with writer.as_default(step=step):
                 tf.summary.image("samples/image_truth_prediction", grid[None], max_outputs=1)
@@ -193,8 +200,7 @@ class SegFormerTask:
                     predictions = tf.argmax(logits, -1, output_type=tf.int32)
                     confusion.update(batch["label"], predictions)
 
-                strategy.run(replica_fn, args=({"image": batch["image"],
-                                                "label": batch["label"]},))
+                strategy.run(replica_fn, args=({"image": batch["image"], "label": batch["label"]},))
 
             self._eval_step = eval_step
 
@@ -217,8 +223,11 @@ class SegFormerTask:
         checkpoint = tf.train.Checkpoint(**self.model.checkpoint_objects())
         manager = tf.train.CheckpointManager(checkpoint, os.path.join(run_dir, "best"), 1)
         manager.save(checkpoint_number=step)
-        self.best = {"mIoU": float(metrics["miou"]), "step": int(step),
-                     "pixel_accuracy": float(metrics["pixel_accuracy"])}
+        self.best = {
+            "mIoU": float(metrics["miou"]),
+            "step": int(step),
+            "pixel_accuracy": float(metrics["pixel_accuracy"]),
+        }
         run_dir_lib.write_json_atomic(os.path.join(run_dir, "best.json"), self.best)
 
     def export(self, path):

@@ -65,13 +65,15 @@ class SegFormerTrainer(keras.Model):
         for_training: False builds the network only (inference).
     """
 
-    def __init__(self, config, num_classes, total_steps=1, class_weights=None,
-                 for_training=True, **kwargs):
+    def __init__(
+        self, config, num_classes, total_steps=1, class_weights=None, for_training=True, **kwargs
+    ):
         super().__init__(**kwargs)
         self.config = config
         self.num_classes = int(num_classes)
         self.segformer = segformer.SegFormer(
-            config.variant, num_classes=self.num_classes,
+            config.variant,
+            num_classes=self.num_classes,
             **segformer.ARCHITECTURES[config.architecture],
         )
         size = config.crop_size

@@ -30,7 +30,11 @@ def _build_for_dry_run(config):
 
 registry.register(
     registry.Family(
-        name="spade", config_class=SPADEConfig, presets=PRESETS, make_task=_make_task,
-        build_for_dry_run=_build_for_dry_run, title="SPADE",
+        name="spade",
+        config_class=SPADEConfig,
+        presets=PRESETS,
+        make_task=_make_task,
+        build_for_dry_run=_build_for_dry_run,
+        title="SPADE",
     )
 )

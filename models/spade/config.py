@@ -42,9 +42,7 @@ class SPADEConfig(RunConfig, DataConfig, AdamConfig):
         "none", "VGG19 weights: imagenet, a local weights file, or none (loss off)."
     )
     ttur: bool = field(True, "Two time-scale update rule (G lr/2, D lr*2).")
-    decay_epoch: int = field(
-        50, "Epoch from which the lr decays linearly to zero.", resumable=True
-    )
+    decay_epoch: int = field(50, "Epoch from which the lr decays linearly to zero.", resumable=True)
     # Adam as SPADE's code sets it (the paper's 0.5 / 0.999 are documented typos).
     beta1: float = field(0.0, "Adam beta1.")
     beta2: float = field(0.9, "Adam beta2.")
@@ -66,8 +64,7 @@ class SPADEConfig(RunConfig, DataConfig, AdamConfig):
             )
         if not 0 <= self.decay_epoch <= self.total_epochs:
             raise ConfigError(
-                f"decay_epoch={self.decay_epoch} must lie in [0, total_epochs="
-                f"{self.total_epochs}]",
+                f"decay_epoch={self.decay_epoch} must lie in [0, total_epochs={self.total_epochs}]",
                 ("decay_epoch", "total_epochs"),
             )
         num_up = UPSAMPLINGS[self.num_upsampling_layers]
@@ -82,17 +79,38 @@ class SPADEConfig(RunConfig, DataConfig, AdamConfig):
 PRESETS = {
     # Smoke runs, tests and the README demo: 64 px, widths 8, a few minutes on 2 CPU cores.
     "tiny": SPADEConfig(
-        preset="tiny", crop_size=64, load_size=72, ngf=8, ndf=8, z_dim=32, spade_hidden=16,
-        encoder_input_size=64, batch_size=8, total_epochs=100, decay_epoch=50,
+        preset="tiny",
+        crop_size=64,
+        load_size=72,
+        ngf=8,
+        ndf=8,
+        z_dim=32,
+        spade_hidden=16,
+        encoder_input_size=64,
+        batch_size=8,
+        total_epochs=100,
+        decay_epoch=50,
         vgg_weights="none",  # no ImageNet weights offline; the perceptual loss is off
-        lr=2e-4, beta1=0.0, beta2=0.9,
+        lr=2e-4,
+        beta1=0.0,
+        beta2=0.9,
     ),
     # The SPADE paper on ADE20K at 256x256 (reference parameter counts).
     "ade20k_256": SPADEConfig(
-        preset="ade20k_256", crop_size=256, load_size=286, ngf=64, ndf=64, z_dim=256,
-        spade_hidden=128, encoder_input_size=256,
+        preset="ade20k_256",
+        crop_size=256,
+        load_size=286,
+        ngf=64,
+        ndf=64,
+        z_dim=256,
+        spade_hidden=128,
+        encoder_input_size=256,
         batch_size=32,  # the paper: 32 on 8 GPUs
-        total_epochs=200, decay_epoch=100,  # constant lr for 100 epochs, then linear to 0
-        vgg_weights="imagenet", lr=2e-4, beta1=0.0, beta2=0.9,
+        total_epochs=200,
+        decay_epoch=100,  # constant lr for 100 epochs, then linear to 0
+        vgg_weights="imagenet",
+        lr=2e-4,
+        beta1=0.0,
+        beta2=0.9,
     ),
 }

@@ -149,8 +149,10 @@ class Synthesizer:
             return out["image"].numpy()
         style_image = None if style is None else _from_uint8(tf.constant(style, tf.uint8))
         image = self._gan.synthesize(
-            tf.constant(labels), z=None if z is None else tf.constant(z, tf.float32),
-            style_image=style_image, training=False,
+            tf.constant(labels),
+            z=None if z is None else tf.constant(z, tf.float32),
+            style_image=style_image,
+            training=False,
         )
         return _to_uint8(image).numpy()
 

@@ -18,12 +18,14 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from models.layers import SNConv2D
-from models.layers import leaky_relu
-from models.layers import one_hot_conv
-from models.layers import param_free_norm
-from models.layers import resize_nearest
-from models.layers import xavier_normal_init
+from models.layers import (
+    SNConv2D,
+    leaky_relu,
+    one_hot_conv,
+    param_free_norm,
+    resize_nearest,
+    xavier_normal_init,
+)
 
 UPSAMPLING_DEPTHS = {"normal": 5, "more": 6, "most": 7}
 LRELU_SLOPE = 0.2
@@ -187,8 +189,14 @@ class SPADEResnetBlock(keras.layers.Layer):
     """
 
     def __init__(
-        self, fin, fout, norm_type="syncbatch", spectral_norm=True, num_hidden=128,
-        num_classes=None, **kwargs
+        self,
+        fin,
+        fout,
+        norm_type="syncbatch",
+        spectral_norm=True,
+        num_hidden=128,
+        num_classes=None,
+        **kwargs,
     ):
         super().__init__(**kwargs)
         self.fin = int(fin)
@@ -206,12 +214,14 @@ class SPADEResnetBlock(keras.layers.Layer):
         self.norm_1 = SPADE(norm_type, self.num_hidden, num_classes=num_classes, name="norm_1")
         if self.learned_shortcut:
             self.conv_s = _conv(
-                self.fout, 1, "conv_s", padding=0, use_bias=False,
+                self.fout,
+                1,
+                "conv_s",
+                padding=0,
+                use_bias=False,
                 spectral_norm=self.spectral_norm,
             )
-            self.norm_s = SPADE(
-                norm_type, self.num_hidden, num_classes=num_classes, name="norm_s"
-            )
+            self.norm_s = SPADE(norm_type, self.num_hidden, num_classes=num_classes, name="norm_s")
 
     def build(self, x_shape, segmap_shape):
         if x_shape[-1] != self.fin:
@@ -363,8 +373,13 @@ class SPADEGenerator(keras.Model):
 
         def block(fin, fout, name):
             return SPADEResnetBlock(
-                fin, fout, norm_type, spectral_norm=self.spectral_norm,
-                num_hidden=self.num_hidden, num_classes=self.num_classes, name=name,
+                fin,
+                fout,
+                norm_type,
+                spectral_norm=self.spectral_norm,
+                num_hidden=self.num_hidden,
+                num_classes=self.num_classes,
+                name=name,
             )
 
         self.head_0 = block(16 * nf, 16 * nf, "head_0")
@@ -502,8 +517,13 @@ class VAEEncoder(keras.Model):
         for i in range(self.num_convs):
             self.convs.append(
                 _conv(
-                    self.ndf * min(2**i, 8), 3, f"layer{i + 1}", strides=2, padding=1,
-                    use_bias=False, spectral_norm=self.spectral_norm,
+                    self.ndf * min(2**i, 8),
+                    3,
+                    f"layer{i + 1}",
+                    strides=2,
+                    padding=1,
+                    use_bias=False,
+                    spectral_norm=self.spectral_norm,
                 )
             )
             self.norms.append(param_free_norm("instance", name=f"norm{i + 1}"))
@@ -575,8 +595,13 @@ class NLayerDiscriminator(keras.Model):
             stride = 1 if i == self.n_layers - 1 else 2
             self.convs.append(
                 _conv(
-                    self.ndf * min(2**i, 8), 4, f"conv_{i}", strides=stride, padding=2,
-                    use_bias=False, spectral_norm=self.spectral_norm,
+                    self.ndf * min(2**i, 8),
+                    4,
+                    f"conv_{i}",
+                    strides=stride,
+                    padding=2,
+                    use_bias=False,
+                    spectral_norm=self.spectral_norm,
                 )
             )
             self.norms.append(param_free_norm(norm_type, name=f"norm_{i}"))
@@ -623,9 +648,10 @@ class NLayerDiscriminator(keras.Model):
         # concatenated pairs: one spectral-norm power iteration per call.
         x = ops.concatenate([shared + linear(image, image_kernel) for image in images], axis=0)
         outputs = self._stages(_leaky_relu(x), training)  # each [len(images) * N, ...]
-        return [list(parts) for parts in zip(*[
-            ops.split(output, len(images), axis=0) for output in outputs
-        ])]
+        return [
+            list(parts)
+            for parts in zip(*[ops.split(output, len(images), axis=0) for output in outputs])
+        ]
 
     def _stages(self, x, training):
         """The stages after conv_in: x [N, h, w, ndf] is conv_in's activated output."""
@@ -810,14 +836,20 @@ def build_spade_networks(
         name="generator",
     )
     discriminator = MultiscaleDiscriminator(
-        num_D=num_D, ndf=ndf, n_layers=n_layers_D, spectral_norm=spectral_norm,
+        num_D=num_D,
+        ndf=ndf,
+        n_layers=n_layers_D,
+        spectral_norm=spectral_norm,
         name="discriminator",
     )
     encoder = None
     if use_vae:
         encoder = VAEEncoder(
-            ndf=encoder_ndf, z_dim=z_dim, input_size=encoder_input_size,
-            spectral_norm=spectral_norm, name="encoder",
+            ndf=encoder_ndf,
+            z_dim=z_dim,
+            input_size=encoder_input_size,
+            spectral_norm=spectral_norm,
+            name="encoder",
         )
     height, width = generator.output_size
     segmap = ops.zeros((1, height, width, num_classes))

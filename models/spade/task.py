@@ -8,9 +8,9 @@ from PIL import Image
 
 import datasets
 from datasets import pipeline
+from models.spade import export as export_lib
 from models.spade.trainer import SPADEGAN
 from semantic_labels import load_label_set
-from models.spade import export as export_lib
 
 
 def image_grid(label_set, labels, reals, fakes):
@@ -79,7 +79,9 @@ class SPADETask:
         """Loads the fixed (held-out when there are any) pairs shown in the sample grids."""
         pairs = self.monitoring_pairs
         dataset = pipeline.make_eval_dataset(
-            pairs, num_classes=self.num_classes, size=self.config.crop_size,
+            pairs,
+            num_classes=self.num_classes,
+            size=self.config.crop_size,
             batch_size=len(pairs),
         )
         self._sample_batch = next(iter(dataset))
@@ -101,9 +103,7 @@ class SPADETask:
             self.label_set, batch["label"].numpy(), to_uint8(batch["image"]), to_uint8(fake)
         )
         os.makedirs(self.config.results_dir, exist_ok=True)
-        Image.fromarray(grid).save(
-            os.path.join(self.config.results_dir, f"step_{step:08d}.png")
-        )
+        Image.fromarray(grid).save(os.path.join(self.config.results_dir, f"step_{step:08d}.png"))
         if writer is not None:
             with writer.as_default(step=step):
                 tf.summary.image("samples/label_real_fake", grid[None], max_outputs=1)

@@ -156,8 +156,9 @@ class SPADEGAN(keras.Model):
             z, _ = self.encoder(style_image, training=training)
         if self.use_vae and z is None:
             z = tf.random.normal((tf.shape(label)[0], self.config.z_dim))
-        return self.generator(self._generator_input(label), z=z if self.use_vae else None,
-                              training=training)
+        return self.generator(
+            self._generator_input(label), z=z if self.use_vae else None, training=training
+        )
 
     def _generator_input(self, label):
         return label if self.one_hot_lookup else self.one_hot(label)
@@ -198,9 +199,7 @@ class SPADEGAN(keras.Model):
         # The same function (D's norms are per sample): the map's share of D's first conv is
         # computed once for both pairs, by lookup from the labels, and no gradient is computed
         # for the map's channels.
-        fake_out, real_out = self.discriminator.call_conditioned(
-            label, [fake, real], training=True
-        )
+        fake_out, real_out = self.discriminator.call_conditioned(label, [fake, real], training=True)
         return fake_out, real_out
 
     def _scaled(self, loss, optimizer):

@@ -27,7 +27,11 @@ def _build_for_dry_run(config):
 
 registry.register(
     registry.Family(
-        name="stylegan2", config_class=StyleGAN2Config, presets=PRESETS,
-        make_task=_make_task, build_for_dry_run=_build_for_dry_run, title="StyleGAN2",
+        name="stylegan2",
+        config_class=StyleGAN2Config,
+        presets=PRESETS,
+        make_task=_make_task,
+        build_for_dry_run=_build_for_dry_run,
+        title="StyleGAN2",
     )
 )

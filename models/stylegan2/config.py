@@ -83,8 +83,16 @@ PRESETS = {
     # Tests and the demo: 32 px, latents of 32, every width 16 (512 * 1/32); well under a
     # second per training step on 2 CPU cores.
     "tiny": StyleGAN2Config(
-        preset="tiny", resolution=32, z_dim=32, w_dim=32, mapping_layers=2, width=1.0 / 32,
-        batch_size=4, lr=0.002, lr_schedule="constant", max_steps=200,
+        preset="tiny",
+        resolution=32,
+        z_dim=32,
+        w_dim=32,
+        mapping_layers=2,
+        width=1.0 / 32,
+        batch_size=4,
+        lr=0.002,
+        lr_schedule="constant",
+        max_steps=200,
     ),
     # Synthesis in Style's recipe: StyleGAN2 config F at 256 px (cm 2; 30,034,338 G and
     # 28,864,129 D parameters) trained with batch 8, lr 0.001 (not StyleGAN2's 0.002) and

@@ -36,15 +36,17 @@ def export_stylegan2(gan, path, seed=0):
     """Writes `gan`'s EMA generator as a SavedModel at `path` (replaced atomically)."""
     generator = gan.generator_ema
     z_dim = gan.config.z_dim
-    w_avg = tf.Variable(generator.mean_w(num=MEAN_W_SAMPLES, seed=seed), trainable=False,
-                        name="w_avg")
+    w_avg = tf.Variable(
+        generator.mean_w(num=MEAN_W_SAMPLES, seed=seed), trainable=False, name="w_avg"
+    )
     archive = keras.export.ExportArchive()
     archive.track(generator)
     archive._tracked_w_avg = w_avg  # keeps the truncation centre in the SavedModel
 
     def serve(z, truncation_psi):
-        image = generator(z, truncation_psi=truncation_psi, w_avg=w_avg, noise_mode="const",
-                          training=False)
+        image = generator(
+            z, truncation_psi=truncation_psi, w_avg=w_avg, noise_mode="const", training=False
+        )
         return {"image": to_uint8(image), "image_float": tf.cast(image, tf.float32)}
 
     archive.add_endpoint(
@@ -110,15 +112,21 @@ class GeneratorRunner:
     def _fingerprint(self):
         digest = hashlib.sha1()
         keys = ("resolution", "channel_multiplier", "z_dim", "w_dim", "mapping_layers")
-        digest.update(json.dumps({k: getattr(self.config, k) for k in keys}, sort_keys=True).encode())
+        digest.update(
+            json.dumps({k: getattr(self.config, k) for k in keys}, sort_keys=True).encode()
+        )
         for variable in self.generator.weights:
             digest.update(np.ascontiguousarray(variable.numpy()).tobytes())
         return digest.hexdigest()[:16]
 
     def _features_graph(self, z):
         images, features = self.generator(
-            z, truncation_psi=self.truncation_psi, w_avg=self.w_avg, noise_mode="const",
-            return_features=True, training=False,
+            z,
+            truncation_psi=self.truncation_psi,
+            w_avg=self.w_avg,
+            noise_mode="const",
+            return_features=True,
+            training=False,
         )
         return to_uint8(images), features
 
@@ -137,6 +145,10 @@ class GeneratorRunner:
         return images.numpy(), {name: f.numpy() for name, f in zip(names, features)}
 
     def meta(self):
-        """The "generator" entry of a cluster run (layout of models/synthesis_in_style/clusters.py)."""
-        return {"fingerprint": self.fingerprint, "resolution": self.resolution,
-                "checkpoint": self.checkpoint, "step": self.step}
+        """The "generator" entry of a cluster run (see models/synthesis_in_style/clusters.py)."""
+        return {
+            "fingerprint": self.fingerprint,
+            "resolution": self.resolution,
+            "checkpoint": self.checkpoint,
+            "step": self.step,
+        }

@@ -100,7 +100,9 @@ def fir_upsample_2x(x):
         h, w = tf.shape(x)[1], tf.shape(x)[2]
     x = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])  # [N, H + 2, W + 2, C]
     x = tf.raw_ops.ResizeBilinear(
-        images=x, size=tf.stack([2 * h + 4, 2 * w + 4]), align_corners=False,
+        images=x,
+        size=tf.stack([2 * h + 4, 2 * w + 4]),
+        align_corners=False,
         half_pixel_centers=True,
     )  # [N, 2H + 4, 2W + 4, C]
     return x[:, 2 : 2 * h + 2, 2 : 2 * w + 2, :]  # [N, 2H, 2W, C]
@@ -121,8 +123,7 @@ class EqualDense(keras.layers.Layer):
         use_bias: add a bias.
     """
 
-    def __init__(self, units, lr_mul=1.0, bias_init=0.0, activation=None, use_bias=True,
-                 **kwargs):
+    def __init__(self, units, lr_mul=1.0, bias_init=0.0, activation=None, use_bias=True, **kwargs):
         super().__init__(**kwargs)
         if activation not in (None, "lrelu"):
             raise ValueError(f"`activation`={activation!r} must be None or 'lrelu'")
@@ -160,8 +161,11 @@ class EqualDense(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            units=self.units, lr_mul=self.lr_mul, bias_init=self.bias_init,
-            activation=self.activation, use_bias=self.use_bias,
+            units=self.units,
+            lr_mul=self.lr_mul,
+            bias_init=self.bias_init,
+            activation=self.activation,
+            use_bias=self.use_bias,
         )
         return config
 
@@ -178,8 +182,7 @@ class EqualConv2D(keras.layers.Layer):
         activation: None or "lrelu" (leaky ReLU 0.2 times sqrt(2), after the bias).
     """
 
-    def __init__(self, filters, kernel_size, down=False, use_bias=True, activation=None,
-                 **kwargs):
+    def __init__(self, filters, kernel_size, down=False, use_bias=True, activation=None, **kwargs):
         super().__init__(**kwargs)
         if activation not in (None, "lrelu"):
             raise ValueError(f"`activation`={activation!r} must be None or 'lrelu'")
@@ -218,8 +221,11 @@ class EqualConv2D(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            filters=self.filters, kernel_size=self.kernel_size, down=self.down,
-            use_bias=self.use_bias, activation=self.activation,
+            filters=self.filters,
+            kernel_size=self.kernel_size,
+            down=self.down,
+            use_bias=self.use_bias,
+            activation=self.activation,
         )
         return config
 
@@ -271,8 +277,9 @@ class ModulatedConv2D(keras.layers.Layer):
         if self.up:
             n, h, wd = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
             # Transposed conv, stride 2, no padding: (2H + 1) x (2W + 1) for a 3x3 kernel.
-            out_shape = tf.stack([n, 2 * h + self.kernel_size - 2, 2 * wd + self.kernel_size - 2,
-                                  self.filters])
+            out_shape = tf.stack(
+                [n, 2 * h + self.kernel_size - 2, 2 * wd + self.kernel_size - 2, self.filters]
+            )
             x = tf.nn.conv2d_transpose(
                 x, tf.transpose(kernel, (0, 1, 3, 2)), out_shape, strides=2, padding="VALID"
             )  # [N, 2H + 1, 2W + 1, Cout]
@@ -290,7 +297,9 @@ class ModulatedConv2D(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            filters=self.filters, kernel_size=self.kernel_size, demodulate=self.demodulate,
+            filters=self.filters,
+            kernel_size=self.kernel_size,
+            demodulate=self.demodulate,
             up=self.up,
         )
         return config
@@ -521,8 +530,10 @@ class SynthesisNetwork(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            resolution=self.resolution, w_dim=self.w_dim,
-            channel_multiplier=self.channel_multiplier, width=self.width,
+            resolution=self.resolution,
+            w_dim=self.w_dim,
+            channel_multiplier=self.channel_multiplier,
+            width=self.width,
         )
         return config
 
@@ -545,8 +556,17 @@ class StyleGAN2Generator(keras.Model):
         >>> images = g(tf.random.normal((4, 32)))  # [4, 32, 32, 3]
     """
 
-    def __init__(self, resolution=256, z_dim=512, w_dim=512, mapping_layers=8,
-                 channel_multiplier=2, width=1.0, mapping_lr_mul=0.01, **kwargs):
+    def __init__(
+        self,
+        resolution=256,
+        z_dim=512,
+        w_dim=512,
+        mapping_layers=8,
+        channel_multiplier=2,
+        width=1.0,
+        mapping_lr_mul=0.01,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         # === Config ===
         self.resolution = int(resolution)
@@ -590,8 +610,17 @@ class StyleGAN2Generator(keras.Model):
         take_first = layer < tf.cast(crossover, tf.int32)
         return tf.where(take_first, w[:, None, :], mixing_w[:, None, :])  # [N, num_ws, w_dim]
 
-    def call(self, z, truncation_psi=1.0, w_avg=None, noise_mode="random",
-             return_features=False, mixing_z=None, crossover=None, noise_seed=None):
+    def call(
+        self,
+        z,
+        truncation_psi=1.0,
+        w_avg=None,
+        noise_mode="random",
+        return_features=False,
+        mixing_z=None,
+        crossover=None,
+        noise_seed=None,
+    ):
         """z [N, z_dim] -> images [N, R, R, 3] (and the features list when return_features).
 
         truncation_psi != 1 pulls every w towards `w_avg` ([w_dim], see mean_w);
@@ -630,9 +659,13 @@ class StyleGAN2Generator(keras.Model):
     def get_config(self):
         config = super().get_config()
         config.update(
-            resolution=self.resolution, z_dim=self.z_dim, w_dim=self.w_dim,
-            mapping_layers=self.mapping_layers, channel_multiplier=self.channel_multiplier,
-            width=self.width, mapping_lr_mul=self.mapping_lr_mul,
+            resolution=self.resolution,
+            z_dim=self.z_dim,
+            w_dim=self.w_dim,
+            mapping_layers=self.mapping_layers,
+            channel_multiplier=self.channel_multiplier,
+            width=self.width,
+            mapping_lr_mul=self.mapping_lr_mul,
         )
         return config
 
@@ -681,8 +714,7 @@ class DiscriminatorBlock(keras.layers.Layer):
         self.in_channels = int(in_channels)
         self.out_channels = int(out_channels)
         self.conv0 = EqualConv2D(self.in_channels, 3, activation="lrelu", name="conv0")
-        self.conv1 = EqualConv2D(self.out_channels, 3, down=True, activation="lrelu",
-                                 name="conv1")
+        self.conv1 = EqualConv2D(self.out_channels, 3, down=True, activation="lrelu", name="conv1")
         self.skip = EqualConv2D(self.out_channels, 1, down=True, use_bias=False, name="skip")
 
     def build(self, input_shape=None):
@@ -714,8 +746,15 @@ class StyleGAN2Discriminator(keras.Model):
         mbstd_features: minibatch-stddev feature maps (1).
     """
 
-    def __init__(self, resolution=256, channel_multiplier=2, width=1.0, mbstd_group_size=4,
-                 mbstd_features=1, **kwargs):
+    def __init__(
+        self,
+        resolution=256,
+        channel_multiplier=2,
+        width=1.0,
+        mbstd_group_size=4,
+        mbstd_features=1,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         # === Config ===
         self.resolution = int(resolution)
@@ -729,16 +768,17 @@ class StyleGAN2Discriminator(keras.Model):
             return synthesis_channels(res, self.channel_multiplier, self.width)
 
         # === Layers ===
-        self.from_rgb = EqualConv2D(channels(self.resolution), 1, activation="lrelu",
-                                    name="from_rgb")
+        self.from_rgb = EqualConv2D(
+            channels(self.resolution), 1, activation="lrelu", name="from_rgb"
+        )
         self.blocks = [
-            DiscriminatorBlock(channels(2**log2), channels(2 ** (log2 - 1)),
-                               name=f"block_{2**log2}px")
+            DiscriminatorBlock(
+                channels(2**log2), channels(2 ** (log2 - 1)), name=f"block_{2**log2}px"
+            )
             for log2 in range(log2_res, 2, -1)
         ]
         self.final_channels = channels(4)
-        self.final_conv = EqualConv2D(self.final_channels, 3, activation="lrelu",
-                                      name="final_conv")
+        self.final_conv = EqualConv2D(self.final_channels, 3, activation="lrelu", name="final_conv")
         self.final_dense = EqualDense(self.final_channels, activation="lrelu", name="final_dense")
         self.out = EqualDense(1, name="out")
         self.build((None, self.resolution, self.resolution, 3))
@@ -764,8 +804,10 @@ class StyleGAN2Discriminator(keras.Model):
     def get_config(self):
         config = super().get_config()
         config.update(
-            resolution=self.resolution, channel_multiplier=self.channel_multiplier,
-            width=self.width, mbstd_group_size=self.mbstd_group_size,
+            resolution=self.resolution,
+            channel_multiplier=self.channel_multiplier,
+            width=self.width,
+            mbstd_group_size=self.mbstd_group_size,
             mbstd_features=self.mbstd_features,
         )
         return config

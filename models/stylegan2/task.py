@@ -14,8 +14,8 @@ import tensorflow as tf
 from PIL import Image
 
 from datasets import images as images_lib
-from models.stylegan2.trainer import StyleGAN2GAN
 from models.stylegan2 import export as stylegan2_export
+from models.stylegan2.trainer import StyleGAN2GAN
 
 # Sample grid: GRID x GRID images from fixed latents.
 GRID = 4
@@ -29,8 +29,7 @@ def builtin_document_pages(config):
     """
     from datasets import documents
 
-    kwargs = dict(num_train=config.num_pages, num_val=max(1, config.num_pages // 10),
-                  seed=0)
+    kwargs = dict(num_train=config.num_pages, num_val=max(1, config.num_pages // 10), seed=0)
     root = documents.documents_root(config.data_root, **kwargs)
     return documents.generate_documents(root, progress=config.progress, **kwargs)
 
@@ -45,9 +44,7 @@ def builtin_document_crops(config, log=print):
     from datasets import crops as crops_lib
 
     pages_root = builtin_document_pages(config)
-    crops_dir = (
-        f"{pages_root}_crops{config.resolution}px_n{config.num_crops}"
-    )
+    crops_dir = f"{pages_root}_crops{config.resolution}px_n{config.num_crops}"
     lists = tuple(os.path.join(crops_dir, name) for name in ("train.json", "val.json"))
     if all(os.path.isfile(path) for path in lists):
         return lists
@@ -75,8 +72,10 @@ def resolve_image_lists(config):
     """(training image paths, validation image paths) of a StyleGAN2 config."""
     if config.dataset == "documents":
         train_list, val_list = builtin_document_crops(config)
-        return (images_lib.image_list(list_path=train_list, flag="built-in documents"),
-                images_lib.image_list(list_path=val_list, flag="built-in documents"))
+        return (
+            images_lib.image_list(list_path=train_list, flag="built-in documents"),
+            images_lib.image_list(list_path=val_list, flag="built-in documents"),
+        )
     if config.image_dir:
         train = images_lib.image_list(image_dir=config.image_dir, flag="--image_dir")
     else:
@@ -113,9 +112,11 @@ class StyleGAN2Task:
         self.train_pairs, self.val_paths = resolve_image_lists(config)
         self.model = None
         # Fixed latents of the sample grids (the same for every grid of the run).
-        self._grid_z = np.random.default_rng(config.seed).standard_normal(
-            (GRID * GRID, config.z_dim)
-        ).astype(np.float32)
+        self._grid_z = (
+            np.random.default_rng(config.seed)
+            .standard_normal((GRID * GRID, config.z_dim))
+            .astype(np.float32)
+        )
 
     @property
     def monitoring_pairs(self):
@@ -148,9 +149,7 @@ class StyleGAN2Task:
         ).numpy()
         grid = sample_grid(images)
         os.makedirs(self.config.results_dir, exist_ok=True)
-        Image.fromarray(grid).save(
-            os.path.join(self.config.results_dir, f"step_{step:08d}.png")
-        )
+        Image.fromarray(grid).save(os.path.join(self.config.results_dir, f"step_{step:08d}.png"))
         if writer is not None:
             with writer.as_default(step=step):
                 tf.summary.image("samples/ema_fixed_z", grid[None], max_outputs=1)

@@ -142,8 +142,8 @@ class StyleGAN2GAN(keras.Model):
             lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=int(total_steps))
         return FusedAdam(  # keras Adam, fused update
             learning_rate=lr,
-            beta_1=cfg.beta1 ** c,
-            beta_2=cfg.beta2 ** c,
+            beta_1=cfg.beta1**c,
+            beta_2=cfg.beta2**c,
             epsilon=1e-8,  # the reference's (PyTorch's) Adam epsilon
         )
 

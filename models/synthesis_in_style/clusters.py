@@ -43,18 +43,19 @@ Example:
 
 from __future__ import annotations
 
-from core.errors import UserError
 import colorsys
 import glob
 import json
 import os
 import shutil
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 from PIL import Image
 from sklearn.cluster import MiniBatchKMeans
+
+from core.errors import UserError
 
 CLUSTERS_FORMAT = "semsynth-clusters/1"
 CLUSTERS_FILE = "clusters.json"
@@ -82,9 +83,26 @@ def _cluster_color_table() -> np.ndarray:
     # Kelly's colours of maximum contrast (without white and black) first, so small k get
     # colours that are easy to tell apart; then golden-ratio hues at varying saturation/value.
     kelly = [
-        "F3C300", "875692", "F38400", "A1CAF1", "BE0032", "C2B280", "848482", "008856",
-        "E68FAC", "0067A5", "F99379", "604E97", "F6A600", "B3446C", "DCD300", "882D17",
-        "8DB600", "654522", "E25822", "2B3D26",
+        "F3C300",
+        "875692",
+        "F38400",
+        "A1CAF1",
+        "BE0032",
+        "C2B280",
+        "848482",
+        "008856",
+        "E68FAC",
+        "0067A5",
+        "F99379",
+        "604E97",
+        "F6A600",
+        "B3446C",
+        "DCD300",
+        "882D17",
+        "8DB600",
+        "654522",
+        "E25822",
+        "2B3D26",
     ]
     colors = [tuple(int(h[i : i + 2], 16) for i in (0, 2, 4)) for h in kelly]
     seen = set(colors)
@@ -157,8 +175,9 @@ def assign(features: np.ndarray, centers: np.ndarray) -> np.ndarray:
     return ids.reshape(features.shape[:-1])
 
 
-def spherical_kmeans_plus_plus(x: np.ndarray, num_clusters: int, rng: np.random.Generator,
-                               max_points: int = 4096) -> np.ndarray:
+def spherical_kmeans_plus_plus(
+    x: np.ndarray, num_clusters: int, rng: np.random.Generator, max_points: int = 4096
+) -> np.ndarray:
     """Greedy k-means++ seeding on the unit sphere.
 
     Our own seeding instead of scikit-learn's: its k-means++ upcasts float32 data to float64
@@ -194,9 +213,15 @@ def spherical_kmeans_plus_plus(x: np.ndarray, num_clusters: int, rng: np.random.
     return np.array(x[chosen], dtype=np.float32)
 
 
-def seed_centers(x: np.ndarray, num_clusters: int, rng: np.random.Generator, *,
-                 restarts: int = 5, iterations: int = 3,
-                 max_points: int = 1024) -> np.ndarray:
+def seed_centers(
+    x: np.ndarray,
+    num_clusters: int,
+    rng: np.random.Generator,
+    *,
+    restarts: int = 5,
+    iterations: int = 3,
+    max_points: int = 1024,
+) -> np.ndarray:
     """Initial centres: the best of a few seeded, briefly refined k-means++ runs.
 
     One k-means++ draw can miss a small cluster (two seeds in a big one); mini-batch updates
@@ -273,7 +298,7 @@ class SphericalMiniBatchKMeans:
             raise ClusterError("SphericalMiniBatchKMeans: not fitted yet; call partial_fit first")
         return np.array(self._kmeans.cluster_centers_, dtype=np.float32)
 
-    def partial_fit(self, x: np.ndarray) -> "SphericalMiniBatchKMeans":
+    def partial_fit(self, x: np.ndarray) -> SphericalMiniBatchKMeans:
         """One mini-batch update on x [M, C] (M >= k for the first call)."""
         x = np.asarray(x)
         if x.ndim != 2:
@@ -386,8 +411,7 @@ class ClusterRun:
         """k if the run has it; raises ClusterError listing the available k otherwise."""
         if k not in self.meta["k_values"]:
             raise ClusterError(
-                f"cluster run {self.directory} has no k={k!r}; available k: "
-                f"{list(self.k_values)}"
+                f"cluster run {self.directory} has no k={k!r}; available k: {list(self.k_values)}"
             )
         return int(k)
 
@@ -462,8 +486,8 @@ def _check_meta(path: str, meta) -> None:
         and generator["resolution"] > 0
     ):
         raise ClusterError(
-            f"{path}: 'generator' must be {{\"fingerprint\": str, \"resolution\": int, "
-            f"\"checkpoint\": str}}, got {generator!r}"
+            f'{path}: \'generator\' must be {{"fingerprint": str, "resolution": int, '
+            f'"checkpoint": str}}, got {generator!r}'
         )
     for key in ("num_samples", "z_dim", "seed"):
         if not _is_int(meta.get(key)) or meta[key] < (0 if key == "seed" else 1):
@@ -486,12 +510,13 @@ def _check_meta(path: str, meta) -> None:
             isinstance(layer, dict)
             and isinstance(layer.get("name"), str)
             and layer["name"]
-            and all(_is_int(layer.get(key)) and layer[key] > 0
-                    for key in ("resolution", "channels"))
+            and all(
+                _is_int(layer.get(key)) and layer[key] > 0 for key in ("resolution", "channels")
+            )
         ):
             raise ClusterError(
-                f"{path}: layers[{position}] must be {{\"name\": str, \"resolution\": int, "
-                f"\"channels\": int}}, got {layer!r}"
+                f'{path}: layers[{position}] must be {{"name": str, "resolution": int, '
+                f'"channels": int}}, got {layer!r}'
             )
     names = [layer["name"] for layer in layers]
     if len(set(names)) != len(names):
@@ -549,15 +574,18 @@ def _check_generator_meta(generator_meta) -> dict:
         and _is_int(generator_meta.get("resolution"))
     ):
         raise ClusterError(
-            "generator_meta must be {\"fingerprint\": non-empty str, \"resolution\": int, "
-            f"\"checkpoint\": str}}, got {generator_meta!r}"
+            'generator_meta must be {"fingerprint": non-empty str, "resolution": int, '
+            f'"checkpoint": str}}, got {generator_meta!r}'
         )
     return {
         "fingerprint": generator_meta["fingerprint"],
         "resolution": int(generator_meta["resolution"]),
         "checkpoint": str(generator_meta.get("checkpoint", "")),
-        **{k: v for k, v in generator_meta.items()
-           if k not in ("fingerprint", "resolution", "checkpoint")},
+        **{
+            k: v
+            for k, v in generator_meta.items()
+            if k not in ("fingerprint", "resolution", "checkpoint")
+        },
     }
 
 
@@ -623,20 +651,35 @@ def _infer_layers(features: dict) -> list[dict]:
             raise ClusterError(
                 f"feature_fn layer {name!r} must have shape [N, r, r, C], got {list(value.shape)}"
             )
-        layers.append({"name": name, "resolution": int(value.shape[1]),
-                       "channels": int(value.shape[3])})
+        layers.append(
+            {"name": name, "resolution": int(value.shape[1]), "channels": int(value.shape[3])}
+        )
     return layers
 
 
 def _check_layers(layers) -> list[dict]:
     if not isinstance(layers, (list, tuple)) or not layers:
         raise ClusterError(f"layers must be a non-empty list of layer dicts, got {layers!r}")
-    _check_meta("layers argument", {
-        "format": CLUSTERS_FORMAT, "generator": {"fingerprint": "", "resolution": 1},
-        "num_samples": 1, "z_dim": 1, "seed": 0, "k_values": [2], "layers": list(layers),
-    })
-    return [{"name": l["name"], "resolution": int(l["resolution"]),
-             "channels": int(l["channels"])} for l in layers]
+    _check_meta(
+        "layers argument",
+        {
+            "format": CLUSTERS_FORMAT,
+            "generator": {"fingerprint": "", "resolution": 1},
+            "num_samples": 1,
+            "z_dim": 1,
+            "seed": 0,
+            "k_values": [2],
+            "layers": list(layers),
+        },
+    )
+    return [
+        {
+            "name": layer["name"],
+            "resolution": int(layer["resolution"]),
+            "channels": int(layer["channels"]),
+        }
+        for layer in layers
+    ]
 
 
 def _save_png(array: np.ndarray, path: str) -> None:
@@ -718,8 +761,9 @@ def cluster_features(
     latents = latents.astype(np.float32)  # [N, z_dim]
     np.save(os.path.join(out_dir, LATENTS_FILE), latents)
     os.makedirs(os.path.join(out_dir, "samples"), exist_ok=True)
-    batches = [(start, min(start + batch_size, num_samples))
-               for start in range(0, num_samples, batch_size)]
+    batches = [
+        (start, min(start + batch_size, num_samples)) for start in range(0, num_samples, batch_size)
+    ]
     started = time.time()
 
     # --- Pass 1: fit every (layer, k) on bounded pixel subsets, one batch at a time.
@@ -744,8 +788,9 @@ def cluster_features(
                 layer["name"]: {k: SphericalMiniBatchKMeans(k, seed=seed) for k in k_values}
                 for layer in layers
             }
-            pending = {layer["name"]: np.zeros((0, layer["channels"]), np.float32)
-                       for layer in layers}
+            pending = {
+                layer["name"]: np.zeros((0, layer["channels"]), np.float32) for layer in layers
+            }
         for offset, image in enumerate(images):
             _save_png(image, os.path.join(out_dir, "samples", sample_name(start + offset)))
         for layer_index, layer in enumerate(layers):
@@ -767,8 +812,10 @@ def cluster_features(
                 pending[name] = pending[name][max_pixels:]
         # `flat` may be a view of the last layer: drop every reference before the next batch.
         del features, flat, vectors
-        _log(progress, f"pass 1/2 (fit): samples {stop}/{num_samples} "
-                       f"({time.time() - started:.1f} s)")
+        _log(
+            progress,
+            f"pass 1/2 (fit): samples {stop}/{num_samples} ({time.time() - started:.1f} s)",
+        )
     for layer in layers:
         name = layer["name"]
         if pending[name].shape[0]:
@@ -794,8 +841,7 @@ def cluster_features(
     for k in k_values:
         for kind in ("maps", "colour"):
             for layer in layers:
-                os.makedirs(os.path.join(out_dir, k_folder(k), kind, layer["name"]),
-                            exist_ok=True)
+                os.makedirs(os.path.join(out_dir, k_folder(k), kind, layer["name"]), exist_ok=True)
     num_overview = min(overview_samples, num_samples)
     overview_ids = {k: {layer["name"]: [] for layer in layers} for k in k_values}
     for batch_index, (start, stop) in enumerate(batches):
@@ -822,12 +868,13 @@ def cluster_features(
                     if start + offset < num_overview:
                         overview_ids[k][name].append(ids[offset])
         del features
-        _log(progress, f"pass 2/2 (assign): samples {stop}/{num_samples} "
-                       f"({time.time() - started:.1f} s)")
+        _log(
+            progress,
+            f"pass 2/2 (assign): samples {stop}/{num_samples} ({time.time() - started:.1f} s)",
+        )
 
     for k in k_values:
-        overview = render_overview([overview_ids[k][layer["name"]] for layer in layers],
-                                   resolution)
+        overview = render_overview([overview_ids[k][layer["name"]] for layer in layers], resolution)
         _save_png(overview, os.path.join(out_dir, k_folder(k), "overview.png"))
 
     meta = {

@@ -2,7 +2,8 @@
 
 `synthesize_dataset` samples z in batches, synthesizes images and activations with the caller's
 feature function, turns each sample into a class mask with the coarse / fine rule of
-`models.synthesis_in_style.labels.segment_from_features`, and keeps sampling until num_images samples
+`models.synthesis_in_style.labels.segment_from_features`, and keeps sampling until num_images
+samples
 were accepted (discarded samples are counted). It writes:
 
     out_dir/
@@ -27,7 +28,6 @@ Image ids are the file index + 1 (COCO tools treat id 0 as missing).
 
 from __future__ import annotations
 
-from core.errors import UserError
 import json
 import os
 import shutil
@@ -36,6 +36,8 @@ import time
 import numpy as np
 from PIL import Image
 
+from core.errors import UserError
+from models.synthesis_in_style.clusters import ClusterRun, FeatureFn, load_clusters
 from models.synthesis_in_style.labels import (
     OVERLAP_POLICIES,
     check_complete,
@@ -45,7 +47,6 @@ from models.synthesis_in_style.labels import (
     load_label_mapping,
     segment_from_features,
 )
-from models.synthesis_in_style.clusters import ClusterRun, FeatureFn, load_clusters
 from semantic_labels import LabelSet
 
 DATASET_FORMAT = "semsynth-synthetic-pairs/1"
@@ -76,8 +77,9 @@ def rle_to_mask(rle: dict) -> np.ndarray:
     return flat.reshape((width, height)).T
 
 
-def coco_ground_truth(masks: list[tuple[int, str, np.ndarray]], palette: LabelSet,
-                      background_id: int = 0) -> dict:
+def coco_ground_truth(
+    masks: list[tuple[int, str, np.ndarray]], palette: LabelSet, background_id: int = 0
+) -> dict:
     """COCO-style ground truth of class masks.
 
     Args:
@@ -92,8 +94,14 @@ def coco_ground_truth(masks: list[tuple[int, str, np.ndarray]], palette: LabelSe
     ]
     images, annotations = [], []
     for image_id, file_name, mask in masks:
-        images.append({"id": image_id, "file_name": file_name, "height": int(mask.shape[0]),
-                       "width": int(mask.shape[1])})
+        images.append(
+            {
+                "id": image_id,
+                "file_name": file_name,
+                "height": int(mask.shape[0]),
+                "width": int(mask.shape[1]),
+            }
+        )
         for category in categories:
             components, count = connected_components(mask == category["id"])
             if count == 0:
@@ -101,15 +109,17 @@ def coco_ground_truth(masks: list[tuple[int, str, np.ndarray]], palette: LabelSe
             areas, boxes = component_stats(components, count)
             for index in range(count):
                 row0, col0, row1, col1 = (int(v) for v in boxes[index])
-                annotations.append({
-                    "id": len(annotations) + 1,
-                    "image_id": image_id,
-                    "category_id": category["id"],
-                    "bbox": [col0, row0, col1 - col0 + 1, row1 - row0 + 1],
-                    "area": int(areas[index]),
-                    "iscrowd": 0,
-                    "segmentation": mask_to_rle(components == index + 1),
-                })
+                annotations.append(
+                    {
+                        "id": len(annotations) + 1,
+                        "image_id": image_id,
+                        "category_id": category["id"],
+                        "bbox": [col0, row0, col1 - col0 + 1, row1 - row0 + 1],
+                        "area": int(areas[index]),
+                        "iscrowd": 0,
+                        "segmentation": mask_to_rle(components == index + 1),
+                    }
+                )
     return {
         "info": {"description": "semsynth synthetic pairs, validation split"},
         "images": images,
@@ -297,8 +307,11 @@ def synthesize_dataset(
             class_pixels += np.bincount(mask.ravel(), minlength=palette.num_classes)
             accepted_z.append(z[index])
         del features
-        _log(progress, f"{len(accepted_z)}/{num_images} accepted, {discarded} discarded, "
-                       f"{attempts} sampled ({time.time() - started:.1f} s)")
+        _log(
+            progress,
+            f"{len(accepted_z)}/{num_images} accepted, {discarded} discarded, "
+            f"{attempts} sampled ({time.time() - started:.1f} s)",
+        )
 
     np.save(os.path.join(out_dir, "latents.npy"), np.stack(accepted_z).astype(np.float32))
     order = np.random.default_rng((seed, 1)).permutation(num_images)
@@ -306,20 +319,28 @@ def synthesize_dataset(
     train_indices = sorted(order[num_val:].tolist())
 
     def pairs(indices):
-        return {"pairs": [{"image": f"images/{i:06d}.png", "label": f"masks/{i:06d}.png"}
-                          for i in indices],
-                "label_set": palette.name}
+        return {
+            "pairs": [
+                {"image": f"images/{i:06d}.png", "label": f"masks/{i:06d}.png"} for i in indices
+            ],
+            "label_set": palette.name,
+        }
 
     _write_json(os.path.join(out_dir, "train.json"), pairs(train_indices))
     if val_indices:
         _write_json(os.path.join(out_dir, "val.json"), pairs(val_indices))
         val_masks = [
-            (i + 1, f"images/{i:06d}.png",
-             np.asarray(Image.open(os.path.join(out_dir, "masks", f"{i:06d}.png"))))
+            (
+                i + 1,
+                f"images/{i:06d}.png",
+                np.asarray(Image.open(os.path.join(out_dir, "masks", f"{i:06d}.png"))),
+            )
             for i in val_indices
         ]
-        _write_json(os.path.join(out_dir, "coco_gt_val.json"),
-                    coco_ground_truth(val_masks, palette, background_id))
+        _write_json(
+            os.path.join(out_dir, "coco_gt_val.json"),
+            coco_ground_truth(val_masks, palette, background_id),
+        )
     manifest = {
         "format": DATASET_FORMAT,
         "settings": {
@@ -359,8 +380,11 @@ def synthesize_dataset(
         "seconds": round(time.time() - started, 1),
     }
     _write_json(os.path.join(out_dir, "dataset.json"), manifest)
-    _log(progress, f"wrote {out_dir}: {len(train_indices)} train, {len(val_indices)} val, "
-                   f"{discarded} discarded ({manifest['seconds']} s)")
+    _log(
+        progress,
+        f"wrote {out_dir}: {len(train_indices)} train, {len(val_indices)} val, "
+        f"{discarded} discarded ({manifest['seconds']} s)",
+    )
     return manifest
 
 

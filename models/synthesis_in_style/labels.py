@@ -28,14 +28,14 @@ union-find.
 
 from __future__ import annotations
 
-from core.errors import UserError
 import json
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 from PIL import Image, ImageFilter
 
+from core.errors import UserError
 from models.synthesis_in_style.clusters import ClusterRun, assign, upsample_nearest
 from semantic_labels import LabelSet
 
@@ -75,8 +75,9 @@ def _load_palette(palette) -> tuple[LabelSet, str]:
     return load_palette(palette), f"palette file {os.fspath(palette)}"
 
 
-def validate_label_mapping(spec, *, clusters: ClusterRun, k: int | None = None, palette,
-                           source: str = "label mapping") -> dict:
+def validate_label_mapping(
+    spec, *, clusters: ClusterRun, k: int | None = None, palette, source: str = "label mapping"
+) -> dict:
     """Checks a parsed mapping against its cluster run and palette (see load_label_mapping)."""
     if not isinstance(spec, dict):
         raise LabelMappingError(f"{source}: the top level must be a JSON object")
@@ -88,9 +89,7 @@ def validate_label_mapping(spec, *, clusters: ClusterRun, k: int | None = None, 
     if not isinstance(mapping_k, int) or isinstance(mapping_k, bool):
         raise LabelMappingError(f"{source}: 'k' must be an integer, got {mapping_k!r}")
     if k is not None and mapping_k != k:
-        raise LabelMappingError(
-            f"{source} was made for k={mapping_k}, but k={k} was requested"
-        )
+        raise LabelMappingError(f"{source} was made for k={mapping_k}, but k={k} was requested")
     if mapping_k not in clusters.k_values:
         raise LabelMappingError(
             f"{source}: k={mapping_k} is not in cluster run {clusters.directory} (available k: "
@@ -123,8 +122,9 @@ def validate_label_mapping(spec, *, clusters: ClusterRun, k: int | None = None, 
             )
         parsed[layer] = {}
         for cluster_id, class_name in entries.items():
-            if not (isinstance(cluster_id, str) and cluster_id.isdigit()
-                    and int(cluster_id) < mapping_k):
+            if not (
+                isinstance(cluster_id, str) and cluster_id.isdigit() and int(cluster_id) < mapping_k
+            ):
                 bad_ids.append(f"{layer}:{cluster_id}")
                 continue
             if not isinstance(class_name, str) or class_name not in labels.names:
@@ -151,15 +151,14 @@ def validate_label_mapping(spec, *, clusters: ClusterRun, k: int | None = None, 
     }
 
 
-def load_label_mapping(path: str, *, clusters: ClusterRun, k: int | None = None,
-                       palette) -> dict:
+def load_label_mapping(path: str, *, clusters: ClusterRun, k: int | None = None, palette) -> dict:
     """Loads and validates a cluster-label mapping JSON.
 
     Args:
         path: the mapping file (e.g. <clusters_dir>/annotations_k20.json).
         clusters: the cluster run it annotates.
         k: the k it must be for (None: the file's k, which must be in the run).
-        palette: LabelSet, or a palette name / path for models.synthesis_in_style.palette.load_palette.
+        palette: LabelSet, or a palette name / path (see palette.load_palette).
 
     Returns:
         {"format", "k", "generator", "palette", "source": path,
@@ -177,8 +176,9 @@ def load_label_mapping(path: str, *, clusters: ClusterRun, k: int | None = None,
             spec = json.load(file)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise LabelMappingError(f"label mapping {path}: not valid JSON ({error})") from None
-    return validate_label_mapping(spec, clusters=clusters, k=k, palette=palette,
-                                  source=f"label mapping {path}")
+    return validate_label_mapping(
+        spec, clusters=clusters, k=k, palette=palette, source=f"label mapping {path}"
+    )
 
 
 def check_complete(mapping: dict, layers) -> None:
@@ -204,8 +204,9 @@ def check_complete(mapping: dict, layers) -> None:
 
 def default_layers(clusters: ClusterRun) -> tuple[list[str], list[str]]:
     """(coarse, fine) layers of the reference rule: those at R / 4 and those at R."""
-    coarse = [l["name"] for l in clusters.layers if l["resolution"] == clusters.resolution // 4]
-    fine = [l["name"] for l in clusters.layers if l["resolution"] == clusters.resolution]
+    layers = clusters.layers
+    coarse = [layer["name"] for layer in layers if layer["resolution"] == clusters.resolution // 4]
+    fine = [layer["name"] for layer in layers if layer["resolution"] == clusters.resolution]
     if not coarse or not fine:
         raise LabelMappingError(
             f"cluster run {clusters.directory} has no layers at {clusters.resolution // 4} px "
@@ -214,8 +215,15 @@ def default_layers(clusters: ClusterRun) -> tuple[list[str], list[str]]:
     return coarse, fine
 
 
-def auto_label_clusters(clusters: ClusterRun, k: int, *, layers=None, paper_luminance=None,
-                        colour_threshold: float = 40.0, max_samples: int = 32) -> dict:
+def auto_label_clusters(
+    clusters: ClusterRun,
+    k: int,
+    *,
+    layers=None,
+    paper_luminance=None,
+    colour_threshold: float = 40.0,
+    max_samples: int = 32,
+) -> dict:
     """A heuristic cluster-label mapping for document generators, from colour statistics.
 
     A stand-in for the human annotator in tests and benchmarks, and a starting point to correct
@@ -232,8 +240,10 @@ def auto_label_clusters(clusters: ClusterRun, k: int, *, layers=None, paper_lumi
     clusters.check_k(k)
     layers = list(layers or clusters.layer_names)
     count = min(clusters.num_samples, max_samples)
-    images = [np.asarray(Image.open(clusters.sample_path(i)).convert("RGB"), np.float64)
-              for i in range(count)]  # each [R, R, 3]
+    images = [
+        np.asarray(Image.open(clusters.sample_path(i)).convert("RGB"), np.float64)
+        for i in range(count)
+    ]  # each [R, R, 3]
     size = images[0].shape[0]
     result = {}
     for layer in layers:
@@ -263,8 +273,13 @@ def auto_label_clusters(clusters: ClusterRun, k: int, *, layers=None, paper_lumi
             else:
                 labels[str(cluster)] = "printed_text"
         result[layer] = labels
-    return {"format": MAPPING_FORMAT, "k": int(k), "generator": clusters.fingerprint,
-            "palette": "documents", "layers": result}
+    return {
+        "format": MAPPING_FORMAT,
+        "k": int(k),
+        "generator": clusters.fingerprint,
+        "palette": "documents",
+        "layers": result,
+    }
 
 
 def class_lookup(mapping: dict, layer: str, class_ids: Mapping[str, int]) -> np.ndarray:

@@ -16,13 +16,13 @@ Example:
 
 from __future__ import annotations
 
-from core.errors import UserError
 import json
 import os
 import re
 
 import numpy as np
 
+from core.errors import UserError
 from semantic_labels import LabelSet, LabelSetError, available_label_sets, load_label_set
 
 _HEX_COLOR = re.compile(r"^#([0-9a-fA-F]{6}|[0-9a-fA-F]{3})$")
@@ -41,7 +41,7 @@ class PaletteFileNotFoundError(PaletteError, FileNotFoundError):
 
 
 def parse_hex_color(text: str) -> tuple[int, int, int]:
-    """"#RRGGBB" or "#RGB" -> (r, g, b) integers in [0, 255]; raises PaletteError otherwise."""
+    """ "#RRGGBB" or "#RGB" -> (r, g, b) integers in [0, 255]; raises PaletteError otherwise."""
     if not isinstance(text, str) or not _HEX_COLOR.match(text.strip()):
         raise PaletteError(f"colour must be a string '#RRGGBB' (or '#RGB'), got {text!r}")
     digits = text.strip()[1:]
@@ -73,7 +73,9 @@ def load_palette(path_or_name: str | os.PathLike) -> LabelSet:
     if path_or_name in available_label_sets() and not os.path.isfile(path_or_name):
         return _from_label_set(path_or_name)
     looks_like_path = (
-        path_or_name.endswith(".json") or os.sep in path_or_name or "/" in path_or_name
+        path_or_name.endswith(".json")
+        or os.sep in path_or_name
+        or "/" in path_or_name
         or os.path.isfile(path_or_name)
     )
     if not looks_like_path:

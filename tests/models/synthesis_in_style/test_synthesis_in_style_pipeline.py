@@ -12,48 +12,63 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import ROOT
 
 import flags as cli
 from training import loop
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAGES = 3  # training pages (+1 held out) of the built-in documents
 
 
 def _run(args, timeout=300):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 def _sg_args(root, *extra):
-    return ["--model=stylegan2", "--preset=tiny", f"--data_root={root}/data",
-            f"--num_pages={PAGES}", "--num_crops=60", f"--checkpoint_dir={root}/sg",
-            "--save_img_freq=2", "--save_model_freq=2", "--progress=false",
-            # The lazy R1 / path-length branches double the tracing time of the train step;
-            # tests/test_stylegan2.py runs them (eagerly and under MirroredStrategy).
-            "--r1_gamma=0", "--pl_weight=0", *extra]
+    return [
+        "--model=stylegan2",
+        "--preset=tiny",
+        f"--data_root={root}/data",
+        f"--num_pages={PAGES}",
+        "--num_crops=60",
+        f"--checkpoint_dir={root}/sg",
+        "--save_img_freq=2",
+        "--save_model_freq=2",
+        "--progress=false",
+        # The lazy R1 / path-length branches double the tracing time of the train step;
+        # tests/test_stylegan2.py runs them (eagerly and under MirroredStrategy).
+        "--r1_gamma=0",
+        "--pl_weight=0",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
 def sg_run(tmp_path_factory):
     """A tiny StyleGAN2 trained 2 steps, then resumed to 3 (checkpoints, samples, export)."""
     root = tmp_path_factory.mktemp("sis")
-    first = loop.train(cli.config_from_args(_sg_args(root, "--max_steps=2", "--export=false")),
-                       log=lambda message: None)
+    first = loop.train(
+        cli.config_from_args(_sg_args(root, "--max_steps=2", "--export=false")),
+        log=lambda message: None,
+    )
     messages = []
-    second = loop.train(cli.config_from_args(_sg_args(root, "--max_steps=3")),
-                        log=messages.append)
+    second = loop.train(cli.config_from_args(_sg_args(root, "--max_steps=3")), log=messages.append)
     return {"root": root, "first": first, "second": second, "messages": messages}
 
 
 def test_dry_run_prints_reference_parameter_counts():
     import io
 
-    for multiplier, generator, discriminator in ((2, 30_034_338, 28_864_129),
-                                                 (1, 24_767_458, 24_001_089)):
-        config = cli.config_from_args(["--model=stylegan2", "--preset=stylegan2_256",
-                                       f"--channel_multiplier={multiplier}"])
+    for multiplier, generator, discriminator in (
+        (2, 30_034_338, 28_864_129),
+        (1, 24_767_458, 24_001_089),
+    ):
+        config = cli.config_from_args(
+            ["--model=stylegan2", "--preset=stylegan2_256", f"--channel_multiplier={multiplier}"]
+        )
         out = io.StringIO()
         counts = loop.dry_run(config, out=out)
         assert counts["generator"] == generator
@@ -71,8 +86,7 @@ def test_training_resumes_and_export_equals_keras(sg_run):
     assert any(m.startswith("Resumed") and "at step 2" in m for m in sg_run["messages"])
     assert all(math.isfinite(v) for v in second["losses"].values())
     run_dir = sg_run["root"] / "sg"
-    assert sorted(os.listdir(run_dir / "samples")) == [
-        "step_00000002.png", "step_00000003.png"]
+    assert sorted(os.listdir(run_dir / "samples")) == ["step_00000002.png", "step_00000003.png"]
 
     # The SavedModel's image equals the Keras EMA generator's (fixed noise, same mean w).
     runner = GeneratorRunner(str(run_dir), truncation_psi=0.7)
@@ -80,8 +94,9 @@ def test_training_resumes_and_export_equals_keras(sg_run):
     z = np.random.default_rng(1).standard_normal((3, runner.z_dim)).astype(np.float32)
     module = tf.saved_model.load(str(run_dir / "export"))
     served = module.serve(tf.constant(z), tf.constant(0.7))
-    expected = runner.generator(tf.constant(z), truncation_psi=0.7, w_avg=runner.w_avg,
-                                noise_mode="const", training=False)
+    expected = runner.generator(
+        tf.constant(z), truncation_psi=0.7, w_avg=runner.w_avg, noise_mode="const", training=False
+    )
     np.testing.assert_allclose(served["image_float"].numpy(), expected.numpy(), atol=1e-5)
     np.testing.assert_array_equal(served["image"].numpy(), runner.images(z))
 
@@ -89,14 +104,22 @@ def test_training_resumes_and_export_equals_keras(sg_run):
 @pytest.mark.slow
 def test_clusters_dataset_segmenter_and_segment_real_pages(sg_run, tmp_path):
     from datasets import documents
-    from models.synthesis_in_style.labels import auto_label_clusters
-    from models.synthesis_in_style.clusters import load_clusters
     from models.stylegan2.task import builtin_document_pages
+    from models.synthesis_in_style.clusters import load_clusters
+    from models.synthesis_in_style.labels import auto_label_clusters
 
     run_dir = sg_run["root"] / "sg"
-    proc = _run(["synthesize.py", "--model=stylegan2", "--mode=clusters",
-                 f"--checkpoint_dir={run_dir}", "--num_samples=8", "--batch_size=4",
-                 "--k_range=3-4"])
+    proc = _run(
+        [
+            "synthesize.py",
+            "--model=stylegan2",
+            "--mode=clusters",
+            f"--checkpoint_dir={run_dir}",
+            "--num_samples=8",
+            "--batch_size=4",
+            "--k_range=3-4",
+        ]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     clusters = load_clusters(str(run_dir / "clusters"))
     assert clusters.k_values == (3, 4) and clusters.num_samples == 8
@@ -108,9 +131,15 @@ def test_clusters_dataset_segmenter_and_segment_real_pages(sg_run, tmp_path):
     mapping_path = run_dir / "clusters" / "annotations_k04.json"
     mapping_path.write_text(json.dumps(mapping))
     dataset_dir = tmp_path / "synthetic"
-    args = ["synthesize.py", "--model=stylegan2", "--mode=dataset",
-            f"--checkpoint_dir={run_dir}", "--k=4", "--num_images=12",
-            f"--output_dir={dataset_dir}"]
+    args = [
+        "synthesize.py",
+        "--model=stylegan2",
+        "--mode=dataset",
+        f"--checkpoint_dir={run_dir}",
+        "--k=4",
+        "--num_images=12",
+        f"--output_dir={dataset_dir}",
+    ]
     proc = _run(args)
     assert proc.returncode == 2
     assert "unlabelled" in proc.stderr and fine[0] in proc.stderr
@@ -123,26 +152,43 @@ def test_clusters_dataset_segmenter_and_segment_real_pages(sg_run, tmp_path):
     for name in ("train.json", "val.json", "coco_gt_val.json", "dataset.json"):
         assert (dataset_dir / name).is_file()
     train_pairs = json.loads((dataset_dir / "train.json").read_text())["pairs"]
-    assert len(train_pairs) + len(json.loads((dataset_dir / "val.json").read_text())["pairs"]) \
-        == 12
+    assert len(train_pairs) + len(json.loads((dataset_dir / "val.json").read_text())["pairs"]) == 12
 
     # A tiny SegFormer on the synthetic pairs, then segment.py on held-out real pages.
     seg_dir = tmp_path / "segformer"
-    config = cli.config_from_args([
-        "--model=segformer", "--preset=tiny", "--dataset=json",
-        f"--train_list={dataset_dir}/train.json", f"--val_list={dataset_dir}/val.json",
-        "--semantic_label_path=documents", "--crop_size=32", "--batch_size=4",
-        f"--checkpoint_dir={seg_dir}", "--max_steps=3", "--eval_freq=3", "--progress=false",
-    ])
+    config = cli.config_from_args(
+        [
+            "--model=segformer",
+            "--preset=tiny",
+            "--dataset=json",
+            f"--train_list={dataset_dir}/train.json",
+            f"--val_list={dataset_dir}/val.json",
+            "--semantic_label_path=documents",
+            "--crop_size=32",
+            "--batch_size=4",
+            f"--checkpoint_dir={seg_dir}",
+            "--max_steps=3",
+            "--eval_freq=3",
+            "--progress=false",
+        ]
+    )
     summary = loop.train(config, log=lambda message: None)
     assert math.isfinite(summary["metrics"]["miou"])
     pages = builtin_document_pages(cli.config_from_args(_sg_args(sg_run["root"])))
     held_out = documents.document_pairs(pages, "validation")
     out_dir = tmp_path / "segmented"
-    proc = _run(["segment.py", f"--saved_model={seg_dir}/export",
-                 f"--input={os.path.dirname(held_out[0][0])}", "--tile_size=64",
-                 "--overlap=0.25", "--batch_size=16",
-                 f"--gt_dir={os.path.dirname(held_out[0][1])}", f"--output_dir={out_dir}"])
+    proc = _run(
+        [
+            "segment.py",
+            f"--saved_model={seg_dir}/export",
+            f"--input={os.path.dirname(held_out[0][0])}",
+            "--tile_size=64",
+            "--overlap=0.25",
+            "--batch_size=16",
+            f"--gt_dir={os.path.dirname(held_out[0][1])}",
+            f"--output_dir={out_dir}",
+        ]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     stem = os.path.splitext(os.path.basename(held_out[0][0]))[0]
     assert (out_dir / f"{stem}_color.png").is_file()
@@ -154,11 +200,14 @@ def test_clusters_dataset_segmenter_and_segment_real_pages(sg_run, tmp_path):
 
 @pytest.mark.slow
 def test_bad_inputs_name_the_problem(sg_run, tmp_path):
-    from models.synthesis_in_style.labels import LabelMappingError, auto_label_clusters, \
-        load_label_mapping
     from datasets.pairs import DatasetError
-    from models.synthesis_in_style.clusters import load_clusters
     from models.stylegan2.export import GeneratorRunner
+    from models.synthesis_in_style.clusters import load_clusters
+    from models.synthesis_in_style.labels import (
+        LabelMappingError,
+        auto_label_clusters,
+        load_label_mapping,
+    )
 
     run_dir = sg_run["root"] / "sg"
     # A checkpoint of another resolution.
@@ -168,14 +217,29 @@ def test_bad_inputs_name_the_problem(sg_run, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(DatasetError, match=str(empty)):
-        loop.make_task(cli.config_from_args(
-            ["--model=stylegan2", "--dataset=images", f"--image_dir={empty}",
-             f"--checkpoint_dir={tmp_path / 'run'}"]))
+        loop.make_task(
+            cli.config_from_args(
+                [
+                    "--model=stylegan2",
+                    "--dataset=images",
+                    f"--image_dir={empty}",
+                    f"--checkpoint_dir={tmp_path / 'run'}",
+                ]
+            )
+        )
     clusters_dir = run_dir / "clusters"
     if not clusters_dir.exists():  # the chain test made them; standalone: make a small run
-        proc = _run(["synthesize.py", "--model=stylegan2", "--mode=clusters",
-                     f"--checkpoint_dir={run_dir}", "--num_samples=4", "--batch_size=4",
-                     "--k_range=3-4"])
+        proc = _run(
+            [
+                "synthesize.py",
+                "--model=stylegan2",
+                "--mode=clusters",
+                f"--checkpoint_dir={run_dir}",
+                "--num_samples=4",
+                "--batch_size=4",
+                "--k_range=3-4",
+            ]
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
     clusters = load_clusters(str(clusters_dir))
     mapping = auto_label_clusters(clusters, 4)

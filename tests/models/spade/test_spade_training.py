@@ -8,7 +8,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, tiny_train_args
 
 import flags as cli
@@ -25,7 +24,11 @@ def _weights(model):
 def _run(args, timeout=300, env=None):
     full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
     return subprocess.run(
-        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        [sys.executable, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         env=full_env,
     )
 
@@ -33,17 +36,23 @@ def _run(args, timeout=300, env=None):
 @pytest.mark.parametrize("use_vae", [False, True])
 def test_train_step_changes_every_network_with_finite_losses(scenes_root, tmp_path, use_vae):
     from datasets import pipeline
-    from models.spade.trainer import SPADEGAN
-    from training import loop
     from models.spade import task as spade_task
+    from models.spade.trainer import SPADEGAN
 
     config = _config(scenes_root, tmp_path / "run", *(["--use_vae"] if use_vae else []))
     label_set, pairs, _ = spade_task.build_dataset_info(config)
     gan = SPADEGAN(config, label_set.num_classes, steps_per_epoch=4)
-    batch = next(iter(pipeline.make_train_dataset(
-        pairs, num_classes=label_set.num_classes, load_size=36, crop_size=32,
-        global_batch_size=2,
-    )))
+    batch = next(
+        iter(
+            pipeline.make_train_dataset(
+                pairs,
+                num_classes=label_set.num_classes,
+                load_size=36,
+                crop_size=32,
+                global_batch_size=2,
+            )
+        )
+    )
     nets = {"generator": gan.generator, "discriminator": gan.discriminator}
     if use_vae:
         nets["encoder"] = gan.encoder
@@ -53,9 +62,7 @@ def test_train_step_changes_every_network_with_finite_losses(scenes_root, tmp_pa
     assert set(losses) == expected
     assert all(np.isfinite(float(v)) for v in losses.values())
     for name, net in nets.items():
-        changed = [
-            not np.array_equal(a, b) for a, b in zip(before[name], _weights(net))
-        ]
+        changed = [not np.array_equal(a, b) for a, b in zip(before[name], _weights(net))]
         assert any(changed), f"{name} did not change"
     # G's optimizer stepped G and E, D's optimizer stepped D: one step each.
     assert int(gan.g_optimizer.iterations) == 1 and int(gan.d_optimizer.iterations) == 1
@@ -63,11 +70,16 @@ def test_train_step_changes_every_network_with_finite_losses(scenes_root, tmp_pa
 
 def test_train_loop_writes_config_checkpoints_samples_and_logs(scenes_root, tmp_path):
     from training import loop
-    from models.spade import task as spade_task
 
     run_dir = tmp_path / "run"
-    config = _config(scenes_root, run_dir, "--max_steps=3", "--save_model_freq=2",
-                     "--save_img_freq=2", "--print_info_freq=1")
+    config = _config(
+        scenes_root,
+        run_dir,
+        "--max_steps=3",
+        "--save_model_freq=2",
+        "--save_img_freq=2",
+        "--print_info_freq=1",
+    )
     result = loop.train(config, log=lambda *_: None)
     assert result["step"] == 3
     assert all(np.isfinite(v) for v in result["losses"].values())
@@ -81,16 +93,16 @@ def test_train_loop_writes_config_checkpoints_samples_and_logs(scenes_root, tmp_
 def test_resume_equals_uninterrupted_run(scenes_root, tmp_path):
     """2 steps, stop, 2 more steps == 4 steps in one go (op determinism on)."""
     from training import loop
-    from models.spade import task as spade_task
 
     common = ("--deterministic", "--use_vae", "--save_model_freq=100")
-    straight = loop.train(_config(scenes_root, tmp_path / "a", "--max_steps=4", *common),
-                          log=lambda *_: None)
-    loop.train(_config(scenes_root, tmp_path / "b", "--max_steps=2", *common),
-               log=lambda *_: None)
+    straight = loop.train(
+        _config(scenes_root, tmp_path / "a", "--max_steps=4", *common), log=lambda *_: None
+    )
+    loop.train(_config(scenes_root, tmp_path / "b", "--max_steps=2", *common), log=lambda *_: None)
     messages = []
-    resumed = loop.train(_config(scenes_root, tmp_path / "b", "--max_steps=4", *common),
-                         log=messages.append)
+    resumed = loop.train(
+        _config(scenes_root, tmp_path / "b", "--max_steps=4", *common), log=messages.append
+    )
     assert any("Resumed" in m and "at step 2" in m for m in messages)
     assert resumed["step"] == straight["step"] == 4
     for name in ("generator", "discriminator", "encoder"):
@@ -99,21 +111,22 @@ def test_resume_equals_uninterrupted_run(scenes_root, tmp_path):
         for x, y in zip(a, b):
             np.testing.assert_array_equal(x, y, err_msg=name)
     for name in ("g_optimizer", "d_optimizer"):
-        for x, y in zip(getattr(straight["gan"], name).variables,
-                        getattr(resumed["gan"], name).variables):
+        for x, y in zip(
+            getattr(straight["gan"], name).variables, getattr(resumed["gan"], name).variables
+        ):
             np.testing.assert_array_equal(np.array(x), np.array(y), err_msg=name)
 
 
 def test_resume_refuses_another_config(scenes_root, tmp_path):
     from training import loop
-    from models.spade import task as spade_task
     from training.run_dir import RunDirError, prepare_run_dir
 
     assert prepare_run_dir(_config(scenes_root, tmp_path / "run")) is False
     before = (tmp_path / "run" / "config.json").read_text()
     with pytest.raises(RunDirError, match=r"--ngf: 4 in the run, 8 now"):
-        loop.train(_config(scenes_root, tmp_path / "run", "--max_steps=2", "--ngf=8"),
-                   log=lambda *_: None)
+        loop.train(
+            _config(scenes_root, tmp_path / "run", "--max_steps=2", "--ngf=8"), log=lambda *_: None
+        )
     assert (tmp_path / "run" / "config.json").read_text() == before
     # Keys about how long or how visibly we train may change on resume.
     again = _config(scenes_root, tmp_path / "run", "--max_steps=2", "--print_info_freq=7")
@@ -123,10 +136,14 @@ def test_resume_refuses_another_config(scenes_root, tmp_path):
 
 def test_bfloat16_step_has_finite_losses(scenes_root, tmp_path, float32_policy):
     from training import loop
-    from models.spade import task as spade_task
 
-    config = _config(scenes_root, tmp_path / "run", "--max_steps=1", "--use_vae",
-                     "--mixed_precision=mixed_bfloat16")
+    config = _config(
+        scenes_root,
+        tmp_path / "run",
+        "--max_steps=1",
+        "--use_vae",
+        "--mixed_precision=mixed_bfloat16",
+    )
     result = loop.train(config, log=lambda *_: None)
     assert result["step"] == 1
     assert all(np.isfinite(v) for v in result["losses"].values())
@@ -137,10 +154,9 @@ def test_bfloat16_step_has_finite_losses(scenes_root, tmp_path, float32_policy):
 def test_savedmodel_matches_keras_model(scenes_root, tmp_path, use_vae):
     import tensorflow as tf
 
-    from models.spade.trainer import SPADEGAN
     from models.spade import export as export_lib
-    from training import loop
     from models.spade import task as spade_task
+    from models.spade.trainer import SPADEGAN
 
     config = _config(scenes_root, tmp_path / "run", *(["--use_vae"] if use_vae else []))
     label_set, pairs, _ = spade_task.build_dataset_info(config)
@@ -165,8 +181,9 @@ def test_savedmodel_matches_keras_model(scenes_root, tmp_path, use_vae):
     assert got["image"].dtype == tf.uint8 and got["image"].shape == (2, 32, 32, 3)
     # The signature is visible to the standard tool.
     cli_tool = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
-    shown = subprocess.run([cli_tool, "show", "--dir", path, "--all"], capture_output=True,
-                           text=True, timeout=120)
+    shown = subprocess.run(
+        [cli_tool, "show", "--dir", path, "--all"], capture_output=True, text=True, timeout=120
+    )
     assert shown.returncode == 0, shown.stderr
     assert "serving_default" in shown.stdout and "label" in shown.stdout
     assert "DT_UINT8" in shown.stdout
@@ -203,13 +220,16 @@ print(json.dumps({"differences": differences, "gap": gap, "losses": result["loss
 
 @pytest.mark.slow
 def test_mirrored_two_replicas_stay_identical_and_match_one_device(scenes_root, tmp_path):
-    args = tiny_train_args(scenes_root, "unused", "--max_steps=1", "--norm_G=syncbatch",
-                           "--deterministic")
+    args = tiny_train_args(
+        scenes_root, "unused", "--max_steps=1", "--norm_G=syncbatch", "--deterministic"
+    )
     args = [a for a in args if not a.startswith("--checkpoint_dir")]
     script = tmp_path / "mirrored.py"
     script.write_text(_MIRRORED_SCRIPT)
-    proc = _run([str(script), json.dumps(args), str(tmp_path / "m"), str(tmp_path / "s")],
-                env={"PYTHONPATH": ROOT})
+    proc = _run(
+        [str(script), json.dumps(args), str(tmp_path / "m"), str(tmp_path / "s")],
+        env={"PYTHONPATH": ROOT},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     # After an update every replica holds the same weights (gradients were all-reduced).
@@ -225,17 +245,32 @@ def test_mirrored_two_replicas_stay_identical_and_match_one_device(scenes_root, 
 @pytest.mark.slow
 def test_test_one_and_synthesize_cli(scenes_root, tmp_path):
     from training import loop
-    from models.spade import task as spade_task
 
     run_dir = tmp_path / "run"
     config = _config(scenes_root, run_dir, "--max_steps=1", "--export=true", "--use_vae")
     loop.train(config, log=lambda *_: None)
-    label = sorted(glob.glob(os.path.join(
-        scenes_root, "scenes_64", "ADEChallengeData2016", "annotations", "validation", "*.png"
-    )))[0]
+    label = sorted(
+        glob.glob(
+            os.path.join(
+                scenes_root,
+                "scenes_64",
+                "ADEChallengeData2016",
+                "annotations",
+                "validation",
+                "*.png",
+            )
+        )
+    )[0]
     out = tmp_path / "one"
-    proc = _run(["test_one.py", f"--saved_model={run_dir / 'export'}", f"--label_filename={label}",
-                 f"--results_dir={out}", "--num_samples=2"])
+    proc = _run(
+        [
+            "test_one.py",
+            f"--saved_model={run_dir / 'export'}",
+            f"--label_filename={label}",
+            f"--results_dir={out}",
+            "--num_samples=2",
+        ]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     stem = os.path.splitext(os.path.basename(label))[0]
     from PIL import Image
@@ -245,29 +280,63 @@ def test_test_one_and_synthesize_cli(scenes_root, tmp_path):
     assert a.shape == (32, 32, 3) and not np.array_equal(a, b)  # different random z
     # Existing outputs are not overwritten without --overwrite.
     mtime = os.path.getmtime(out / f"{stem}_0.png")
-    proc = _run(["test_one.py", f"--checkpoint_dir={run_dir}", f"--label_filename={label}",
-                 f"--results_dir={out}", "--num_samples=2"])
+    proc = _run(
+        [
+            "test_one.py",
+            f"--checkpoint_dir={run_dir}",
+            f"--label_filename={label}",
+            f"--results_dir={out}",
+            "--num_samples=2",
+        ]
+    )
     assert proc.returncode != 0 and "already exist" in proc.stderr
     assert os.path.getmtime(out / f"{stem}_0.png") == mtime
 
     # On-demand export of the run's latest checkpoint reproduces the end-of-training export.
-    proc = _run(["-m", "tools.export_spade", f"--checkpoint_dir={run_dir}",
-                 f"--output={tmp_path / 'export2'}"])
+    proc = _run(
+        [
+            "-m",
+            "tools.export_spade",
+            f"--checkpoint_dir={run_dir}",
+            f"--output={tmp_path / 'export2'}",
+        ]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    proc = _run(["test_one.py", f"--saved_model={tmp_path / 'export2'}",
-                 f"--label_filename={label}", f"--results_dir={tmp_path / 'one2'}",
-                 "--style_filename=" + label.replace("annotations", "images")[:-4] + ".jpg"])
+    proc = _run(
+        [
+            "test_one.py",
+            f"--saved_model={tmp_path / 'export2'}",
+            f"--label_filename={label}",
+            f"--results_dir={tmp_path / 'one2'}",
+            "--style_filename=" + label.replace("annotations", "images")[:-4] + ".jpg",
+        ]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    proc = _run(["test_one.py", f"--saved_model={run_dir / 'export'}",
-                 f"--label_filename={label}", f"--results_dir={tmp_path / 'one3'}",
-                 "--style_filename=" + label.replace("annotations", "images")[:-4] + ".jpg"])
-    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "one2" / f"{stem}.png")),
-                                  np.asarray(Image.open(tmp_path / "one3" / f"{stem}.png")))
+    proc = _run(
+        [
+            "test_one.py",
+            f"--saved_model={run_dir / 'export'}",
+            f"--label_filename={label}",
+            f"--results_dir={tmp_path / 'one3'}",
+            "--style_filename=" + label.replace("annotations", "images")[:-4] + ".jpg",
+        ]
+    )
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(tmp_path / "one2" / f"{stem}.png")),
+        np.asarray(Image.open(tmp_path / "one3" / f"{stem}.png")),
+    )
 
     label_dir = os.path.dirname(label)
-    proc = _run(["synthesize.py", "--model=spade", f"--label_dir={label_dir}",
-                 f"--checkpoint_dir={run_dir}", f"--output_dir={tmp_path / 'synth'}",
-                 "--batch_size=3"])
+    proc = _run(
+        [
+            "synthesize.py",
+            "--model=spade",
+            f"--label_dir={label_dir}",
+            f"--checkpoint_dir={run_dir}",
+            f"--output_dir={tmp_path / 'synth'}",
+            "--batch_size=3",
+        ]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(os.listdir(tmp_path / "synth")) == sorted(os.listdir(label_dir))
 
@@ -277,7 +346,6 @@ def test_corrupt_training_image_is_named(tmp_path, float32_policy):
 
     from datasets.pairs import DatasetError
     from training import loop
-    from models.spade import task as spade_task
 
     images, labels = tmp_path / "images", tmp_path / "labels"
     images.mkdir()
@@ -285,13 +353,22 @@ def test_corrupt_training_image_is_named(tmp_path, float32_policy):
     rng = np.random.default_rng(0)
     for i in range(4):
         Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(
-            images / f"p{i}.jpg")
+            images / f"p{i}.jpg"
+        )
         Image.fromarray(rng.choice([2, 3], (40, 40)).astype(np.uint8), mode="L").save(
-            labels / f"p{i}.png")
+            labels / f"p{i}.png"
+        )
     (images / "p2.jpg").write_bytes(b"\xff\xd8 this is not a jpeg")
-    config = cli.config_from_args(tiny_train_args(
-        "unused", str(tmp_path / "run"), "--dataset=folders", f"--image_dir={images}",
-        f"--label_dir={labels}", "--max_steps=4"))
+    config = cli.config_from_args(
+        tiny_train_args(
+            "unused",
+            str(tmp_path / "run"),
+            "--dataset=folders",
+            f"--image_dir={images}",
+            f"--label_dir={labels}",
+            "--max_steps=4",
+        )
+    )
     with pytest.raises(DatasetError, match="p2.jpg"):
         loop.train(config, log=lambda *_: None)
 
@@ -309,8 +386,16 @@ def test_bad_flags_name_the_flag():
         cli.config_from_args(["--preset=nope"])
     with pytest.raises(ValueError, match="--crop_size=100 must be a multiple of 32"):
         cli.config_from_args(["--crop_size=100", "--load_size=110"])
-    proc = _run(["train.py", "--model=spade", "--dataset=ade20k", "--data_root=/nonexistent/ade",
-                 "--dry_run=false", "--max_steps=1"])
+    proc = _run(
+        [
+            "train.py",
+            "--model=spade",
+            "--dataset=ade20k",
+            "--data_root=/nonexistent/ade",
+            "--dry_run=false",
+            "--max_steps=1",
+        ]
+    )
     assert proc.returncode != 0 and "/nonexistent/ade" in proc.stderr
 
 
@@ -325,19 +410,28 @@ def test_multiworker_two_processes_on_localhost(scenes_root, tmp_path):
             ports.append(s.getsockname()[1])
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     run_dir = tmp_path / "run"
-    args = tiny_train_args(scenes_root, str(run_dir), "--max_steps=2", "--distribute=multiworker",
-                           "--norm_G=instance")
+    args = tiny_train_args(
+        scenes_root, str(run_dir), "--max_steps=2", "--distribute=multiworker", "--norm_G=instance"
+    )
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
     procs = []
     for index in range(2):
-        worker_env = dict(env, TF_CONFIG=json.dumps(
-            {"cluster": cluster, "task": {"type": "worker", "index": index}}))
-        procs.append(subprocess.Popen(
-            [sys.executable, "train.py", *args], cwd=ROOT, env=worker_env,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        ))
+        worker_env = dict(
+            env,
+            TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+        )
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "train.py", *args],
+                cwd=ROOT,
+                env=worker_env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     outputs = [p.communicate(timeout=600) for p in procs]
-    for p, (out, err) in zip(procs, outputs):
+    for p, (_out, err) in zip(procs, outputs):
         assert p.returncode == 0, err[-3000:]
     assert "Stopped at step 2" in outputs[0][1] + outputs[0][0]
     import tensorflow as tf

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import ROOT as REPO_ROOT
 from layer_testing import run_layer_test
 
 from losses import stylegan2 as sg2_losses
@@ -20,7 +21,6 @@ from models.stylegan2 import networks as sg2
 from models.stylegan2.config import PRESETS, StyleGAN2Config
 from models.stylegan2.trainer import StyleGAN2GAN, ema_decay
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(resolution=32, z_dim=16, w_dim=16, mapping_layers=2, width=1.0 / 32)
 
 
@@ -60,7 +60,13 @@ def test_reference_parameter_counts(cm, generator_count, discriminator_count):
 
 def test_synthesis_channels():
     assert [sg2.synthesis_channels(r, 2) for r in (4, 32, 64, 128, 256, 512, 1024)] == [
-        512, 512, 512, 256, 128, 64, 32
+        512,
+        512,
+        512,
+        256,
+        128,
+        64,
+        32,
     ]
     assert sg2.synthesis_channels(64, 2, width=1 / 32) == 16
     with pytest.raises(ValueError, match="resolution"):
@@ -113,28 +119,77 @@ def _normal(*shape):
 
 TINY_NETWORK = dict(resolution=8, width=1 / 32)  # 16 channels at 4 and 8 px
 LAYER_CASES = [
-    (sg2.EqualDense, dict(units=8, lr_mul=0.01, bias_init=1.0, activation="lrelu"),
-     _normal(2, 16), (2, 8), {}),
-    (sg2.EqualConv2D, dict(filters=8, kernel_size=3, activation="lrelu"),
-     _normal(2, 8, 8, 4), (2, 8, 8, 8), {}),
-    (sg2.EqualConv2D, dict(filters=8, kernel_size=3, down=True, activation="lrelu"),
-     _normal(2, 16, 16, 4), (2, 8, 8, 8), {}),
-    (sg2.EqualConv2D, dict(filters=5, kernel_size=1, down=True, use_bias=False),
-     _normal(2, 16, 16, 4), (2, 8, 8, 5), {}),
-    (sg2.ModulatedConv2D, dict(filters=8, kernel_size=3, up=True),
-     {"x": _normal(2, 4, 4, 6), "w": _normal(2, 16)}, (2, 8, 8, 8), {}),
-    (sg2.StyledConv, dict(filters=8, resolution=8, up=True),
-     {"x": _normal(2, 4, 4, 6), "w": _normal(2, 16)}, (2, 8, 8, 8), {"noise_mode": "const"}),
-    (sg2.ToRGB, dict(),
-     {"x": _normal(2, 8, 8, 8), "w": _normal(2, 16), "skip": _normal(2, 4, 4, 3)}, (2, 8, 8, 3),
-     {}),
+    (
+        sg2.EqualDense,
+        dict(units=8, lr_mul=0.01, bias_init=1.0, activation="lrelu"),
+        _normal(2, 16),
+        (2, 8),
+        {},
+    ),
+    (
+        sg2.EqualConv2D,
+        dict(filters=8, kernel_size=3, activation="lrelu"),
+        _normal(2, 8, 8, 4),
+        (2, 8, 8, 8),
+        {},
+    ),
+    (
+        sg2.EqualConv2D,
+        dict(filters=8, kernel_size=3, down=True, activation="lrelu"),
+        _normal(2, 16, 16, 4),
+        (2, 8, 8, 8),
+        {},
+    ),
+    (
+        sg2.EqualConv2D,
+        dict(filters=5, kernel_size=1, down=True, use_bias=False),
+        _normal(2, 16, 16, 4),
+        (2, 8, 8, 5),
+        {},
+    ),
+    (
+        sg2.ModulatedConv2D,
+        dict(filters=8, kernel_size=3, up=True),
+        {"x": _normal(2, 4, 4, 6), "w": _normal(2, 16)},
+        (2, 8, 8, 8),
+        {},
+    ),
+    (
+        sg2.StyledConv,
+        dict(filters=8, resolution=8, up=True),
+        {"x": _normal(2, 4, 4, 6), "w": _normal(2, 16)},
+        (2, 8, 8, 8),
+        {"noise_mode": "const"},
+    ),
+    (
+        sg2.ToRGB,
+        dict(),
+        {"x": _normal(2, 8, 8, 8), "w": _normal(2, 16), "skip": _normal(2, 4, 4, 3)},
+        (2, 8, 8, 3),
+        {},
+    ),
     (sg2.MappingNetwork, dict(z_dim=16, w_dim=16, num_layers=2), _normal(2, 16), (2, 16), {}),
-    (sg2.SynthesisNetwork, dict(TINY_NETWORK, w_dim=16), _normal(2, 4, 16), (2, 8, 8, 3),
-     {"noise_mode": "const"}),
-    (sg2.StyleGAN2Generator, dict(TINY_NETWORK, z_dim=16, w_dim=16, mapping_layers=2),
-     _normal(2, 16), (2, 8, 8, 3), {"noise_mode": "const"}),
-    (sg2.DiscriminatorBlock, dict(in_channels=4, out_channels=8), _normal(2, 8, 8, 4),
-     (2, 4, 4, 8), {}),
+    (
+        sg2.SynthesisNetwork,
+        dict(TINY_NETWORK, w_dim=16),
+        _normal(2, 4, 16),
+        (2, 8, 8, 3),
+        {"noise_mode": "const"},
+    ),
+    (
+        sg2.StyleGAN2Generator,
+        dict(TINY_NETWORK, z_dim=16, w_dim=16, mapping_layers=2),
+        _normal(2, 16),
+        (2, 8, 8, 3),
+        {"noise_mode": "const"},
+    ),
+    (
+        sg2.DiscriminatorBlock,
+        dict(in_channels=4, out_channels=8),
+        _normal(2, 8, 8, 4),
+        (2, 4, 4, 8),
+        {},
+    ),
     (sg2.StyleGAN2Discriminator, TINY_NETWORK, _normal(2, 8, 8, 3), (2, 1), {}),
 ]
 
@@ -146,7 +201,10 @@ LAYER_CASES = [
 )
 def test_layer(layer_cls, init_kwargs, input_data, expected_shape, call_kwargs):
     run_layer_test(
-        layer_cls, init_kwargs, input_data, expected_output_shape=expected_shape,
+        layer_cls,
+        init_kwargs,
+        input_data,
+        expected_output_shape=expected_shape,
         call_kwargs=call_kwargs,
     )
 
@@ -182,8 +240,9 @@ def _modulated_reference(x, styles, kernel, demodulate, up):
     return np.stack(outputs)
 
 
-@pytest.mark.parametrize("up, demodulate, kernel_size", [(False, True, 3), (True, True, 3),
-                                                          (False, False, 1)])
+@pytest.mark.parametrize(
+    "up, demodulate, kernel_size", [(False, True, 3), (True, True, 3), (False, False, 1)]
+)
 def test_modulated_conv_equals_per_sample_kernels(up, demodulate, kernel_size):
     rng = np.random.RandomState(1)
     x = rng.randn(3, 5, 5, 4).astype("float32")
@@ -215,7 +274,12 @@ def test_generator_shapes_features_and_noise(tiny_generator):
     assert images.shape == (3, 32, 32, 3)
     layers = generator.feature_layers()
     assert [layer["name"] for layer in layers] == [
-        "conv00_4px", "conv01_8px", "conv02_8px", "conv03_16px", "conv04_16px", "conv05_32px",
+        "conv00_4px",
+        "conv01_8px",
+        "conv02_8px",
+        "conv03_16px",
+        "conv04_16px",
+        "conv05_32px",
         "conv06_32px",
     ]
     assert generator.num_ws == 8
@@ -366,8 +430,9 @@ def test_train_steps_lazy_regularisation_ema_and_determinism(tmp_path):
     assert not gan.generator_ema.trainable_weights
 
     images = tf.constant(np.random.RandomState(0).uniform(-1, 1, (4, 16, 16, 3)), tf.float32)
-    g_before, d_before = _values(gan.generator.trainable_weights), _values(
-        gan.discriminator.trainable_weights
+    g_before, d_before = (
+        _values(gan.generator.trainable_weights),
+        _values(gan.discriminator.trainable_weights),
     )
     ema_before = _values(gan.generator_ema.weights)
     history = []
@@ -492,7 +557,11 @@ def test_train_step_under_mirrored_strategy():
     env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="2")
     result = subprocess.run(
         [sys.executable, "-c", _MIRRORED_SCRIPT],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("OK")

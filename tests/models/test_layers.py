@@ -16,6 +16,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import ROOT as REPO_ROOT
 from layer_testing import run_layer_test
 
 from models.layers import (
@@ -29,8 +30,6 @@ from models.layers import (
     spectral_norm_conv2d,
     xavier_normal_init,
 )
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(autouse=True)
@@ -100,8 +99,12 @@ def test_resize_nearest_dynamic_size_in_tf_function():
         ({"padding": 0, "kernel_size": 1, "spectral_norm": False}, (32, 24)),
         (
             {
-                "kernel_size": (3, 5), "strides": 2, "padding": 2, "use_bias": False,
-                "power_iterations": 2, "kernel_initializer": xavier_normal_init(),
+                "kernel_size": (3, 5),
+                "strides": 2,
+                "padding": 2,
+                "use_bias": False,
+                "power_iterations": 2,
+                "kernel_initializer": xavier_normal_init(),
             },
             (17, 12),
         ),
@@ -137,8 +140,10 @@ def test_one_hot_conv_equals_conv_over_one_hot_values_and_gradients(size):
     bias = tf.Variable(np.random.randn(channels).astype("float32"))
     weights = tf.constant(np.random.randn(2, 7, 5, channels).astype("float32"))
     results = []
-    for function in (lambda: one_hot_conv(labels, kernel, bias),
-                     lambda: tf.nn.conv2d(tf.one_hot(labels, classes), kernel, 1, "SAME") + bias):
+    for function in (
+        lambda: one_hot_conv(labels, kernel, bias),
+        lambda: tf.nn.conv2d(tf.one_hot(labels, classes), kernel, 1, "SAME") + bias,
+    ):
         with tf.GradientTape() as tape:
             out = function()
             loss = tf.reduce_sum(out * weights)
@@ -161,13 +166,15 @@ def test_one_hot_conv_strided_with_explicit_padding_equals_conv(kernel_size, str
     results = []
     for function in (
         lambda: one_hot_conv(labels, kernel, strides=strides, padding=padding),
-        lambda: tf.nn.conv2d(tf.pad(tf.one_hot(labels, classes), pads), kernel,
-                             [1, *stride_pair, 1], "VALID"),
+        lambda: tf.nn.conv2d(
+            tf.pad(tf.one_hot(labels, classes), pads), kernel, [1, *stride_pair, 1], "VALID"
+        ),
     ):
         with tf.GradientTape() as tape:
             out = function()
-            loss = tf.reduce_sum(out * tf.reshape(tf.range(tf.size(out), dtype=tf.float32),
-                                                  out.shape))
+            loss = tf.reduce_sum(
+                out * tf.reshape(tf.range(tf.size(out), dtype=tf.float32), out.shape)
+            )
         results.append([out.numpy(), tape.gradient(loss, kernel).numpy()])
     assert results[0][0].shape == results[1][0].shape
     for lookup, conv in zip(*results):
@@ -181,8 +188,7 @@ def test_snconv2d_call_on_labels_equals_call_on_one_hot():
     labels = np.random.randint(0, 4, size=(2, 6, 9))
     one_hot = np.eye(4, dtype="float32")[labels]  # [N, H, W, 4]
     expected = conv(one_hot).numpy()  # builds; inference: the stored sigma, no state change
-    np.testing.assert_allclose(conv.call_on_labels(labels).numpy(), expected,
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(conv.call_on_labels(labels).numpy(), expected, rtol=1e-5, atol=1e-5)
     strided = SNConv2D(5, 3, strides=2, padding=1)
     strided.build(one_hot.shape)
     with pytest.raises(ValueError, match="stride 1"):
@@ -274,8 +280,9 @@ def test_snconv2d_gradient_flows_through_sigma():
     assert not np.allclose(grad, g_eff / sigma, rtol=1e-2, atol=1e-6)
 
 
-@pytest.mark.parametrize("strides, padding",
-                         [((1, 1), "same"), ((2, 2), "valid"), ((2, 1), "same")])
+@pytest.mark.parametrize(
+    "strides, padding", [((1, 1), "same"), ((2, 2), "valid"), ((2, 1), "same")]
+)
 def test_spectral_norm_conv2d_equals_autodiff_of_conv_with_kernel_over_sigma(strides, padding):
     rng = np.random.default_rng(3)
     x = tf.constant(rng.normal(size=(2, 9, 8, 5)).astype("float32"))
@@ -305,8 +312,9 @@ def test_spectral_norm_conv2d_equals_autodiff_of_conv_with_kernel_over_sigma(str
 
 
 def test_leaky_relu_equals_tf_leaky_relu_values_and_gradients():
-    x = tf.constant(np.concatenate([np.random.randn(50), [0.0, -0.0, 1e-30, -1e-30]])
-                    .astype("float32"))
+    x = tf.constant(
+        np.concatenate([np.random.randn(50), [0.0, -0.0, 1e-30, -1e-30]]).astype("float32")
+    )
     weights = tf.constant(np.random.randn(54).astype("float32"))
     results = []
     for function in (lambda t: leaky_relu(t, 0.2), lambda t: tf.nn.leaky_relu(t, alpha=0.2)):
@@ -371,7 +379,9 @@ def test_instance_norm_mixed_bfloat16_keeps_dtype_and_is_accurate():
 def test_instance_norm_layer():
     x = np.random.randn(2, 8, 12, 3).astype("float32")
     layer = run_layer_test(
-        InstanceNormalization, {"epsilon": 1e-3, "name": "inorm"}, x,
+        InstanceNormalization,
+        {"epsilon": 1e-3, "name": "inorm"},
+        x,
         expected_output_shape=(2, 8, 12, 3),
     )
     assert layer.count_params() == 0
@@ -422,21 +432,31 @@ def test_param_free_batch_norm_equals_keras_batch_norm(synchronized, graph):
     weights = tf.constant(np.random.randn(3, 5, 4, 6).astype("float32"))
     layers = [
         ParamFreeBatchNorm(momentum=0.9, epsilon=1e-5, synchronized=synchronized),
-        keras.layers.BatchNormalization(center=False, scale=False, momentum=0.9, epsilon=1e-5,
-                                        synchronized=synchronized),
+        keras.layers.BatchNormalization(
+            center=False, scale=False, momentum=0.9, epsilon=1e-5, synchronized=synchronized
+        ),
     ]
     results = []
     for layer in layers:
+
         def forward_backward(x, layer=layer):
             with tf.GradientTape() as tape:
                 tape.watch(x)
                 out = layer(x, training=True)
                 loss = tf.reduce_sum(out * weights)
             return out, tape.gradient(loss, x)
+
         run = tf.function(forward_backward) if graph else forward_backward
         out, grad = run(x)
-        results.append([out.numpy(), grad.numpy(), layer.moving_mean.numpy(),
-                        layer.moving_variance.numpy(), layer(x, training=False).numpy()])
+        results.append(
+            [
+                out.numpy(),
+                grad.numpy(),
+                layer.moving_mean.numpy(),
+                layer.moving_variance.numpy(),
+                layer(x, training=False).numpy(),
+            ]
+        )
     n = 3 * 5 * 4  # values per channel
     ours, keras_bn = results
     # Keras: 0.9 + 0.1 * biased; ours: 0.9 + 0.1 * biased * n / (n - 1).
@@ -491,7 +511,8 @@ def test_every_network_layer_goes_through_run_layer_test():
     for name in modules:
         module = importlib.import_module(name)
         layers.update(
-            cls.__name__ for _, cls in inspect.getmembers(module, inspect.isclass)
+            cls.__name__
+            for _, cls in inspect.getmembers(module, inspect.isclass)
             if issubclass(cls, keras.layers.Layer) and cls.__module__ == name
         )
     assert len(layers) >= 24
@@ -577,7 +598,11 @@ def test_syncbatch_and_spectral_norm_under_mirrored_strategy():
     env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="2")
     result = subprocess.run(
         [sys.executable, "-c", _MIRRORED_SCRIPT],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("OK")

@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from losses import VGGPerceptualLoss
-from losses import feature_matching_loss
-from losses import hinge_d_loss
-from losses import hinge_g_loss
-from losses import kl_divergence
-from losses import split_real_fake
+from losses import (
+    VGGPerceptualLoss,
+    feature_matching_loss,
+    hinge_d_loss,
+    hinge_g_loss,
+    kl_divergence,
+    split_real_fake,
+)
 from losses.perceptual import VGG19_NOTOP_FILENAME
 
 

@@ -1,6 +1,6 @@
 """Label mappings, the coarse / fine rule (models/synthesis_in_style/labels.py) and synthetic pairs
 (models/synthesis_in_style/dataset_writer.py), on hand-made features and on the fake generator of
-test_feature_clusters.py."""
+test_clusters.py."""
 
 import json
 import os
@@ -8,8 +8,19 @@ import os
 import numpy as np
 import pytest
 from PIL import Image
+from test_clusters import (
+    FAKE_LAYERS,
+    FRAME_THRESHOLD,
+    FakeDocumentGenerator,
+    make_cluster_run,
+)
 
-from models.synthesis_in_style.palette import load_palette
+from models.synthesis_in_style.dataset_writer import (
+    SyntheticDatasetError,
+    mask_to_rle,
+    rle_to_mask,
+    synthesize_dataset,
+)
 from models.synthesis_in_style.labels import (
     LabelMappingError,
     UnlabelledClustersError,
@@ -18,18 +29,7 @@ from models.synthesis_in_style.labels import (
     load_label_mapping,
     segment_from_features,
 )
-from models.synthesis_in_style.dataset_writer import (
-    SyntheticDatasetError,
-    mask_to_rle,
-    rle_to_mask,
-    synthesize_dataset,
-)
-from test_feature_clusters import (
-    FAKE_LAYERS,
-    FRAME_THRESHOLD,
-    FakeDocumentGenerator,
-    make_cluster_run,
-)
+from models.synthesis_in_style.palette import load_palette
 
 NAMES = ("background", "printed_text", "handwritten_text")
 
@@ -42,19 +42,29 @@ def palette():
 @pytest.fixture(scope="module")
 def annotated_run(tmp_path_factory):
     """A fake cluster run (k = 3) and its mapping: each cluster -> its majority planted class."""
-    run, generator = make_cluster_run(tmp_path_factory.mktemp("clusters") / "run",
-                                      num_samples=16, batch_size=8, k_values=(3,))
+    run, generator = make_cluster_run(
+        tmp_path_factory.mktemp("clusters") / "run", num_samples=16, batch_size=8, k_values=(3,)
+    )
     latents = run.latents()
     layers = {}
     for layer in FAKE_LAYERS:
-        ids = np.stack([np.asarray(Image.open(run.map_path(3, layer["name"], i)))
-                        for i in range(run.num_samples)])
+        ids = np.stack(
+            [
+                np.asarray(Image.open(run.map_path(3, layer["name"], i)))
+                for i in range(run.num_samples)
+            ]
+        )
         truth = np.stack([generator.planted(layer, z) for z in latents])
         layers[layer["name"]] = {
             str(c): NAMES[np.bincount(truth[ids == c], minlength=3).argmax()] for c in range(3)
         }
-    mapping = {"format": "semsynth-cluster-labels/1", "k": 3, "generator": run.fingerprint,
-               "palette": "documents", "layers": layers}
+    mapping = {
+        "format": "semsynth-cluster-labels/1",
+        "k": 3,
+        "generator": run.fingerprint,
+        "palette": "documents",
+        "layers": layers,
+    }
     path = os.path.join(run.directory, "annotations_k03.json")
     write_json(path, mapping)
     return run, mapping, path
@@ -96,8 +106,9 @@ def test_label_mapping_errors(annotated_run, palette, tmp_path):
     layers = {**good["layers"], "conv05_32px": {"0": "typewriter", "1": "stamp", "2": "background"}}
     with pytest.raises(LabelMappingError, match="'stamp', 'typewriter' are not in the palette"):
         load_label_mapping(variant(layers=layers), clusters=run, palette=palette)
-    palette_file = write_json(tmp_path / "simple_palette.json",
-                              {"background": "#000000", "printed_text": "#0000FF"})
+    palette_file = write_json(
+        tmp_path / "simple_palette.json", {"background": "#000000", "printed_text": "#0000FF"}
+    )
     with pytest.raises(LabelMappingError, match="'handwritten_text'.*simple_palette.json"):
         load_label_mapping(path, clusters=run, palette=palette_file)
     layers = {**good["layers"], "conv05_32px": {"0": "background", "3": "background"}}
@@ -131,20 +142,26 @@ def test_check_complete_names_every_unlabelled_cluster(annotated_run, palette, t
 
 
 def test_connected_components_known_answer():
-    mask = np.array([
-        [1, 1, 0, 0, 1],
-        [0, 0, 0, 1, 0],
-        [1, 0, 0, 0, 0],
-        [1, 0, 1, 1, 1],
-    ], bool)
+    mask = np.array(
+        [
+            [1, 1, 0, 0, 1],
+            [0, 0, 0, 1, 0],
+            [1, 0, 0, 0, 0],
+            [1, 0, 1, 1, 1],
+        ],
+        bool,
+    )
     labels, count = connected_components(mask)  # 8-connected: (0,4) touches (1,3)
     assert count == 4
-    np.testing.assert_array_equal(labels, [
-        [1, 1, 0, 0, 2],
-        [0, 0, 0, 2, 0],
-        [3, 0, 0, 0, 0],
-        [3, 0, 4, 4, 4],
-    ])
+    np.testing.assert_array_equal(
+        labels,
+        [
+            [1, 1, 0, 0, 2],
+            [0, 0, 0, 2, 0],
+            [3, 0, 0, 0, 0],
+            [3, 0, 4, 4, 4],
+        ],
+    )
     assert connected_components(mask, connectivity=4)[1] == 5
     assert connected_components(np.zeros((3, 3)))[1] == 0
 
@@ -176,8 +193,10 @@ CLASS_IDS = {name: i for i, name in enumerate(NAMES)}
 HAND_MAPPING = {
     "k": 3,
     "source": "hand-made mapping",
-    "layers": {name: {0: "background", 1: "printed_text", 2: "handwritten_text"}
-               for name in ("coarse_a", "coarse_b", "fine_a", "fine_b")},
+    "layers": {
+        name: {0: "background", 1: "printed_text", 2: "handwritten_text"}
+        for name in ("coarse_a", "coarse_b", "fine_a", "fine_b")
+    },
 }
 HAND_CENTERS = {name: np.eye(3, dtype=np.float32) for name in HAND_MAPPING["layers"]}
 
@@ -202,13 +221,23 @@ def hand_made_features():
     fine_a[12, 14:26] = 2  # E: straddles both regions: 3 px printed, 7 px handwritten
     fine_b = fine_a.copy()
     fine_a[9, 9] = 1  # F: ink in one fine layer only
-    return {"coarse_a": one_hot(coarse_a), "coarse_b": one_hot(coarse_b),
-            "fine_a": one_hot(fine_a), "fine_b": one_hot(fine_b)}
+    return {
+        "coarse_a": one_hot(coarse_a),
+        "coarse_b": one_hot(coarse_b),
+        "fine_a": one_hot(fine_a),
+        "fine_b": one_hot(fine_b),
+    }
 
 
 def segment(features, **kwargs):
-    options = dict(coarse_layers=["coarse_a", "coarse_b"], fine_layers=["fine_a", "fine_b"],
-                   class_ids=CLASS_IDS, output_size=R, min_area=30, dilation=3)
+    options = dict(
+        coarse_layers=["coarse_a", "coarse_b"],
+        fine_layers=["fine_a", "fine_b"],
+        class_ids=CLASS_IDS,
+        output_size=R,
+        min_area=30,
+        dilation=3,
+    )
     return segment_from_features(features, HAND_MAPPING, HAND_CENTERS, **{**options, **kwargs})
 
 
@@ -258,18 +287,34 @@ def test_segment_discards_full_page_components():
 def test_segment_refuses_unlabelled_clusters():
     mapping = {**HAND_MAPPING, "layers": {**HAND_MAPPING["layers"], "fine_b": {0: "background"}}}
     with pytest.raises(UnlabelledClustersError, match=r"fine_b: \[1, 2\]"):
-        segment_from_features(hand_made_features(), mapping, HAND_CENTERS,
-                              coarse_layers=["coarse_a"], fine_layers=["fine_b"],
-                              class_ids=CLASS_IDS, output_size=R)
+        segment_from_features(
+            hand_made_features(),
+            mapping,
+            HAND_CENTERS,
+            coarse_layers=["coarse_a"],
+            fine_layers=["fine_b"],
+            class_ids=CLASS_IDS,
+            output_size=R,
+        )
 
 
 # === synthesize_dataset on the fake generator ===
 
 
 def synthesize(run, mapping, out_dir, palette, **kwargs):
-    options = dict(mapping=mapping, clusters=run, palette=palette, num_images=20,
-                   out_dir=str(out_dir), batch_size=6, seed=3, min_area=20, dilation=3,
-                   overlap_policy="most", progress=False)
+    options = dict(
+        mapping=mapping,
+        clusters=run,
+        palette=palette,
+        num_images=20,
+        out_dir=str(out_dir),
+        batch_size=6,
+        seed=3,
+        min_area=20,
+        dilation=3,
+        overlap_policy="most",
+        progress=False,
+    )
     return synthesize_dataset(FakeDocumentGenerator(), **{**options, **kwargs})
 
 
@@ -331,25 +376,34 @@ def test_coco_ground_truth_is_consistent(dataset):
         val = [pair["image"] for pair in json.load(file)["pairs"]]
     assert [image["file_name"] for image in coco["images"]] == val
     assert [(c["id"], c["name"]) for c in coco["categories"]] == [
-        (1, "printed_text"), (2, "handwritten_text")
+        (1, "printed_text"),
+        (2, "handwritten_text"),
     ]
     assert len({a["id"] for a in coco["annotations"]}) == len(coco["annotations"]) > 0
     for image in coco["images"]:
-        mask = np.asarray(Image.open(os.path.join(
-            out_dir, image["file_name"].replace("images/", "masks/"))))
+        mask = np.asarray(
+            Image.open(os.path.join(out_dir, image["file_name"].replace("images/", "masks/")))
+        )
         assert image["id"] == int(os.path.basename(image["file_name"])[:6]) + 1
         assert (image["height"], image["width"]) == mask.shape
         for class_id in (1, 2):
-            annotations = [a for a in coco["annotations"]
-                           if a["image_id"] == image["id"] and a["category_id"] == class_id]
+            annotations = [
+                a
+                for a in coco["annotations"]
+                if a["image_id"] == image["id"] and a["category_id"] == class_id
+            ]
             union = np.zeros(mask.shape, bool)
             for annotation in annotations:
                 region = rle_to_mask(annotation["segmentation"])
                 assert region.sum() == annotation["area"] and annotation["iscrowd"] == 0
                 x, y, width, height = annotation["bbox"]
                 rows, cols = np.nonzero(region)
-                assert (x, y, width, height) == (cols.min(), rows.min(),
-                                                 cols.max() - x + 1, rows.max() - y + 1)
+                assert (x, y, width, height) == (
+                    cols.min(),
+                    rows.min(),
+                    cols.max() - x + 1,
+                    rows.max() - y + 1,
+                )
                 union |= region
             assert sum(a["area"] for a in annotations) == (mask == class_id).sum()
             np.testing.assert_array_equal(union, mask == class_id)
@@ -366,8 +420,9 @@ def test_synthesize_overwrite_replaces_outputs(annotated_run, palette, tmp_path)
     run, _, path = annotated_run
     synthesize(run, path, tmp_path, palette, num_images=6, val_fraction=0.0)
     (tmp_path / "notes.txt").write_text("mine")
-    manifest = synthesize(run, path, tmp_path, palette, num_images=3, val_fraction=0.34,
-                          overwrite=True)
+    manifest = synthesize(
+        run, path, tmp_path, palette, num_images=3, val_fraction=0.34, overwrite=True
+    )
     assert manifest["counts"]["train"] == 2 and manifest["counts"]["val"] == 1
     assert sorted(os.listdir(tmp_path / "images")) == ["000000.png", "000001.png", "000002.png"]
     assert (tmp_path / "notes.txt").read_text() == "mine"

@@ -60,7 +60,9 @@ def test_image_list_from_json(tmp_path):
     listing = tmp_path / "train.json"
     listing.write_text(json.dumps(["crops/000001.png", "crops/000000.png"]))
     assert image_list(list_path=str(listing)) == [
-        str(tmp_path / "crops" / "000001.png"), str(tmp_path / "crops" / "000000.png")]
+        str(tmp_path / "crops" / "000001.png"),
+        str(tmp_path / "crops" / "000000.png"),
+    ]
     wrapped = tmp_path / "wrapped.json"
     wrapped.write_text(json.dumps({"images": ["crops/000000.png"]}))
     assert image_list(list_path=str(wrapped)) == [str(tmp_path / "crops" / "000000.png")]
@@ -122,11 +124,16 @@ def test_resume_repeats_the_tail_of_a_run(solid_images, tmp_path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(path)
         paths.append(path)
-    full = [b["image"].numpy() for b in
-            make_image_dataset(paths, size=12, global_batch_size=2, seed=3).take(6)]
-    resumed = [b["image"].numpy() for b in
-               make_image_dataset(paths, size=12, global_batch_size=2, seed=3,
-                                  start_step=4).take(2)]
+    full = [
+        b["image"].numpy()
+        for b in make_image_dataset(paths, size=12, global_batch_size=2, seed=3).take(6)
+    ]
+    resumed = [
+        b["image"].numpy()
+        for b in make_image_dataset(paths, size=12, global_batch_size=2, seed=3, start_step=4).take(
+            2
+        )
+    ]
     np.testing.assert_array_equal(resumed[0], full[4])
     np.testing.assert_array_equal(resumed[1], full[5])
     # Flips happen: some element equals its file mirrored, not the file itself.
@@ -137,16 +144,20 @@ def test_resume_repeats_the_tail_of_a_run(solid_images, tmp_path):
 
 
 def test_two_input_pipelines_split_the_global_batch(solid_images):
-    whole = [_file_ids(b) for b in
-             make_image_dataset(solid_images, size=8, global_batch_size=4, seed=5,
-                                flip=False).take(3)]
+    whole = [
+        _file_ids(b)
+        for b in make_image_dataset(
+            solid_images, size=8, global_batch_size=4, seed=5, flip=False
+        ).take(3)
+    ]
     halves = []
     for pipeline_id in range(2):
-        context = tf.distribute.InputContext(num_input_pipelines=2,
-                                             input_pipeline_id=pipeline_id,
-                                             num_replicas_in_sync=2)
-        dataset = make_image_dataset(solid_images, size=8, global_batch_size=4, seed=5,
-                                     flip=False, input_context=context)
+        context = tf.distribute.InputContext(
+            num_input_pipelines=2, input_pipeline_id=pipeline_id, num_replicas_in_sync=2
+        )
+        dataset = make_image_dataset(
+            solid_images, size=8, global_batch_size=4, seed=5, flip=False, input_context=context
+        )
         batches = list(dataset.take(3))
         assert all(batch["image"].shape[0] == 2 for batch in batches)
         halves.append([_file_ids(batch) for batch in batches])
@@ -167,8 +178,11 @@ def test_resize_and_centre_crop(tmp_path):
     small = next(iter(make_image_eval_dataset([wide], size=10, batch_size=1)))["image"][0]
     assert small.shape == (10, 10, 3)
     assert small.numpy().max() < 0.6  # the white outer columns were cropped away
-    np.testing.assert_allclose(small.numpy()[:, 0, 0],  # area: the mean of two rows
-                               (np.arange(10) * 20 + 5) / 127.5 - 1.0, atol=1e-5)
+    np.testing.assert_allclose(
+        small.numpy()[:, 0, 0],  # area: the mean of two rows
+        (np.arange(10) * 20 + 5) / 127.5 - 1.0,
+        atol=1e-5,
+    )
     large = next(iter(make_image_eval_dataset([wide], size=40, batch_size=1)))["image"][0]
     assert large.shape == (40, 40, 3)
     assert -1.0 <= large.numpy().min() and large.numpy().max() <= 1.0
@@ -187,8 +201,9 @@ def test_arguments_are_checked(solid_images):
         make_image_dataset(solid_images, size=8, global_batch_size=0)
     with pytest.raises(ValueError, match="start_step"):
         make_image_dataset(solid_images, size=8, global_batch_size=2, start_step=-1)
-    context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=0,
-                                         num_replicas_in_sync=2)
+    context = tf.distribute.InputContext(
+        num_input_pipelines=2, input_pipeline_id=0, num_replicas_in_sync=2
+    )
     with pytest.raises(ValueError, match="not divisible"):
         make_image_dataset(solid_images, size=8, global_batch_size=3, input_context=context)
 

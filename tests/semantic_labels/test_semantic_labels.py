@@ -52,8 +52,20 @@ def test_ade20k_has_other_plus_150_distinct_classes(ade20k):
 
 @pytest.mark.parametrize(
     "name, class_id",
-    [("building", 2), ("sky", 3), ("tree", 5), ("road", 7), ("grass", 10), ("mountain", 17),
-     ("water", 22), ("field", 30), ("rock", 35), ("sand", 47), ("hill", 69), ("flag", 150)],
+    [
+        ("building", 2),
+        ("sky", 3),
+        ("tree", 5),
+        ("road", 7),
+        ("grass", 10),
+        ("mountain", 17),
+        ("water", 22),
+        ("field", 30),
+        ("rock", 35),
+        ("sand", 47),
+        ("hill", 69),
+        ("flag", 150),
+    ],
 )
 def test_ade20k_ids(ade20k, name, class_id):
     assert ade20k.id_of(name) == class_id
@@ -62,9 +74,16 @@ def test_ade20k_ids(ade20k, name, class_id):
 
 @pytest.mark.parametrize(
     "name, color",
-    [("other", [0, 0, 0]), ("wall", [120, 120, 120]), ("building", [180, 120, 120]),
-     ("sky", [6, 230, 230]), ("floor", [80, 50, 50]), ("tree", [4, 200, 3]),
-     ("grass", [4, 250, 7]), ("flag", [92, 0, 255])],
+    [
+        ("other", [0, 0, 0]),
+        ("wall", [120, 120, 120]),
+        ("building", [180, 120, 120]),
+        ("sky", [6, 230, 230]),
+        ("floor", [80, 50, 50]),
+        ("tree", [4, 200, 3]),
+        ("grass", [4, 250, 7]),
+        ("flag", [92, 0, 255]),
+    ],
 )
 def test_ade20k_standard_palette(ade20k, name, color):
     assert ade20k.colors[ade20k.id_of(name)].tolist() == color
@@ -135,8 +154,9 @@ def test_classes_may_be_listed_out_of_order(tmp_path):
 
 def test_load_subset_with_relative_base(tmp_path):
     write_json(tmp_path / "tiny.json", tiny_set())
-    subset = write_json(tmp_path / "pets.json", {"name": "pets", "base": "tiny.json",
-                                                  "ids": [2, 1]})
+    subset = write_json(
+        tmp_path / "pets.json", {"name": "pets", "base": "tiny.json", "ids": [2, 1]}
+    )
     labels = load_label_set(subset)
     assert labels.used_ids == (1, 2) and labels.num_classes == 3
 
@@ -161,15 +181,36 @@ def test_missing_file_is_value_and_file_not_found_error(tmp_path):
         ("[1, 2]", "top level"),
         (tiny_set(name=""), "'name'"),
         (tiny_set(classes=[]), "'classes'"),
-        (tiny_set(classes=[{"id": 0, "name": "a", "color": [0, 0, 0]},
-                           {"id": 0, "name": "b", "color": [1, 1, 1]}]), "duplicate id 0"),
-        (tiny_set(classes=[{"id": 0, "name": "a", "color": [0, 0, 0]},
-                           {"id": 2, "name": "b", "color": [1, 1, 1]}]), "contiguous"),
+        (
+            tiny_set(
+                classes=[
+                    {"id": 0, "name": "a", "color": [0, 0, 0]},
+                    {"id": 0, "name": "b", "color": [1, 1, 1]},
+                ]
+            ),
+            "duplicate id 0",
+        ),
+        (
+            tiny_set(
+                classes=[
+                    {"id": 0, "name": "a", "color": [0, 0, 0]},
+                    {"id": 2, "name": "b", "color": [1, 1, 1]},
+                ]
+            ),
+            "contiguous",
+        ),
         (tiny_set(classes=[{"id": 0, "name": "a", "color": [0, 0, 300]}]), "'color'"),
         (tiny_set(classes=[{"id": 0, "name": "a", "color": [0, 0]}]), "'color'"),
         (tiny_set(classes=[{"id": True, "name": "a", "color": [0, 0, 0]}]), "'id'"),
-        (tiny_set(classes=[{"id": 0, "name": "a", "color": [0, 0, 0]},
-                           {"id": 1, "name": "a", "color": [1, 1, 1]}]), "duplicate class names"),
+        (
+            tiny_set(
+                classes=[
+                    {"id": 0, "name": "a", "color": [0, 0, 0]},
+                    {"id": 1, "name": "a", "color": [1, 1, 1]},
+                ]
+            ),
+            "duplicate class names",
+        ),
         (tiny_set(dontcare_id=7), "dontcare_id"),
     ],
 )

@@ -3,14 +3,15 @@ precision, stochastic depth, serialisation, and equivalence with keras-hub's Seg
 loading its weights. Every layer runs through the shared `run_layer_test`
 (tests/layer_testing.py)."""
 
+import keras
 import numpy as np
 import pytest
-import keras
 import tensorflow as tf
 from layer_testing import run_layer_test
 
 from models.segformer import networks as sf
 from models.segformer.networks import (
+    ARCHITECTURES,
     EfficientMultiHeadAttention,
     MiTBlock,
     MiTEncoder,
@@ -18,12 +19,10 @@ from models.segformer.networks import (
     OverlappingPatchEmbedding,
     SegFormer,
     SegFormerHead,
-    ARCHITECTURES,
     load_keras_hub_weights,
     preprocess,
     upsample_logits,
 )
-
 
 to_numpy = keras.ops.convert_to_numpy
 
@@ -46,16 +45,20 @@ HEAD_BIASES = tuple(f"linear_c{i}/bias" for i in range(1, 5))
 
 def test_overlapping_patch_embedding_layer_and_params():
     first = run_layer_test(
-        OverlappingPatchEmbedding, {"filters": 8, "patch_size": 7, "stride": 4},
-        random_images((2, 32, 48, 3)), expected_output_shape=(2, 8, 12, 8),
+        OverlappingPatchEmbedding,
+        {"filters": 8, "patch_size": 7, "stride": 4},
+        random_images((2, 32, 48, 3)),
+        expected_output_shape=(2, 8, 12, 8),
     )
     # conv 7x7x3x8 + bias 8 + LayerNorm gamma/beta 2x8.
     assert trainable_count(first) == 7 * 7 * 3 * 8 + 8 + 16
     assert first.norm.epsilon == pytest.approx(1e-5)
 
     later = run_layer_test(
-        OverlappingPatchEmbedding, {"filters": 16, "patch_size": 3, "stride": 2},
-        random_images((2, 8, 12, 8)), expected_output_shape=(2, 4, 6, 16),
+        OverlappingPatchEmbedding,
+        {"filters": 16, "patch_size": 3, "stride": 2},
+        random_images((2, 8, 12, 8)),
+        expected_output_shape=(2, 4, 6, 16),
     )
     # Odd sizes round up, like PyTorch's conv with padding k // 2.
     assert later(random_images((1, 9, 7, 8))).shape == (1, 5, 4, 16)
@@ -65,7 +68,9 @@ def test_overlapping_patch_embedding_layer_and_params():
 def test_efficient_attention_layer_and_values(sr_ratio):
     x = random_images((2, 8, 12, 8))
     attention = run_layer_test(
-        EfficientMultiHeadAttention, {"dim": 8, "num_heads": 2, "sr_ratio": sr_ratio}, x,
+        EfficientMultiHeadAttention,
+        {"dim": 8, "num_heads": 2, "sr_ratio": sr_ratio},
+        x,
         expected_output_shape=(2, 8, 12, 8),
     )
     out = attention(x)
@@ -101,8 +106,10 @@ def test_efficient_attention_rejects_indivisible_heads():
 @pytest.mark.parametrize("approximate_gelu", [True, False])
 def test_mix_ffn_layer_and_params(approximate_gelu):
     ffn = run_layer_test(
-        MixFFN, {"dim": 8, "hidden_dim": 32, "approximate_gelu": approximate_gelu},
-        random_images((2, 4, 6, 8)), expected_output_shape=(2, 4, 6, 8),
+        MixFFN,
+        {"dim": 8, "hidden_dim": 32, "approximate_gelu": approximate_gelu},
+        random_images((2, 4, 6, 8)),
+        expected_output_shape=(2, 4, 6, 8),
     )
     # fc1 8x32+32, depthwise 3x3x32+32, fc2 32x8+8.
     assert trainable_count(ffn) == (8 * 32 + 32) + (9 * 32 + 32) + (32 * 8 + 8)
@@ -121,8 +128,10 @@ def test_mix_ffn_gelu_forms_differ_only_slightly():
 
 def test_mit_block_layer_and_norm_epsilon():
     block = run_layer_test(
-        MiTBlock, {"dim": 8, "num_heads": 2, "sr_ratio": 2, "drop_path": 0.1, "seed": 1},
-        random_images((2, 8, 12, 8)), expected_output_shape=(2, 8, 12, 8),
+        MiTBlock,
+        {"dim": 8, "num_heads": 2, "sr_ratio": 2, "drop_path": 0.1, "seed": 1},
+        random_images((2, 8, 12, 8)),
+        expected_output_shape=(2, 8, 12, 8),
     )
     # The original SegFormer: every LayerNorm eps 1e-5 (keras-hub: 1e-6 for the pre-norms).
     assert block.norm1.epsilon == pytest.approx(1e-5)
@@ -151,7 +160,9 @@ def test_mit_encoder_layer_and_explicit_lists():
     # 64 px: stage 1 (16 x 16, reduction 8) still attends over 2 x 2 keys, so the queries get a
     # gradient (over a single key the softmax is constant).
     encoder = run_layer_test(
-        MiTEncoder, {"variant": "tiny", "drop_path_rate": 0.1}, random_images((2, 64, 96, 3)),
+        MiTEncoder,
+        {"variant": "tiny", "drop_path_rate": 0.1},
+        random_images((2, 64, 96, 3)),
         expected_output_shape=[(2, 16, 24, 8), (2, 8, 12, 16), (2, 4, 6, 32), (2, 2, 3, 64)],
     )
     assert [n.epsilon for n in encoder.stage_norms] == pytest.approx([1e-5] * 4)
@@ -185,8 +196,11 @@ def _head_features():
 
 def test_segformer_head_layer_and_params():
     head = run_layer_test(
-        SegFormerHead, {"embed_dim": 16, "num_classes": 5, "dropout": 0.1}, _head_features(),
-        expected_output_shape=(2, 16, 24, 5), allow_zero_gradients=HEAD_BIASES,
+        SegFormerHead,
+        {"embed_dim": 16, "num_classes": 5, "dropout": 0.1},
+        _head_features(),
+        expected_output_shape=(2, 16, 24, 5),
+        allow_zero_gradients=HEAD_BIASES,
     )
     linear = (8 + 16 + 32 + 64) * 16 + 4 * 16
     fuse = 4 * 16 * 16 + 2 * 16  # 1x1 conv without bias + BatchNorm gamma/beta
@@ -199,8 +213,10 @@ def test_segformer_head_layer_and_params():
 def _head_by_concatenation(head, features, training):
     """The head as the paper writes it: project, resize, concatenate [c4..c1], 1x1 fuse conv."""
     size = features[0].shape[1:3]
-    embedded = [tf.image.resize(linear(f), size, method="bilinear")
-                for linear, f in zip(head.linear_c, features)]
+    embedded = [
+        tf.image.resize(linear(f), size, method="bilinear")
+        for linear, f in zip(head.linear_c, features)
+    ]
     x = head.fuse_conv(tf.concat(embedded[::-1], axis=-1))  # [N, h, w, E]
     x = tf.nn.relu(head.fuse_bn(x, training=training))
     return head.classifier(x)  # dropout left out: compared with dropout 0
@@ -217,8 +233,10 @@ def test_segformer_head_folded_fuse_equals_concatenation(training):
     for variable in head.trainable_weights:  # non-trivial biases and norm parameters
         variable.assign(rng.normal(0.0, 0.5, variable.shape).astype("float32"))
     results = []
-    for function in (lambda: head(features, training=training),
-                     lambda: _head_by_concatenation(head, features, training)):
+    for function in (
+        lambda: head(features, training=training),
+        lambda: _head_by_concatenation(head, features, training),
+    ):
         with tf.GradientTape() as tape:
             out = function()
             loss = tf.reduce_sum(out * tf.sin(out))
@@ -231,16 +249,20 @@ def test_segformer_head_folded_fuse_equals_concatenation(training):
     scale = max(np.abs(g.numpy()).max() for g in literal_grads)
     assert scale > 0.1
     for variable, a, b in zip(head.trainable_weights, folded_grads, literal_grads):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-3, atol=1e-5 * scale,
-                                   err_msg=variable.path)
+        np.testing.assert_allclose(
+            a.numpy(), b.numpy(), rtol=1e-3, atol=1e-5 * scale, err_msg=variable.path
+        )
+
 
 # --- Whole model ---------------------------------------------------------------------------
 
 
 def test_segformer_layer():
     run_layer_test(
-        SegFormer, {"variant": "tiny", "num_classes": 5, "dropout": 0.2},
-        random_images((2, 64, 64, 3)), expected_output_shape=(2, 16, 16, 5),
+        SegFormer,
+        {"variant": "tiny", "num_classes": 5, "dropout": 0.2},
+        random_images((2, 64, 64, 3)),
+        expected_output_shape=(2, 16, 16, 5),
         allow_zero_gradients=HEAD_BIASES,
     )
 
@@ -428,9 +450,7 @@ def test_keras_hub_segmenter_preset_gives_same_logits(keras_hub_b0):
     images = random_images((2, 64, 64, 3))  # already "preprocessed"
     ours = model(images, training=False)  # [2, 16, 16, 19]
     # Like with like at 1/4 resolution: keras-hub's backbone + classifier, before its resize.
-    theirs_quarter = segmenter.output_segmentation_head(
-        segmenter.backbone(images, training=False)
-    )
+    theirs_quarter = segmenter.output_segmentation_head(segmenter.backbone(images, training=False))
     np.testing.assert_allclose(ours, theirs_quarter, atol=1e-4)
     # And its full segmenter (which resizes to the input size) against our upsampled logits.
     theirs_full = segmenter(images, training=False)  # [2, 64, 64, 19]
@@ -524,12 +544,15 @@ def test_architecture_follows_the_weights_origin(tmp_path):
     assert (model.approximate_gelu, model.block_norm_epsilon) == (False, 1e-5)
     block = model.encoder.blocks[0]
     assert (block.mlp.approximate_gelu, block.norm1.epsilon, block.norm2.epsilon) == (
-        False, 1e-5, 1e-5,
+        False,
+        1e-5,
+        1e-5,
     )
     hub = SegFormer("tiny", num_classes=5, **ARCHITECTURES["keras_hub"])
     hub.build((None, 64, 64, 3))
     assert (hub.encoder.blocks[0].mlp.approximate_gelu, hub.encoder.blocks[0].norm1.epsilon) == (
-        True, 1e-6,
+        True,
+        1e-6,
     )
     assert SegFormer.from_config(hub.get_config()).block_norm_epsilon == 1e-6
     hub.set_weights(model.get_weights())

@@ -11,6 +11,7 @@ import warnings
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import ROOT
 from PIL import Image
 
 from evaluation.segmentation_metrics import (
@@ -22,17 +23,13 @@ from evaluation.segmentation_metrics import (
 )
 from models.segformer.inference import check_tiling, predict_probs, tile_origins
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 # Four classes: 2 occurs only in the predictions, 3 nowhere.
-HAND_CM = np.array([[3, 1, 0, 0],
-                    [0, 2, 2, 0],
-                    [0, 0, 0, 0],
-                    [0, 0, 0, 0]])
+HAND_CM = np.array([[3, 1, 0, 0], [0, 2, 2, 0], [0, 0, 0, 0], [0, 0, 0, 0]])
 HAND_NAMES = ["sky", "tree", "road", "car"]
 
 
 # --- ConfusionMatrix ---------------------------------------------------------------------------
+
 
 def test_confusion_matrix_counts_ignores_and_accumulates():
     cm = ConfusionMatrix(3)
@@ -120,8 +117,11 @@ _MIRRORED_SCRIPT = textwrap.dedent(
 
 def test_confusion_matrix_sums_replicas_under_mirrored_strategy():
     proc = subprocess.run(
-        [sys.executable, "-c", _MIRRORED_SCRIPT, ROOT], capture_output=True, text=True,
-        timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        [sys.executable, "-c", _MIRRORED_SCRIPT, ROOT],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if " " in line)
@@ -133,6 +133,7 @@ def test_confusion_matrix_sums_replicas_under_mirrored_strategy():
 
 
 # --- metrics_from_confusion ---------------------------------------------------------------------
+
 
 def test_metrics_by_hand():
     m = metrics_from_confusion(HAND_CM)
@@ -168,8 +169,14 @@ def test_metrics_exclude_classes_and_empty_matrix():
 
 
 def test_metrics_agree_with_scikit_learn():
-    from sklearn.metrics import (balanced_accuracy_score, confusion_matrix, f1_score,
-                                 jaccard_score, precision_score, recall_score)
+    from sklearn.metrics import (
+        balanced_accuracy_score,
+        confusion_matrix,
+        f1_score,
+        jaccard_score,
+        precision_score,
+        recall_score,
+    )
 
     rng = np.random.default_rng(1)
     truth = rng.integers(0, 5, 500)
@@ -221,6 +228,7 @@ def test_format_table_csv_and_plot(tmp_path):
 
 # --- sliding window -----------------------------------------------------------------------------
 
+
 def _pointwise_fake(weights):
     """Full-resolution logits = image @ weights: equivariant to translation, any tile gives
     the same numbers at the same pixel."""
@@ -252,8 +260,7 @@ def test_slide_equals_whole_for_a_translation_equivariant_model():
     image = rng.standard_normal((100, 150, 3)).astype(np.float32)
     fake = _pointwise_fake(rng.standard_normal((3, 5)).astype(np.float32))
     shapes = []
-    slide = predict_probs(_recording(fake, shapes), image, 5, tile=64, overlap=0.25,
-                          batch_size=4)
+    slide = predict_probs(_recording(fake, shapes), image, 5, tile=64, overlap=0.25, batch_size=4)
     whole = predict_probs(fake, image, 5, mode="whole")
     assert slide.shape == (100, 150, 5) and slide.dtype == np.float32
     np.testing.assert_allclose(slide, whole, atol=1e-5)
@@ -301,8 +308,7 @@ def test_whole_mode_pads_to_the_size_divisor_and_upsamples_quarter_logits():
 
     def quarter_fake(batch):  # constant logits at 1/4 resolution, float16 like mixed precision
         n, h, w, _ = batch.shape
-        return tf.constant(np.broadcast_to([0.0, np.log(3.0)], (n, h // 4, w // 4, 2)),
-                           tf.float16)
+        return tf.constant(np.broadcast_to([0.0, np.log(3.0)], (n, h // 4, w // 4, 2)), tf.float16)
 
     image = np.zeros((100, 150, 3), np.float32)
     probs = predict_probs(_recording(quarter_fake, shapes), image, 2, mode="whole")

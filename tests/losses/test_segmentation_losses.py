@@ -20,8 +20,27 @@ from losses.segmentation import (
 )
 
 # Pixel frequencies (%) of FaceSynthetics reported by the reference, classes 0..18.
-FACE_FREQUENCIES = [62.48, 8.61, 0.75, 0.053, 0.053, 0.110, 0.111, 0.189, 0.194, 0.109, 0.183,
-                    0.210, 1.66, 8.46, 0.670, 14.72, 0.164, 1.28, 0.0]
+FACE_FREQUENCIES = [
+    62.48,
+    8.61,
+    0.75,
+    0.053,
+    0.053,
+    0.110,
+    0.111,
+    0.189,
+    0.194,
+    0.109,
+    0.183,
+    0.210,
+    1.66,
+    8.46,
+    0.670,
+    14.72,
+    0.164,
+    1.28,
+    0.0,
+]
 
 
 def log_softmax(x):
@@ -43,7 +62,7 @@ def numpy_jaccard(logits, labels, q=2.0, eps=1e-7, ignore=255):
     p = np.exp(log_softmax(logits)) * valid
     y = np.eye(logits.shape[-1])[np.where(valid[..., 0], labels, 0)] * valid
     inter = (p * y).sum()
-    return 1.0 - (inter + eps) / ((p ** q + y ** q).sum() - inter + eps)
+    return 1.0 - (inter + eps) / ((p**q + y**q).sum() - inter + eps)
 
 
 @pytest.fixture
@@ -86,7 +105,8 @@ def test_cross_entropy_class_weights_are_a_weighted_mean(example):
     assert loss == pytest.approx(numpy_ce(logits, labels, weights), rel=1e-5)
     # Uniform weights of any scale give the unweighted mean.
     assert float(cross_entropy(logits, labels, class_weights=[3.0] * 3)) == pytest.approx(
-        float(cross_entropy(logits, labels)), rel=1e-6)
+        float(cross_entropy(logits, labels)), rel=1e-6
+    )
     with pytest.raises(ValueError, match="len\\(class_weights\\)=2"):
         cross_entropy(logits, labels, class_weights=[1.0, 1.0])
 
@@ -109,9 +129,11 @@ def test_logits_are_upsampled_bilinearly_to_the_label_size():
     upsampled = np.einsum("hi,wj,nijc->nhwc", m, m, logits)
     np.testing.assert_allclose(upsample_logits(logits, (4, 4)), upsampled, rtol=1e-5)
     assert float(cross_entropy(logits, labels)) == pytest.approx(
-        numpy_ce(upsampled, labels), rel=1e-5)
+        numpy_ce(upsampled, labels), rel=1e-5
+    )
     assert float(power_jaccard_loss(logits, labels, 3)) == pytest.approx(
-        numpy_jaccard(upsampled, labels), rel=1e-5)
+        numpy_jaccard(upsampled, labels), rel=1e-5
+    )
 
 
 def test_half_precision_logits_give_float32_losses(example):
@@ -145,7 +167,8 @@ def test_power_jaccard_hand_computed():
     assert loss == pytest.approx(expected, rel=1e-6)
     # q = 1: the soft Jaccard 1 - 0.75 / (1 + 1 - 0.75).
     assert float(power_jaccard_loss(logits, labels, 2, q=1.0, eps=0.0)) == pytest.approx(
-        1.0 - 0.75 / 1.25, rel=1e-6)
+        1.0 - 0.75 / 1.25, rel=1e-6
+    )
 
 
 def test_power_jaccard_matches_numpy_and_ignores_ignored_pixels(example):
@@ -165,12 +188,15 @@ def test_segmentation_loss_combines_the_terms(example):
     ce = float(cross_entropy(logits, labels, class_weights=[1.0, 2.0, 3.0]))
     jaccard = float(power_jaccard_loss(logits, labels, 3))
     assert float(segmentation_loss(logits, labels, 3)) == pytest.approx(
-        float(cross_entropy(logits, labels)), rel=1e-6)  # default: CE only
-    combined = segmentation_loss(logits, labels, 3, class_weights=[1.0, 2.0, 3.0],
-                                 ce_weight=1.0, jaccard_weight=1.0)
+        float(cross_entropy(logits, labels)), rel=1e-6
+    )  # default: CE only
+    combined = segmentation_loss(
+        logits, labels, 3, class_weights=[1.0, 2.0, 3.0], ce_weight=1.0, jaccard_weight=1.0
+    )
     assert float(combined) == pytest.approx(ce + jaccard, rel=1e-5)
-    assert float(segmentation_loss(logits, labels, 3, ce_weight=0.0, jaccard_weight=2.0)) \
-        == pytest.approx(2.0 * jaccard, rel=1e-5)
+    assert float(
+        segmentation_loss(logits, labels, 3, ce_weight=0.0, jaccard_weight=2.0)
+    ) == pytest.approx(2.0 * jaccard, rel=1e-5)
 
 
 def test_gradients_are_finite_and_zero_for_ignored_pixels():
@@ -179,8 +205,9 @@ def test_gradients_are_finite_and_zero_for_ignored_pixels():
     labels = rng.integers(0, 5, (2, 16, 16)).astype(np.int32)
     labels[1] = 255  # the second image is entirely ignored
     with tf.GradientTape() as tape:
-        loss = segmentation_loss(logits, labels, 5, class_weights=[0.1, 0.2, 0.3, 0.2, 0.2],
-                                 jaccard_weight=1.0)
+        loss = segmentation_loss(
+            logits, labels, 5, class_weights=[0.1, 0.2, 0.3, 0.2, 0.2], jaccard_weight=1.0
+        )
     gradient = tape.gradient(loss, logits).numpy()
     assert np.isfinite(gradient).all()
     assert np.abs(gradient[0]).sum() > 0 and np.abs(gradient[1]).max() == 0.0
@@ -239,9 +266,14 @@ def test_class_weights_command_line(tmp_path, capsys):
 
     pairs = write_labels(str(tmp_path / "data"), [np.array([[0, 0, 0], [1, 255, 0]])])
     output = str(tmp_path / "weights.json")
-    args = ["--dataset=folders", f"--image_dir={tmp_path / 'data' / 'images'}",
-            f"--label_dir={tmp_path / 'data' / 'labels'}", "--num_classes=3",
-            f"--output={output}", "--no-progress"]
+    args = [
+        "--dataset=folders",
+        f"--image_dir={tmp_path / 'data' / 'images'}",
+        f"--label_dir={tmp_path / 'data' / 'labels'}",
+        "--num_classes=3",
+        f"--output={output}",
+        "--no-progress",
+    ]
     main(args)
     with open(output) as file:
         written = json.load(file)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from absl import flags as absl_flags
+from conftest import ROOT
 from PIL import Image
 
 import flags as cli
@@ -18,7 +19,6 @@ from datasets.pairs import DatasetError
 from evaluation.segmentation_metrics import metrics_from_confusion
 from models.segformer.inference import SegmentError, segment_images
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLORS = [[0, 0, 0], [200, 0, 0], [0, 200, 0]]
 _LOADER = None  # the fake segmenter's loader (fixture `fake`)
 
@@ -29,12 +29,18 @@ def _segment(args):
     cli.define_segment_flags(flag_values)
     flag_values(["segment.py", *args])
     return segment_images(
-        flag_values.input, flag_values.output_dir, checkpoint_dir=flag_values.checkpoint_dir,
-        saved_model=flag_values.saved_model, mode=flag_values.mode,
-        tile_size=flag_values.tile_size, overlap=flag_values.overlap,
-        batch_size=flag_values.batch_size, gt_dir=flag_values.gt_dir,
+        flag_values.input,
+        flag_values.output_dir,
+        checkpoint_dir=flag_values.checkpoint_dir,
+        saved_model=flag_values.saved_model,
+        mode=flag_values.mode,
+        tile_size=flag_values.tile_size,
+        overlap=flag_values.overlap,
+        batch_size=flag_values.batch_size,
+        gt_dir=flag_values.gt_dir,
         semantic_label_path=flag_values.semantic_label_path,
-        ignore_dontcare=flag_values.ignore_dontcare, overwrite=flag_values.overwrite,
+        ignore_dontcare=flag_values.ignore_dontcare,
+        overwrite=flag_values.overwrite,
         load_segmenter=_LOADER,
     )
 
@@ -63,12 +69,18 @@ class FakeSegmenter:
 @pytest.fixture
 def fake(tmp_path, monkeypatch):
     label_set = tmp_path / "three.json"
-    label_set.write_text(json.dumps({
-        "name": "three",
-        "dontcare_id": None,
-        "classes": [{"id": i, "name": n, "color": c}
-                    for i, (n, c) in enumerate(zip(["dark", "red", "green"], COLORS))],
-    }))
+    label_set.write_text(
+        json.dumps(
+            {
+                "name": "three",
+                "dontcare_id": None,
+                "classes": [
+                    {"id": i, "name": n, "color": c}
+                    for i, (n, c) in enumerate(zip(["dark", "red", "green"], COLORS))
+                ],
+            }
+        )
+    )
     segmenter = FakeSegmenter(str(label_set))
     calls = []
 
@@ -110,8 +122,18 @@ def _read(path):
 def test_folder_input_writes_ids_colours_and_overlay(tmp_path, fake):
     truths = _write_images(tmp_path / "in", [(40, 56), (72, 48)])
     out = tmp_path / "out"
-    assert _segment([f"--input={tmp_path / 'in'}", f"--output_dir={out}",
-                        "--checkpoint_dir=RUN", "--tile_size=32", "--batch_size=3"]) is None
+    assert (
+        _segment(
+            [
+                f"--input={tmp_path / 'in'}",
+                f"--output_dir={out}",
+                "--checkpoint_dir=RUN",
+                "--tile_size=32",
+                "--batch_size=3",
+            ]
+        )
+        is None
+    )
     assert fake.calls == [("RUN", None)]
     assert sorted(os.listdir(out)) == sorted(
         f"img{i}{suffix}.png" for i in range(2) for suffix in ("", "_color", "_overlay")
@@ -139,8 +161,12 @@ def test_glob_input_whole_mode_and_overwrite(tmp_path, fake):
     _write_images(tmp_path / "in", [(40, 56), (36, 36), (50, 33)])
     (tmp_path / "in" / "notes.txt").write_text("not an image")
     out = tmp_path / "out"
-    args = [f"--input={tmp_path / 'in' / 'img[02].*'}", f"--output_dir={out}",
-            "--saved_model=EXPORT", "--mode=whole"]
+    args = [
+        f"--input={tmp_path / 'in' / 'img[02].*'}",
+        f"--output_dir={out}",
+        "--saved_model=EXPORT",
+        "--mode=whole",
+    ]
     _segment(args)
     assert fake.calls == [(None, "EXPORT")]
     assert sorted(os.listdir(out)) == sorted(
@@ -155,8 +181,13 @@ def test_glob_input_whole_mode_and_overwrite(tmp_path, fake):
     assert (out / "img0.png").stat().st_mtime_ns == before
     _segment(args + ["--overwrite"])
     # A single file works too.
-    _segment([f"--input={tmp_path / 'in' / 'img1.png'}", f"--output_dir={tmp_path / 'one'}",
-                 "--saved_model=EXPORT"])
+    _segment(
+        [
+            f"--input={tmp_path / 'in' / 'img1.png'}",
+            f"--output_dir={tmp_path / 'one'}",
+            "--saved_model=EXPORT",
+        ]
+    )
     assert sorted(os.listdir(tmp_path / "one"))[0] == "img1.png"
 
 
@@ -169,8 +200,15 @@ def test_gt_dir_metrics_match_the_predictions(tmp_path, fake, capsys):
     Image.fromarray(truths["img0"]).save(gt_dir / "img0.png")
     Image.fromarray(truths["img1"]).save(gt_dir / "img1_seg.png")  # FaceSynthetics naming
     out = tmp_path / "out"
-    metrics = _segment([f"--input={tmp_path / 'in'}", f"--output_dir={out}",
-                           "--checkpoint_dir=RUN", "--tile_size=32", f"--gt_dir={gt_dir}"])
+    metrics = _segment(
+        [
+            f"--input={tmp_path / 'in'}",
+            f"--output_dir={out}",
+            "--checkpoint_dir=RUN",
+            "--tile_size=32",
+            f"--gt_dir={gt_dir}",
+        ]
+    )
 
     expected_cm = np.zeros((3, 3), np.int64)
     for stem, truth in truths.items():
@@ -196,9 +234,17 @@ def test_gt_dir_metrics_match_the_predictions(tmp_path, fake, capsys):
     spec = json.loads(open(fake.label_set_name).read())
     spec["dontcare_id"] = 0
     (tmp_path / "dontcare.json").write_text(json.dumps(spec))
-    metrics = _segment([f"--input={tmp_path / 'in'}", f"--output_dir={out}", "--overwrite",
-                           "--checkpoint_dir=RUN", "--tile_size=32", f"--gt_dir={gt_dir}",
-                           f"--semantic_label_path={tmp_path / 'dontcare.json'}"])
+    metrics = _segment(
+        [
+            f"--input={tmp_path / 'in'}",
+            f"--output_dir={out}",
+            "--overwrite",
+            "--checkpoint_dir=RUN",
+            "--tile_size=32",
+            f"--gt_dir={gt_dir}",
+            f"--semantic_label_path={tmp_path / 'dontcare.json'}",
+        ]
+    )
     expected_cm[0] = 0  # ground truth "dark" (row 0) is ignored now
     expected = metrics_from_confusion(expected_cm, exclude_classes=[0])
     assert np.isnan(metrics["iou"][0])
@@ -210,8 +256,12 @@ def test_gt_dir_errors_name_the_files(tmp_path, fake):
     truths = _write_images(tmp_path / "in", [(40, 56), (36, 36)])
     gt_dir = tmp_path / "gt"
     gt_dir.mkdir()
-    args = [f"--input={tmp_path / 'in'}", "--checkpoint_dir=RUN", "--tile_size=32",
-            f"--gt_dir={gt_dir}"]
+    args = [
+        f"--input={tmp_path / 'in'}",
+        "--checkpoint_dir=RUN",
+        "--tile_size=32",
+        f"--gt_dir={gt_dir}",
+    ]
     Image.fromarray(truths["img0"]).save(gt_dir / "img0.png")
     with pytest.raises(DatasetError, match="no label map .* for 1 of 2 images: img1"):
         _segment(args + [f"--output_dir={tmp_path / 'a'}"])
@@ -242,24 +292,37 @@ def test_flag_and_input_errors(tmp_path, fake):
     with pytest.raises(SegmentError, match="matches no image files"):
         _segment([f"--input={tmp_path / 'in' / '*.jpg'}", "--checkpoint_dir=RUN"])
     with pytest.raises(SegmentError, match="would overwrite input images"):
-        _segment([f"--input={tmp_path / 'in'}", f"--output_dir={tmp_path / 'in'}",
-                     "--checkpoint_dir=RUN", "--overwrite"])
-    with pytest.raises(SegmentError, match="--semantic_label_path=ade20k has 151 classes but "
-                                          "the model predicts 3"):
+        _segment(
+            [
+                f"--input={tmp_path / 'in'}",
+                f"--output_dir={tmp_path / 'in'}",
+                "--checkpoint_dir=RUN",
+                "--overwrite",
+            ]
+        )
+    with pytest.raises(
+        SegmentError, match="--semantic_label_path=ade20k has 151 classes but the model predicts 3"
+    ):
         _segment(base + ["--checkpoint_dir=RUN", "--semantic_label_path=ade20k"])
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "bad.png").write_bytes(b"not a png")
     with pytest.raises(DatasetError, match="cannot read image .*bad.png"):
-        _segment([f"--input={broken}", f"--output_dir={tmp_path / 'o2'}",
-                     "--checkpoint_dir=RUN"])
+        _segment([f"--input={broken}", f"--output_dir={tmp_path / 'o2'}", "--checkpoint_dir=RUN"])
 
 
 def test_command_line_errors_are_one_line(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "segment.py", f"--input={tmp_path / 'nothing.png'}",
-         "--checkpoint_dir=RUN"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "segment.py",
+            f"--input={tmp_path / 'nothing.png'}",
+            "--checkpoint_dir=RUN",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert "segment.py: error: --input=" in proc.stderr and "does not exist" in proc.stderr

@@ -46,8 +46,10 @@ def encoded_pair(directory, name, label):
     """A lossless image whose red channel is 2 * label and green channel 255 - 2 * label."""
     label = np.asarray(label, np.uint8)
     image = np.stack([label * 2, 255 - label * 2, np.zeros_like(label)], axis=-1)
-    return (save(os.path.join(directory, "images", name + ".png"), image),
-            save(os.path.join(directory, "labels", name + ".png"), label))
+    return (
+        save(os.path.join(directory, "images", name + ".png"), image),
+        save(os.path.join(directory, "labels", name + ".png"), label),
+    )
 
 
 def random_label(seed, height, width, high=100):
@@ -73,8 +75,9 @@ def random_pairs(tmp_path):
     return [encoded_pair(tmp_path, f"r{f}", random_label(f, 40, 40)) for f in range(5)]
 
 
-def ade_layout(root, split="training", stems=("ADE_train_00000001", "ADE_train_00000002"),
-               annotations=None):
+def ade_layout(
+    root, split="training", stems=("ADE_train_00000001", "ADE_train_00000002"), annotations=None
+):
     annotations = stems if annotations is None else annotations
     base = os.path.join(root, "ADEChallengeData2016")
     for stem in stems:
@@ -164,7 +167,8 @@ def test_generate_scenes_writes_the_ade20k_layout(tmp_path):
     with Image.open(label_path) as label:
         assert label.mode == "L" and label.size == (32, 32)
         np.testing.assert_array_equal(
-            np.asarray(label), render_scene(scene_seed(0, "validation", 1), 32, 32)[1])
+            np.asarray(label), render_scene(scene_seed(0, "validation", 1), 32, 32)[1]
+        )
     assert len(ade20k_pairs(str(tmp_path), "training")) == 3
     assert len(ade20k_pairs(path, "validation")) == 2
     assert os.path.isfile(os.path.join(path, "scenes_manifest.json"))
@@ -219,9 +223,13 @@ def test_ade20k_pairs_match_by_stem(tmp_path):
     for root in (str(tmp_path), base):
         pairs = ade20k_pairs(root, "training")
         assert [os.path.basename(p) for p, _ in pairs] == [
-            "ADE_train_00000001.jpg", "ADE_train_00000002.jpg"]
-        assert all(os.path.splitext(os.path.basename(i))[0]
-                   == os.path.splitext(os.path.basename(a))[0] for i, a in pairs)
+            "ADE_train_00000001.jpg",
+            "ADE_train_00000002.jpg",
+        ]
+        assert all(
+            os.path.splitext(os.path.basename(i))[0] == os.path.splitext(os.path.basename(a))[0]
+            for i, a in pairs
+        )
 
 
 def test_ade20k_pairs_errors(tmp_path):
@@ -253,8 +261,10 @@ def test_folder_pairs_recursive_by_relative_stem(tmp_path):
     (tmp_path / "img" / ".DS_Store").write_text("junk")
     pairs = folder_pairs(str(tmp_path / "img"), str(tmp_path / "lab"))
     assert [os.path.relpath(label, tmp_path / "lab") for _, label in pairs] == [
-        os.path.join("city", "a.png"), os.path.join("city", "b.png"),
-        os.path.join("forest", "a.png")]
+        os.path.join("city", "a.png"),
+        os.path.join("city", "b.png"),
+        os.path.join("forest", "a.png"),
+    ]
     assert pairs[2][0].endswith(os.path.join("forest", "a.webp"))
 
 
@@ -267,8 +277,12 @@ def test_folder_pairs_errors_name_the_flags(tmp_path):
         folder_pairs(str(tmp_path / "nowhere"), str(tmp_path / "lab"))
     save(tmp_path / "img" / "x.jpg", np.zeros((4, 4, 3), np.uint8))
     with pytest.raises(DatasetError, match=r"--val_label_dir=\S*lab has no .png"):
-        folder_pairs(str(tmp_path / "img"), str(tmp_path / "lab"),
-                     image_flag="--val_image_dir", label_flag="--val_label_dir")
+        folder_pairs(
+            str(tmp_path / "img"),
+            str(tmp_path / "lab"),
+            image_flag="--val_image_dir",
+            label_flag="--val_label_dir",
+        )
     save(tmp_path / "lab" / "y.png", np.zeros((4, 4), np.uint8))
     with pytest.raises(DatasetError, match=r"no label map in --label_dir=\S*lab: x"):
         folder_pairs(str(tmp_path / "img"), str(tmp_path / "lab"))
@@ -287,8 +301,11 @@ def test_diagnose_pairs_finds_corrupt_and_truncated_images(tmp_path, random_pair
     corrupt.write_bytes(b"\xff\xd8 definitely not a jpeg")
     with pytest.raises(DatasetError, match="corrupt.jpg"):
         diagnose_pairs(random_pairs[:2] + [(str(corrupt), random_pairs[0][1])], 100)
-    full = save(tmp_path / "full.jpg", np.random.default_rng(0).integers(
-        0, 255, (40, 40, 3)).astype(np.uint8), quality=95)
+    full = save(
+        tmp_path / "full.jpg",
+        np.random.default_rng(0).integers(0, 255, (40, 40, 3)).astype(np.uint8),
+        quality=95,
+    )
     data = open(full, "rb").read()
     (tmp_path / "truncated.jpg").write_bytes(data[: len(data) // 2])
     with pytest.raises(DatasetError, match="truncated.jpg"):
@@ -333,21 +350,26 @@ def test_check_pairs_quick_names_missing_files(random_pairs, tmp_path):
 
 
 def test_resolve_pairs_scenes_generates_on_demand(tmp_path):
-    train = resolve_pairs("scenes", "training", data_root=str(tmp_path), scenes_size=32,
-                          num_scenes=10)
-    val = resolve_pairs("scenes", "validation", data_root=str(tmp_path), scenes_size=32,
-                        num_scenes=10)
+    train = resolve_pairs(
+        "scenes", "training", data_root=str(tmp_path), scenes_size=32, num_scenes=10
+    )
+    val = resolve_pairs(
+        "scenes", "validation", data_root=str(tmp_path), scenes_size=32, num_scenes=10
+    )
     assert len(train) == 10 and len(val) == 1
     assert os.path.join("scenes_32", "ADEChallengeData2016") in train[0][0]
 
 
 def test_resolve_pairs_folders_and_errors(tmp_path, random_pairs):
     image_dir, label_dir = str(tmp_path / "images"), str(tmp_path / "labels")
-    assert len(resolve_pairs("folders", "training", image_dir=image_dir,
-                             label_dir=label_dir)) == 5
+    assert len(resolve_pairs("folders", "training", image_dir=image_dir, label_dir=label_dir)) == 5
     assert resolve_pairs("folders", "validation", image_dir=image_dir, label_dir=label_dir) == []
-    assert len(resolve_pairs("folders", "validation", val_image_dir=image_dir,
-                             val_label_dir=label_dir)) == 5
+    assert (
+        len(
+            resolve_pairs("folders", "validation", val_image_dir=image_dir, val_label_dir=label_dir)
+        )
+        == 5
+    )
     with pytest.raises(ValueError, match="--label_dir"):
         resolve_pairs("folders", "training", image_dir=image_dir)
     with pytest.raises(ValueError, match="--val_image_dir"):
@@ -396,8 +418,9 @@ def test_preprocess_train_crops_and_flips_image_and_label_together():
     image = np.stack([label * 2, 255 - label * 2, np.zeros_like(label)], axis=-1)
     crops, flips = set(), set()
     for i in range(16):
-        out_image, out_label = preprocess_train(image, label, [5, i], load_size=40,
-                                                crop_size=32, flip=True)
+        out_image, out_label = preprocess_train(
+            image, label, [5, i], load_size=40, crop_size=32, flip=True
+        )
         assert out_image.shape == (32, 32, 3) and out_image.dtype == tf.float32
         assert out_label.shape == (32, 32) and out_label.dtype == tf.int32
         pixels, out_label = to_uint8(out_image), out_label.numpy()
@@ -407,8 +430,12 @@ def test_preprocess_train_crops_and_flips_image_and_label_together():
         _, plain = preprocess_train(image, label, [5, i], 40, 32, flip=False)
         plain = plain.numpy()
         # The unflipped crop is a window of the input; the flipped one its mirror.
-        found = [(r, c) for r in range(9) for c in range(9)
-                 if np.array_equal(label[r:r + 32, c:c + 32], plain)]
+        found = [
+            (r, c)
+            for r in range(9)
+            for c in range(9)
+            if np.array_equal(label[r : r + 32, c : c + 32], plain)
+        ]
         assert len(found) == 1
         crops.add(found[0])
         if np.array_equal(out_label, plain):
@@ -437,8 +464,11 @@ def test_preprocess_functions_agree_eagerly_and_in_tf_data(shape):
     eager_train = preprocess_train(image, label, [9, 3], 36, 32, True)
     eager_eval = preprocess_eval(image, label, 32)
     dataset = tf.data.Dataset.from_tensors((image, label)).map(
-        lambda i, m: (preprocess_train(i, m, tf.constant([9, 3], tf.int64), 36, 32, True),
-                      preprocess_eval(i, m, 32)))
+        lambda i, m: (
+            preprocess_train(i, m, tf.constant([9, 3], tf.int64), 36, 32, True),
+            preprocess_eval(i, m, 32),
+        )
+    )
     graph_train, graph_eval = next(iter(dataset))
     for eager, graph in zip(eager_train + eager_eval, graph_train + graph_eval):
         np.testing.assert_allclose(eager.numpy(), graph.numpy(), atol=1e-6)
@@ -454,8 +484,9 @@ def test_preprocess_eval_resizes_label_by_nearest():
 
 
 def test_train_dataset_shapes_and_ranges(random_pairs):
-    dataset = make_train_dataset(random_pairs, num_classes=100, load_size=40, crop_size=32,
-                                 global_batch_size=3)
+    dataset = make_train_dataset(
+        random_pairs, num_classes=100, load_size=40, crop_size=32, global_batch_size=3
+    )
     (batch,) = batches(dataset, 1)
     assert set(batch) == {"image", "label"}
     assert batch["image"].shape == (3, 32, 32, 3) and batch["image"].dtype == np.float32
@@ -465,21 +496,30 @@ def test_train_dataset_shapes_and_ranges(random_pairs):
 
 
 def test_train_dataset_visits_each_file_once_per_epoch(constant_pairs):
-    dataset = make_train_dataset(constant_pairs, num_classes=10, load_size=32, crop_size=32,
-                                 global_batch_size=3, seed=1)
+    dataset = make_train_dataset(
+        constant_pairs, num_classes=10, load_size=32, crop_size=32, global_batch_size=3, seed=1
+    )
     files = [int(label[0, 0]) for batch in batches(dataset, 6) for label in batch["label"]]
     assert sorted(files[:6]) == sorted(files[6:12]) == sorted(files[12:]) == [1, 2, 3, 4, 5, 6]
     assert files[:6] != files[6:12]  # a new permutation each epoch
-    other_seed = make_train_dataset(constant_pairs, num_classes=10, load_size=32,
-                                    crop_size=32, global_batch_size=3, seed=2)
+    other_seed = make_train_dataset(
+        constant_pairs, num_classes=10, load_size=32, crop_size=32, global_batch_size=3, seed=2
+    )
     files_2 = [int(label[0, 0]) for batch in batches(other_seed, 6) for label in batch["label"]]
     assert files_2 != files
 
 
 def test_train_dataset_is_reproducible_and_resumable(random_pairs):
     def make(**kwargs):
-        return make_train_dataset(random_pairs, num_classes=100, load_size=40, crop_size=32,
-                                  global_batch_size=2, seed=3, **kwargs)
+        return make_train_dataset(
+            random_pairs,
+            num_classes=100,
+            load_size=40,
+            crop_size=32,
+            global_batch_size=2,
+            seed=3,
+            **kwargs,
+        )
 
     from_zero = batches(make(), 6)
     again = batches(make(), 6)
@@ -494,14 +534,27 @@ def test_train_dataset_is_reproducible_and_resumable(random_pairs):
 
 def test_two_input_pipelines_split_each_global_batch(random_pairs):
     def make(context=None):
-        return make_train_dataset(random_pairs, num_classes=100, load_size=40, crop_size=32,
-                                  global_batch_size=4, seed=5, start_step=1,
-                                  input_context=context)
+        return make_train_dataset(
+            random_pairs,
+            num_classes=100,
+            load_size=40,
+            crop_size=32,
+            global_batch_size=4,
+            seed=5,
+            start_step=1,
+            input_context=context,
+        )
 
     single = batches(make(), 3)
     halves = [
-        batches(make(tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=p,
-                                                num_replicas_in_sync=2)), 3)
+        batches(
+            make(
+                tf.distribute.InputContext(
+                    num_input_pipelines=2, input_pipeline_id=p, num_replicas_in_sync=2
+                )
+            ),
+            3,
+        )
         for p in range(2)
     ]
     for step in range(3):
@@ -517,11 +570,16 @@ def test_train_dataset_argument_errors(random_pairs):
     with pytest.raises(ValueError, match="global_batch_size"):
         make_train_dataset(random_pairs, num_classes=10, global_batch_size=0)
     with pytest.raises(ValueError, match="crop_size"):
-        make_train_dataset(random_pairs, num_classes=10, global_batch_size=2, load_size=32,
-                           crop_size=40)
+        make_train_dataset(
+            random_pairs, num_classes=10, global_batch_size=2, load_size=32, crop_size=40
+        )
     with pytest.raises(ValueError, match="divisible"):
-        make_train_dataset(random_pairs, num_classes=10, global_batch_size=3,
-                           input_context=tf.distribute.InputContext(2, 0, 2))
+        make_train_dataset(
+            random_pairs,
+            num_classes=10,
+            global_batch_size=3,
+            input_context=tf.distribute.InputContext(2, 0, 2),
+        )
 
 
 def test_in_graph_error_names_label_out_of_range(tmp_path, random_pairs):
@@ -529,8 +587,9 @@ def test_in_graph_error_names_label_out_of_range(tmp_path, random_pairs):
     label[0, 0] = 200
     bad = save(tmp_path / "too_high_label.png", label)
     pairs = [(random_pairs[0][0], bad)]
-    dataset = make_train_dataset(pairs, num_classes=151, load_size=40, crop_size=32,
-                                 global_batch_size=1)
+    dataset = make_train_dataset(
+        pairs, num_classes=151, load_size=40, crop_size=32, global_batch_size=1
+    )
     with pytest.raises(tf.errors.InvalidArgumentError, match="too_high_label.png"):
         batches(dataset, 1)
     with pytest.raises(tf.errors.InvalidArgumentError, match="too_high_label.png"):
@@ -539,8 +598,7 @@ def test_in_graph_error_names_label_out_of_range(tmp_path, random_pairs):
 
 def test_in_graph_error_names_size_mismatch(tmp_path, random_pairs):
     bad = save(tmp_path / "wrong_size_label.png", np.zeros((40, 44), np.uint8))
-    dataset = make_eval_dataset([(random_pairs[0][0], bad)], num_classes=151, size=32,
-                                batch_size=1)
+    dataset = make_eval_dataset([(random_pairs[0][0], bad)], num_classes=151, size=32, batch_size=1)
     with pytest.raises(tf.errors.InvalidArgumentError) as error:
         batches(dataset, 1)
     assert "wrong_size_label.png" in str(error.value)
@@ -550,8 +608,9 @@ def test_in_graph_error_names_size_mismatch(tmp_path, random_pairs):
 def test_in_graph_error_names_palette_label(tmp_path, random_pairs):
     path = str(tmp_path / "palette_label.png")
     Image.fromarray(np.zeros((40, 40), np.uint8)).convert("P").save(path)
-    dataset = make_eval_dataset([(random_pairs[0][0], path)], num_classes=151, size=32,
-                                batch_size=1)
+    dataset = make_eval_dataset(
+        [(random_pairs[0][0], path)], num_classes=151, size=32, batch_size=1
+    )
     with pytest.raises(tf.errors.InvalidArgumentError, match="palette_label.png"):
         batches(dataset, 1)
 

@@ -129,8 +129,12 @@ def test_document_pairs_and_pair_lists(tiny_documents):
     # paths relative to the JSON file.
     with open(os.path.join(tiny_documents, "train_pairs.json"), encoding="utf-8") as file:
         listed = json.load(file)["pairs"]
-    resolved = [tuple(os.path.abspath(os.path.join(tiny_documents, entry[key]))
-                      for key in ("image", "label")) for entry in listed]
+    resolved = [
+        tuple(
+            os.path.abspath(os.path.join(tiny_documents, entry[key])) for key in ("image", "label")
+        )
+        for entry in listed
+    ]
     assert resolved == [tuple(map(os.path.abspath, pair)) for pair in training]
     with pytest.raises(DatasetError, match="split"):
         documents.document_pairs(tiny_documents, "test")
@@ -142,8 +146,7 @@ def test_generate_documents_reuses_and_refuses(tiny_documents, tmp_path):
     assert documents.generate_documents(tiny_documents, progress=False, **_TINY) == tiny_documents
     assert os.path.getmtime(manifest) == before  # reused, not rewritten
     with pytest.raises(ValueError, match=r"num_train: 3 there, 4 asked"):
-        documents.generate_documents(tiny_documents, progress=False,
-                                     **{**_TINY, "num_train": 4})
+        documents.generate_documents(tiny_documents, progress=False, **{**_TINY, "num_train": 4})
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
@@ -157,10 +160,12 @@ def test_generate_documents_reuses_and_refuses(tiny_documents, tmp_path):
 def test_other_settings_regenerate_into_a_fresh_folder(tmp_path):
     small = {**_TINY, "num_train": 1, "num_val": 0}
     first = documents.generate_documents(
-        documents.documents_root(str(tmp_path), **small), progress=False, **small)
+        documents.documents_root(str(tmp_path), **small), progress=False, **small
+    )
     bigger = {**small, "height": 64}
     second = documents.generate_documents(
-        documents.documents_root(str(tmp_path), **bigger), progress=False, **bigger)
+        documents.documents_root(str(tmp_path), **bigger), progress=False, **bigger
+    )
     assert first != second
     assert len(documents.document_pairs(first, "training")) == 1
     assert documents.document_pairs(second, "validation") == []
@@ -174,8 +179,7 @@ def test_documents_cli(tmp_path, capsys):
     root = str(tmp_path / "cli")
     from tools.documents import main
 
-    main(["--root", root, "--num_train", "1", "--num_val", "0", "--height", "48",
-          "--width", "40"])
+    main(["--root", root, "--num_train", "1", "--num_val", "0", "--height", "48", "--width", "40"])
     assert capsys.readouterr().out.strip() == root
     assert len(documents.document_pairs(root, "training")) == 1
 
@@ -207,8 +211,15 @@ def test_prepare_crops_counts_sizes_and_split(tmp_path):
     for k in range(3):
         _block_page(str(tmp_path), f"page{k}", 120 + 10 * k, 90, 8, k)
     out = str(tmp_path / "out")
-    result = crops.prepare_crops(str(tmp_path / "pages"), out, num_crops=20, crop_size=32,
-                                 max_side=200, min_side=60, progress=False)
+    result = crops.prepare_crops(
+        str(tmp_path / "pages"),
+        out,
+        num_crops=20,
+        crop_size=32,
+        max_side=200,
+        min_side=60,
+        progress=False,
+    )
     files = sorted(os.listdir(os.path.join(out, "crops")))
     assert files == [f"{k:06d}.png" for k in range(20)]
     for name in files[:5]:
@@ -225,20 +236,35 @@ def test_prepare_crops_counts_sizes_and_split(tmp_path):
         assert os.path.isfile(os.path.join(os.path.dirname(result["train"]), path))
     assert result["train_pairs"] is None and not os.path.exists(os.path.join(out, "masks"))
     # The same seed gives the same tiles.
-    again = crops.prepare_crops(str(tmp_path / "pages"), str(tmp_path / "again"), num_crops=20,
-                                crop_size=32, max_side=200, min_side=60, progress=False)
+    again = crops.prepare_crops(
+        str(tmp_path / "pages"),
+        str(tmp_path / "again"),
+        num_crops=20,
+        crop_size=32,
+        max_side=200,
+        min_side=60,
+        progress=False,
+    )
     with open(again["val"], encoding="utf-8") as file:
         assert json.load(file) == val
-    np.testing.assert_array_equal(np.asarray(Image.open(os.path.join(out, "crops", files[7]))),
-                                  np.asarray(Image.open(os.path.join(str(tmp_path / "again"),
-                                                                     "crops", files[7]))))
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(os.path.join(out, "crops", files[7]))),
+        np.asarray(Image.open(os.path.join(str(tmp_path / "again"), "crops", files[7]))),
+    )
 
 
 def test_prepare_crops_scales_stay_within_limits(tmp_path):
     _block_page(str(tmp_path), "big", 400, 300, 16, 0)
     out = str(tmp_path / "out")
-    crops.prepare_crops(input_dir=str(tmp_path / "pages"), output_dir=out, num_crops=30,
-                        crop_size=32, max_side=200, min_side=100, progress=False)
+    crops.prepare_crops(
+        input_dir=str(tmp_path / "pages"),
+        output_dir=out,
+        num_crops=30,
+        crop_size=32,
+        max_side=200,
+        min_side=100,
+        progress=False,
+    )
     with open(os.path.join(out, "crops_manifest.json"), encoding="utf-8") as file:
         scales = [record["scale"] for record in json.load(file)["crops"]]
     # Shrunk to 200 px (x 0.5), then downscaled at most 2x to keep the longest side >= 100.
@@ -250,9 +276,15 @@ def test_prepare_crops_mask_tiles_align_with_image_tiles(tmp_path):
     _block_page(str(tmp_path), "a", 160, 128, 8, 1)
     _block_page(str(tmp_path), "b", 150, 140, 8, 2)
     out = str(tmp_path / "exact")
-    result = crops.prepare_crops(str(tmp_path / "pages"), out, num_crops=8, crop_size=48,
-                                 downscale=(1, 1), masks_dir=str(tmp_path / "masks"),
-                                 progress=False)
+    result = crops.prepare_crops(
+        str(tmp_path / "pages"),
+        out,
+        num_crops=8,
+        crop_size=48,
+        downscale=(1, 1),
+        masks_dir=str(tmp_path / "masks"),
+        progress=False,
+    )
     for k in range(8):
         tile = np.asarray(Image.open(os.path.join(out, "crops", f"{k:06d}.png")))
         mask = np.asarray(Image.open(os.path.join(out, "masks", f"{k:06d}.png")))
@@ -268,9 +300,17 @@ def test_prepare_crops_mask_tiles_align_with_image_tiles(tmp_path):
     # Downscaled tiles: the nearest-resampled mask still matches the filtered image.
     _block_page(str(tmp_path / "large"), "c", 600, 500, 64, 3)
     out = str(tmp_path / "scaled")
-    crops.prepare_crops(str(tmp_path / "large" / "pages"), out, num_crops=6, crop_size=64,
-                        max_side=600, min_side=150, downscale=(2, 3),
-                        masks_dir=str(tmp_path / "large" / "masks"), progress=False)
+    crops.prepare_crops(
+        str(tmp_path / "large" / "pages"),
+        out,
+        num_crops=6,
+        crop_size=64,
+        max_side=600,
+        min_side=150,
+        downscale=(2, 3),
+        masks_dir=str(tmp_path / "large" / "masks"),
+        progress=False,
+    )
     for k in range(6):
         tile = np.asarray(Image.open(os.path.join(out, "crops", f"{k:06d}.png")))
         mask = np.asarray(Image.open(os.path.join(out, "masks", f"{k:06d}.png")))
@@ -280,14 +320,17 @@ def test_prepare_crops_mask_tiles_align_with_image_tiles(tmp_path):
 def test_prepare_crops_refuses_to_overwrite(tmp_path):
     _block_page(str(tmp_path), "a", 64, 64, 8, 0)
     out = tmp_path / "out"
-    crops.prepare_crops(str(tmp_path / "pages"), str(out), num_crops=4, crop_size=32,
-                        progress=False)
+    crops.prepare_crops(
+        str(tmp_path / "pages"), str(out), num_crops=4, crop_size=32, progress=False
+    )
     (out / "keep.txt").write_text("mine")
     with pytest.raises(ValueError, match=str(out)):
-        crops.prepare_crops(str(tmp_path / "pages"), str(out), num_crops=2, crop_size=32,
-                            progress=False)
-    crops.prepare_crops(str(tmp_path / "pages"), str(out), num_crops=2, crop_size=32,
-                        overwrite=True, progress=False)
+        crops.prepare_crops(
+            str(tmp_path / "pages"), str(out), num_crops=2, crop_size=32, progress=False
+        )
+    crops.prepare_crops(
+        str(tmp_path / "pages"), str(out), num_crops=2, crop_size=32, overwrite=True, progress=False
+    )
     assert sorted(os.listdir(out / "crops")) == ["000000.png", "000001.png"]
     assert (out / "keep.txt").read_text() == "mine"  # never touches foreign files
 
@@ -296,28 +339,54 @@ def test_prepare_crops_errors_name_the_file(tmp_path):
     _block_page(str(tmp_path), "good", 64, 64, 8, 0)
     (tmp_path / "pages" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not a png")
     with pytest.raises(DatasetError, match="broken.png"):
-        crops.prepare_crops(str(tmp_path / "pages"), str(tmp_path / "out"), num_crops=4,
-                            crop_size=32, progress=False)
+        crops.prepare_crops(
+            str(tmp_path / "pages"),
+            str(tmp_path / "out"),
+            num_crops=4,
+            crop_size=32,
+            progress=False,
+        )
     os.remove(tmp_path / "pages" / "broken.png")
     with pytest.raises(DatasetError, match=r"crop_size=128 .*good.png"):
-        crops.prepare_crops(str(tmp_path / "pages"), str(tmp_path / "out2"), num_crops=4,
-                            crop_size=128, progress=False)
+        crops.prepare_crops(
+            str(tmp_path / "pages"),
+            str(tmp_path / "out2"),
+            num_crops=4,
+            crop_size=128,
+            progress=False,
+        )
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="empty"):
-        crops.prepare_crops(str(tmp_path / "empty"), str(tmp_path / "out3"), num_crops=4,
-                            progress=False)
+        crops.prepare_crops(
+            str(tmp_path / "empty"), str(tmp_path / "out3"), num_crops=4, progress=False
+        )
     with pytest.raises(DatasetNotFoundError, match="missing.png"):
-        crops.prepare_crops(output_dir=str(tmp_path / "out4"),
-                            input_paths=[str(tmp_path / "missing.png")], num_crops=4,
-                            progress=False)
+        crops.prepare_crops(
+            output_dir=str(tmp_path / "out4"),
+            input_paths=[str(tmp_path / "missing.png")],
+            num_crops=4,
+            progress=False,
+        )
     with pytest.raises(ValueError, match="exactly one"):
         crops.prepare_crops(output_dir=str(tmp_path / "out4"), num_crops=4)
     with pytest.raises(DatasetNotFoundError, match="good.png"):
-        crops.prepare_crops(str(tmp_path / "pages"), str(tmp_path / "out5"), num_crops=4,
-                            crop_size=32, masks_dir=str(tmp_path / "empty"), progress=False)
+        crops.prepare_crops(
+            str(tmp_path / "pages"),
+            str(tmp_path / "out5"),
+            num_crops=4,
+            crop_size=32,
+            masks_dir=str(tmp_path / "empty"),
+            progress=False,
+        )
     with pytest.raises(ValueError, match="downscale"):
-        crops.prepare_crops(str(tmp_path / "pages"), str(tmp_path / "out6"), num_crops=4,
-                            crop_size=32, downscale=(0.5, 2), progress=False)
+        crops.prepare_crops(
+            str(tmp_path / "pages"),
+            str(tmp_path / "out6"),
+            num_crops=4,
+            crop_size=32,
+            downscale=(0.5, 2),
+            progress=False,
+        )
 
 
 def test_prepare_crops_skips_small_pages_with_a_warning(tmp_path):
@@ -325,31 +394,67 @@ def test_prepare_crops_skips_small_pages_with_a_warning(tmp_path):
     _block_page(str(tmp_path), "tiny", 20, 40, 8, 1)
     pages = [str(tmp_path / "pages" / name) for name in ("large.png", "tiny.png")]
     with pytest.warns(UserWarning, match="tiny.png"):
-        result = crops.prepare_crops(input_paths=pages, output_dir=str(tmp_path / "out"),
-                                     num_crops=5, crop_size=32, progress=False)
+        result = crops.prepare_crops(
+            input_paths=pages,
+            output_dir=str(tmp_path / "out"),
+            num_crops=5,
+            crop_size=32,
+            progress=False,
+        )
     assert [os.path.basename(p) for p in result["skipped"]] == ["tiny.png"]
     assert result["num_train"] + result["num_val"] == 5
     # Listed pages find their masks by file name.
     with pytest.warns(UserWarning):
-        result = crops.prepare_crops(input_paths=pages, output_dir=str(tmp_path / "masked"),
-                                     num_crops=3, crop_size=32, val_fraction=0.0,
-                                     masks_dir=str(tmp_path / "masks"), progress=False)
+        result = crops.prepare_crops(
+            input_paths=pages,
+            output_dir=str(tmp_path / "masked"),
+            num_crops=3,
+            crop_size=32,
+            val_fraction=0.0,
+            masks_dir=str(tmp_path / "masks"),
+            progress=False,
+        )
     assert result["num_val"] == 0
     assert sorted(os.listdir(tmp_path / "masked" / "masks")) == [
-        "000000.png", "000001.png", "000002.png"]
+        "000000.png",
+        "000001.png",
+        "000002.png",
+    ]
 
 
 def test_crops_cli(tmp_path, capsys):
     from tools import crops as crops_tool
 
     _block_page(str(tmp_path), "a", 70, 70, 8, 0)
-    result = crops_tool.main(["--input_dir", str(tmp_path / "pages"), "--output_dir",
-                         str(tmp_path / "out"), "--num_crops", "10", "--crop_size", "32",
-                         "--val_fraction", "0.2", "--quiet"])
+    result = crops_tool.main(
+        [
+            "--input_dir",
+            str(tmp_path / "pages"),
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--num_crops",
+            "10",
+            "--crop_size",
+            "32",
+            "--val_fraction",
+            "0.2",
+            "--quiet",
+        ]
+    )
     assert (result["num_train"], result["num_val"]) == (8, 2)
     assert "8 training tiles" in capsys.readouterr().out
     with pytest.raises(SystemExit):
-        crops_tool.main(["--input_dir", str(tmp_path / "pages"), "--output_dir",
-                    str(tmp_path / "out"), "--num_crops", "10", "--crop_size", "32",
-                    "--quiet"])
+        crops_tool.main(
+            [
+                "--input_dir",
+                str(tmp_path / "pages"),
+                "--output_dir",
+                str(tmp_path / "out"),
+                "--num_crops",
+                "10",
+                "--crop_size",
+                "32",
+                "--quiet",
+            ]
+        )
     assert "not empty" in capsys.readouterr().err

@@ -23,8 +23,12 @@ from evaluation.report import EvaluationError
 THREE_CLASSES = {
     "name": "three",
     "dontcare_id": None,
-    "classes": [{"id": i, "name": n, "color": c} for i, (n, c) in
-                enumerate(zip(["red", "green", "blue"], [[255, 0, 0], [0, 255, 0], [0, 0, 255]]))],
+    "classes": [
+        {"id": i, "name": n, "color": c}
+        for i, (n, c) in enumerate(
+            zip(["red", "green", "blue"], [[255, 0, 0], [0, 255, 0], [0, 0, 255]])
+        )
+    ],
 }
 
 
@@ -59,24 +63,41 @@ def _evaluate(args):
     f(["evaluate.py", *args])
     if f.mode == "synthesis":
         return report.evaluate_synthesis(
-            f.synth_dir, f.real_dir, label_dir=f.label_dir, segmenter=f.segmenter,
-            inception_weights=f.inception_weights, image_size=f.image_size,
-            batch_size=f.batch_size, kid_subsets=f.kid_subsets,
-            kid_subset_size=f.kid_subset_size, seed=f.seed, output=f.output,
+            f.synth_dir,
+            f.real_dir,
+            label_dir=f.label_dir,
+            segmenter=f.segmenter,
+            inception_weights=f.inception_weights,
+            image_size=f.image_size,
+            batch_size=f.batch_size,
+            kid_subsets=f.kid_subsets,
+            kid_subset_size=f.kid_subset_size,
+            seed=f.seed,
+            output=f.output,
             overwrite=f.overwrite,
         )
     config, train_args = cli.parse_train_flags_string(f.train_flags)
     return report.report_synthetic_to_real(
-        config, train_args, f.output_dir, spade_model=f.spade_model,
-        synthetic_list=f.synthetic_list, synthetic_image_dir=f.synthetic_image_dir,
-        synthetic_label_dir=f.synthetic_label_dir, overwrite=f.overwrite,
+        config,
+        train_args,
+        f.output_dir,
+        spade_model=f.spade_model,
+        synthetic_list=f.synthetic_list,
+        synthetic_image_dir=f.synthetic_image_dir,
+        synthetic_label_dir=f.synthetic_label_dir,
+        overwrite=f.overwrite,
         synth_batch_size=f.batch_size,
     )
 
 
 def _synthesis_args(dirs, *extra):
-    return ["--mode=synthesis", f"--synth_dir={dirs['synth']}", f"--real_dir={dirs['real']}",
-            "--inception_weights=random", *extra]
+    return [
+        "--mode=synthesis",
+        f"--synth_dir={dirs['synth']}",
+        f"--real_dir={dirs['real']}",
+        "--inception_weights=random",
+        *extra,
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -120,19 +141,22 @@ def test_semantic_consistency_known_answer(tmp_path):
     ignored[16:, 16:] = 255
     _save(tmp_path / "ignored_label.png", ignored)
 
-    metrics = semantic_consistency(ColourSegmenter(), [(tmp_path / "a.png",
-                                                        tmp_path / "a_label.png")])
+    metrics = semantic_consistency(
+        ColourSegmenter(), [(tmp_path / "a.png", tmp_path / "a_label.png")]
+    )
     # Confusion: gt 0 -> 0: 512, gt 1 -> 1: 256, gt 2 -> 1: 256.
     np.testing.assert_array_equal(metrics["confusion"], [[512, 0, 0], [0, 256, 0], [0, 256, 0]])
     np.testing.assert_allclose(metrics["iou"], [1.0, 0.5, 0.0])
     assert metrics["miou"] == pytest.approx(0.5)
     assert metrics["pixel_accuracy"] == pytest.approx(0.75)
     assert metrics["num_images"] == 1
-    small = semantic_consistency(ColourSegmenter(), [(tmp_path / "a.png",
-                                                      tmp_path / "small_label.png")])
+    small = semantic_consistency(
+        ColourSegmenter(), [(tmp_path / "a.png", tmp_path / "small_label.png")]
+    )
     np.testing.assert_array_equal(small["confusion"], metrics["confusion"])
-    clean = semantic_consistency(ColourSegmenter(), [(tmp_path / "a.png",
-                                                      tmp_path / "ignored_label.png")])
+    clean = semantic_consistency(
+        ColourSegmenter(), [(tmp_path / "a.png", tmp_path / "ignored_label.png")]
+    )
     assert clean["miou"] == pytest.approx(1.0) and clean["num_pixels"] == 768
 
     # Raw label values go through the segmenter's raw -> train-id table (10, 11, 12 -> 0, 1, 2).
@@ -140,16 +164,17 @@ def test_semantic_consistency_known_answer(tmp_path):
     table[[10, 11, 12]] = [0, 1, 2]
     table[255] = 255
     _save(tmp_path / "raw_label.png", label + 10)
-    raw = semantic_consistency(ColourSegmenter(table), [(tmp_path / "a.png",
-                                                         tmp_path / "raw_label.png")])
+    raw = semantic_consistency(
+        ColourSegmenter(table), [(tmp_path / "a.png", tmp_path / "raw_label.png")]
+    )
     np.testing.assert_array_equal(raw["confusion"], metrics["confusion"])
     with pytest.raises(DatasetError, match=r"a_label.png holds values \[0, 1, 2\] that belong"):
-        semantic_consistency(ColourSegmenter(table), [(tmp_path / "a.png",
-                                                       tmp_path / "a_label.png")])
+        semantic_consistency(
+            ColourSegmenter(table), [(tmp_path / "a.png", tmp_path / "a_label.png")]
+        )
     _save(tmp_path / "bad_label.png", np.full((32, 32), 7))
     with pytest.raises(DatasetError, match=r"bad_label.png holds values \[7\] outside"):
-        semantic_consistency(ColourSegmenter(), [(tmp_path / "a.png",
-                                                  tmp_path / "bad_label.png")])
+        semantic_consistency(ColourSegmenter(), [(tmp_path / "a.png", tmp_path / "bad_label.png")])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,9 +201,16 @@ def tiny_segformer_export(tmp_path):
 def test_synthesis_mode_end_to_end(tmp_path, tiny_segformer_export, capsys):
     dirs = _folders(tmp_path)
     output = tmp_path / "out" / "results.json"
-    results = _evaluate(_synthesis_args(
-        dirs, f"--label_dir={dirs['labels']}", f"--segmenter={tiny_segformer_export}",
-        f"--output={output}", "--kid_subsets=5", "--batch_size=3"))
+    results = _evaluate(
+        _synthesis_args(
+            dirs,
+            f"--label_dir={dirs['labels']}",
+            f"--segmenter={tiny_segformer_export}",
+            f"--output={output}",
+            "--kid_subsets=5",
+            "--batch_size=3",
+        )
+    )
     written = json.loads(output.read_text())
     assert written == json.loads(json.dumps(results))
     assert written["num_real"] == 5 and written["num_synth"] == 4
@@ -202,29 +234,39 @@ def test_synthesis_input_errors_name_the_folder_and_files(tmp_path):
     dirs = _folders(tmp_path)
     # Fewer label maps than synthesized images: the counts and the stems are named.
     os.remove(f"{dirs['labels']}/nested/s9.png")
-    with pytest.raises(DatasetError, match=r"--synth_dir=.*synth has 4 images and --label_dir="
-                                           r".*labels 3 label maps.*without a label map: "
-                                           r"nested/s9"):
-        _evaluate(_synthesis_args(dirs, f"--label_dir={dirs['labels']}",
-                                     "--segmenter=SEG"))
+    with pytest.raises(
+        DatasetError,
+        match=r"--synth_dir=.*synth has 4 images and --label_dir="
+        r".*labels 3 label maps.*without a label map: "
+        r"nested/s9",
+    ):
+        _evaluate(_synthesis_args(dirs, f"--label_dir={dirs['labels']}", "--segmenter=SEG"))
     # Same counts, other stems.
     _save(f"{dirs['labels']}/zz.png", np.zeros((32, 32)))
-    with pytest.raises(DatasetError, match=r"without a label map: nested/s9; label maps without "
-                                           r"an image: zz"):
-        _evaluate(_synthesis_args(dirs, f"--label_dir={dirs['labels']}",
-                                     "--segmenter=SEG"))
+    with pytest.raises(
+        DatasetError,
+        match=r"without a label map: nested/s9; label maps without "
+        r"an image: zz",
+    ):
+        _evaluate(_synthesis_args(dirs, f"--label_dir={dirs['labels']}", "--segmenter=SEG"))
     # Mixed sizes: one file of each size is named.
     _save(f"{dirs['real']}/big.png", _noise(7, size=48))
-    with pytest.raises(DatasetError, match=r"--real_dir=.*real holds images of 2 sizes "
-                                           r"\(.*big.png is 48x48, .*r0.png is 32x32.*"
-                                           r"--image_size"):
+    with pytest.raises(
+        DatasetError,
+        match=r"--real_dir=.*real holds images of 2 sizes "
+        r"\(.*big.png is 48x48, .*r0.png is 32x32.*"
+        r"--image_size",
+    ):
         _evaluate(_synthesis_args(dirs))
     os.remove(f"{dirs['real']}/big.png")
     # Too few images for FID.
     for i in range(1, 5):
         os.remove(f"{dirs['real']}/r{i}.png")
-    with pytest.raises(DatasetError, match=r"--real_dir=.*real has 1 image\(s\): FID and KID "
-                                           r"need at least 2"):
+    with pytest.raises(
+        DatasetError,
+        match=r"--real_dir=.*real has 1 image\(s\): FID and KID "
+        r"need at least 2",
+    ):
         _evaluate(_synthesis_args(dirs))
     with pytest.raises(DatasetError, match=r"--synth_dir=.*missing does not exist"):
         _evaluate(_synthesis_args(dict(dirs, synth=str(tmp_path / "missing"))))
@@ -243,11 +285,15 @@ def test_synthesis_flag_errors(tmp_path, monkeypatch):
     with pytest.raises(EvaluationError, match="--kid_subset_size must be >= 2"):
         _evaluate(_synthesis_args(dirs, "--kid_subset_size=1"))
     with pytest.raises(EvaluationError, match=r"--segmenter=.*nothing does not exist"):
-        _evaluate(_synthesis_args(dirs, f"--label_dir={dirs['labels']}",
-                                     f"--segmenter={tmp_path / 'nothing'}"))
+        _evaluate(
+            _synthesis_args(
+                dirs, f"--label_dir={dirs['labels']}", f"--segmenter={tmp_path / 'nothing'}"
+            )
+        )
     with pytest.raises(EvaluationError, match=r"--segmenter=.*real is neither an exported"):
-        _evaluate(_synthesis_args(dirs, f"--label_dir={dirs['labels']}",
-                                     f"--segmenter={dirs['real']}"))
+        _evaluate(
+            _synthesis_args(dirs, f"--label_dir={dirs['labels']}", f"--segmenter={dirs['real']}")
+        )
     from models.segformer.export import META_FILE
 
     assert report.SEGMENTER_META == META_FILE  # what evaluate.py checks without TF
@@ -260,8 +306,9 @@ def test_synthesis_flag_errors(tmp_path, monkeypatch):
 
     monkeypatch.setattr(inception, "_keras_inception", offline)
     with pytest.raises(UserError, match=r"--inception_weights=imagenet.*pass the local file"):
-        _evaluate(["--mode=synthesis", f"--synth_dir={dirs['synth']}",
-                      f"--real_dir={dirs['real']}"])
+        _evaluate(
+            ["--mode=synthesis", f"--synth_dir={dirs['synth']}", f"--real_dir={dirs['real']}"]
+        )
     with pytest.raises(FileNotFoundError, match=r"--inception_weights=.*none.h5"):
         _evaluate(_synthesis_args(dirs, f"--inception_weights={tmp_path / 'none.h5'}"))
 
@@ -269,8 +316,16 @@ def test_synthesis_flag_errors(tmp_path, monkeypatch):
 def test_command_line_errors_are_one_line(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.run(
-        [sys.executable, "evaluate.py", f"--synth_dir={tmp_path / 'nope'}",
-         f"--real_dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "evaluate.py",
+            f"--synth_dir={tmp_path / 'nope'}",
+            f"--real_dir={tmp_path}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env=env,
     )
     assert proc.returncode == 2
@@ -321,13 +376,21 @@ def test_mixed_batches_are_half_real_half_synthetic(tmp_path):
 
 
 def _s2r_train_flags(scenes_root, *extra):
-    return " ".join([
-        "--preset=tiny", "--dataset=scenes", f"--data_root={scenes_root}",
-        f"--num_scenes={TINY_SCENES['num_scenes']}", f"--scenes_size={TINY_SCENES['scenes_size']}",
-        "--batch_size=2", "--crop_size=32", "--progress=false", "--export=false",
-        "--save_img_freq=1000",
-        *extra,
-    ])
+    return " ".join(
+        [
+            "--preset=tiny",
+            "--dataset=scenes",
+            f"--data_root={scenes_root}",
+            f"--num_scenes={TINY_SCENES['num_scenes']}",
+            f"--scenes_size={TINY_SCENES['scenes_size']}",
+            "--batch_size=2",
+            "--crop_size=32",
+            "--progress=false",
+            "--export=false",
+            "--save_img_freq=1000",
+            *extra,
+        ]
+    )
 
 
 def _synthetic_folders(scenes_root, root):
@@ -346,36 +409,77 @@ def test_synthetic_to_real_flag_errors(scenes_root, tmp_path):
     flags = _s2r_train_flags(scenes_root, "--max_steps=2")
     out = tmp_path / "out"
     with pytest.raises(ConfigError, match="--train_flags must not set --checkpoint_dir"):
-        _evaluate(["--mode=synthetic_to_real", f"--train_flags={flags} --checkpoint_dir=x",
-                      "--spade_model=M", f"--output_dir={out}"])
+        _evaluate(
+            [
+                "--mode=synthetic_to_real",
+                f"--train_flags={flags} --checkpoint_dir=x",
+                "--spade_model=M",
+                f"--output_dir={out}",
+            ]
+        )
     with pytest.raises(ConfigError, match="--train_flags: .*no_such_flag"):
-        _evaluate(["--mode=synthetic_to_real", f"--train_flags={flags} --no_such_flag=1",
-                      "--spade_model=M", f"--output_dir={out}"])
+        _evaluate(
+            [
+                "--mode=synthetic_to_real",
+                f"--train_flags={flags} --no_such_flag=1",
+                "--spade_model=M",
+                f"--output_dir={out}",
+            ]
+        )
     with pytest.raises(ConfigError, match="--batch_size=3 must be even"):
-        _evaluate(["--mode=synthetic_to_real", f"--train_flags={flags} --batch_size=3",
-                      "--spade_model=M", f"--output_dir={out}"])
+        _evaluate(
+            [
+                "--mode=synthetic_to_real",
+                f"--train_flags={flags} --batch_size=3",
+                "--spade_model=M",
+                f"--output_dir={out}",
+            ]
+        )
     with pytest.raises(ConfigError, match="exactly one source of synthetic data"):
-        _evaluate(["--mode=synthetic_to_real", f"--train_flags={flags}", "--spade_model=M",
-                      "--synthetic_list=L", f"--output_dir={out}"])
+        _evaluate(
+            [
+                "--mode=synthetic_to_real",
+                f"--train_flags={flags}",
+                "--spade_model=M",
+                "--synthetic_list=L",
+                f"--output_dir={out}",
+            ]
+        )
     with pytest.raises(FileNotFoundError, match="--spade_model=.*missing does not exist"):
-        _evaluate(["--mode=synthetic_to_real", f"--train_flags={flags}",
-                      f"--spade_model={tmp_path / 'missing'}", f"--output_dir={out}"])
+        _evaluate(
+            [
+                "--mode=synthetic_to_real",
+                f"--train_flags={flags}",
+                f"--spade_model={tmp_path / 'missing'}",
+                f"--output_dir={out}",
+            ]
+        )
     out.mkdir()
     (out / "results.md").write_text("an earlier experiment")
     with pytest.raises(FileExistsError, match="--output_dir=.*out already holds results"):
-        _evaluate(["--mode=synthetic_to_real", f"--train_flags={flags}",
-                      f"--spade_model={tmp_path}", f"--output_dir={out}"])
+        _evaluate(
+            [
+                "--mode=synthetic_to_real",
+                f"--train_flags={flags}",
+                f"--spade_model={tmp_path}",
+                f"--output_dir={out}",
+            ]
+        )
 
 
 @pytest.mark.slow
 def test_synthetic_to_real_three_runs_and_results_files(scenes_root, tmp_path):
     image_dir, label_dir = _synthetic_folders(scenes_root, tmp_path / "synthetic")
     out = tmp_path / "s2r"
-    results = _evaluate([
-        "--mode=synthetic_to_real", f"--train_flags={_s2r_train_flags(scenes_root)} "
-        "--max_steps=2", f"--synthetic_image_dir={image_dir}",
-        f"--synthetic_label_dir={label_dir}", f"--output_dir={out}",
-    ])
+    results = _evaluate(
+        [
+            "--mode=synthetic_to_real",
+            f"--train_flags={_s2r_train_flags(scenes_root)} --max_steps=2",
+            f"--synthetic_image_dir={image_dir}",
+            f"--synthetic_label_dir={label_dir}",
+            f"--output_dir={out}",
+        ]
+    )
     settings = results["settings"]
     assert list(settings) == ["real", "synthetic", "mixed"]
     num_real = TINY_SCENES["num_scenes"]
@@ -399,9 +503,15 @@ def test_synthetic_to_real_three_runs_and_results_files(scenes_root, tmp_path):
     assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((out / "results.json").read_text())["settings"]["mixed"]["steps"] == 2
     with pytest.raises(FileExistsError, match="already holds results"):
-        _evaluate(["--mode=synthetic_to_real", f"--train_flags={_s2r_train_flags(scenes_root)}",
-                      f"--synthetic_image_dir={image_dir}", f"--synthetic_label_dir={label_dir}",
-                      f"--output_dir={out}"])
+        _evaluate(
+            [
+                "--mode=synthetic_to_real",
+                f"--train_flags={_s2r_train_flags(scenes_root)}",
+                f"--synthetic_image_dir={image_dir}",
+                f"--synthetic_label_dir={label_dir}",
+                f"--output_dir={out}",
+            ]
+        )
 
 
 @pytest.mark.slow
@@ -420,8 +530,9 @@ def test_synthesize_pairs_with_an_exported_spade(scenes_root, tmp_path):
     gan = SPADEGAN(config, label_set.num_classes, for_training=False)
     export = export_spade(gan, str(tmp_path / "spade_export"))
     labels = [label for _, label in pairs[:3]]
-    pair_list = synthesize_pairs(export, labels, str(tmp_path / "synthetic"), batch_size=2,
-                                 progress=False)
+    pair_list = synthesize_pairs(
+        export, labels, str(tmp_path / "synthetic"), batch_size=2, progress=False
+    )
     synthesized = json_list_pairs(pair_list)
     assert len(synthesized) == 3
     for (image_path, label_path), original in zip(synthesized, labels):

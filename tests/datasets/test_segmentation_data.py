@@ -13,7 +13,6 @@ from datasets.pairs import (
     facesynthetics_pairs,
     json_list_pairs,
 )
-from datasets.sources import resolve_seg_pairs
 from datasets.segmentation import (
     IGNORE,
     IMAGENET_MEAN,
@@ -31,11 +30,30 @@ from datasets.segmentation import (
     random_flip,
     reduce_zero_label,
 )
+from datasets.sources import resolve_seg_pairs
 from semantic_labels import LabelSetError, load_label_set
 
-FACE_NAMES = ("BACKGROUND", "SKIN", "NOSE", "RIGHT_EYE", "LEFT_EYE", "RIGHT_BROW", "LEFT_BROW",
-              "RIGHT_EAR", "LEFT_EAR", "MOUTH_INTERIOR", "TOP_LIP", "BOTTOM_LIP", "NECK", "HAIR",
-              "BEARD", "CLOTHING", "GLASSES", "HEADWEAR", "FACEWEAR")
+FACE_NAMES = (
+    "BACKGROUND",
+    "SKIN",
+    "NOSE",
+    "RIGHT_EYE",
+    "LEFT_EYE",
+    "RIGHT_BROW",
+    "LEFT_BROW",
+    "RIGHT_EAR",
+    "LEFT_EAR",
+    "MOUTH_INTERIOR",
+    "TOP_LIP",
+    "BOTTOM_LIP",
+    "NECK",
+    "HAIR",
+    "BEARD",
+    "CLOTHING",
+    "GLASSES",
+    "HEADWEAR",
+    "FACEWEAR",
+)
 CITYSCAPES_LABEL_IDS = (7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33)
 
 
@@ -64,16 +82,19 @@ def decode(image):
 
 def blocks(height, width, values, block=8):
     """A label of block x block squares cycling through `values`."""
-    rows, cols = np.meshgrid(np.arange(height) // block, np.arange(width) // block,
-                             indexing="ij")
+    rows, cols = np.meshgrid(np.arange(height) // block, np.arange(width) // block, indexing="ij")
     return np.asarray(values, np.uint8)[(rows * 7 + cols) % len(values)]
 
 
 def write_pairs(folder, labels):
     pairs = []
     for k, label in enumerate(labels):
-        pairs.append((save(os.path.join(folder, "images", f"{k:03d}.png"), encode(label)),
-                      save(os.path.join(folder, "labels", f"{k:03d}.png"), label)))
+        pairs.append(
+            (
+                save(os.path.join(folder, "images", f"{k:03d}.png"), encode(label)),
+                save(os.path.join(folder, "labels", f"{k:03d}.png"), label),
+            )
+        )
     return pairs
 
 
@@ -138,14 +159,25 @@ def test_dataset_label_map_checks_num_classes():
 
 
 def tiny_set(**extra):
-    return {"name": "tiny", "classes": [{"id": i, "name": f"c{i}", "color": [i, i, i]}
-                                        for i in range(3)], **extra}
+    return {
+        "name": "tiny",
+        "classes": [{"id": i, "name": f"c{i}", "color": [i, i, i]} for i in range(3)],
+        **extra,
+    }
 
 
 def test_label_set_segmentation_keys_round_trip(tmp_path):
     path = tmp_path / "tiny.json"
-    path.write_text(json.dumps(tiny_set(ignore_index=200, flip_pairs=[[1, 2]],
-                                        source_ids=[10, 20, 30], ignored_source_ids=[0])))
+    path.write_text(
+        json.dumps(
+            tiny_set(
+                ignore_index=200,
+                flip_pairs=[[1, 2]],
+                source_ids=[10, 20, 30],
+                ignored_source_ids=[0],
+            )
+        )
+    )
     labels = load_label_set(str(path))
     assert labels.flip_pairs == ((1, 2),) and labels.source_ids == (10, 20, 30)
     table = label_map_from_label_set(labels)
@@ -204,18 +236,22 @@ def test_facesynthetics_single_folder_is_split_90_10(tmp_path):
     val = facesynthetics_pairs(str(tmp_path), "validation")
     assert len(train) == 18 and len(val) == 2 and not set(train) & set(val)
     assert train == sorted(train)
-    assert all(label == image[:-len(".png")] + "_seg.png" for image, label in train + val)
+    assert all(label == image[: -len(".png")] + "_seg.png" for image, label in train + val)
     assert facesynthetics_pairs(str(tmp_path), "validation") == val  # deterministic
-    other_seeds = {tuple(facesynthetics_pairs(str(tmp_path), "validation", seed=s))
-                   for s in range(1, 6)}
+    other_seeds = {
+        tuple(facesynthetics_pairs(str(tmp_path), "validation", seed=s)) for s in range(1, 6)
+    }
     assert len(other_seeds | {tuple(val)}) > 1  # the seed matters
 
 
 def test_facesynthetics_train_val_subfolders(tmp_path):
     face_folder(tmp_path / "train", range(3))
     face_folder(tmp_path / "val", range(3, 5))
-    assert [os.path.basename(i) for i, _ in facesynthetics_pairs(str(tmp_path), "training")] \
-        == ["000000.png", "000001.png", "000002.png"]
+    assert [os.path.basename(i) for i, _ in facesynthetics_pairs(str(tmp_path), "training")] == [
+        "000000.png",
+        "000001.png",
+        "000002.png",
+    ]
     assert len(facesynthetics_pairs(str(tmp_path), "validation")) == 2
 
 
@@ -271,8 +307,14 @@ def test_ade20k_seg_pairs_and_shift(tmp_path):
 def test_json_list_relative_paths_and_errors(tmp_path):
     pairs = write_pairs(tmp_path / "synth", [blocks(8, 8, [0, 1])])
     listing = tmp_path / "synth" / "list.json"
-    listing.write_text(json.dumps({"label_set": "facesynthetics", "pairs": [
-        {"image": "images/000.png", "label": "labels/000.png"}]}))
+    listing.write_text(
+        json.dumps(
+            {
+                "label_set": "facesynthetics",
+                "pairs": [{"image": "images/000.png", "label": "labels/000.png"}],
+            }
+        )
+    )
     assert json_list_pairs(str(listing)) == pairs
     bare = tmp_path / "bare.json"
     bare.write_text(json.dumps([{"image": pairs[0][0], "label": "synth/labels/000.png"}]))
@@ -280,8 +322,9 @@ def test_json_list_relative_paths_and_errors(tmp_path):
     assert resolve_seg_pairs("json", "training", train_list=str(listing)) == pairs
     assert resolve_seg_pairs("json", "validation", train_list=str(listing)) == []
 
-    listing.write_text(json.dumps({"pairs": [{"image": "images/000.png",
-                                              "label": "labels/missing.png"}]}))
+    listing.write_text(
+        json.dumps({"pairs": [{"image": "images/000.png", "label": "labels/missing.png"}]})
+    )
     with pytest.raises(FileNotFoundError, match=r"--train_list=.*list\.json.*missing\.png"):
         resolve_seg_pairs("json", "training", train_list=str(listing))
     listing.write_text(json.dumps({"pairs": [{"image": "images/000.png"}]}))
@@ -300,8 +343,9 @@ def test_resolve_seg_pairs_errors_name_flags(tmp_path):
     with pytest.raises(DatasetError, match="--dataset='coco'"):
         resolve_seg_pairs("coco", "training")
     with pytest.raises(FileNotFoundError, match="--image_dir="):
-        resolve_seg_pairs("folders", "training", image_dir=str(tmp_path / "no"),
-                          label_dir=str(tmp_path))
+        resolve_seg_pairs(
+            "folders", "training", image_dir=str(tmp_path / "no"), label_dir=str(tmp_path)
+        )
     assert resolve_seg_pairs("folders", "validation", image_dir="x", label_dir="y") == []
 
 
@@ -312,8 +356,7 @@ def test_resolve_seg_pairs_errors_name_flags(tmp_path):
 
 def augment(label, seed, **kwargs):
     kwargs.setdefault("photometric", False)
-    image, out = preprocess_seg_train(encode(label), np.asarray(label, np.int32), seed,
-                                      **kwargs)
+    image, out = preprocess_seg_train(encode(label), np.asarray(label, np.int32), seed, **kwargs)
     return image.numpy(), out.numpy()
 
 
@@ -328,16 +371,16 @@ def test_crop_keeps_image_and_label_aligned():
 def test_scaled_image_and_label_stay_aligned():
     label = blocks(40, 40, [0, 1, 2, 3], block=8)
     for seed in range(3):
-        image, out = augment(label, [seed, 2], crop_size=32, scale_range=(1.3, 1.8),
-                             cat_max_ratio=1.0)
+        image, out = augment(
+            label, [seed, 2], crop_size=32, scale_range=(1.3, 1.8), cat_max_ratio=1.0
+        )
         # Bilinear colours blend only at block edges: most pixels decode to their label.
         assert np.mean(decode(image) == out) > 0.75
 
 
 def test_padding_when_scaled_image_is_smaller_than_crop():
     label = blocks(20, 24, [1, 2], block=4)
-    image, out = augment(label, [0, 0], crop_size=(32, 40), scale_range=(1.0, 1.0),
-                         flip=False)
+    image, out = augment(label, [0, 0], crop_size=(32, 40), scale_range=(1.0, 1.0), flip=False)
     np.testing.assert_array_equal(out[:20, :24], label)
     np.testing.assert_array_equal(decode(image[:20, :24]), label)
     assert (out[20:] == IGNORE).all() and (out[:, 24:] == IGNORE).all()
@@ -360,18 +403,19 @@ def test_flip_mirrors_and_swaps_left_right_classes():
     swap[[3, 4, 5, 6]] = [4, 3, 6, 5]
     seen = set()
     for seed in range(8):
-        image, out = random_flip(tf.constant(encode(label)), tf.constant(label), [seed, 3],
-                                 ((3, 4), (5, 6)))
+        image, out = random_flip(
+            tf.constant(encode(label)), tf.constant(label), [seed, 3], ((3, 4), (5, 6))
+        )
         mirrored = bool((image.numpy()[:, :, 0] != encode(label)[:, :, 0]).any())
         seen.add(mirrored)
         expected = swap[label[:, ::-1]] if mirrored else label
         np.testing.assert_array_equal(out, expected)
-        np.testing.assert_array_equal(image.numpy()[:, :, 0],
-                                      label[:, ::-1] if mirrored else label)
+        np.testing.assert_array_equal(image.numpy()[:, :, 0], label[:, ::-1] if mirrored else label)
     assert seen == {True, False}
     # Through the full augmentation: the colour still encodes the unswapped class.
-    _, out = augment(label, [0, 0], crop_size=(8, 16), scale_range=(1.0, 1.0),
-                     flip_pairs=((3, 4), (5, 6)))
+    _, out = augment(
+        label, [0, 0], crop_size=(8, 16), scale_range=(1.0, 1.0), flip_pairs=((3, 4), (5, 6))
+    )
     assert set(np.unique(out)) in ({0, 3, 5}, {0, 4, 6})
 
 
@@ -383,10 +427,14 @@ def largest_share(label):
 def test_cat_max_ratio_rejects_dominated_crops():
     label = tf.constant(((np.arange(64) // 12) % 2)[None, :].repeat(16, 0).astype(np.int32))
     image = tf.zeros((16, 64, 3))
-    limited = [largest_share(random_crop(image, label, [s, 4], (16, 16), 0.75)[1].numpy())
-               for s in range(20)]
-    free = [largest_share(random_crop(image, label, [s, 4], (16, 16), 1.0)[1].numpy())
-            for s in range(20)]
+    limited = [
+        largest_share(random_crop(image, label, [s, 4], (16, 16), 0.75)[1].numpy())
+        for s in range(20)
+    ]
+    free = [
+        largest_share(random_crop(image, label, [s, 4], (16, 16), 1.0)[1].numpy())
+        for s in range(20)
+    ]
     assert max(limited) < 0.75
     assert max(free) >= 0.75  # without the limit some crops are dominated
 
@@ -398,19 +446,22 @@ def test_cat_max_ratio_keeps_the_last_try_when_no_crop_qualifies():
     cropped, _ = random_crop(image, label, seed, (10, 10), 0.75)
     draws = tf.random.stateless_uniform([10, 2], seed).numpy()
     top, left = np.minimum((draws[-1] * 21).astype(int), 20)
-    np.testing.assert_array_equal(cropped, image.numpy()[top:top + 10, left:left + 10])
+    np.testing.assert_array_equal(cropped, image.numpy()[top : top + 10, left : left + 10])
 
 
 def test_preprocess_agrees_eagerly_and_in_tf_data():
     label = blocks(36, 44, [0, 1, 2, 255], block=6)
-    kwargs = dict(crop_size=(24, 28), scale_range=(0.6, 1.7), flip_pairs=((1, 2),),
-                  photometric=True)
+    kwargs = dict(
+        crop_size=(24, 28), scale_range=(0.6, 1.7), flip_pairs=((1, 2),), photometric=True
+    )
     seeds = [[s, 9] for s in range(4)]
-    eager = [preprocess_seg_train(encode(label), label.astype(np.int32), seed, **kwargs)
-             for seed in seeds]
+    eager = [
+        preprocess_seg_train(encode(label), label.astype(np.int32), seed, **kwargs)
+        for seed in seeds
+    ]
     dataset = tf.data.Dataset.from_tensor_slices(tf.constant(seeds, tf.int64)).map(
-        lambda seed: preprocess_seg_train(encode(label), label.astype(np.int32), seed,
-                                          **kwargs))
+        lambda seed: preprocess_seg_train(encode(label), label.astype(np.int32), seed, **kwargs)
+    )
     for (image, out), (graph_image, graph_out) in zip(eager, dataset):
         np.testing.assert_allclose(image, graph_image, atol=1e-4)
         np.testing.assert_array_equal(out, graph_out)
@@ -421,8 +472,9 @@ def test_photometric_changes_colours_only():
     plain, out = augment(label, [1, 1], crop_size=16, scale_range=(1.0, 1.0), flip=False)
     changed = []
     for seed in range(4):
-        image, jittered_label = augment(label, [1, seed], crop_size=16,
-                                        scale_range=(1.0, 1.0), flip=False, photometric=True)
+        image, jittered_label = augment(
+            label, [1, seed], crop_size=16, scale_range=(1.0, 1.0), flip=False, photometric=True
+        )
         np.testing.assert_array_equal(jittered_label, out)
         rgb = (image * IMAGENET_STD + IMAGENET_MEAN) * 255.0
         assert rgb.min() > -1e-3 and rgb.max() < 255.0 + 1e-3  # clipped to [0, 255]
@@ -438,8 +490,7 @@ def test_photometric_changes_colours_only():
 @pytest.fixture
 def random_pairs(tmp_path):
     rng = np.random.default_rng(0)
-    labels = [blocks(40, 48, rng.permutation(5), block=int(rng.integers(4, 9)))
-              for _ in range(5)]
+    labels = [blocks(40, 48, rng.permutation(5), block=int(rng.integers(4, 9))) for _ in range(5)]
     return write_pairs(tmp_path, labels)
 
 
@@ -448,9 +499,15 @@ def first_batches(dataset, count):
 
 
 def test_train_dataset_shapes_alignment_and_ranges(random_pairs):
-    dataset = make_seg_train_dataset(random_pairs, num_classes=5, crop_size=(32, 40),
-                                     global_batch_size=2, seed=1, photometric=False,
-                                     scale_range=(1.0, 1.0))
+    dataset = make_seg_train_dataset(
+        random_pairs,
+        num_classes=5,
+        crop_size=(32, 40),
+        global_batch_size=2,
+        seed=1,
+        photometric=False,
+        scale_range=(1.0, 1.0),
+    )
     for batch in first_batches(dataset, 2):
         assert batch["image"].shape == (2, 32, 40, 3) and batch["image"].dtype == np.float32
         assert batch["label"].shape == (2, 32, 40) and batch["label"].dtype == np.int32
@@ -459,8 +516,9 @@ def test_train_dataset_shapes_alignment_and_ranges(random_pairs):
 
 def test_train_dataset_is_deterministic_and_resumable(random_pairs):
     def make(**kwargs):
-        return make_seg_train_dataset(random_pairs, num_classes=5, crop_size=24,
-                                      global_batch_size=2, **kwargs)
+        return make_seg_train_dataset(
+            random_pairs, num_classes=5, crop_size=24, global_batch_size=2, **kwargs
+        )
 
     run = first_batches(make(seed=3), 3)
     again = first_batches(make(seed=3), 3)
@@ -476,8 +534,15 @@ def test_train_dataset_is_deterministic_and_resumable(random_pairs):
 
 def test_train_dataset_visits_each_file_once_per_epoch(tmp_path):
     pairs = write_pairs(tmp_path, [np.full((8, 8), k, np.uint8) for k in range(4)])
-    dataset = make_seg_train_dataset(pairs, num_classes=4, crop_size=8, global_batch_size=4,
-                                     scale_range=(1.0, 1.0), photometric=False, seed=7)
+    dataset = make_seg_train_dataset(
+        pairs,
+        num_classes=4,
+        crop_size=8,
+        global_batch_size=4,
+        scale_range=(1.0, 1.0),
+        photometric=False,
+        seed=7,
+    )
     for batch in first_batches(dataset, 2):
         assert sorted(batch["label"][:, 0, 0].tolist()) == [0, 1, 2, 3]
 
@@ -487,8 +552,15 @@ def test_train_dataset_maps_ids_and_names_bad_files(tmp_path):
     raw = np.array([[7, 26], [0, 33]], np.uint8).repeat(4, 0).repeat(4, 1)
     pairs = write_pairs(tmp_path / "ok", [raw])
     dataset = make_seg_train_dataset(
-        pairs, num_classes=19, crop_size=8, global_batch_size=1, scale_range=(1.0, 1.0),
-        label_map=label_map_from_label_set(city), cat_max_ratio=1.0, flip=False)
+        pairs,
+        num_classes=19,
+        crop_size=8,
+        global_batch_size=1,
+        scale_range=(1.0, 1.0),
+        label_map=label_map_from_label_set(city),
+        cat_max_ratio=1.0,
+        flip=False,
+    )
     label = first_batches(dataset, 1)[0]["label"][0]
     assert label[0, 0] == 0 and label[0, 7] == 13 and label[7, 0] == 255 and label[7, 7] == 18
     bad = write_pairs(tmp_path / "bad", [np.full((8, 8), 7, np.uint8)])
@@ -529,20 +601,30 @@ def test_eval_dataset_order_sizes_and_padding(tmp_path):
     assert padded[0]["label"].shape == (2, 16, 24) and padded[1]["label"].shape == (1, 16, 16)
     assert (padded[0]["label"][0][:, 20:] == IGNORE).all()
     assert (padded[0]["image"][1][12:] == 0).all()
-    resized = first_batches(make_seg_eval_dataset(pairs, num_classes=3, size=(8, 10),
-                                                  batch_size=3), 1)[0]
+    resized = first_batches(
+        make_seg_eval_dataset(pairs, num_classes=3, size=(8, 10), batch_size=3), 1
+    )[0]
     assert resized["image"].shape == (3, 8, 10, 3)
     np.testing.assert_array_equal(resized["label"][0], labels[0][::2, ::2])
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"(?s)001\.png.*\b2\b"):
-        first_batches(make_seg_eval_dataset(pairs, num_classes=2,
-                                            label_map=identity_label_map(2)), 3)
+        first_batches(
+            make_seg_eval_dataset(pairs, num_classes=2, label_map=identity_label_map(2)), 3
+        )
 
 
 def test_two_input_pipelines_split_each_global_batch(random_pairs):
     def batches(input_context=None):
-        return first_batches(make_seg_train_dataset(
-            random_pairs, num_classes=5, crop_size=16, global_batch_size=4, seed=2,
-            input_context=input_context), 2)
+        return first_batches(
+            make_seg_train_dataset(
+                random_pairs,
+                num_classes=5,
+                crop_size=16,
+                global_batch_size=4,
+                seed=2,
+                input_context=input_context,
+            ),
+            2,
+        )
 
     whole = batches()
     parts = [batches(tf.distribute.InputContext(2, p, 2)) for p in range(2)]

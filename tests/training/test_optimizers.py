@@ -9,17 +9,18 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import ROOT as REPO_ROOT
 
 from training.optimizers import FusedAdam
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _run(optimizer_class, kwargs, steps=6):
     """Trains two variables on a fixed quadratic; returns their values, m and v after `steps`."""
     rng = np.random.default_rng(0)
-    variables = [tf.Variable(rng.normal(size=(7, 5)).astype("float32")),
-                 tf.Variable(rng.normal(size=(5,)).astype("float32"))]
+    variables = [
+        tf.Variable(rng.normal(size=(7, 5)).astype("float32")),
+        tf.Variable(rng.normal(size=(5,)).astype("float32")),
+    ]
     targets = [rng.normal(size=v.shape).astype("float32") for v in variables]
     optimizer = optimizer_class(**kwargs)
     optimizer.build(variables)
@@ -27,8 +28,9 @@ def _run(optimizer_class, kwargs, steps=6):
     @tf.function
     def step():
         with tf.GradientTape() as tape:
-            loss = tf.add_n([tf.reduce_sum(tf.square(v - t) * (1.0 + v))
-                             for v, t in zip(variables, targets)])
+            loss = tf.add_n(
+                [tf.reduce_sum(tf.square(v - t) * (1.0 + v)) for v, t in zip(variables, targets)]
+            )
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
 
     initial = [v.numpy().copy() for v in variables]
@@ -38,13 +40,19 @@ def _run(optimizer_class, kwargs, steps=6):
     return [v.numpy() for v in variables], slots, initial, optimizer
 
 
-@pytest.mark.parametrize("kwargs", [
-    # SPADE's TTUR Adam (beta_1 = 0) under its decaying schedule, and StyleGAN2's settings.
-    {"learning_rate": keras.optimizers.schedules.PolynomialDecay(4e-3, 10, 1e-4),
-     "beta_1": 0.0, "beta_2": 0.9},
-    {"learning_rate": 2e-3, "beta_1": 0.0, "beta_2": 0.99, "epsilon": 1e-8},
-    {"learning_rate": 1e-2, "beta_1": 0.9, "beta_2": 0.999},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        # SPADE's TTUR Adam (beta_1 = 0) under its decaying schedule, and StyleGAN2's settings.
+        {
+            "learning_rate": keras.optimizers.schedules.PolynomialDecay(4e-3, 10, 1e-4),
+            "beta_1": 0.0,
+            "beta_2": 0.9,
+        },
+        {"learning_rate": 2e-3, "beta_1": 0.0, "beta_2": 0.99, "epsilon": 1e-8},
+        {"learning_rate": 1e-2, "beta_1": 0.9, "beta_2": 0.999},
+    ],
+)
 def test_fused_adam_equals_keras_adam(kwargs):
     fused, fused_slots, initial, optimizer = _run(FusedAdam, kwargs)
     plain, plain_slots, _, reference = _run(keras.optimizers.Adam, kwargs)
@@ -53,8 +61,9 @@ def test_fused_adam_equals_keras_adam(kwargs):
         assert np.abs(a - start).max() > 1e-3  # the variables did move
     # The same slots under the same names (the optimizer's own name is uniquified per process).
     assert optimizer.name.startswith("adam")
-    assert ([w.path.split("/", 1)[1] for w in optimizer.variables]
-            == [w.path.split("/", 1)[1] for w in reference.variables])
+    assert [w.path.split("/", 1)[1] for w in optimizer.variables] == [
+        w.path.split("/", 1)[1] for w in reference.variables
+    ]
     # iterations, m and v of each variable. The fused kernel forms 1 - beta_2 in float32
     # (0.00099998713 for 0.999), Keras in float64 then rounds (0.001): v differs by ~1e-5.
     for a, b in zip(fused_slots, plain_slots):
@@ -63,8 +72,7 @@ def test_fused_adam_equals_keras_adam(kwargs):
 
 def test_fused_adam_falls_back_for_amsgrad_and_round_trips_config():
     fused, _, _, optimizer = _run(FusedAdam, {"learning_rate": 1e-2, "amsgrad": True}, steps=3)
-    plain, _, _, _ = _run(keras.optimizers.Adam, {"learning_rate": 1e-2, "amsgrad": True},
-                          steps=3)
+    plain, _, _, _ = _run(keras.optimizers.Adam, {"learning_rate": 1e-2, "amsgrad": True}, steps=3)
     for a, b in zip(fused, plain):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     restored = FusedAdam.from_config(optimizer.get_config())
@@ -115,7 +123,11 @@ _MIRRORED_SCRIPT = textwrap.dedent(
 def test_fused_adam_under_mirrored_strategy_matches_keras_adam():
     # A fresh process: logical CPU devices must be configured before TF initialises.
     proc = subprocess.run(
-        [sys.executable, "-c", _MIRRORED_SCRIPT], cwd=REPO_ROOT, capture_output=True, text=True,
-        env=dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="2"), timeout=300,
+        [sys.executable, "-c", _MIRRORED_SCRIPT],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="2"),
+        timeout=300,
     )
     assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-3000:]

@@ -36,8 +36,12 @@ def test_frechet_distance_is_rotation_invariant():
     mu1, mu2 = rng.normal(size=d), rng.normal(size=d)
     var1, var2 = rng.uniform(0.1, 3.0, d), rng.uniform(0.1, 3.0, d)
     rotation = _random_rotation(d, 2)
-    got = fid.frechet_distance(rotation @ mu1, rotation @ np.diag(var1) @ rotation.T,
-                               rotation @ mu2, rotation @ np.diag(var2) @ rotation.T)
+    got = fid.frechet_distance(
+        rotation @ mu1,
+        rotation @ np.diag(var1) @ rotation.T,
+        rotation @ mu2,
+        rotation @ np.diag(var2) @ rotation.T,
+    )
     assert got == pytest.approx(_diagonal_closed_form(mu1, var1, mu2, var2), rel=1e-9)
 
 
@@ -78,7 +82,7 @@ def test_feature_stats_stream_equals_the_two_pass_statistics():
     np.testing.assert_allclose(stats.covariance(), np.cov(features, rowvar=False), rtol=1e-7)
     assert not stats.covariance_full_rank or stats.count > stats.dim
     with pytest.raises(ValueError, match="features were not kept"):
-        stats.features
+        _ = stats.features
     with pytest.raises(ValueError, match="dim 3"):
         stats.update(np.zeros((2, 3)))
 
@@ -120,8 +124,12 @@ def test_kid_equals_the_direct_computation():
     assert mean == pytest.approx(expected, rel=1e-10) and std == 0.0
     # Subsets of 4: each value is the loop formula on the drawn rows (same generator).
     rng_subsets = np.random.default_rng(11)
-    values = [_mmd2_by_loops(x[rng_subsets.choice(9, 4, replace=False)],
-                             y[rng_subsets.choice(9, 4, replace=False)]) for _ in range(5)]
+    values = [
+        _mmd2_by_loops(
+            x[rng_subsets.choice(9, 4, replace=False)], y[rng_subsets.choice(9, 4, replace=False)]
+        )
+        for _ in range(5)
+    ]
     mean, std = fid.kid_from_features(x, y, num_subsets=5, subset_size=4, seed=11)
     assert mean == pytest.approx(np.mean(values), rel=1e-10)
     assert std == pytest.approx(np.std(values), rel=1e-8)
@@ -129,12 +137,15 @@ def test_kid_equals_the_direct_computation():
 
 def test_kid_of_one_distribution_is_zero_in_expectation():
     rng = np.random.default_rng(8)
-    same = [fid.mmd2_unbiased(rng.normal(size=(20, 8)), rng.normal(size=(20, 8)))
-            for _ in range(300)]
+    same = [
+        fid.mmd2_unbiased(rng.normal(size=(20, 8)), rng.normal(size=(20, 8))) for _ in range(300)
+    ]
     standard_error = np.std(same) / np.sqrt(len(same))
     assert abs(np.mean(same)) < 4 * standard_error  # unbiased: no systematic offset
-    shifted = [fid.mmd2_unbiased(rng.normal(size=(20, 8)), rng.normal(size=(20, 8)) + 0.5)
-               for _ in range(50)]
+    shifted = [
+        fid.mmd2_unbiased(rng.normal(size=(20, 8)), rng.normal(size=(20, 8)) + 0.5)
+        for _ in range(50)
+    ]
     assert np.mean(shifted) > 20 * standard_error
 
 
@@ -161,11 +172,11 @@ def test_inception_random_features_shape_batching_and_files(random_inception, tm
     features = random_inception(images)  # batches of 2 and 1
     assert features.shape == (3, FEATURE_DIM) and features.dtype == np.float32
     assert np.all(np.isfinite(features)) and features.std() > 1e-2  # not collapsed to zero
-    np.testing.assert_allclose(random_inception(images[1:2]), features[1:2], rtol=1e-4,
-                               atol=1e-5)
+    np.testing.assert_allclose(random_inception(images[1:2]), features[1:2], rtol=1e-4, atol=1e-5)
     # Floats in [-1, 1] (our pipelines' images) are the same pixels.
-    np.testing.assert_allclose(random_inception(images / 127.5 - 1.0), features, rtol=1e-4,
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        random_inception(images / 127.5 - 1.0), features, rtol=1e-4, atol=1e-4
+    )
     paths = []
     for index, image in enumerate(images):
         paths.append(str(tmp_path / f"{index}.png"))
@@ -188,12 +199,15 @@ def test_inception_weights_errors(monkeypatch, tmp_path):
         inception.build_inception(str(wrong))
 
     def offline(weights):
-        raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- "
-                        "[Errno -2] Name or service not known")
+        raise Exception(
+            "URL fetch failure on https://storage.googleapis.com/...: None -- "
+            "[Errno -2] Name or service not known"
+        )
 
     monkeypatch.setattr(inception, "_keras_inception", offline)
-    with pytest.raises(inception.InceptionWeightsError,
-                       match=r"--inception_weights=imagenet.*offline.*local file"):
+    with pytest.raises(
+        inception.InceptionWeightsError, match=r"--inception_weights=imagenet.*offline.*local file"
+    ):
         inception.build_inception("imagenet")
 
 

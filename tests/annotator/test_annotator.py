@@ -11,6 +11,7 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import ROOT
 from PIL import Image
 
 from annotator.__main__ import main
@@ -52,7 +53,10 @@ def make_run(root, *, fingerprint=FINGERPRINT, k_values=(3, 4)):
     meta = {
         "format": "semsynth-clusters/1",
         "generator": {"fingerprint": fingerprint, "resolution": RESOLUTION, "checkpoint": "x"},
-        "num_samples": NUM_SAMPLES, "k_values": list(k_values), "seed": 0, "z_dim": 8,
+        "num_samples": NUM_SAMPLES,
+        "k_values": list(k_values),
+        "seed": 0,
+        "z_dim": 8,
         "layers": LAYERS,
     }
     with open(os.path.join(root, "clusters.json"), "w") as file:
@@ -118,10 +122,14 @@ def test_palette_simple_form_keeps_file_order(palette_path):
 
 
 def test_palette_label_set_file_and_builtin_name(tmp_path):
-    spec = {"name": "two", "dontcare_id": None, "classes": [
-        {"id": 0, "name": "paper", "color": [1, 2, 3]},
-        {"id": 1, "name": "ink", "color": [4, 5, 6]},
-    ]}
+    spec = {
+        "name": "two",
+        "dontcare_id": None,
+        "classes": [
+            {"id": 0, "name": "paper", "color": [1, 2, 3]},
+            {"id": 1, "name": "ink", "color": [4, 5, 6]},
+        ],
+    }
     path = tmp_path / "two.json"
     path.write_text(json.dumps(spec))
     labels = load_palette(str(path))
@@ -144,18 +152,24 @@ def test_palette_documents_builtin():
     np.testing.assert_array_equal(labels.colors, [[0, 0, 0], BLUE, RED])
 
 
-@pytest.mark.parametrize("content, message", [
-    ('{"background": "#000000", "text": "blue"}', "'text'"),
-    ('{"background": "#00000"}', "#RRGGBB"),
-    ('{"background": [0, 0, 0]}', "#RRGGBB"),
-    ('{"a": "#000000", "a": "#0000FF"}', "duplicate class name 'a'"),
-    ("{}", "no classes"),
-    ("[]", "top level must be a JSON object"),
-    ('{"background": "#000000",', "not valid JSON"),
-    ('{"name": "x", "classes": [{"id": 0, "name": "a", "color": [0, 0, 300]}]}', "'color'"),
-    ('{"name": "x", "classes": [{"id": 0, "name": "a", "color": [0, 0, 0]},'
-     ' {"id": 1, "name": "a", "color": [0, 0, 0]}]}', "duplicate class names"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"background": "#000000", "text": "blue"}', "'text'"),
+        ('{"background": "#00000"}', "#RRGGBB"),
+        ('{"background": [0, 0, 0]}', "#RRGGBB"),
+        ('{"a": "#000000", "a": "#0000FF"}', "duplicate class name 'a'"),
+        ("{}", "no classes"),
+        ("[]", "top level must be a JSON object"),
+        ('{"background": "#000000",', "not valid JSON"),
+        ('{"name": "x", "classes": [{"id": 0, "name": "a", "color": [0, 0, 300]}]}', "'color'"),
+        (
+            '{"name": "x", "classes": [{"id": 0, "name": "a", "color": [0, 0, 0]},'
+            ' {"id": 1, "name": "a", "color": [0, 0, 0]}]}',
+            "duplicate class names",
+        ),
+    ],
+)
 def test_palette_errors_name_the_file(tmp_path, content, message):
     path = tmp_path / "bad_palette.json"
     path.write_text(content)
@@ -211,8 +225,11 @@ def test_assign_by_cluster_id_writes_mapping_file(client, run_dir):
     assert answer["mapping"] == {"2": "printed_text"} and answer["unlabelled"] == K - 1
     saved = mapping_file(run_dir)
     assert saved == {
-        "format": MAPPING_FORMAT, "k": K, "generator": FINGERPRINT,
-        "palette": saved["palette"], "layers": {"conv01_8px": {"2": "printed_text"}},
+        "format": MAPPING_FORMAT,
+        "k": K,
+        "generator": FINGERPRINT,
+        "palette": saved["palette"],
+        "layers": {"conv01_8px": {"2": "printed_text"}},
     }
     assert saved["palette"].endswith("palette.json")
     # No temp files left beside it (atomic write via os.replace).
@@ -262,15 +279,24 @@ def test_mapping_is_reloaded_at_start(run_dir, palette_path):
     assert mapping["conv02_16px"] == {"1": "printed_text"}
     assert mapping["conv00_4px"] == {"0": "background"}
     # Clicking the reloaded assignment with its class resets it.
-    assert assign(second, layer="conv02_16px", cluster=1,
-                  **{"class": "printed_text"}).get_json()["class"] is None
+    assert (
+        assign(second, layer="conv02_16px", cluster=1, **{"class": "printed_text"}).get_json()[
+            "class"
+        ]
+        is None
+    )
 
 
 def test_custom_mapping_path_and_label_set_palette(run_dir, tmp_path):
     from semantic_labels import LabelSet
 
-    labels = LabelSet(name="mine", names=("paper", "ink"), colors=[[9, 9, 9], [0, 200, 0]],
-                      used_ids=(0, 1), dontcare_id=None)
+    labels = LabelSet(
+        name="mine",
+        names=("paper", "ink"),
+        colors=[[9, 9, 9], [0, 200, 0]],
+        used_ids=(0, 1),
+        dontcare_id=None,
+    )
     path = tmp_path / "sub" / "labels.json"
     client = create_app(run_dir, k=K, palette=labels, mapping_path=str(path)).test_client()
     assign(client, layer="conv00_4px", cluster=2, **{"class": "ink"})
@@ -306,8 +332,13 @@ def test_clusters_image_without_colour_pngs_uses_own_table(run_dir, palette_path
 
 
 def write_mapping(run_dir, **overrides):
-    spec = {"format": MAPPING_FORMAT, "k": K, "generator": FINGERPRINT, "palette": "p",
-            "layers": {"conv00_4px": {"0": "background"}}}
+    spec = {
+        "format": MAPPING_FORMAT,
+        "k": K,
+        "generator": FINGERPRINT,
+        "palette": "p",
+        "layers": {"conv00_4px": {"0": "background"}},
+    }
     spec.update(overrides)
     path = os.path.join(run_dir, f"annotations_k{K:02d}.json")
     with open(path, "w") as file:
@@ -315,16 +346,19 @@ def write_mapping(run_dir, **overrides):
     return path
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"k": 5}, "is for k = 5"),
-    ({"generator": "other-gen"}, "other-gen"),
-    ({"format": "something/2"}, "'format'"),
-    ({"layers": {"conv00_4px": {"0": "sky"}}}, "class 'sky' is not in the palette"),
-    ({"layers": {"conv99_4px": {}}}, "layer 'conv99_4px'"),
-    ({"layers": {"conv00_4px": {"7": "background"}}}, "cluster id '7'"),
-    ({"layers": {"conv00_4px": {"x": "background"}}}, "cluster id 'x'"),
-    ({"layers": []}, "'layers' must be an object"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"k": 5}, "is for k = 5"),
+        ({"generator": "other-gen"}, "other-gen"),
+        ({"format": "something/2"}, "'format'"),
+        ({"layers": {"conv00_4px": {"0": "sky"}}}, "class 'sky' is not in the palette"),
+        ({"layers": {"conv99_4px": {}}}, "layer 'conv99_4px'"),
+        ({"layers": {"conv00_4px": {"7": "background"}}}, "cluster id '7'"),
+        ({"layers": {"conv00_4px": {"x": "background"}}}, "cluster id 'x'"),
+        ({"layers": []}, "'layers' must be an object"),
+    ],
+)
 def test_bad_mapping_file_is_refused_at_start(run_dir, palette_path, overrides, message):
     write_mapping(run_dir, **overrides)
     with pytest.raises(AnnotationError, match="annotations_k03.json") as error:
@@ -349,25 +383,40 @@ def test_bad_run_directory_or_k(tmp_path, run_dir, palette_path):
         create_app(run_dir, k=K, palette=palette_path)
 
 
-@pytest.mark.parametrize("body, message", [
-    ({"layer": "conv00_4px", "cluster": 0, "class": "sky"}, "'class' must be one of"),
-    ({"layer": "conv00_4px", "cluster": 0}, "missing field 'class'"),
-    ({"layer": "conv00_4px", "cluster": 3, "class": "background"}, "'cluster' must be"),
-    ({"layer": "conv00_4px", "cluster": -1, "class": "background"}, "'cluster' must be"),
-    ({"layer": "conv00_4px", "cluster": "1", "class": "background"}, "'cluster' must be"),
-    ({"layer": "conv00_4px", "cluster": True, "class": "background"}, "'cluster' must be"),
-    ({"layer": "conv00_4px", "cluster": 1.0, "class": "background"}, "'cluster' must be"),
-    ({"layer": "conv99_4px", "cluster": 0, "class": "background"}, "unknown layer"),
-    ({"layer": 3, "cluster": 0, "class": "background"}, "'layer' must be a string"),
-    ({"cluster": 0, "class": "background"}, "'layer' must be a string"),
-    ({"layer": "conv00_4px", "sample": 0, "x": 1, "class": "background"}, "missing fields"),
-    ({"layer": "conv00_4px", "sample": 3, "x": 1, "y": 1, "class": "background"}, "'sample'"),
-    ({"layer": "conv00_4px", "sample": 0, "x": DISPLAY, "y": 1, "class": "background"}, "'x'"),
-    ({"layer": "conv00_4px", "sample": 0, "x": -1, "y": 1, "class": "background"}, "'x'"),
-    ({"layer": "conv00_4px", "sample": 0, "x": 1, "y": 1, "cluster": 0, "class": "background"},
-     "either"),
-    ({"layer": "conv00_4px", "cluster": 0, "class": "background", "extra": 1}, "unknown fields"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"layer": "conv00_4px", "cluster": 0, "class": "sky"}, "'class' must be one of"),
+        ({"layer": "conv00_4px", "cluster": 0}, "missing field 'class'"),
+        ({"layer": "conv00_4px", "cluster": 3, "class": "background"}, "'cluster' must be"),
+        ({"layer": "conv00_4px", "cluster": -1, "class": "background"}, "'cluster' must be"),
+        ({"layer": "conv00_4px", "cluster": "1", "class": "background"}, "'cluster' must be"),
+        ({"layer": "conv00_4px", "cluster": True, "class": "background"}, "'cluster' must be"),
+        ({"layer": "conv00_4px", "cluster": 1.0, "class": "background"}, "'cluster' must be"),
+        ({"layer": "conv99_4px", "cluster": 0, "class": "background"}, "unknown layer"),
+        ({"layer": 3, "cluster": 0, "class": "background"}, "'layer' must be a string"),
+        ({"cluster": 0, "class": "background"}, "'layer' must be a string"),
+        ({"layer": "conv00_4px", "sample": 0, "x": 1, "class": "background"}, "missing fields"),
+        ({"layer": "conv00_4px", "sample": 3, "x": 1, "y": 1, "class": "background"}, "'sample'"),
+        ({"layer": "conv00_4px", "sample": 0, "x": DISPLAY, "y": 1, "class": "background"}, "'x'"),
+        ({"layer": "conv00_4px", "sample": 0, "x": -1, "y": 1, "class": "background"}, "'x'"),
+        (
+            {
+                "layer": "conv00_4px",
+                "sample": 0,
+                "x": 1,
+                "y": 1,
+                "cluster": 0,
+                "class": "background",
+            },
+            "either",
+        ),
+        (
+            {"layer": "conv00_4px", "cluster": 0, "class": "background", "extra": 1},
+            "unknown fields",
+        ),
+    ],
+)
 def test_assign_rejects_bad_requests(client, run_dir, body, message):
     response = assign(client, **body)
     assert response.status_code == 400
@@ -392,20 +441,23 @@ def test_assign_rejects_malformed_and_oversized_bodies(client):
     assert client.get("/api/state?sample=-1").status_code == 400
 
 
-@pytest.mark.parametrize("url", [
-    "/image/labelled/conv99_4px/0.png",          # unknown layer
-    "/image/labelled/conv00_4px/3.png",          # sample out of range
-    "/image/labelled/conv00_4px/-1.png",
-    "/image/maps/conv00_4px/0.png",              # unknown kind
-    "/image/labelled/conv00_4px/x.png",
-    "/image/sample/../../etc/passwd/0.png",
-    "/image/sample/..%2F..%2Fetc%2Fpasswd/0.png",
-    "/image/sample/%2E%2E/0.png",
-    "/image/sample/..%252F..%252Fclusters.json/0.png",
-    "/image/labelled/conv00_4px/../../clusters.json",
-    "/static/../clusters.json",
-    "/static/..%2F..%2Fapp.py",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/image/labelled/conv99_4px/0.png",  # unknown layer
+        "/image/labelled/conv00_4px/3.png",  # sample out of range
+        "/image/labelled/conv00_4px/-1.png",
+        "/image/maps/conv00_4px/0.png",  # unknown kind
+        "/image/labelled/conv00_4px/x.png",
+        "/image/sample/../../etc/passwd/0.png",
+        "/image/sample/..%2F..%2Fetc%2Fpasswd/0.png",
+        "/image/sample/%2E%2E/0.png",
+        "/image/sample/..%252F..%252Fclusters.json/0.png",
+        "/image/labelled/conv00_4px/../../clusters.json",
+        "/static/../clusters.json",
+        "/static/..%2F..%2Fapp.py",
+    ],
+)
 def test_traversal_and_unknown_images_are_404(client, url):
     response = client.get(url)
     assert response.status_code in (400, 404), url
@@ -456,7 +508,7 @@ def test_javascript_parses():
         pytest.skip("node is not installed")
     import subprocess
 
-    script = os.path.join(os.path.dirname(__file__), "..", "annotator", "static", "annotator.js")
+    script = os.path.join(ROOT, "annotator", "static", "annotator.js")
     result = subprocess.run([node, "--check", script], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 

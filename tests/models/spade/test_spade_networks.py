@@ -9,15 +9,17 @@ import tensorflow as tf
 from layer_testing import run_layer_test
 
 from models.layers import InstanceNormalization
-from models.spade.networks import MultiscaleDiscriminator
-from models.spade.networks import NLayerDiscriminator
-from models.spade.networks import SPADE
-from models.spade.networks import SPADEGenerator
-from models.spade.networks import SPADEResnetBlock
-from models.spade.networks import VAEEncoder
-from models.spade.networks import avg_pool_exclude_pad
-from models.spade.networks import build_spade_networks
-from models.spade.networks import reparameterize
+from models.spade.networks import (
+    SPADE,
+    MultiscaleDiscriminator,
+    NLayerDiscriminator,
+    SPADEGenerator,
+    SPADEResnetBlock,
+    VAEEncoder,
+    avg_pool_exclude_pad,
+    build_spade_networks,
+    reparameterize,
+)
 
 NUM_CLASSES = 8
 # Tiny preset: 8 classes, widths 4-16.
@@ -50,7 +52,9 @@ def test_spade_layer_params_and_dynamic_sizes(norm_type):
     x = np.random.randn(2, 16, 24, 6).astype("float32")
     segmap = _one_hot(2, 32, 48)  # finer than x: resized inside
     layer = run_layer_test(
-        SPADE, {"norm_type": norm_type, "num_hidden": 8}, {"x": x, "segmap": segmap},
+        SPADE,
+        {"norm_type": norm_type, "num_hidden": 8},
+        {"x": x, "segmap": segmap},
         expected_output_shape=(2, 16, 24, 6),
     )
     out = layer(x, segmap)
@@ -127,9 +131,14 @@ def test_resnet_block_learned_shortcut():
     assert block.learned_shortcut
     fmid = 4
     expected = (
-        _spade_params(NUM_CLASSES, 8, 8) + 8 * 9 * fmid + fmid  # norm_0, conv_0
-        + _spade_params(NUM_CLASSES, fmid, 8) + fmid * 9 * 4 + 4  # norm_1, conv_1
-        + _spade_params(NUM_CLASSES, 8, 8) + 8 * 4  # norm_s, conv_s (1x1, no bias)
+        _spade_params(NUM_CLASSES, 8, 8)
+        + 8 * 9 * fmid
+        + fmid  # norm_0, conv_0
+        + _spade_params(NUM_CLASSES, fmid, 8)
+        + fmid * 9 * 4
+        + 4  # norm_1, conv_1
+        + _spade_params(NUM_CLASSES, 8, 8)
+        + 8 * 4  # norm_s, conv_s (1x1, no bias)
     )
     assert _trainable(block) == expected
     assert block.conv_s.use_bias is False and block.conv_s.kernel_size == (1, 1)
@@ -156,8 +165,13 @@ def test_resnet_block_identity_shortcut_and_no_spectral_norm():
 def test_resnet_block_layer(fout, spectral_norm):
     run_layer_test(
         SPADEResnetBlock,
-        {"fin": 8, "fout": fout, "norm_type": "instance", "spectral_norm": spectral_norm,
-         "num_hidden": 8},
+        {
+            "fin": 8,
+            "fout": fout,
+            "norm_type": "instance",
+            "spectral_norm": spectral_norm,
+            "num_hidden": 8,
+        },
         {"x": np.random.randn(2, 8, 12, 8).astype("float32"), "segmap": _one_hot(2, 16, 16)},
         expected_output_shape=(2, 8, 12, fout),
     )
@@ -184,7 +198,10 @@ def test_resnet_block_fin_check():
 )
 def test_generator_output_shapes(use_vae, num_up, crop, aspect_ratio, expected_hw):
     generator = SPADEGenerator(
-        **TINY_G, use_vae=use_vae, crop_size=crop, aspect_ratio=aspect_ratio,
+        **TINY_G,
+        use_vae=use_vae,
+        crop_size=crop,
+        aspect_ratio=aspect_ratio,
         num_upsampling_layers=num_up,
     )
     segmap = _one_hot(2, *expected_hw)
@@ -201,12 +218,24 @@ def test_generator_blocks_and_widths():
     generator = SPADEGenerator(**TINY_G, crop_size=32)
     widths = [
         (b.name, b.fin, b.fout)
-        for b in [generator.head_0, generator.g_middle_0, generator.g_middle_1,
-                  generator.up_0, generator.up_1, generator.up_2, generator.up_3]
+        for b in [
+            generator.head_0,
+            generator.g_middle_0,
+            generator.g_middle_1,
+            generator.up_0,
+            generator.up_1,
+            generator.up_2,
+            generator.up_3,
+        ]
     ]
     assert widths == [
-        ("head_0", 64, 64), ("G_middle_0", 64, 64), ("G_middle_1", 64, 64),
-        ("up_0", 64, 32), ("up_1", 32, 16), ("up_2", 16, 8), ("up_3", 8, 4),
+        ("head_0", 64, 64),
+        ("G_middle_0", 64, 64),
+        ("G_middle_1", 64, 64),
+        ("up_0", 64, 32),
+        ("up_1", 32, 16),
+        ("up_2", 16, 8),
+        ("up_3", 8, 4),
     ]
     assert not hasattr(generator, "up_4")
 
@@ -232,7 +261,8 @@ def test_generator_vae_z_handling_and_graph_mode():
 
 def test_generator_layer():
     run_layer_test(
-        SPADEGenerator, dict(TINY_G, use_vae=True, crop_size=32, seed=3),
+        SPADEGenerator,
+        dict(TINY_G, use_vae=True, crop_size=32, seed=3),
         {"segmap": _one_hot(2, 32, 32), "z": np.random.randn(2, 8).astype("float32")},
         expected_output_shape=(2, 32, 32, 3),
     )
@@ -263,8 +293,9 @@ def test_generator_from_labels_equals_generator_from_one_hot(use_vae):
     scale = max(float(tf.reduce_max(tf.abs(g))) for g in grads_one_hot)
     assert scale > 0
     for variable, a, b in zip(generator.trainable_variables, grads_labels, grads_one_hot):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5 * scale,
-                                   err_msg=variable.path)
+        np.testing.assert_allclose(
+            a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5 * scale, err_msg=variable.path
+        )
 
 
 def test_spade_layer_needs_num_classes_to_build_from_labels():
@@ -352,8 +383,10 @@ def test_encoder_widths_cap_at_8_ndf_and_bad_size():
 def test_encoder_layer(spectral_norm):
     image = np.random.uniform(-1, 1, (2, 24, 20, 3)).astype("float32")  # resized to 16 x 16
     run_layer_test(
-        VAEEncoder, {"ndf": 4, "z_dim": 8, "input_size": 16, "spectral_norm": spectral_norm},
-        image, expected_output_shape=((2, 8), (2, 8)),
+        VAEEncoder,
+        {"ndf": 4, "z_dim": 8, "input_size": 16, "spectral_norm": spectral_norm},
+        image,
+        expected_output_shape=((2, 8), (2, 8)),
     )
 
 
@@ -382,7 +415,9 @@ def test_nlayer_discriminator_layer_and_params():
     heights, widths = _patch_sizes(32, 4), _patch_sizes(48, 4)
     channels = [4, 8, 16, 32, 1]
     disc = run_layer_test(
-        NLayerDiscriminator, {"ndf": 4, "n_layers": 4}, x,
+        NLayerDiscriminator,
+        {"ndf": 4, "n_layers": 4},
+        x,
         expected_output_shape=[(2, h, w, c) for h, w, c in zip(heights, widths, channels)],
     )
     outputs = disc(x)
@@ -419,11 +454,14 @@ def test_avg_pool_does_not_count_padding():
 def test_multiscale_discriminator_layer_and_pooling():
     x = np.random.randn(2, 32, 24, 11).astype("float32")
     disc = run_layer_test(
-        MultiscaleDiscriminator, {"num_D": 2, "ndf": 4, "n_layers": 3, "norm_type": "instance"},
+        MultiscaleDiscriminator,
+        {"num_D": 2, "ndf": 4, "n_layers": 3, "norm_type": "instance"},
         x,
         expected_output_shape=[
-            [(2, h, w, c) for h, w, c in zip(_patch_sizes(size_h, 3), _patch_sizes(size_w, 3),
-                                             [4, 8, 16, 1])]
+            [
+                (2, h, w, c)
+                for h, w, c in zip(_patch_sizes(size_h, 3), _patch_sizes(size_w, 3), [4, 8, 16, 1])
+            ]
             for size_h, size_w in [(32, 24), (16, 12)]
         ],
     )
@@ -446,8 +484,12 @@ def test_discriminator_call_conditioned_equals_call_on_concatenated_pairs(from_l
 
     def loss_of(outputs):  # every output of every scale, with fixed random weights
         rng = np.random.default_rng(0)
-        return tf.add_n([tf.reduce_sum(f * rng.normal(size=f.shape).astype("float32"))
-                         for f in tf.nest.flatten(outputs)])
+        return tf.add_n(
+            [
+                tf.reduce_sum(f * rng.normal(size=f.shape).astype("float32"))
+                for f in tf.nest.flatten(outputs)
+            ]
+        )
 
     state = [w.numpy() for w in disc.non_trainable_weights]  # spectral-norm u, v
     results = []
@@ -461,15 +503,22 @@ def test_discriminator_call_conditioned_equals_call_on_concatenated_pairs(from_l
             else:  # the reference: both pairs in one batch
                 pairs = tf.concat([tf.concat([one_hot, image], -1) for image in images], 0)
                 batch_outputs = disc(pairs, training=True)
-                outputs = [[[tf.split(f, 2, axis=0)[i] for f in scale] for scale in batch_outputs]
-                           for i in range(2)]
+                outputs = [
+                    [[tf.split(f, 2, axis=0)[i] for f in scale] for scale in batch_outputs]
+                    for i in range(2)
+                ]
             loss = loss_of(outputs)
         grads = tape.gradient(loss, disc.trainable_variables + images)
-        results.append([o.numpy() for o in tf.nest.flatten(outputs)]
-                       + [g.numpy() for g in grads]
-                       + [w.numpy() for w in disc.non_trainable_weights])
-    assert len(results[0]) == len(results[1]) == (
-        2 * 2 * 4 + len(disc.trainable_variables) + 2 + len(state))
+        results.append(
+            [o.numpy() for o in tf.nest.flatten(outputs)]
+            + [g.numpy() for g in grads]
+            + [w.numpy() for w in disc.non_trainable_weights]
+        )
+    assert (
+        len(results[0])
+        == len(results[1])
+        == (2 * 2 * 4 + len(disc.trainable_variables) + 2 + len(state))
+    )
     for got, expected in zip(*results):  # float32 sums in another order
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
     assert np.abs(results[1][2 * 2 * 4 + len(disc.trainable_variables)]).max() > 1e-3
@@ -481,9 +530,19 @@ def test_discriminator_call_conditioned_equals_call_on_concatenated_pairs(from_l
 
 def test_build_spade_networks_tiny():
     nets = build_spade_networks(
-        NUM_CLASSES, crop_size=32, ngf=4, ndf=4, z_dim=8, use_vae=True,
-        num_upsampling_layers="normal", norm_G="batch", num_hidden=8, num_D=2, n_layers_D=4,
-        encoder_ndf=4, encoder_input_size=32,
+        NUM_CLASSES,
+        crop_size=32,
+        ngf=4,
+        ndf=4,
+        z_dim=8,
+        use_vae=True,
+        num_upsampling_layers="normal",
+        norm_G="batch",
+        num_hidden=8,
+        num_D=2,
+        n_layers_D=4,
+        encoder_ndf=4,
+        encoder_input_size=32,
     )
     assert set(nets) == {"generator", "discriminator", "encoder"}
     assert all(net.built and net.weights for net in nets.values())
@@ -494,9 +553,21 @@ def test_build_spade_networks_tiny():
     assert fake.shape == (2, 32, 32, 3)
 
     plain = build_spade_networks(
-        NUM_CLASSES, crop_size=64, ngf=4, ndf=4, z_dim=8, use_vae=False,
-        num_upsampling_layers="normal", norm_G="instance", num_hidden=8, num_D=1, n_layers_D=2,
-        encoder_ndf=4, encoder_input_size=32, spectral_norm=False, aspect_ratio=2.0,
+        NUM_CLASSES,
+        crop_size=64,
+        ngf=4,
+        ndf=4,
+        z_dim=8,
+        use_vae=False,
+        num_upsampling_layers="normal",
+        norm_G="instance",
+        num_hidden=8,
+        num_D=1,
+        n_layers_D=2,
+        encoder_ndf=4,
+        encoder_input_size=32,
+        spectral_norm=False,
+        aspect_ratio=2.0,
     )
     assert plain["encoder"] is None
     assert plain["generator"].output_size == (32, 64)
@@ -528,7 +599,10 @@ def test_ade20k_generator_block_counts(ade20k_generator):
     for block in (g.head_0, g.g_middle_0, g.g_middle_1):
         assert _trainable(block) == 23_947_264
     assert [_trainable(b) for b in (g.up_0, g.up_1, g.up_2, g.up_3)] == [
-        14_028_800, 5_374_976, 2_473_472, 1_379_072,
+        14_028_800,
+        5_374_976,
+        2_473_472,
+        1_379_072,
     ]
     spade_layers = [
         norm
@@ -541,12 +615,15 @@ def test_ade20k_generator_block_counts(ade20k_generator):
     assert all(not w.trainable for w in g.non_trainable_weights)
 
 
-@pytest.mark.parametrize(
-    "num_up, expected", [("normal", 111_942_595), ("more", 99_310_531)]
-)
+@pytest.mark.parametrize("num_up, expected", [("normal", 111_942_595), ("more", 99_310_531)])
 def test_ade20k_generator_vae_counts(num_up, expected):
     generator = SPADEGenerator(
-        151, ngf=64, z_dim=256, use_vae=True, crop_size=256, num_upsampling_layers=num_up,
+        151,
+        ngf=64,
+        z_dim=256,
+        use_vae=True,
+        crop_size=256,
+        num_upsampling_layers=num_up,
     )
     _build_symbolic(generator, (1, 256, 256, 151))
     assert _trainable(generator) == expected

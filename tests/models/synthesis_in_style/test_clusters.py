@@ -1,4 +1,5 @@
-"""Spherical k-means, cluster runs on disk (models/synthesis_in_style/clusters.py) and the fake generator.
+"""Spherical k-means, cluster runs on disk (models/synthesis_in_style/clusters.py) and the fake
+generator.
 
 `FakeDocumentGenerator` is a fixed numpy "generator" of 32 px document pages: a printed block
 (horizontal lines) and a handwritten block (diagonal strokes) whose positions depend on z. Every
@@ -37,8 +38,11 @@ FAKE_LAYERS = [
     {"name": "conv05_32px", "resolution": 32, "channels": 4},
     {"name": "conv06_32px", "resolution": 32, "channels": 4},
 ]
-GENERATOR_META = {"fingerprint": "fake-generator-v1", "resolution": RESOLUTION,
-                  "checkpoint": "fake.ckpt"}
+GENERATOR_META = {
+    "fingerprint": "fake-generator-v1",
+    "resolution": RESOLUTION,
+    "checkpoint": "fake.ckpt",
+}
 PAPER, PRINTED, HANDWRITTEN = 0, 1, 2  # ids of documents.json
 FRAME_THRESHOLD = 1.0  # z[4] above it draws a page frame (a full-page ink component)
 
@@ -110,13 +114,22 @@ class FakeDocumentGenerator:
         return np.stack(images), {name: np.stack(v) for name, v in features.items()}
 
 
-def make_cluster_run(out_dir, *, num_samples=12, batch_size=5, k_values=(3, 4), seed=0,
-                     generator=None, **kwargs):
+def make_cluster_run(
+    out_dir, *, num_samples=12, batch_size=5, k_values=(3, 4), seed=0, generator=None, **kwargs
+):
     generator = generator or FakeDocumentGenerator()
     run = cluster_features(
-        generator, num_samples=num_samples, batch_size=batch_size, k_values=k_values,
-        out_dir=str(out_dir), z_dim=Z_DIM, seed=seed, generator_meta=GENERATOR_META,
-        layers=FAKE_LAYERS, progress=False, **kwargs,
+        generator,
+        num_samples=num_samples,
+        batch_size=batch_size,
+        k_values=k_values,
+        out_dir=str(out_dir),
+        z_dim=Z_DIM,
+        seed=seed,
+        generator_meta=GENERATOR_META,
+        layers=FAKE_LAYERS,
+        progress=False,
+        **kwargs,
     )
     return run, generator
 
@@ -170,7 +183,8 @@ def test_spherical_kmeans_recovers_planted_directions(seed):
 def test_assign_is_cosine_argmax():
     rng = np.random.default_rng(1)
     features = rng.standard_normal((2, 5, 5, 8)).astype(np.float32) * rng.uniform(
-        0.1, 5, (2, 5, 5, 1)).astype(np.float32)
+        0.1, 5, (2, 5, 5, 1)
+    ).astype(np.float32)
     centers = rng.standard_normal((6, 8)).astype(np.float32) * 3.0  # not unit: normalised
     unit_f = features / np.linalg.norm(features, axis=-1, keepdims=True)
     unit_c = centers / np.linalg.norm(centers, axis=-1, keepdims=True)
@@ -223,9 +237,7 @@ def test_cluster_run_layout(fake_run):
     np.testing.assert_array_equal(
         latents, np.random.default_rng(0).standard_normal((12, Z_DIM)).astype(np.float32)
     )
-    assert sorted(os.listdir(os.path.join(root, "samples"))) == [
-        f"{i:06d}.png" for i in range(12)
-    ]
+    assert sorted(os.listdir(os.path.join(root, "samples"))) == [f"{i:06d}.png" for i in range(12)]
     sample = Image.open(os.path.join(root, "samples", "000003.png"))
     assert sample.mode == "RGB" and sample.size == (RESOLUTION, RESOLUTION)
     for k in (3, 4):
@@ -252,8 +264,9 @@ def test_cluster_run_layout(fake_run):
         # One row per layer, the first 8 samples as columns, every tile R x R.
         assert overview.size == (8 * RESOLUTION, len(FAKE_LAYERS) * RESOLUTION)
         row = len(FAKE_LAYERS) - 1  # the last layer is at full resolution
-        tile = np.asarray(overview)[row * RESOLUTION : (row + 1) * RESOLUTION,
-                                    2 * RESOLUTION : 3 * RESOLUTION]
+        tile = np.asarray(overview)[
+            row * RESOLUTION : (row + 1) * RESOLUTION, 2 * RESOLUTION : 3 * RESOLUTION
+        ]
         ids = np.asarray(Image.open(run.map_path(k, FAKE_LAYERS[row]["name"], 2)))
         np.testing.assert_array_equal(tile, CLUSTER_COLORS[ids])
 
@@ -265,8 +278,12 @@ def test_cluster_maps_recover_planted_classes(fake_run):
         for layer in FAKE_LAYERS:
             if layer["resolution"] < 8:
                 continue  # 4 px: blocks are not on its grid, classes are mixed
-            ids = np.stack([np.asarray(Image.open(run.map_path(k, layer["name"], i)))
-                            for i in range(run.num_samples)])
+            ids = np.stack(
+                [
+                    np.asarray(Image.open(run.map_path(k, layer["name"], i)))
+                    for i in range(run.num_samples)
+                ]
+            )
             truth = np.stack([generator.planted(layer, z) for z in latents])
             assert purity(ids, truth) > 0.99, (k, layer["name"])
             # The maps are the centres' assignment of the re-synthesized features.
@@ -291,8 +308,9 @@ def test_fitting_uses_bounded_pixel_subsets(tmp_path, monkeypatch):
         return original(self, x)
 
     monkeypatch.setattr(SphericalMiniBatchKMeans, "partial_fit", recording)
-    run, _ = make_cluster_run(tmp_path / "run", num_samples=6, batch_size=3, k_values=(3,),
-                              max_pixels_per_layer_batch=100)
+    run, _ = make_cluster_run(
+        tmp_path / "run", num_samples=6, batch_size=3, k_values=(3,), max_pixels_per_layer_batch=100
+    )
     assert sizes and max(sizes) <= 100
     # Assignment still covers every pixel at native resolution.
     ids = np.asarray(Image.open(run.map_path(3, "conv06_32px", 5)))
@@ -311,8 +329,7 @@ def test_cluster_features_overwrite_keeps_annotations_safe(tmp_path):
     with pytest.raises(ClusterError, match="annotations_k03.json"):
         make_cluster_run(tmp_path, num_samples=2, batch_size=2, k_values=(3,), overwrite=True)
     os.remove(tmp_path / "annotations_k03.json")
-    run, _ = make_cluster_run(tmp_path, num_samples=3, batch_size=2, k_values=(4,),
-                              overwrite=True)
+    run, _ = make_cluster_run(tmp_path, num_samples=3, batch_size=2, k_values=(4,), overwrite=True)
     assert run.k_values == (4,) and not os.path.exists(tmp_path / "k03")
 
 
@@ -326,25 +343,52 @@ def test_cluster_features_detects_non_deterministic_feature_fn(tmp_path):
         return images, features
 
     with pytest.raises(ClusterError, match="not deterministic.*const"):
-        cluster_features(noisy, num_samples=4, batch_size=4, k_values=[3],
-                         out_dir=str(tmp_path / "run"), z_dim=Z_DIM, seed=0,
-                         generator_meta=GENERATOR_META, layers=FAKE_LAYERS, progress=False)
+        cluster_features(
+            noisy,
+            num_samples=4,
+            batch_size=4,
+            k_values=[3],
+            out_dir=str(tmp_path / "run"),
+            z_dim=Z_DIM,
+            seed=0,
+            generator_meta=GENERATOR_META,
+            layers=FAKE_LAYERS,
+            progress=False,
+        )
 
 
 def test_cluster_features_checks_layer_shapes(tmp_path):
     wrong = [dict(FAKE_LAYERS[0], channels=9)]
     with pytest.raises(ClusterError, match="conv00_4px.*expected \\[2, 4, 4, 9\\]"):
-        cluster_features(FakeDocumentGenerator(), num_samples=2, batch_size=2, k_values=[3],
-                         out_dir=str(tmp_path / "run"), z_dim=Z_DIM, seed=0,
-                         generator_meta=GENERATOR_META, layers=wrong, progress=False)
+        cluster_features(
+            FakeDocumentGenerator(),
+            num_samples=2,
+            batch_size=2,
+            k_values=[3],
+            out_dir=str(tmp_path / "run"),
+            z_dim=Z_DIM,
+            seed=0,
+            generator_meta=GENERATOR_META,
+            layers=wrong,
+            progress=False,
+        )
 
 
 def test_cluster_features_too_few_pixels_for_k(tmp_path):
     layers = [FAKE_LAYERS[0]]  # 4 x 4 = 16 pixels per sample
     with pytest.raises(ClusterError, match="conv00_4px.*16 pixels.*k=20"):
-        cluster_features(FakeDocumentGenerator(), num_samples=1, batch_size=1,
-                         k_values=[3, 20], out_dir=str(tmp_path / "run"), z_dim=Z_DIM,
-                         seed=0, generator_meta=GENERATOR_META, layers=layers, progress=False)
+        cluster_features(
+            FakeDocumentGenerator(),
+            num_samples=1,
+            batch_size=1,
+            k_values=[3, 20],
+            out_dir=str(tmp_path / "run"),
+            z_dim=Z_DIM,
+            seed=0,
+            generator_meta=GENERATOR_META,
+            layers=layers,
+            progress=False,
+        )
 
 
 # === load_clusters ===

@@ -7,7 +7,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, TINY_SCENES
 
 import flags as cli
@@ -30,19 +29,28 @@ def _args(scenes_root, run_dir, *extra):
 
 def _run(args, timeout=300):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 @pytest.mark.slow
 def test_dry_run_prints_reference_segformer_b0_counts():
-    proc = _run(["train.py", "--model=segformer", "--preset=segformer_b0", "--dataset=ade20k",
-                 "--dry_run"])
+    proc = _run(
+        ["train.py", "--model=segformer", "--preset=segformer_b0", "--dataset=ade20k", "--dry_run"]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "3,752,694" in proc.stdout  # SegFormer-B0, 150 classes
     assert "3,319,392" in proc.stdout  # MiT-B0 encoder
-    proc = _run(["train.py", "--model=segformer", "--preset=segformer_b0",
-                 "--dataset=cityscapes", "--dry_run"])
+    proc = _run(
+        [
+            "train.py",
+            "--model=segformer",
+            "--preset=segformer_b0",
+            "--dataset=cityscapes",
+            "--dry_run",
+        ]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "3,719,027" in proc.stdout  # 19 classes
 
@@ -51,8 +59,8 @@ def test_dry_run_prints_reference_segformer_b0_counts():
 def test_segformer_trains_evaluates_exports_and_segments(scenes_root, tmp_path):
     import tensorflow as tf
 
-    from training import loop
     from models.segformer.export import whole_image_probabilities
+    from training import loop
 
     run_dir = tmp_path / "run"
     config = cli.config_from_args(_args(scenes_root, run_dir, "--max_steps=4", "--eval_freq=2"))
@@ -80,10 +88,17 @@ def test_segformer_trains_evaluates_exports_and_segments(scenes_root, tmp_path):
     # segment.py with the exported model and ground truth (raw ADE20K ids, mapped as in training).
     scenes = os.path.join(scenes_root, "scenes_64", "ADEChallengeData2016")
     out = tmp_path / "seg"
-    proc = _run(["segment.py", f"--input={scenes}/images/validation",
-                 f"--saved_model={run_dir / 'export'}", f"--output_dir={out}",
-                 f"--gt_dir={scenes}/annotations/validation", "--tile_size=32",
-                 "--overlap=0.5"])
+    proc = _run(
+        [
+            "segment.py",
+            f"--input={scenes}/images/validation",
+            f"--saved_model={run_dir / 'export'}",
+            f"--output_dir={out}",
+            f"--gt_dir={scenes}/annotations/validation",
+            "--tile_size=32",
+            "--overlap=0.5",
+        ]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     stems = [os.path.splitext(n)[0] for n in os.listdir(f"{scenes}/images/validation")]
     for stem in stems:
@@ -92,15 +107,24 @@ def test_segformer_trains_evaluates_exports_and_segments(scenes_root, tmp_path):
     assert (out / "metrics.csv").exists() and (out / "confusion.png").exists()
     assert "mIoU" in proc.stdout
     # The same from the run directory's checkpoint gives the same class map.
-    proc = _run(["segment.py", f"--input={scenes}/images/validation",
-                 f"--checkpoint_dir={run_dir}", f"--output_dir={tmp_path / 'seg2'}",
-                 "--tile_size=32", "--overlap=0.5"])
+    proc = _run(
+        [
+            "segment.py",
+            f"--input={scenes}/images/validation",
+            f"--checkpoint_dir={run_dir}",
+            f"--output_dir={tmp_path / 'seg2'}",
+            "--tile_size=32",
+            "--overlap=0.5",
+        ]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     from PIL import Image
 
     for stem in stems:
-        np.testing.assert_array_equal(np.asarray(Image.open(out / f"{stem}.png")),
-                                      np.asarray(Image.open(tmp_path / "seg2" / f"{stem}.png")))
+        np.testing.assert_array_equal(
+            np.asarray(Image.open(out / f"{stem}.png")),
+            np.asarray(Image.open(tmp_path / "seg2" / f"{stem}.png")),
+        )
 
 
 def test_segformer_flag_errors(scenes_root, tmp_path):
@@ -112,7 +136,8 @@ def test_segformer_flag_errors(scenes_root, tmp_path):
         cli.config_from_args(["--model=spade", "--dataset=facesynthetics"])
     from models.segformer.task import SegFormerTask
 
-    config = cli.config_from_args(_args(scenes_root, tmp_path,
-                                        f"--class_weights={tmp_path / 'missing.json'}"))
+    config = cli.config_from_args(
+        _args(scenes_root, tmp_path, f"--class_weights={tmp_path / 'missing.json'}")
+    )
     with pytest.raises(FileNotFoundError, match="--class_weights=.*missing.json"):
         SegFormerTask(config)
