@@ -267,7 +267,7 @@ def _define_train_flags(d):
     d.DEFINE_integer("eval_freq", None, "Steps between validation runs (preset; 0 = off).")
 
     # StyleGAN2 (--model=stylegan2).
-    d.DEFINE_integer("resolution", None, "Generated image size, a power of 2, 32..1024 (preset).")
+    d.DEFINE_integer("resolution", None, "Generated image size, a power of 2, 8..1024 (preset).")
     d.DEFINE_integer(
         "channel_multiplier",
         None,

@@ -6,7 +6,7 @@ from core.config import ConfigError, field
 from datasets.config import DataConfig
 from training.config import AdamConfig, RunConfig
 
-RESOLUTIONS = (32, 64, 128, 256, 512, 1024)
+RESOLUTIONS = (8, 16, 32, 64, 128, 256, 512, 1024)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -15,7 +15,7 @@ class StyleGAN2Config(RunConfig, DataConfig, AdamConfig):
 
     model: str = field("stylegan2", "Model family.", choices=("stylegan2",))
     dataset: str = field("documents", "documents (built-in pages) or images.")
-    resolution: int = field(256, "Generated image size (px), a power of 2 in 32..1024.")
+    resolution: int = field(256, "Generated image size (px), a power of 2 in 8..1024.")
     z_dim: int = field(512, "Input latent z.")
     w_dim: int = field(512, "Intermediate latent w (one per synthesis layer).")
     mapping_layers: int = field(8, "Dense layers of the mapping network (lr multiplier 0.01).")
@@ -56,7 +56,7 @@ class StyleGAN2Config(RunConfig, DataConfig, AdamConfig):
             )
         if self.resolution not in RESOLUTIONS:
             raise ConfigError(
-                f"resolution={self.resolution} must be a power of 2 in 32..1024", ("resolution",)
+                f"resolution={self.resolution} must be a power of 2 in 8..1024", ("resolution",)
             )
         self.check_positive("channel_multiplier", "z_dim", "w_dim", "mapping_layers")
         self.check_positive("r1_interval", "num_pages", "num_crops")
