@@ -40,8 +40,9 @@ def _scaled(image, height):
 def _row(images, height, gap=4):
     """Images side by side at one height."""
     scaled = [_scaled(image, height) for image in images]
-    row = Image.new("RGB", (sum(i.width for i in scaled) + gap * (len(scaled) - 1), height),
-                    BACKGROUND)
+    row = Image.new(
+        "RGB", (sum(i.width for i in scaled) + gap * (len(scaled) - 1), height), BACKGROUND
+    )
     x = 0
     for image in scaled:
         row.paste(image, (x, 0))
