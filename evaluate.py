@@ -25,7 +25,6 @@ evaluation.report.report_synthetic_to_real(config, train_args, output_dir, ...).
 
 import os
 
-from absl import app
 from absl import flags as absl_flags
 
 import flags as cli
@@ -71,4 +70,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -10,9 +10,20 @@ Scripts import this module under a name that does not shadow `absl.flags`:
 Flag names follow the SPADE TF port where it has a name for the same thing (--image_dir,
 --label_dir, --use_vae, --batch_size, --z_dim, --lambda_vgg, --checkpoint_dir, ...). Flags whose
 default is "preset" take their value from --preset unless given on the command line.
+
+Exit status, the same for every script and `python -m tools.X` command (docs/cli.md):
+    0   success (and --help / --helpfull)
+    2   a user error: an unknown or malformed flag (absl's parsing errors included), a bad flag
+        value or combination, a missing / unreadable / invalid input file, an output that exists
+        (without --overwrite), a full disk. One line on stderr, "<program>: error: ...",
+        naming the flag or file; no traceback.
+    1   an unexpected error of ours (a bug): Python's traceback.
+Scripts get it from `run(main)` (absl's app.run with a flag parser that exits 2) and
+`user_errors(program)` around main's body; tools from `run_tool`.
 """
 
 import contextlib
+import os
 import re
 import sys
 
@@ -26,13 +37,56 @@ from training import registry
 FLAGS = flags.FLAGS
 
 
+def run(main, program=None):
+    """absl's app.run(main) with the exit-status convention of the module docstring: a flag
+    parsing error or an app.UsageError prints one line "<program>: error: ..." and exits 2,
+    --help exits 0.
+
+    Args:
+        main: the script's main(argv).
+        program: how error lines name the script (default: its file name).
+    """
+    from absl import app
+
+    program = program or os.path.basename(sys.argv[0])
+
+    def guarded_main(argv):
+        with user_errors(program):
+            return main(argv)
+
+    app.run(guarded_main, flags_parser=lambda argv: _parse_flags(program, FLAGS, argv))
+
+
+_HELP_FLAGS = {"help", "helpshort", "helpfull", "helpxml", "?", "h"}
+
+
+def _parse_flags(program, flag_values, argv):
+    """Parses argv into flag_values; a flag error exits with status 2 like a user error."""
+    # argparse spelled negated booleans --no-progress; absl spells them --noprogress.
+    argv = [
+        f"--no{arg[5:]}" if arg.startswith("--no-") and arg[5:] in flag_values else arg
+        for arg in argv
+    ]
+    try:
+        return flag_values(argv)
+    except flags.Error as error:
+        print(f"{program}: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except SystemExit as stop:
+        # absl's --help prints the usage and exits 1; asking for help is no error.
+        asked = any(arg.lstrip("-").split("=")[0] in _HELP_FLAGS for arg in argv[1:])
+        if stop.code == 1 and asked:
+            sys.exit(0)
+        raise
+
+
 @contextlib.contextmanager
 def user_errors(program):
     """Turns errors about the user's input into one clear line and exit status 2.
 
-    Errors of our own code (bugs) keep their traceback.
+    Errors of our own code (bugs) keep their traceback (exit status 1).
     """
-    from absl import logging
+    from absl import app, logging
 
     # TensorFlow's INFO lines (checkpoint sharding, SavedModel assets) drown the progress bar;
     # --verbosity=0 brings them back.
@@ -43,7 +97,13 @@ def user_errors(program):
     except ConfigError as e:
         print(f"{program}: error: {flag_message(e)}", file=sys.stderr)
         sys.exit(2)
-    except (UserError, FileNotFoundError, FileExistsError, NotImplementedError) as e:
+    except (
+        UserError,
+        FileNotFoundError,
+        FileExistsError,
+        NotImplementedError,
+        app.UsageError,
+    ) as e:
         print(f"{program}: error: {e}", file=sys.stderr)
         sys.exit(2)
 
@@ -643,16 +703,7 @@ def run_tool(program, define, body, args=None, *, required=(), value_errors=Fals
 
 def _parse_tool_flags(program, flag_values, argv):
     """Parses argv into flag_values; a flag error exits with status 2 like a user error."""
-    # argparse spelled negated booleans --no-progress; absl spells them --noprogress.
-    argv = [
-        f"--no{arg[5:]}" if arg.startswith("--no-") and arg[5:] in flag_values else arg
-        for arg in argv
-    ]
-    try:
-        return flag_values(argv)
-    except flags.Error as error:
-        print(f"{program}: error: {error}", file=sys.stderr)
-        sys.exit(2)
+    return _parse_flags(program, flag_values, argv)
 
 
 def _call_tool(program, body, flag_values, positional, required, value_errors):

@@ -19,7 +19,6 @@ In Python: models.segformer.inference.segment_images(input_path, output_dir, ...
 
 import os
 
-from absl import app
 from absl import flags as absl_flags
 
 import flags as cli
@@ -52,4 +51,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

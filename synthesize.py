@@ -126,4 +126,4 @@ def _check_flags(argv) -> str:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

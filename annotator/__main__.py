@@ -16,7 +16,7 @@ PROGRAM = "python -m annotator"
 
 
 def _run(flag_values, positional):
-    from annotator.app import LOOPBACK_HOSTS, _is_loopback, create_app
+    from annotator.app import _is_loopback, create_app, loopback_trusted_hosts
 
     cli.reject_positional(positional)
     host = flag_values.host
@@ -27,7 +27,7 @@ def _run(flag_values, positional):
         palette=flag_values.palette,
         mapping_path=flag_values.mapping,
         display_size=flag_values.display_size,
-        trusted_hosts=LOOPBACK_HOSTS if loopback else None,
+        trusted_hosts=loopback_trusted_hosts(host) if loopback else None,
     )
     if not loopback:
         print(

@@ -10,22 +10,28 @@ Run:
     python -m annotator --clusters_dir runs/clusters --k 20 --palette documents
 
 JSON API (used by static/annotator.js and the tests):
-    GET  /api/state[?sample=i]   layers, k, num_samples, display_size, classes, mapping
+    GET  /api/state[?sample=i]   layers (with the sample: legend), k, num_samples, display_size,
+                                 classes, mapping
     POST /api/assign             {"layer", "cluster" | ("sample", "x", "y"), "class"}
     GET  /image/<kind>/<layer>/<sample>.png   kind in {sample, clusters, labelled}
 
 Pixel coordinates x (column), y (row) are those of the served images, which are square,
 display_size pixels wide, upscaled nearest from the layer's native resolution.
+
+Only plain files inside the run directory are served (no symbolic link anywhere below it), and
+state-changing requests from another origin are refused (see README.md, Security).
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import io
 import ipaddress
 import json
 import os
 import re
+import stat
 import threading
 
 import flask
@@ -43,7 +49,16 @@ MAPPING_FORMAT = "semsynth-cluster-labels/1"
 IMAGE_KINDS = ("sample", "clusters", "labelled")
 # Assign requests are a few short fields; anything bigger is not ours.
 MAX_REQUEST_BYTES = 4096
-LOOPBACK_HOSTS = ["localhost", "127.0.0.1"]
+# Host header names accepted when bound to loopback (DNS-rebinding guard); IPv6 literals in
+# brackets, as browsers send them. Checked by the app itself: Werkzeug's TRUSTED_HOSTS cannot
+# match an IPv6 literal (it cuts every entry at its first ':').
+LOOPBACK_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
+# Methods that change nothing; every other one must come from the page's own origin.
+_SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+# A Host header: a name, an IPv4 address or a bracketed IPv6 literal, and an optional port.
+_HOST_HEADER = re.compile(r"(\[[0-9a-f:.]+\]|[a-z0-9.\-]+)(?::[0-9]{1,5})?")
+# /api/state?sample= : more digits than any sample count (and than int() accepts for 5000).
+_SAMPLE_PARAM = re.compile(r"[0-9]{1,9}")
 # Unlabelled clusters in the labelled view: diagonal stripes of two greys, so they cannot be
 # mistaken for a class, even a grey one.
 _HATCH_LIGHT, _HATCH_DARK, _HATCH_PERIOD = 150, 100, 8
@@ -57,6 +72,10 @@ class AnnotationError(UserError):
 
 class AnnotationFileNotFoundError(AnnotationError, FileNotFoundError):
     """A file of the cluster run does not exist (catchable as ValueError or FileNotFoundError)."""
+
+
+class AnnotationLinkError(AnnotationError):
+    """A file of the run is a symbolic link, or lies outside the run directory: never served."""
 
 
 def _is_int(value) -> bool:
@@ -113,6 +132,9 @@ class ClusterRun:
 
     def __init__(self, clusters_dir: str, k: int):
         self.clusters_dir = os.path.abspath(clusters_dir)
+        # The run directory itself may be reached through a link (the user's choice); nothing
+        # below it may (see run_file).
+        self.real_dir = os.path.realpath(self.clusters_dir)
         meta_path = os.path.join(self.clusters_dir, "clusters.json")
         if not os.path.isdir(self.clusters_dir):
             raise AnnotationFileNotFoundError(
@@ -183,18 +205,61 @@ class ClusterRun:
 
     # Paths are only ever built from names found in clusters.json and from integers: callers
     # check has_layer / has_sample first, so no request string reaches the file system.
-    def _map_path(self, layer: str, sample: int) -> str:
-        return os.path.join(self.k_dir, "maps", layer, f"{sample:06d}.png")
+    def run_file(self, *parts: str) -> str:
+        """The path of a file below the run directory, refused when it is not plainly inside it.
+
+        Raises AnnotationLinkError when any component below the run directory is a symbolic
+        link (a link planted in samples/ must not expose a file elsewhere, nor one inside the run
+        under another name), or when the real path lies outside the run directory.
+        """
+        path = self.clusters_dir
+        for part in parts:
+            path = os.path.join(path, part)
+            if os.path.islink(path):
+                raise AnnotationLinkError(
+                    f"{path} is a symbolic link: the annotator serves only plain files inside "
+                    f"{self.clusters_dir}"
+                )
+        real = os.path.realpath(path)
+        if os.path.commonpath([real, self.real_dir]) != self.real_dir:
+            raise AnnotationLinkError(f"{path} lies outside the run directory {self.real_dir}")
+        return path
+
+    def read_png(self, path: str, what: str, *, rgb: bool) -> np.ndarray:
+        """One image of the run: [h, w, 3] uint8 RGB when rgb, else the 8-bit ids [h, w].
+
+        Opened without following a link (O_NOFOLLOW), so a link swapped in after run_file's
+        check is refused too. A missing file is AnnotationFileNotFoundError; one that cannot be
+        read or decoded is AnnotationError naming it.
+        """
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except FileNotFoundError:
+            raise AnnotationFileNotFoundError(f"{what} {path} does not exist") from None
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise AnnotationLinkError(f"{path} is a symbolic link: refused") from None
+            raise AnnotationError(f"{what} {path} cannot be read ({error.strerror})") from None
+        with os.fdopen(fd, "rb") as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                raise AnnotationFileNotFoundError(f"{what} {path} is not a file")
+            try:
+                with Image.open(file) as image:
+                    if not rgb and image.mode not in ("L", "P"):
+                        mode_error = f"{path}: expected an 8-bit 'L' PNG, got mode {image.mode}"
+                    else:
+                        return np.array(image.convert("RGB") if rgb else image)
+            except (OSError, ValueError, Image.DecompressionBombError) as error:
+                # UnidentifiedImageError (not an image) and truncated files are OSErrors.
+                raise AnnotationError(
+                    f"{what} {path} cannot be read as an image ({type(error).__name__}: {error})"
+                ) from None
+        raise AnnotationError(mode_error)
 
     def _read_cluster_map(self, layer: str, sample: int) -> np.ndarray:
         """[r, r] uint8 cluster ids of one layer and sample (read-only; cached as cluster_map)."""
-        path = self._map_path(layer, sample)
-        if not os.path.isfile(path):
-            raise AnnotationFileNotFoundError(f"cluster map {path} does not exist")
-        with Image.open(path) as image:
-            if image.mode not in ("L", "P"):
-                raise AnnotationError(f"{path}: expected an 8-bit 'L' PNG, got mode {image.mode}")
-            ids = np.array(image)  # [r, r]
+        path = self.run_file(os.path.basename(self.k_dir), "maps", layer, f"{sample:06d}.png")
+        ids = self.read_png(path, "cluster map", rgb=False)  # [r, r]
         if ids.size and int(ids.max()) >= self.k:
             raise AnnotationError(f"{path}: holds cluster id {int(ids.max())} >= k = {self.k}")
         ids.setflags(write=False)
@@ -202,22 +267,27 @@ class ClusterRun:
 
     def sample_image(self, sample: int) -> np.ndarray:
         """[R, R, 3] uint8 RGB sample."""
-        path = os.path.join(self.clusters_dir, "samples", f"{sample:06d}.png")
-        if not os.path.isfile(path):
-            raise AnnotationFileNotFoundError(f"sample image {path} does not exist")
-        with Image.open(path) as image:
-            return np.array(image.convert("RGB"))
+        path = self.run_file("samples", f"{sample:06d}.png")
+        return self.read_png(path, "sample image", rgb=True)
 
     def cluster_colouring(self, layer: str, sample: int) -> np.ndarray:
         """[r, r, 3] uint8: the run's own colour PNG when present, else our k-colour table."""
         ids = self.cluster_map(layer, sample)
-        path = os.path.join(self.k_dir, "colour", layer, f"{sample:06d}.png")
-        if os.path.isfile(path):
-            with Image.open(path) as image:
-                rgb = np.array(image.convert("RGB"))
-            if rgb.shape[:2] == ids.shape:
-                return rgb
+        path = self.run_file(os.path.basename(self.k_dir), "colour", layer, f"{sample:06d}.png")
+        try:
+            rgb = self.read_png(path, "cluster colouring", rgb=True)
+        except AnnotationFileNotFoundError:
+            rgb = None
+        if rgb is not None and rgb.shape[:2] == ids.shape:
+            return rgb
         return cluster_colors(self.k)[ids]
+
+    def cluster_legend(self, layer: str, sample: int) -> list[tuple[int, np.ndarray]]:
+        """(cluster id, [3] uint8 colour as drawn) for each cluster visible in the sample."""
+        ids = self.cluster_map(layer, sample)  # [r, r]
+        colouring = self.cluster_colouring(layer, sample).reshape(-1, 3)  # [r * r, 3]
+        visible, first = np.unique(ids.reshape(-1), return_index=True)
+        return [(int(c), colouring[i]) for c, i in zip(visible, first)]
 
     def present_clusters(self, layer: str) -> list[int]:
         """Cluster ids of a layer that occur in at least one sample (scanned once, cached)."""
@@ -369,8 +439,10 @@ def create_app(
         mapping_path: mapping JSON to read and write; default
             `<clusters_dir>/annotations_k{k:02d}.json`.
         display_size: width and height in pixels of every served image.
-        trusted_hosts: Host header values accepted (Flask TRUSTED_HOSTS); None accepts any.
-            main() sets the loopback names when binding to loopback (DNS-rebinding guard).
+        trusted_hosts: Host header names accepted (port ignored; IPv6 literals in brackets,
+            e.g. "[::1]"); None accepts any. main() sets loopback_trusted_hosts(host) when
+            binding to loopback (DNS-rebinding guard). Kept in app.config["TRUSTED_HOSTS_CHECKED"]
+            and checked by the app, not by Flask's TRUSTED_HOSTS (which cannot match "[::1]").
 
     Raises AnnotationError / PaletteError (ValueErrors naming the file) for a bad run, palette
     or mapping file.
@@ -391,9 +463,10 @@ def create_app(
     app = flask.Flask(__name__)
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
-        TRUSTED_HOSTS=trusted_hosts,
+        TRUSTED_HOSTS_CHECKED=None if trusted_hosts is None else list(trusted_hosts),
     )
     app.extensions["annotator"] = {"run": run, "mapping": mapping, "labels": labels}
+    trusted = None if trusted_hosts is None else {name.lower() for name in trusted_hosts}
 
     def fail(status: int, message: str):
         flask.abort(flask.make_response(flask.jsonify(error=message), status))
@@ -409,8 +482,10 @@ def create_app(
             "empty_clusters": [c for c in range(run.k) if c not in present],
         }
         if sample is not None:
-            visible = np.unique(run.cluster_map(layer, sample))
-            state["unlabelled_in_sample"] = int(sum(1 for c in visible if int(c) not in labelled))
+            legend = run.cluster_legend(layer, sample)
+            state["unlabelled_in_sample"] = sum(1 for c, _ in legend if c not in labelled)
+            # The colours of the clusters image -> ids, for the clusters in this sample.
+            state["legend"] = [{"cluster": c, "color": color_to_hex(rgb)} for c, rgb in legend]
         return state
 
     @app.errorhandler(HTTPException)
@@ -421,9 +496,32 @@ def create_app(
     def missing_file(error: AnnotationFileNotFoundError):
         return flask.jsonify(error=str(error)), 404
 
+    @app.errorhandler(AnnotationLinkError)
+    def refused_file(error: AnnotationLinkError):
+        return flask.jsonify(error=str(error)), 403
+
     @app.errorhandler(AnnotationError)
     def broken_run(error: AnnotationError):
-        return flask.jsonify(error=str(error)), 500
+        # A file of the run that exists but cannot be used (not an image, truncated, wrong
+        # mode, ids >= k): the request cannot be answered; the message names the file.
+        return flask.jsonify(error=str(error)), 422
+
+    @app.before_request
+    def check_host_and_origin():
+        host_header = flask.request.headers.get("Host", "")
+        if trusted is not None and _host_name(host_header) not in trusted:
+            fail(400, f"Host {host_header[:100]!r} is not trusted")
+        if flask.request.method in _SAFE_METHODS:
+            return
+        # A page of another site can still send a request (a form, or fetch in no-cors mode);
+        # browsers name its origin. Local tools (curl, scripts) send neither header.
+        fetch_site = flask.request.headers.get("Sec-Fetch-Site")
+        if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+            fail(403, f"cross-origin request refused (Sec-Fetch-Site: {fetch_site[:40]})")
+        origin = flask.request.headers.get("Origin")
+        own_origin = f"{flask.request.scheme}://{host_header}".lower()
+        if origin is not None and origin.lower() != own_origin:
+            fail(403, f"cross-origin request refused (Origin {origin[:100]!r} is not {own_origin})")
 
     @app.after_request
     def security_headers(response: flask.Response):
@@ -446,7 +544,7 @@ def create_app(
     def state():
         sample = flask.request.args.get("sample")
         if sample is not None:
-            if not sample.isdecimal() or not run.has_sample(int(sample)):
+            if not _SAMPLE_PARAM.fullmatch(sample) or not run.has_sample(int(sample)):
                 fail(400, f"'sample' must be an integer in [0, {run.num_samples - 1}]")
             sample = int(sample)
         return flask.jsonify(
@@ -470,7 +568,10 @@ def create_app(
             # Also what keeps other web sites out: a cross-site form cannot send JSON, and a
             # cross-site fetch with this content type needs a CORS pre-flight we never grant.
             fail(400, "the request body must be JSON (Content-Type: application/json)")
-        body = flask.request.get_json(silent=True)
+        try:
+            body = flask.request.get_json(silent=True)
+        except RecursionError:
+            fail(400, "the request body is nested too deeply")
         if body is None:
             fail(400, "the request body is not valid JSON")
         if not isinstance(body, dict):
@@ -542,6 +643,18 @@ def create_app(
         return _png_response(rgb, cacheable=kind != "labelled")
 
     return app
+
+
+def _host_name(host_header: str) -> str:
+    """'localhost:5000' -> 'localhost', '[::1]:5000' -> '[::1]'; '' when malformed."""
+    match = _HOST_HEADER.fullmatch(host_header.lower())
+    return match.group(1) if match else ""
+
+
+def loopback_trusted_hosts(host: str) -> list[str]:
+    """Host header names accepted when bound to the loopback address `host`."""
+    literal = f"[{host.lower()}]" if ":" in host else host.lower()
+    return LOOPBACK_HOSTS + ([literal] if literal not in LOOPBACK_HOSTS else [])
 
 
 def _is_loopback(host: str) -> bool:

@@ -293,3 +293,160 @@ def atomic_directory(path):
         if os.path.exists(temporary):
             shutil.rmtree(temporary, ignore_errors=True)
         raise
+
+
+def save_image_atomic(image, path, **params) -> str:
+    """Saves an image (a PIL image or a uint8 array) through atomic_write; returns the path.
+
+    The format follows the extension (".png", ".jpg", ...); `params` go to PIL's save, e.g.
+    quality=95. A reader never sees half an image, and a kill mid-write leaves no file.
+    """
+    from PIL import Image
+
+    path = os.fspath(path)
+    if not isinstance(image, Image.Image):
+        image = Image.fromarray(image)
+    extension = os.path.splitext(path)[1].lower()
+    image_format = Image.registered_extensions().get(extension)
+    if image_format is None:
+        raise ValueError(f"{path}: no image format for the extension {extension!r}")
+    with atomic_write(path, "wb") as file:
+        image.save(file, format=image_format, **params)
+    return path
+
+
+# ==============================================================================================
+# Progress of a folder of outputs: what is complete, so that a rerun resumes
+# ==============================================================================================
+
+PROGRESS_FILE = ".semsynth_progress.jsonl"
+
+
+class OutputProgress:
+    """What a command that writes a folder of outputs has completed, so a rerun can resume.
+
+    The folder holds a hidden JSON-lines file, PROGRESS_FILE: the first line the run's
+    settings, then one line per completed unit of work ({"done": [paths relative to the folder],
+    ...the caller's fields}), and {"finished": true} at the end. Each output is written
+    atomically before its line is appended, so a listed output is complete; a line torn by a
+    kill is ignored. Paths are relative: the folder can be moved.
+
+    Use `OutputProgress.load(folder, settings, overwrite)`, then:
+        resuming (a progress file of the same settings, no overwrite): skip what `done(path)`
+            says is complete; outputs written but not yet listed are the killed run's and are
+            rewritten.
+        not resuming: the caller checks for existing outputs as before (they are not ours),
+            then calls start(). With overwrite the old progress is dropped (start over).
+        a progress file of other settings without overwrite: load raises OutputExistsError
+            naming the settings that differ.
+
+    Example:
+        progress = OutputProgress.load(out_dir, {"seed": 0}, overwrite, flag="--output_dir")
+        if not progress.resuming:
+            check_overwrite(outputs, overwrite)
+        progress.start()
+        for path in outputs:
+            if not progress.done(path):
+                save_image_atomic(image, path)
+                progress.add([path])
+        progress.finish()
+    """
+
+    def __init__(self, folder, settings, resuming, records, finished):
+        self.folder = os.fspath(folder)
+        self.settings = settings
+        self.resuming = resuming  # True: a rerun of an unfinished (or finished) run
+        self.records = records  # the completed units' lines, in order (resuming)
+        self.finished = finished  # the earlier run finished (resuming)
+        self._done = {path for record in records for path in record.get("done", ())}
+        self.path = os.path.join(self.folder, PROGRESS_FILE)
+
+    @classmethod
+    def load(cls, folder, settings, overwrite: bool, *, flag: str = "--output_dir"):
+        """Reads folder's progress file; see the class docstring for the three cases."""
+        folder = os.fspath(folder)
+        settings = json.loads(json.dumps(settings))  # as stored: lists, not tuples
+        path = os.path.join(folder, PROGRESS_FILE)
+        if overwrite or not os.path.isfile(path):
+            return cls(folder, settings, False, [], False)
+        header, records, finished = _read_progress(path)
+        if header != settings:
+            differ = sorted(
+                key
+                for key in set(header or {}) | set(settings)
+                if (header or {}).get(key) != settings.get(key)
+            )
+            shown = ", ".join(
+                f"{key}: {(header or {}).get(key)!r} then, {settings.get(key)!r} now"
+                for key in differ[:_NAMED]
+            )
+            raise OutputExistsError(
+                f"{flag}={folder} is not empty: it holds the outputs of a run with other "
+                f"settings ({shown}); "
+                f"pass --overwrite to start over, or another {flag}"
+            )
+        return cls(folder, settings, True, records, finished)
+
+    def _relative(self, path) -> str:
+        return os.path.relpath(os.fspath(path), self.folder).replace(os.sep, "/")
+
+    def done(self, path) -> bool:
+        """Whether `path` (an output under the folder) was completed by an earlier run."""
+        relative = self._relative(path)
+        return relative in self._done and os.path.exists(os.path.join(self.folder, relative))
+
+    def start(self) -> None:
+        """Creates the folder and the progress file (fresh, or the resumed run's records)."""
+        os.makedirs(self.folder, exist_ok=True)
+        # Resuming: written anew without a line torn by the kill, and not finished (yet).
+        self._rewrite()
+
+    def _rewrite(self) -> None:
+        """Writes the settings and the records (not `finished`) through a temporary file."""
+        with atomic_write(self.path) as file:
+            file.write(json.dumps({"settings": self.settings}) + "\n")
+            for record in self.records:
+                file.write(json.dumps(record) + "\n")
+        self.finished = False
+
+    def add(self, paths, **fields) -> None:
+        """Records outputs as complete (after they were written), with the caller's fields."""
+        record = {"done": [self._relative(path) for path in paths], **fields}
+        if self.finished:
+            self._rewrite()
+        with open(self.path, "a", encoding="utf-8") as file:
+            file.write(json.dumps(record) + "\n")
+        self.records.append(record)
+        self._done.update(record["done"])
+
+    def finish(self) -> None:
+        """Marks the run finished (the last line)."""
+        if not self.finished:
+            with open(self.path, "a", encoding="utf-8") as file:
+                file.write(json.dumps({"finished": True}) + "\n")
+            self.finished = True
+
+
+def _read_progress(path):
+    """(settings, records, finished) of a progress file; a torn last line is ignored."""
+    with open(path, encoding="utf-8") as file:
+        lines = file.read().split("\n")
+    header, records, finished = None, [], False
+    for number, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            if number >= len(lines) - 2:  # the last line, torn by a kill
+                break
+            raise InputError(f"{path}: line {number + 1} is not JSON; remove the file") from None
+        if header is None:
+            header = entry.get("settings") if isinstance(entry, dict) else None
+            if header is None:
+                raise InputError(f"{path}: the first line holds no settings; remove the file")
+        elif entry.get("finished"):
+            finished = True
+        else:
+            records.append(entry)
+    return header, records, finished

@@ -22,7 +22,6 @@ Output (paths in the JSON files are relative to the JSON file, as the original t
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import warnings
@@ -30,7 +29,14 @@ import warnings
 import numpy as np
 from PIL import Image
 
-from core.io import IMAGE_EXTENSIONS, find_files, list_some
+from core.io import (
+    IMAGE_EXTENSIONS,
+    OutputProgress,
+    find_files,
+    list_some,
+    save_image_atomic,
+    write_json_atomic,
+)
 
 from .pairs import DatasetError, DatasetNotFoundError, _open_fully
 
@@ -181,9 +187,7 @@ def _remove_previous_run(output_dir: str) -> None:
 
 
 def _write_json(path: str, value) -> None:
-    with open(path, "w", encoding="utf-8") as file:
-        json.dump(value, file, indent=1)
-        file.write("\n")
+    write_json_atomic(path, value, indent=1)
 
 
 def prepare_crops(
@@ -208,7 +212,8 @@ def prepare_crops(
         input_dir: a folder of pages, searched recursively (.png .jpg .jpeg .bmp .webp);
             a list of page paths is accepted here too.
         output_dir: where crops/, the lists and the manifest go; must be empty or new
-            unless overwrite.
+            unless overwrite, or hold a killed run of the same settings (resumed: the tiles
+            done are kept; core.io.OutputProgress).
         input_paths: a list of page paths, instead of input_dir.
         num_crops: number of tiles, spread evenly over the pages (seeded).
         crop_size: tile side in pixels.
@@ -219,7 +224,7 @@ def prepare_crops(
         seed: seeds the tile positions, factors and the split.
         masks_dir: optional folder of 8-bit class-id masks named like the pages (.png);
             their tiles go to masks/ with nearest resampling, plus the pair lists.
-        overwrite: replace an earlier run's tiles and lists in output_dir.
+        overwrite: start over: replace an earlier run's tiles and lists in output_dir.
         progress: print a counter on stderr.
 
     Returns:
@@ -245,7 +250,25 @@ def prepare_crops(
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must lie in [0, 1), got {val_fraction!r}")
 
-    in_use = _output_dir_in_use(output_dir, overwrite)  # refuse before any slow work
+    settings = {
+        "inputs": (
+            os.path.abspath(inputs)
+            if isinstance(inputs, (str, os.PathLike))
+            else [os.path.abspath(path) for path in inputs]
+        ),
+        "num_crops": num_crops,
+        "crop_size": crop_size,
+        "max_side": max_side,
+        "min_side": min_side,
+        "downscale": [low, high],
+        "val_fraction": val_fraction,
+        "seed": seed,
+        "masks_dir": os.path.abspath(masks_dir) if masks_dir else None,
+    }
+    # A rerun of a killed run (same settings) resumes: the tiles done are kept.
+    progress = OutputProgress.load(output_dir, settings, overwrite)
+    # Refuse before any slow work.
+    in_use = False if progress.resuming else _output_dir_in_use(output_dir, overwrite)
     pages, where = _list_inputs(inputs, output_dir)
     masks = _match_masks(pages, inputs, masks_dir) if masks_dir else None
     sizes = [_page_size(path) for path in pages]
@@ -267,6 +290,7 @@ def prepare_crops(
         warnings.warn(f"skipping {path}: smaller than one {crop_size} px tile", stacklevel=2)
     if in_use:
         _remove_previous_run(output_dir)  # only now: bad inputs must not cost the old tiles
+    progress.start()
     crops_dir = os.path.join(output_dir, CROPS_DIR)
     masks_out = os.path.join(output_dir, MASKS_DIR)
     os.makedirs(crops_dir, exist_ok=True)
@@ -283,10 +307,11 @@ def prepare_crops(
     for page_index, count in zip(usable, counts.tolist()):
         if not count:
             continue
-        page = _read_page(pages[page_index])
-        mask = _read_mask(masks[page_index], pages[page_index], page.size) if masks else None
+        # The positions depend on the page's size only: a resumed run decodes a page only
+        # when one of its tiles is missing.
+        page = mask = None
         smallest_scale, largest_scale = ranges[page_index]
-        width, height = page.size
+        width, height = sizes[page_index]
         for _ in range(count):
             # Uniform in the downscale factor, not in its inverse.
             scale = 1.0 / rng.uniform(1.0 / largest_scale, 1.0 / smallest_scale)
@@ -301,12 +326,22 @@ def prepare_crops(
                 min((y + crop_size) / scale, height),
             )
             name = f"{index:06d}.png"
-            tile = page.resize((crop_size, crop_size), Image.Resampling.LANCZOS, box=box)
-            tile.save(os.path.join(crops_dir, name))
-            if mask is not None:
-                mask.resize((crop_size, crop_size), Image.Resampling.NEAREST, box=box).save(
-                    os.path.join(masks_out, name)
-                )
+            tile_paths = [os.path.join(crops_dir, name)]
+            if masks:
+                tile_paths.append(os.path.join(masks_out, name))
+            if not all(progress.done(path) for path in tile_paths):
+                if page is None:
+                    page = _read_page(pages[page_index])
+                    if masks:
+                        mask = _read_mask(masks[page_index], pages[page_index], page.size)
+                tile = page.resize((crop_size, crop_size), Image.Resampling.LANCZOS, box=box)
+                save_image_atomic(tile, tile_paths[0])
+                if masks:
+                    save_image_atomic(
+                        mask.resize((crop_size, crop_size), Image.Resampling.NEAREST, box=box),
+                        tile_paths[1],
+                    )
+                progress.add(tile_paths)
             records.append(
                 {
                     "file": f"{CROPS_DIR}/{name}",
@@ -374,4 +409,5 @@ def prepare_crops(
             "crops": records,
         },
     )
+    progress.finish()
     return result

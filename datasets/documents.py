@@ -26,6 +26,8 @@ import string
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from core.io import save_image_atomic, write_json_atomic
+
 from .pairs import (
     DatasetError,
     DatasetNotFoundError,
@@ -848,17 +850,16 @@ def generate_documents(
         for index in range(count):
             image, mask = render_page(page_seed(seed, split, index), height, width)
             name = f"page_{index:05d}.png"
-            Image.fromarray(image).save(os.path.join(image_dir, name), compress_level=3)
-            Image.fromarray(mask).save(os.path.join(mask_dir, name))
+            # Atomic: a killed generation never leaves half an image to be read as data.
+            save_image_atomic(image, os.path.join(image_dir, name), compress_level=3)
+            save_image_atomic(mask, os.path.join(mask_dir, name))
             progress_line.add()
     progress_line.close()
     for split, count, name in (
         ("training", num_train, "train_pairs.json"),
         ("validation", num_val, "val_pairs.json"),
     ):
-        with open(os.path.join(root, name), "w", encoding="utf-8") as file:
-            json.dump(_pair_list(root, split, count), file, indent=1)
-            file.write("\n")
+        write_json_atomic(os.path.join(root, name), _pair_list(root, split, count), indent=1)
     write_manifest(manifest_path, wanted)
     return root
 

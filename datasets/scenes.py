@@ -23,7 +23,8 @@ import os
 from types import SimpleNamespace
 
 import numpy as np
-from PIL import Image
+
+from core.io import save_image_atomic
 
 from .pairs import GenerationProgress, existing_generation, write_manifest
 
@@ -744,8 +745,9 @@ def generate_scenes(
         for index in range(count):
             image, label = render_scene(scene_seed(seed, split, index), size, size)
             stem = f"ADE_{prefix}_{index + 1:08d}"
-            Image.fromarray(image).save(os.path.join(image_dir, stem + ".jpg"), quality=95)
-            Image.fromarray(label).save(os.path.join(label_dir, stem + ".png"))
+            # Atomic: a killed generation never leaves half an image to be read as data.
+            save_image_atomic(image, os.path.join(image_dir, stem + ".jpg"), quality=95)
+            save_image_atomic(label, os.path.join(label_dir, stem + ".png"))
             progress_line.add()
     progress_line.close()
     write_manifest(manifest_path, wanted)

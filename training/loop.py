@@ -21,6 +21,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -29,7 +30,7 @@ import keras
 import tensorflow as tf
 
 from core.io import InputError
-from training import distribute, registry
+from training import checkpointing, distribute, registry
 from training import run_dir as run_dir_lib
 
 
@@ -95,14 +96,65 @@ def fit(task, config, strategy=None, log=print):
             f"--batch_size={batch_size} must be divisible by the {strategy.num_replicas_in_sync} "
             "replicas"
         )
+
+    run_dir = config.checkpoint_dir
+    ckpt_dir = os.path.join(run_dir, "checkpoints")
+    created, resuming = [], True
+    if is_chief:
+        created = _paths_to_create(config)
+        resuming = run_dir_lib.prepare_run_dir(config)
+    saved = []  # the steps checkpointed by this call
+    try:
+        return _fit(task, config, strategy, is_chief, task_id, ckpt_dir, saved, log)
+    except BaseException:
+        # A first start that fails before its first checkpoint leaves nothing behind: its
+        # config.json would pin the config of a run that never trained.
+        if created and not resuming and not saved:
+            _remove_created(created)
+            log(f"Removed what the failed start created in {run_dir}")
+        raise
+
+
+def _paths_to_create(config):
+    """The files and topmost folders that the run's start will create (absent now)."""
+    paths = [
+        config.checkpoint_dir,
+        os.path.join(config.checkpoint_dir, run_dir_lib.CONFIG_FILE),
+        os.path.join(config.checkpoint_dir, "checkpoints"),
+        config.tensorboard_dir,
+        config.results_dir,
+    ]
+    tops = []
+    for path in paths:
+        path, top = os.path.abspath(path), None
+        while not os.path.lexists(path):
+            top, parent = path, os.path.dirname(path)
+            if parent == path:
+                break
+            path = parent
+        if top is not None and top not in tops:
+            tops.append(top)
+    # Paths inside a folder that will be created go with it.
+    return [p for p in tops if not any(p.startswith(q + os.sep) for q in tops if q != p)]
+
+
+def _remove_created(paths):
+    for path in paths:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif os.path.lexists(path):
+            os.remove(path)
+
+
+def _fit(task, config, strategy, is_chief, task_id, ckpt_dir, saved, log):
+    """fit's body, inside its run directory; `saved` collects the steps checkpointed."""
+    run_dir = config.checkpoint_dir
+    batch_size = config.batch_size
     train_pairs = task.train_pairs
     steps_per_epoch = max(1, len(train_pairs) // batch_size)
     total_steps = config.max_steps or config.total_epochs * steps_per_epoch
-
-    run_dir = config.checkpoint_dir
     if is_chief:
-        run_dir_lib.prepare_run_dir(config)
-    ckpt_dir = os.path.join(run_dir, "checkpoints")
+        checkpointing.remove_stale_temp_folders(ckpt_dir, log=log)
     # Every worker joins the (collective) save; only the chief's files are kept.
     save_dir = ckpt_dir if is_chief else tempfile.mkdtemp(prefix=f"semsynth_worker{task_id}_")
 
@@ -110,11 +162,20 @@ def fit(task, config, strategy=None, log=print):
         model = task.build(steps_per_epoch)
     checkpoint = tf.train.Checkpoint(**model.checkpoint_objects())
     manager = tf.train.CheckpointManager(checkpoint, save_dir, max_to_keep=config.keep_checkpoints)
-    latest = tf.train.latest_checkpoint(ckpt_dir)
+    latest = checkpointing.restore_newest_readable(
+        checkpoint,
+        ckpt_dir,
+        where=f"--checkpoint_dir={run_dir}",
+        check=lambda status: status.assert_existing_objects_matched(),
+        log=log,
+    )
     if latest:
-        checkpoint.restore(latest).assert_existing_objects_matched()
         log(f"Resumed {latest} at step {int(model.step.numpy())}")
     start_step = int(model.step.numpy())
+
+    def save(step):
+        checkpointing.save_checkpoint(manager, step)
+        saved.append(step)
 
     iterator = iter(
         strategy.distribute_datasets_from_function(
@@ -170,7 +231,7 @@ def fit(task, config, strategy=None, log=print):
             window_steps += 1
             losses = {k: float(v) for k, v in losses.items()}
             if not all(math.isfinite(v) for v in losses.values()):
-                manager.save(checkpoint_number=step)
+                save(step)
                 raise FloatingPointError(f"non-finite loss at step {step}: {losses}")
             if progbar is not None:
                 progbar.update(step, values=list(losses.items()), finalize=False)
@@ -181,14 +242,15 @@ def fit(task, config, strategy=None, log=print):
             if is_chief and step % config.save_img_freq == 0:
                 task.write_samples(writer, step)
             if step % config.save_model_freq == 0:
-                manager.save(checkpoint_number=step)
+                save(step)
             if eval_freq and step % eval_freq == 0:
                 metrics = task.evaluate(strategy, writer, step) or metrics
     except KeyboardInterrupt:
         stopped = "interrupted"
         log("\nInterrupted: saving a checkpoint before exiting.")
     step = int(model.step.numpy())
-    manager.save(checkpoint_number=step)
+    if not saved or saved[-1] != step:  # saving one step twice would rewrite its files
+        save(step)
     if progbar is not None:
         progbar.update(step, finalize=True)
     if stopped != "interrupted" and eval_freq and step % eval_freq:

@@ -73,8 +73,19 @@ function buildRows() {
     size.textContent = `${layer.resolution} px, ${layer.channels} ch`;
     const counter = document.createElement("div");
     counter.className = "counter unlabelled";
-    info.append(name, size, counter);
+    const legend = document.createElement("ul");
+    legend.className = "legend";
+    legend.setAttribute("aria-label", `cluster colours of ${layer.name}`);
+    info.append(name, size, counter, legend);
     row.append(info);
+    // The sample beside every layer, so it stays in view while labelling the lower layers.
+    const sampleCell = document.createElement("td");
+    const sampleImg = document.createElement("img");
+    sampleImg.className = "sample-image";
+    sampleImg.alt = "synthesized sample";
+    sampleImg.draggable = false;
+    sampleCell.append(sampleImg);
+    row.append(sampleCell);
     for (const kind of ["clusters", "labelled"]) {
       const cell = document.createElement("td");
       const img = document.createElement("img");
@@ -89,6 +100,24 @@ function buildRows() {
   }
 }
 
+function updateLegend(row, layer) {
+  // Cluster colour -> id (and its class, when labelled) for the clusters of this sample.
+  const legend = row.querySelector(".legend");
+  legend.replaceChildren();
+  for (const entry of layer.legend ?? []) {
+    const item = document.createElement("li");
+    item.dataset.cluster = String(entry.cluster);
+    const swatch = document.createElement("span");
+    swatch.className = "swatch";
+    swatch.style.background = entry.color;
+    const className = layer.mapping[String(entry.cluster)];
+    const text = document.createElement("span");
+    text.textContent = `${entry.cluster}` + (className === undefined ? "" : ` ${className}`);
+    item.append(swatch, text);
+    legend.append(item);
+  }
+}
+
 function updateCounters() {
   for (const layer of view.state.layers) {
     const row = document.querySelector(`tr[data-layer="${CSS.escape(layer.name)}"]`);
@@ -98,6 +127,7 @@ function updateCounters() {
     counter.textContent = `${layer.unlabelled} unlabelled` +
       (here === undefined ? "" : ` (${here} in this sample)`);
     counter.classList.toggle("done", layer.unlabelled === 0);
+    updateLegend(row, layer);
   }
 }
 
@@ -105,10 +135,11 @@ function showSample() {
   const state = view.state;
   document.getElementById("sample-counter").textContent =
     `sample ${view.sample + 1} / ${state.num_samples}`;
-  const firstLayer = state.layers[0].name;
-  document.getElementById("sample-image").src = imageUrl("sample", firstLayer, view.sample);
+  // One URL for every row: the browser fetches the sample once.
+  const sampleUrl = imageUrl("sample", state.layers[0].name, view.sample);
   for (const layer of state.layers) {
     const row = document.querySelector(`tr[data-layer="${CSS.escape(layer.name)}"]`);
+    row.querySelector("img.sample-image").src = sampleUrl;
     row.querySelector("img.clusters").src = imageUrl("clusters", layer.name, view.sample);
     row.querySelector("img.labelled").src = imageUrl("labelled", layer.name, view.sample);
   }

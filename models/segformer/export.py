@@ -15,9 +15,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from core.errors import UserError
 from models.segformer import networks as segformer
 from models.segformer.labels import label_set_path, resolve_labels
 from models.segformer.trainer import SegFormerTrainer
+from training import checkpointing
 from training import run_dir as run_dir_lib
 
 META_FILE = "semsynth_segmenter.json"
@@ -81,9 +83,9 @@ class Segmenter:
     predict_logits(normalised float32 [B, h, w, 3]) -> logits [B, h/4, w/4, C].
     """
 
-    def __init__(self, checkpoint_dir=None, saved_model=None):
+    def __init__(self, checkpoint_dir=None, saved_model=None, log=print):
         if bool(checkpoint_dir) == bool(saved_model):
-            raise ValueError("give exactly one of --checkpoint_dir and --saved_model")
+            raise UserError("give exactly one of --checkpoint_dir and --saved_model")
         self.preprocess = lambda images: segformer.preprocess(images).numpy()
         if saved_model:
             meta = os.path.join(saved_model, META_FILE)
@@ -107,12 +109,17 @@ class Segmenter:
 
         config = run_dir_lib.load_run_config(checkpoint_dir, SegFormerConfig)
         trainer, self.label_set_name, self.label_map = build_segmenter_for_inference(config)
-        latest = tf.train.latest_checkpoint(os.path.join(checkpoint_dir, "checkpoints"))
+        checkpoint = tf.train.Checkpoint(**trainer.checkpoint_objects())
+        latest = checkpointing.restore_newest_readable(
+            checkpoint,
+            os.path.join(checkpoint_dir, "checkpoints"),
+            where=f"--checkpoint_dir={checkpoint_dir}",
+            # Every network variable must be found; the optimizers' state is not needed here.
+            check=lambda status: status.assert_existing_objects_matched().expect_partial(),
+            log=log,
+        )
         if latest is None:
             raise FileNotFoundError(f"--checkpoint_dir={checkpoint_dir} has no checkpoint yet")
-        checkpoint = tf.train.Checkpoint(**trainer.checkpoint_objects())
-        # Every network variable must be found; the optimizers' state is not needed here.
-        checkpoint.restore(latest).assert_existing_objects_matched().expect_partial()
         self.num_classes = trainer.num_classes
         model = trainer.segformer
         predict = tf.function(
@@ -133,6 +140,7 @@ def build_segmenter_for_inference(config):
     return trainer, label_set_path(config, label_set), label_map
 
 
-def load_segmenter(checkpoint_dir=None, saved_model=None):
-    """The segmenter of a run directory or an exported SavedModel (see Segmenter)."""
-    return Segmenter(checkpoint_dir=checkpoint_dir, saved_model=saved_model)
+def load_segmenter(checkpoint_dir=None, saved_model=None, log=print):
+    """The segmenter of a run directory (its newest readable checkpoint) or an exported
+    SavedModel (see Segmenter)."""
+    return Segmenter(checkpoint_dir=checkpoint_dir, saved_model=saved_model, log=log)

@@ -428,7 +428,9 @@ def segment_images(
         semantic_label_path: label set for colours and class names (default: the model's).
         ignore_dontcare: with gt_dir, ignore the label set's dontcare class (ADE20K "other")
             and leave it out of the means.
-        overwrite: replace existing output files.
+        overwrite: start over, replacing existing output files. Without it a rerun with the
+            same settings resumes (skips the images done, core.io.OutputProgress), and other
+            existing outputs are refused.
         load_segmenter: (checkpoint_dir=None, saved_model=None) -> segmenter with
             .num_classes, .label_set_name, .preprocess(uint8 [B, H, W, 3]) and
             .predict_logits(float32 [B, h, w, 3]) -> logits [B, h/4, w/4, C]; default
@@ -451,11 +453,25 @@ def segment_images(
     outputs = output_paths(inputs, output_dir)
     ground_truth = match_ground_truth(inputs, gt_dir) if gt_dir else {}
     report_paths = [os.path.join(output_dir, name) for name in REPORT_FILES]
-    core_io.check_overwrite(
-        [p for paths in outputs.values() for p in paths] + (report_paths if ground_truth else []),
+    progress = core_io.OutputProgress.load(
+        output_dir,
+        {
+            "inputs": [os.path.abspath(path) for path in inputs],
+            "model": os.path.abspath(checkpoint_dir or saved_model or ""),
+            "mode": mode,
+            "tile_size": tile_size,
+            "overlap": overlap,
+            "semantic_label_path": semantic_label_path,
+        },
         overwrite,
-        remedy="another --output_dir",
     )
+    if not progress.resuming:
+        core_io.check_overwrite(
+            [p for paths in outputs.values() for p in paths]
+            + (report_paths if ground_truth else []),
+            overwrite,
+            remedy="another --output_dir",
+        )
 
     # TensorFlow loads only now: flag and file errors above come without its start-up time.
     import keras
@@ -477,9 +493,22 @@ def segment_images(
     dontcare_id = label_set.dontcare_id if ignore_dontcare else None
     confusion = seg_metrics.ConfusionMatrix(num_classes) if ground_truth else None
 
-    os.makedirs(output_dir, exist_ok=True)
+    done = [path for path in inputs if all(progress.done(out) for out in outputs[path])]
+    if progress.resuming:
+        print(f"Resuming: {len(done)} of {len(inputs)} images in {output_dir} are done")
+    progress.start()
     progbar = keras.utils.Progbar(len(inputs), unit_name="image")
     for path in inputs:
+        ids_path, color_path, overlay_path = outputs[path]
+        if path in done:
+            if confusion is not None:  # scored from the prediction written earlier
+                prediction = np.asarray(Image.open(ids_path), dtype=np.uint8)
+                label = _ground_truth_ids(
+                    ground_truth[path], prediction.shape, path, segmenter, num_classes, dontcare_id
+                )
+                confusion.update(label, prediction)
+            progbar.add(1)
+            continue
         image = load_image(path)  # [H, W, 3] uint8
         normalised = np.asarray(segmenter.preprocess(image[None]), dtype=np.float32)[0]
         probs = predict_probs(
@@ -495,18 +524,19 @@ def segment_images(
         prediction = probs.argmax(axis=-1).astype(np.uint8)  # [H, W]
         colors = label_set.colorize(prediction)  # [H, W, 3]
         overlay = ((image.astype(np.uint16) + colors + 1) // 2).astype(np.uint8)  # [H, W, 3]
-        ids_path, color_path, overlay_path = outputs[path]
-        Image.fromarray(prediction).save(ids_path)
-        Image.fromarray(colors).save(color_path)
-        Image.fromarray(overlay).save(overlay_path)
         if confusion is not None:
             label = _ground_truth_ids(
                 ground_truth[path], prediction.shape, path, segmenter, num_classes, dontcare_id
             )
             confusion.update(label, prediction)
+        core_io.save_image_atomic(prediction, ids_path)
+        core_io.save_image_atomic(colors, color_path)
+        core_io.save_image_atomic(overlay, overlay_path)
+        progress.add(outputs[path])
         progbar.add(1)
-    print(f"Wrote {len(inputs)} segmentations to {output_dir}")
+    print(f"Wrote {len(inputs) - len(done)} segmentations to {output_dir}")
     if confusion is None:
+        progress.finish()
         return None
 
     cm = confusion.result()
@@ -517,4 +547,5 @@ def segment_images(
     seg_metrics.write_csv(metrics, label_set.names, report_paths[0])
     seg_metrics.plot_confusion(cm, label_set.names, report_paths[1])
     print(f"Wrote {report_paths[0]} and {report_paths[1]}")
+    progress.finish()
     return metrics

@@ -7,19 +7,26 @@ Serving signatures (all take uint8 label maps [N, S, S] with S = the training cr
     serve_z        (VAE runs)     (label, z float32 [N, z_dim])
     serve_style    (VAE runs)     (label, style uint8 [N, H, W, 3])   z = the encoder's mean
 The model always runs with training=False (no batch statistics, no spectral-norm power
-iteration), so the SavedModel's output equals the Keras model's.
+iteration), so the SavedModel's output equals the Keras model's. Beside it, META_FILE records
+what a caller must know before feeding it: {"num_classes", "label_set", "crop_size", "use_vae",
+"z_dim"} (label maps with ids >= num_classes are refused by Synthesizer).
 """
 
+import json
 import os
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from core.errors import UserError
 from models.spade.config import SPADEConfig
 from models.spade.trainer import SPADEGAN
 from semantic_labels import load_label_set
+from training import checkpointing
 from training import run_dir as run_dir_lib
+
+META_FILE = "semsynth_spade.json"
 
 
 def _to_uint8(image):
@@ -80,20 +87,32 @@ def export_spade(gan, path):
 
         archive.add_endpoint("serve", serve, input_signature=[label_spec])
 
-    return run_dir_lib.write_saved_model(archive, path)
+    meta = {
+        "num_classes": int(gan.num_classes),
+        "label_set": gan.config.semantic_label_path,
+        "crop_size": int(size),
+        "use_vae": bool(gan.use_vae),
+        "z_dim": int(gan.config.z_dim) if gan.use_vae else None,
+    }
+    return run_dir_lib.write_saved_model(archive, path, json_files={META_FILE: meta})
 
 
 class Synthesizer:
     """Label maps -> images, from a run directory (checkpoint) or an exported SavedModel.
 
     Args:
-        checkpoint_dir: run directory of train.py; its latest checkpoint is restored.
+        checkpoint_dir: run directory of train.py; its newest readable checkpoint is restored.
         saved_model: directory written by export_spade (alternative to checkpoint_dir).
+        log: where a note on a skipped unreadable checkpoint goes.
+
+    Attributes:
+        crop_size, use_vae, z_dim, num_classes (None for an export of an older version, which
+        did not record it: its label ids are then not checked).
     """
 
-    def __init__(self, checkpoint_dir=None, saved_model=None):
+    def __init__(self, checkpoint_dir=None, saved_model=None, log=print):
         if bool(checkpoint_dir) == bool(saved_model):
-            raise ValueError("give exactly one of --checkpoint_dir and --saved_model")
+            raise UserError("give exactly one of --checkpoint_dir and --saved_model")
         self._gan = self._module = None
         if saved_model:
             if not os.path.exists(os.path.join(saved_model, "saved_model.pb")):
@@ -107,18 +126,22 @@ class Synthesizer:
                 if self.use_vae
                 else None
             )
-            self.num_classes = None
+            self.num_classes = _exported_num_classes(saved_model)
             return
         config = run_dir_lib.load_run_config(checkpoint_dir, SPADEConfig)
         label_set = load_label_set(config.semantic_label_path)
         self._gan = SPADEGAN(config, label_set.num_classes, for_training=False)
-        ckpt_dir = os.path.join(checkpoint_dir, "checkpoints")
-        latest = tf.train.latest_checkpoint(ckpt_dir)
+        checkpoint = tf.train.Checkpoint(**self._gan.checkpoint_objects())
+        latest = checkpointing.restore_newest_readable(
+            checkpoint,
+            os.path.join(checkpoint_dir, "checkpoints"),
+            where=f"--checkpoint_dir={checkpoint_dir}",
+            # Every network variable must be found; the optimizers' state is not needed here.
+            check=lambda status: status.assert_existing_objects_matched().expect_partial(),
+            log=log,
+        )
         if latest is None:
             raise FileNotFoundError(f"--checkpoint_dir={checkpoint_dir} has no checkpoint yet")
-        checkpoint = tf.train.Checkpoint(**self._gan.checkpoint_objects())
-        # Every network variable must be found; the optimizers' state is not needed here.
-        checkpoint.restore(latest).assert_existing_objects_matched().expect_partial()
         self.crop_size = config.crop_size
         self.use_vae = bool(config.use_vae)
         self.z_dim = config.z_dim if self.use_vae else None
@@ -155,6 +178,18 @@ class Synthesizer:
             training=False,
         )
         return _to_uint8(image).numpy()
+
+
+def _exported_num_classes(saved_model):
+    """The class count recorded beside an export (None for exports without META_FILE)."""
+    path = os.path.join(saved_model, META_FILE)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            return int(json.load(f)["num_classes"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise UserError(f"--saved_model={saved_model}: {path} is unreadable ({error})") from None
 
 
 def resize_label_map(label, size):

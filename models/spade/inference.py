@@ -2,8 +2,11 @@
 
 The model comes from a run directory (its latest checkpoint) or an exported SavedModel
 (models.spade.export.Synthesizer). Label maps of another size are resized (nearest) to the
-model's size. Outputs are checked before the model loads: existing files are refused unless
-overwrite (core.io.check_overwrite).
+model's size; class ids outside the model's classes are refused (naming the file and values)
+before anything is written. Outputs are checked before the model loads: existing files are
+refused unless overwrite (core.io.check_overwrite). Every image is written atomically, and a
+folder of outputs keeps a progress file (core.io.OutputProgress): a killed run, rerun with the
+same settings, resumes where it stopped (overwrite starts over).
 
 Example:
     synthesize_label_folder("labels/", "outputs/synthesized", checkpoint_dir="runs/spade_tiny")
@@ -33,6 +36,25 @@ def _load_synthesizer(checkpoint_dir, saved_model, style_filename):
     if style_filename and not synth.use_vae:
         raise SynthesisError("--style_filename needs a model trained with --use_vae")
     return synth
+
+
+def read_label_map(path: str, num_classes) -> np.ndarray:
+    """The label map at `path` as [H, W] uint8; class ids >= num_classes raise SynthesisError.
+
+    Args:
+        path: an 8-bit label map PNG.
+        num_classes: the model's class count (None: unknown, no check; an old export).
+    """
+    from datasets.pipeline import load_label_map
+
+    label = load_label_map(path)
+    if num_classes is not None and label.size and int(label.max()) >= num_classes:
+        bad = np.unique(label[label >= num_classes]).tolist()
+        raise SynthesisError(
+            f"label map {path} holds class ids {core_io.list_some(map(str, bad))} outside the "
+            f"model's {num_classes} classes (0..{num_classes - 1})"
+        )
+    return label
 
 
 def list_label_maps(label_dir: str) -> list[str]:
@@ -74,43 +96,71 @@ def synthesize_label_folder(
             model draws z at random (seeded by `seed`).
         batch_size: label maps per generator call.
         seed: seed of the random z.
-        overwrite: replace existing output images.
+        overwrite: start over, replacing existing output images. Without it a rerun with the
+            same settings resumes (skips the images done), and other existing images are
+            refused.
 
     Returns:
-        The paths written.
+        The output paths (done earlier or now).
     """
     import keras
-    from PIL import Image
 
-    from datasets.pipeline import load_image, load_label_map
+    from datasets.pipeline import load_image
     from models.spade.export import resize_label_map
 
     rel_paths = list_label_maps(label_dir)
     outputs = [os.path.join(output_dir, p) for p in rel_paths]
-    core_io.check_overwrite(outputs, overwrite)
+    progress = core_io.OutputProgress.load(
+        output_dir,
+        {
+            "label_dir": os.path.abspath(label_dir),
+            "model": os.path.abspath(checkpoint_dir or saved_model or ""),
+            "style": os.path.abspath(style_filename) if style_filename else None,
+            "seed": seed,
+        },
+        overwrite,
+    )
+    if not progress.resuming:
+        core_io.check_overwrite(outputs, overwrite)
 
     synth = _load_synthesizer(checkpoint_dir, saved_model, style_filename)
     style_image = load_image(style_filename) if style_filename else None
+    # Every label map is checked before the first image is written.
+    for rel in rel_paths:
+        read_label_map(os.path.join(label_dir, rel), synth.num_classes)
+    todo = [not progress.done(out) for out in outputs]
+    if progress.resuming:
+        print(f"Resuming: {todo.count(False)} of {len(outputs)} images in {output_dir} are done")
+    progress.start()
     rng = np.random.default_rng(seed)
     progbar = keras.utils.Progbar(len(rel_paths), unit_name="image")
     for start in range(0, len(rel_paths), batch_size):
         chunk = rel_paths[start : start + batch_size]
+        z = None
+        if style_image is None and synth.use_vae:
+            # Drawn for done chunks too: a resumed run gives the images of an uninterrupted one.
+            z = rng.standard_normal((len(chunk), synth.z_dim)).astype(np.float32)
+        if not any(todo[start : start + batch_size]):
+            progbar.add(len(chunk))
+            continue
         labels = np.stack(
             [
-                resize_label_map(load_label_map(os.path.join(label_dir, p)), synth.crop_size)
+                resize_label_map(
+                    read_label_map(os.path.join(label_dir, p), synth.num_classes), synth.crop_size
+                )
                 for p in chunk
             ]
         )  # [B, S, S]
-        z = None
-        if style_image is None and synth.use_vae:
-            z = rng.standard_normal((len(chunk), synth.z_dim)).astype(np.float32)
         images = synth(labels, z=z, style=_style_batch(style_image, len(chunk)))
-        for rel, image in zip(chunk, images):
-            out = os.path.join(output_dir, rel)
-            os.makedirs(os.path.dirname(out), exist_ok=True)
-            Image.fromarray(image).save(out)
+        written = []
+        for out, image, needed in zip(outputs[start:], images, todo[start:]):
+            if needed:
+                core_io.save_image_atomic(image, out)
+                written.append(out)
+        progress.add(written)
         progbar.add(len(chunk))
-    print(f"Wrote {len(rel_paths)} images to {output_dir}")
+    progress.finish()
+    print(f"Wrote {todo.count(True)} images to {output_dir}")
     return outputs
 
 
@@ -143,13 +193,12 @@ def synthesize_label_map(
         The paths written.
     """
     from absl import logging
-    from PIL import Image
 
-    from datasets.pipeline import load_image, load_label_map
+    from datasets.pipeline import load_image
     from models.spade.export import Synthesizer, resize_label_map
 
     synth = Synthesizer(checkpoint_dir=checkpoint_dir, saved_model=saved_model)
-    label = resize_label_map(load_label_map(label_filename), synth.crop_size)  # [S, S]
+    label = resize_label_map(read_label_map(label_filename, synth.num_classes), synth.crop_size)
     count = num_samples
     if count > 1 and not synth.use_vae:
         logging.warning(
@@ -172,8 +221,7 @@ def synthesize_label_map(
         z = np.random.default_rng(seed).standard_normal((count, synth.z_dim))
         z = z.astype(np.float32)
     images = synth(labels, z=z, style=style)
-    os.makedirs(results_dir, exist_ok=True)
     for path, image in zip(paths, images):
-        Image.fromarray(image).save(path)
+        core_io.save_image_atomic(image, path)
         print(path)
     return paths

@@ -19,8 +19,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from core.errors import UserError
 from models.stylegan2.config import StyleGAN2Config
 from models.stylegan2.trainer import StyleGAN2GAN
+from training import checkpointing
 from training import run_dir as run_dir_lib
 
 # Latents averaged for the truncation centre (the StyleGAN2 convention).
@@ -65,39 +67,45 @@ class GeneratorRunner:
 
     Args:
         checkpoint_dir: run directory of `train.py --model=stylegan2`; its latest checkpoint is
-            restored.
+            restored (the newest readable one).
         truncation_psi: 1 = no truncation; < 1 pulls w towards the mean w (fewer artefacts,
             less variety).
         resolution: when given, must equal the run's resolution (a clear error otherwise).
         seed: seed of the mean-w latents.
+        log: where a note on a skipped unreadable checkpoint goes.
 
     Attributes:
         resolution, z_dim, step, fingerprint (hex string identifying config + weights),
         layers (feature layer metadata [{"name", "resolution", "channels"}]).
     """
 
-    def __init__(self, checkpoint_dir, truncation_psi=1.0, resolution=None, seed=0):
+    def __init__(self, checkpoint_dir, truncation_psi=1.0, resolution=None, seed=0, log=print):
         stored = run_dir_lib.load_run_config(checkpoint_dir)
         if stored.get("model") != "stylegan2":
-            raise ValueError(
+            raise UserError(
                 f"--checkpoint_dir={checkpoint_dir} holds a --model={stored.get('model')} run, "
                 "not a StyleGAN2 generator"
             )
         config = StyleGAN2Config.from_dict(stored, strict=False)
         if resolution is not None and int(resolution) != int(config.resolution):
-            raise ValueError(
+            raise UserError(
                 f"--checkpoint_dir={checkpoint_dir} is a {config.resolution} px generator, "
                 f"not {resolution} px"
             )
         if not 0.0 <= truncation_psi <= 1.0:
-            raise ValueError(f"--truncation_psi={truncation_psi} must lie in [0, 1]")
+            raise UserError(f"--truncation_psi={truncation_psi} must lie in [0, 1]")
         self.config = config
         self.gan = StyleGAN2GAN(config, for_training=False)
-        latest = tf.train.latest_checkpoint(os.path.join(checkpoint_dir, "checkpoints"))
+        checkpoint = tf.train.Checkpoint(**self.gan.checkpoint_objects())
+        latest = checkpointing.restore_newest_readable(
+            checkpoint,
+            os.path.join(checkpoint_dir, "checkpoints"),
+            where=f"--checkpoint_dir={checkpoint_dir}",
+            check=lambda status: status.expect_partial(),
+            log=log,
+        )
         if latest is None:
             raise FileNotFoundError(f"--checkpoint_dir={checkpoint_dir} has no checkpoint yet")
-        checkpoint = tf.train.Checkpoint(**self.gan.checkpoint_objects())
-        checkpoint.restore(latest).expect_partial()
         self.checkpoint = latest
         self.generator = self.gan.generator_ema
         self.resolution = int(config.resolution)

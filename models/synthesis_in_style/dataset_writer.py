@@ -37,6 +37,14 @@ import numpy as np
 from PIL import Image
 
 from core.errors import UserError
+from core.io import (
+    OutputExistsError,
+    OutputProgress,
+    atomic_write,
+    list_some,
+    save_image_atomic,
+    write_json_atomic,
+)
 from models.synthesis_in_style.clusters import ClusterRun, FeatureFn, load_clusters
 from models.synthesis_in_style.labels import (
     OVERLAP_POLICIES,
@@ -146,8 +154,12 @@ def _prepare_out_dir(out_dir: str, overwrite: bool) -> None:
 
 
 def _write_json(path: str, value) -> None:
-    with open(path, "w", encoding="utf-8") as file:
-        json.dump(value, file, indent=1)
+    write_json_atomic(path, value, indent=1, newline=False)
+
+
+def _pair_files(out_dir: str, index: int) -> list[str]:
+    """The image, mask and colour-mask paths of pair `index`."""
+    return [os.path.join(out_dir, folder, f"{index:06d}.png") for folder in _OUTPUT_FOLDERS]
 
 
 def _log(progress: bool, message: str) -> None:
@@ -176,6 +188,7 @@ def synthesize_dataset(
     max_attempts: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    feature_settings: dict | None = None,
 ) -> dict:
     """Writes num_images image / mask pairs, the split JSONs and COCO ground truth.
 
@@ -194,8 +207,13 @@ def synthesize_dataset(
         min_area, overlap_policy, dilation, discard_full_page: see segment_from_features.
         val_fraction: share of pairs in val.json (at least one when > 0).
         max_attempts: samples drawn at most before giving up; None: 10 * num_images.
-        overwrite: replace an earlier run's outputs in out_dir.
+        overwrite: start over, replacing an earlier run's outputs in out_dir. Without it a
+            killed run of the same settings is resumed (core.io.OutputProgress: the pairs of
+            the completed batches are kept and the random draws replayed, so the result equals
+            an uninterrupted run); a finished one is returned as it is.
         progress: print one line per batch.
+        feature_settings: what else decides feature_fn's output (e.g. {"truncation_psi":
+            0.7}); recorded in the settings, so a resume with other values is refused.
 
     Returns:
         The manifest written to dataset.json.
@@ -246,10 +264,68 @@ def synthesize_dataset(
     resolution = clusters.resolution
 
     out_dir = os.path.abspath(os.fspath(out_dir))
-    _prepare_out_dir(out_dir, overwrite)
+    settings = {
+        "num_images": num_images,
+        "batch_size": batch_size,
+        "z_dim": z_dim,
+        "seed": seed,
+        "clusters": clusters.directory,
+        "generator": clusters.fingerprint,
+        "mapping": mapping.get("source"),
+        "k": k,
+        "palette": palette.name,
+        "classes": list(palette.names),
+        "coarse_layers": coarse_layers,
+        "fine_layers": fine_layers,
+        "min_area": min_area,
+        "overlap_policy": overlap_policy,
+        "dilation": dilation,
+        "discard_full_page": discard_full_page,
+        "val_fraction": val_fraction,
+        "max_attempts": max_attempts,
+        "feature_fn": feature_settings,
+    }
+    try:
+        ledger = OutputProgress.load(out_dir, settings, overwrite, flag="out_dir")
+    except OutputExistsError as error:
+        raise SyntheticDatasetError(str(error)) from None
     rng = np.random.default_rng(seed)
     accepted_z, attempts, discarded = [], 0, 0
     class_pixels = np.zeros(palette.num_classes, dtype=np.int64)
+    if ledger.resuming:
+        # A killed run of the same settings: take its state after the last completed batch
+        # and replay the random draws up to there, so the rest equals an uninterrupted run.
+        dataset_json = os.path.join(out_dir, "dataset.json")
+        if ledger.finished and os.path.isfile(dataset_json):
+            _log(progress, f"{out_dir} is complete already (dataset.json)")
+            with open(dataset_json, encoding="utf-8") as file:
+                return json.load(file)
+        for record in ledger.records:
+            accepted_z.extend(np.asarray(z, np.float32) for z in record["z"])
+            attempts, discarded = record["attempts"], record["discarded"]
+            class_pixels = np.asarray(record["class_pixels"], np.int64)
+        missing = [
+            name
+            for index in range(len(accepted_z))
+            for name in _pair_files(out_dir, index)
+            if not ledger.done(name)
+        ]
+        if missing:
+            raise SyntheticDatasetError(
+                f"out_dir {out_dir}: {len(missing)} file(s) of the run being resumed are "
+                f"missing ({list_some(missing)}); pass overwrite=True (--overwrite) to start over"
+            )
+        replayed = 0
+        while replayed < attempts:
+            count = min(batch_size, max_attempts - replayed)
+            rng.standard_normal((count, z_dim))
+            replayed += count
+        _log(progress, f"resuming {out_dir}: {len(accepted_z)} pairs done")
+    else:
+        _prepare_out_dir(out_dir, overwrite)
+    ledger.start()
+    for folder in _OUTPUT_FOLDERS:
+        os.makedirs(os.path.join(out_dir, folder), exist_ok=True)
     while len(accepted_z) < num_images:
         if attempts >= max_attempts:
             raise SyntheticDatasetError(
@@ -278,6 +354,7 @@ def synthesize_dataset(
                     f"feature_fn layer {layer!r}: expected shape {list(shape)} as in cluster run "
                     f"{clusters.directory}, got {got}"
                 )
+        written, new_z = [], []
         for index in range(count):
             if len(accepted_z) == num_images:
                 break
@@ -298,22 +375,31 @@ def synthesize_dataset(
             if mask is None:
                 discarded += 1
                 continue
-            name = f"{len(accepted_z):06d}.png"
-            Image.fromarray(images[index]).save(os.path.join(out_dir, "images", name))
-            Image.fromarray(mask).save(os.path.join(out_dir, "masks", name))
-            Image.fromarray(palette.colorize(mask)).save(
-                os.path.join(out_dir, "masks_colour", name)
-            )
+            image_path, mask_path, colour_path = _pair_files(out_dir, len(accepted_z))
+            save_image_atomic(images[index], image_path)
+            save_image_atomic(mask, mask_path)
+            save_image_atomic(palette.colorize(mask), colour_path)
+            written += [image_path, mask_path, colour_path]
             class_pixels += np.bincount(mask.ravel(), minlength=palette.num_classes)
             accepted_z.append(z[index])
+            new_z.append(z[index].tolist())
         del features
+        # The batch is complete: what a rerun needs to go on from here.
+        ledger.add(
+            written,
+            attempts=attempts,
+            discarded=discarded,
+            z=new_z,
+            class_pixels=class_pixels.tolist(),
+        )
         _log(
             progress,
             f"{len(accepted_z)}/{num_images} accepted, {discarded} discarded, "
             f"{attempts} sampled ({time.time() - started:.1f} s)",
         )
 
-    np.save(os.path.join(out_dir, "latents.npy"), np.stack(accepted_z).astype(np.float32))
+    with atomic_write(os.path.join(out_dir, "latents.npy"), "wb") as file:
+        np.save(file, np.stack(accepted_z).astype(np.float32))
     order = np.random.default_rng((seed, 1)).permutation(num_images)
     val_indices = sorted(order[:num_val].tolist())
     train_indices = sorted(order[num_val:].tolist())
@@ -343,26 +429,7 @@ def synthesize_dataset(
         )
     manifest = {
         "format": DATASET_FORMAT,
-        "settings": {
-            "num_images": num_images,
-            "batch_size": batch_size,
-            "z_dim": z_dim,
-            "seed": seed,
-            "clusters": clusters.directory,
-            "generator": clusters.fingerprint,
-            "mapping": mapping.get("source"),
-            "k": k,
-            "palette": palette.name,
-            "classes": list(palette.names),
-            "coarse_layers": coarse_layers,
-            "fine_layers": fine_layers,
-            "min_area": min_area,
-            "overlap_policy": overlap_policy,
-            "dilation": dilation,
-            "discard_full_page": discard_full_page,
-            "val_fraction": val_fraction,
-            "max_attempts": max_attempts,
-        },
+        "settings": settings,
         "counts": {
             "accepted": num_images,
             "train": len(train_indices),
@@ -380,6 +447,7 @@ def synthesize_dataset(
         "seconds": round(time.time() - started, 1),
     }
     _write_json(os.path.join(out_dir, "dataset.json"), manifest)
+    ledger.finish()
     _log(
         progress,
         f"wrote {out_dir}: {len(train_indices)} train, {len(val_indices)} val, "

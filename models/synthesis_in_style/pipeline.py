@@ -162,7 +162,8 @@ def build_dataset(
         batch_size: latents per generator call.
         truncation_psi: truncation towards the mean w (1 = off).
         seed: seed of the latents.
-        overwrite: replace an earlier dataset in output_dir.
+        overwrite: start over, replacing an earlier dataset in output_dir. Without it a killed
+            run of the same settings resumes where it stopped.
 
     Returns:
         The summary of dataset_writer.synthesize_dataset.
@@ -204,6 +205,7 @@ def build_dataset(
         overlap_policy=overlap_policy,
         val_fraction=val_fraction,
         overwrite=overwrite,
+        feature_settings={"truncation_psi": float(truncation_psi)},
     )
     counts = summary["counts"]
     print(

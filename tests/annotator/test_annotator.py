@@ -1,5 +1,7 @@
 """Cluster annotation app (annotator/): palette loader, JSON API, images, mapping file, security.
 
+The page itself, in a real browser, is tested in test_browser.py.
+
 The cluster run directory is built by hand (numpy + PIL) following the shared layout: 3 samples
 of 32 px, k = 3, layers at 4, 8 and 16 px with known cluster maps.
 """
@@ -23,7 +25,12 @@ from annotator.app import (
     create_app,
     upscale_nearest,
 )
-from models.synthesis_in_style.palette import PaletteError, PaletteFileNotFoundError, load_palette
+from models.synthesis_in_style.palette import (
+    PaletteError,
+    PaletteFileNotFoundError,
+    color_to_hex,
+    load_palette,
+)
 
 K = 3
 NUM_SAMPLES = 3
@@ -486,11 +493,11 @@ def test_main_warns_off_loopback_and_never_debugs(run_dir, palette_path, monkeyp
     main(["--clusters_dir", run_dir, "--k", "3", "--palette", palette_path])
     app, kwargs = calls[-1]
     assert kwargs["host"] == "127.0.0.1" and kwargs["debug"] is False
-    assert app.config["TRUSTED_HOSTS"] == ["localhost", "127.0.0.1"]
+    assert app.config["TRUSTED_HOSTS_CHECKED"] == ["localhost", "127.0.0.1", "[::1]"]
     assert "WARNING" not in capsys.readouterr().err
     main(["--clusters_dir", run_dir, "--k", "3", "--palette", palette_path, "--host", "0.0.0.0"])
     app, kwargs = calls[-1]
-    assert kwargs["host"] == "0.0.0.0" and app.config["TRUSTED_HOSTS"] is None
+    assert kwargs["host"] == "0.0.0.0" and app.config["TRUSTED_HOSTS_CHECKED"] is None
     assert "WARNING: binding to 0.0.0.0" in capsys.readouterr().err
 
 
@@ -513,6 +520,255 @@ def test_javascript_parses():
     assert result.returncode == 0, result.stderr
 
 
-def test_browser_level():
-    if shutil.which("chromium") is None and shutil.which("google-chrome") is None:
-        pytest.skip("no headless browser installed; the JS is covered through its JSON API only")
+# --- files of the run: links, unreadable images (issue 15, items 9 and 10) -------------------
+
+LINKED_FILES = [
+    ("sample", os.path.join("samples", "000001.png")),
+    ("labelled", os.path.join(f"k{K:02d}", "maps", "conv01_8px", "000001.png")),
+    ("clusters", os.path.join(f"k{K:02d}", "colour", "conv01_8px", "000001.png")),
+]
+
+
+@pytest.mark.parametrize("kind, relative", LINKED_FILES)
+@pytest.mark.parametrize("target", ["outside", "inside", "folder"])
+def test_symlinks_in_the_run_are_never_served(
+    tmp_path, run_dir, palette_path, kind, relative, target
+):
+    path = os.path.join(run_dir, relative)
+    if target == "outside":  # a link to a file elsewhere (here a copy, so it would decode)
+        outside = tmp_path / "outside.png"
+        shutil.copy(path, outside)
+        os.remove(path)
+        os.symlink(outside, path)
+    elif target == "inside":  # a link to another file of the run: refused as well
+        os.rename(path, path + ".real")
+        os.symlink(os.path.basename(path) + ".real", path)
+    else:  # the folder holding it is a link to a folder elsewhere
+        folder = os.path.dirname(path)
+        shutil.move(folder, tmp_path / "elsewhere")
+        os.symlink(tmp_path / "elsewhere", folder)
+    client = create_app(run_dir, k=K, palette=palette_path, display_size=DISPLAY).test_client()
+    response = client.get(f"/image/{kind}/conv01_8px/1.png")
+    assert response.status_code == 403, response.data[:200]
+    assert response.mimetype == "application/json"
+    assert "symbolic link" in response.get_json()["error"]
+    # The other samples are still served (unless the link is their folder).
+    other = client.get(f"/image/{kind}/conv01_8px/0.png").status_code
+    assert other == (403 if target == "folder" else 200)
+
+
+def test_run_directory_reached_through_a_link_is_served(tmp_path, run_dir, palette_path):
+    link = tmp_path / "run_link"
+    os.symlink(run_dir, link)
+    client = create_app(str(link), k=K, palette=palette_path, display_size=DISPLAY).test_client()
+    assert client.get("/image/sample/conv01_8px/1.png").status_code == 200
+    assert client.get("/image/labelled/conv01_8px/1.png").status_code == 200
+
+
+def test_huge_sample_parameter_is_400(client):
+    for value in ["1" * 5000, "9" * 10, "1e3", " 1", "\u0661"]:
+        response = client.get("/api/state", query_string={"sample": value})
+        assert response.status_code == 400, value
+        assert "'sample' must be an integer" in response.get_json()["error"]
+    assert client.get("/api/state?sample=0001").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        "[" * 2000 + "]" * 2000,
+        '{"layer": "conv00_4px", "cluster": ' + "[" * 2000 + "]" * 2000 + "}",
+        "[" * 1100 + "]" * 1100,
+    ],
+)
+def test_deeply_nested_json_is_400(client, run_dir, data):
+    assert len(data) < 4096  # under the size limit: it is the nesting that must be refused
+    response = client.post("/api/assign", data=data, content_type="application/json")
+    assert response.status_code == 400
+    assert "nested too deeply" in response.get_json()["error"]
+    assert not os.path.exists(os.path.join(run_dir, f"annotations_k{K:02d}.json"))
+
+
+@pytest.mark.parametrize(
+    "relative, urls",
+    [
+        (os.path.join("samples", "000001.png"), ["/image/sample/conv01_8px/1.png"]),
+        (
+            os.path.join(f"k{K:02d}", "maps", "conv01_8px", "000001.png"),
+            [
+                "/image/labelled/conv01_8px/1.png",
+                "/image/clusters/conv01_8px/1.png",
+                "/api/state?sample=1",
+                "/api/state",
+            ],
+        ),
+        (
+            os.path.join(f"k{K:02d}", "colour", "conv01_8px", "000001.png"),
+            ["/image/clusters/conv01_8px/1.png", "/api/state?sample=1"],
+        ),
+    ],
+)
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty"])
+def test_unreadable_images_are_4xx_naming_the_file(run_dir, palette_path, relative, urls, damage):
+    path = os.path.join(run_dir, relative)
+    content = open(path, "rb").read()
+    content = {"garbage": b"not a png at all" * 8, "truncated": content[:45], "empty": b""}[damage]
+    with open(path, "wb") as file:
+        file.write(content)
+    client = create_app(run_dir, k=K, palette=palette_path, display_size=DISPLAY).test_client()
+    for url in urls:
+        response = client.get(url)
+        assert 400 <= response.status_code < 500, (url, response.status_code)
+        assert "000001.png" in response.get_json()["error"], url
+
+
+def test_map_with_ids_beyond_k_is_4xx(run_dir, palette_path):
+    path = os.path.join(run_dir, f"k{K:02d}", "maps", "conv00_4px", "000002.png")
+    Image.fromarray(np.full((4, 4), 7, np.uint8), mode="L").save(path)
+    client = create_app(run_dir, k=K, palette=palette_path).test_client()
+    response = client.get("/image/labelled/conv00_4px/2.png")
+    assert response.status_code == 422
+    assert "cluster id 7 >= k = 3" in response.get_json()["error"]
+
+
+def test_unreadable_image_is_4xx(run_dir, palette_path, monkeypatch):
+    """A file the server may not read (as root, chmod cannot show it: os.open is patched)."""
+    real_open = os.open
+    sample_path = os.path.join(run_dir, "samples", "000002.png")
+
+    def deny(path, *args, **kwargs):
+        if os.fspath(path) == sample_path:
+            raise PermissionError(13, "Permission denied", path)
+        return real_open(path, *args, **kwargs)
+
+    client = create_app(run_dir, k=K, palette=palette_path).test_client()
+    monkeypatch.setattr(os, "open", deny)
+    response = client.get("/image/sample/conv00_4px/2.png")
+    assert response.status_code == 422
+    assert "000002.png cannot be read (Permission denied)" in response.get_json()["error"]
+
+
+# --- IPv6 loopback, cross-origin requests (items 11 and 12) ----------------------------------
+
+
+def test_ipv6_loopback_host_is_usable(run_dir, palette_path, monkeypatch):
+    import flask
+
+    calls = []
+    monkeypatch.setattr(flask.Flask, "run", lambda app, **kwargs: calls.append((app, kwargs)))
+    main(["--clusters_dir", run_dir, "--k", "3", "--palette", palette_path, "--host", "::1"])
+    app, kwargs = calls[-1]
+    assert kwargs["host"] == "::1"
+    client = app.test_client()
+    for host in ["[::1]:5000", "[::1]", "localhost:5000", "127.0.0.1:5000"]:
+        assert client.get("/api/state", headers={"Host": host}).status_code == 200, host
+        assert client.get("/", headers={"Host": host}).status_code == 200, host
+    response = client.post(
+        "/api/assign",
+        json={"layer": "conv00_4px", "cluster": 0, "class": "background"},
+        headers={"Host": "[::1]:5000", "Origin": "http://[::1]:5000"},
+    )
+    assert response.status_code == 200, response.get_json()
+    for host in ["evil.example", "evil.example:5000", "[::2]:5000", "[::1", "a b"]:
+        response = client.get("/api/state", headers={"Host": host})
+        assert response.status_code == 400, host
+        assert "is not trusted" in response.get_json()["error"]
+
+
+def test_other_loopback_address_is_trusted(run_dir, palette_path, monkeypatch):
+    import flask
+
+    calls = []
+    monkeypatch.setattr(flask.Flask, "run", lambda app, **kwargs: calls.append((app, kwargs)))
+    main(["--clusters_dir", run_dir, "--k", "3", "--palette", palette_path, "--host", "127.0.0.2"])
+    client = calls[-1][0].test_client()
+    assert client.get("/api/state", headers={"Host": "127.0.0.2:5000"}).status_code == 200
+
+
+ASSIGN_BODY = {"layer": "conv00_4px", "cluster": 1, "class": "printed_text"}
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "http://evil.example"},
+        {"Origin": "http://localhost:8080"},  # another local app: same site, other origin
+        {"Origin": "https://localhost"},
+        {"Origin": "null"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+        {"Origin": "http://localhost", "Sec-Fetch-Site": "cross-site"},
+    ],
+)
+def test_cross_origin_post_is_refused(client, run_dir, headers):
+    response = client.post("/api/assign", json=ASSIGN_BODY, headers=headers)
+    assert response.status_code == 403
+    assert "cross-origin request refused" in response.get_json()["error"]
+    assert not os.path.exists(os.path.join(run_dir, f"annotations_k{K:02d}.json"))
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},  # curl, scripts
+        {"Origin": "http://localhost"},  # the page itself (the test client's Host is localhost)
+        {"Origin": "http://LOCALHOST"},
+        {"Sec-Fetch-Site": "same-origin", "Origin": "http://localhost"},
+        {"Sec-Fetch-Site": "none"},
+    ],
+)
+def test_same_origin_and_local_tools_may_post(client, run_dir, headers):
+    response = client.post("/api/assign", json=ASSIGN_BODY, headers=headers)
+    assert response.status_code == 200, response.get_json()
+    assert mapping_file(run_dir)["layers"] == {"conv00_4px": {"1": "printed_text"}}
+
+
+def test_cross_origin_reads_stay_allowed(client):
+    # Reads change nothing and a foreign page cannot read the answer (no CORS header).
+    response = client.get("/api/state", headers={"Origin": "http://evil.example"})
+    assert response.status_code == 200
+    assert "Access-Control-Allow-Origin" not in response.headers
+
+
+# --- the legend (item 13; the page itself: test_browser.py) ---------------------------------
+
+
+def test_state_has_a_legend_of_the_sample_clusters(client, run_dir):
+    assign(client, layer="conv01_8px", cluster=2, **{"class": "printed_text"})
+    layers = client.get("/api/state?sample=1").get_json()["layers"]
+    for layer in layers:
+        colour_png = os.path.join(run_dir, f"k{K:02d}", "colour", layer["name"], "000001.png")
+        colours = np.array(Image.open(colour_png).convert("RGB"))
+        ids = stripe_map(layer["resolution"], 1)
+        expected = [
+            {"cluster": c, "color": color_to_hex(colours[ids == c][0])}
+            for c in np.unique(ids).tolist()
+        ]
+        assert layer["legend"] == expected
+    # Without a sample there is no legend (the colours are those of one sample).
+    assert "legend" not in client.get("/api/state").get_json()["layers"][0]
+
+
+def test_legend_follows_the_run_colours_not_our_table(run_dir, palette_path):
+    # The clustering step's own colours differ from the fallback table: the legend shows them.
+    path = os.path.join(run_dir, f"k{K:02d}", "colour", "conv00_4px", "000000.png")
+    own = np.array([[10, 20, 30], [40, 50, 60], [70, 80, 90]], np.uint8)
+    Image.fromarray(own[stripe_map(4, 0)]).save(path)
+    client = create_app(run_dir, k=K, palette=palette_path).test_client()
+    legend = client.get("/api/state?sample=0").get_json()["layers"][0]["legend"]
+    assert legend == [
+        {"cluster": 0, "color": "#0a141e"},
+        {"cluster": 1, "color": "#28323c"},
+        {"cluster": 2, "color": "#46505a"},
+    ]
+    os.remove(path)
+    client = create_app(run_dir, k=K, palette=palette_path).test_client()
+    legend = client.get("/api/state?sample=0").get_json()["layers"][0]["legend"]
+    table = cluster_colors(K)
+    assert [entry["color"] for entry in legend] == [color_to_hex(c) for c in table]
+
+
+def test_page_shows_the_sample_beside_every_layer():
+    # The rows are built by the script; the browser test checks the rendered page.
+    script = open(os.path.join(ROOT, "annotator", "static", "annotator.js")).read()
+    assert "sample-image" in script and "updateLegend" in script

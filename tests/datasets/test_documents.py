@@ -458,3 +458,34 @@ def test_crops_cli(tmp_path, capsys):
             ]
         )
     assert "not empty" in capsys.readouterr().err
+
+
+def test_prepare_crops_killed_run_resumes_to_the_same_tiles(tmp_path, monkeypatch):
+    _block_page(str(tmp_path), "a", 64, 64, 8, 0)
+    _block_page(str(tmp_path), "b", 80, 72, 8, 1)
+    pages = str(tmp_path / "pages")
+    settings = {"num_crops": 6, "crop_size": 32, "progress": False}
+    crops.prepare_crops(pages, str(tmp_path / "straight"), **settings)
+
+    save, calls = crops.save_image_atomic, []
+
+    def killed_after_four(image, path, **kwargs):
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        calls.append(path)
+        return save(image, path, **kwargs)
+
+    monkeypatch.setattr(crops, "save_image_atomic", killed_after_four)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        crops.prepare_crops(pages, str(out), **settings)
+    monkeypatch.setattr(crops, "save_image_atomic", save)
+    assert sorted(os.listdir(out / "crops")) == [f"{i:06d}.png" for i in range(4)]
+    assert not (out / "train.json").exists()  # the lists mark a finished run
+    before = (out / "crops" / "000000.png").stat().st_mtime_ns
+    crops.prepare_crops(pages, str(out), **settings)
+    assert (out / "crops" / "000000.png").stat().st_mtime_ns == before
+    for name in ["train.json", "val.json", "crops_manifest.json"] + [
+        f"crops/{i:06d}.png" for i in range(6)
+    ]:
+        assert (out / name).read_bytes() == (tmp_path / "straight" / name).read_bytes(), name

@@ -15,6 +15,7 @@ from conftest import ROOT
 from PIL import Image
 
 import flags as cli
+from core import io as core_io
 from datasets.pairs import DatasetError
 from evaluation.segmentation_metrics import metrics_from_confusion
 from models.segformer.inference import SegmentError, segment_images
@@ -114,6 +115,11 @@ def _write_images(folder, sizes):
     return truths
 
 
+def _visible(folder):
+    """The files of a folder without hidden ones (the progress file of a run)."""
+    return [name for name in os.listdir(folder) if not name.startswith(".")]
+
+
 def _read(path):
     with Image.open(path) as image:
         return np.asarray(image), image.mode
@@ -135,7 +141,7 @@ def test_folder_input_writes_ids_colours_and_overlay(tmp_path, fake):
         is None
     )
     assert fake.calls == [("RUN", None)]
-    assert sorted(os.listdir(out)) == sorted(
+    assert sorted(_visible(out)) == sorted(
         f"img{i}{suffix}.png" for i in range(2) for suffix in ("", "_color", "_overlay")
     )
     for stem, truth in truths.items():
@@ -169,13 +175,19 @@ def test_glob_input_whole_mode_and_overwrite(tmp_path, fake):
     ]
     _segment(args)
     assert fake.calls == [(None, "EXPORT")]
-    assert sorted(os.listdir(out)) == sorted(
+    assert sorted(_visible(out)) == sorted(
         f"img{i}{suffix}.png" for i in (0, 2) for suffix in ("", "_color", "_overlay")
     )
     assert _read(out / "img2.png")[0].shape == (50, 33)
     assert fake.batch_shapes == [(1, 64, 64, 3), (1, 64, 64, 3)]  # padded to multiples of 32
 
     before = (out / "img0.png").stat().st_mtime_ns
+    # A rerun of the same command resumes: everything is done, nothing is rewritten.
+    _segment(args)
+    assert fake.batch_shapes == [(1, 64, 64, 3), (1, 64, 64, 3)]
+    assert (out / "img0.png").stat().st_mtime_ns == before
+    # Outputs that no run of ours recorded are refused.
+    (out / core_io.PROGRESS_FILE).unlink()
     with pytest.raises(FileExistsError, match="img0.png.*pass --overwrite"):
         _segment(args)
     assert (out / "img0.png").stat().st_mtime_ns == before
@@ -188,7 +200,7 @@ def test_glob_input_whole_mode_and_overwrite(tmp_path, fake):
             "--saved_model=EXPORT",
         ]
     )
-    assert sorted(os.listdir(tmp_path / "one"))[0] == "img1.png"
+    assert sorted(_visible(tmp_path / "one"))[0] == "img1.png"
 
 
 def test_gt_dir_metrics_match_the_predictions(tmp_path, fake, capsys):
@@ -327,3 +339,46 @@ def test_command_line_errors_are_one_line(tmp_path):
     assert proc.returncode == 2
     assert "segment.py: error: --input=" in proc.stderr and "does not exist" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_killed_run_resumes_with_the_same_metrics(tmp_path, fake, monkeypatch):
+    truths = _write_images(tmp_path / "in", [(40, 56), (72, 48), (36, 36)])
+    gt_dir = tmp_path / "gt"
+    gt_dir.mkdir()
+    for stem, truth in truths.items():
+        Image.fromarray(truth).save(gt_dir / f"{stem}.png")
+    args = [
+        f"--input={tmp_path / 'in'}",
+        "--checkpoint_dir=RUN",
+        "--tile_size=32",
+        f"--gt_dir={gt_dir}",
+    ]
+    straight = _segment(args + [f"--output_dir={tmp_path / 'straight'}"])
+
+    save, calls = core_io.save_image_atomic, []
+
+    def killed_after_four(image, path, **kwargs):
+        if len(calls) == 4:  # the second image's colours
+            raise KeyboardInterrupt
+        calls.append(path)
+        return save(image, path, **kwargs)
+
+    monkeypatch.setattr(core_io, "save_image_atomic", killed_after_four)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        _segment(args + [f"--output_dir={out}"])
+    monkeypatch.setattr(core_io, "save_image_atomic", save)
+    assert sorted(_visible(out)) == ["img0.png", "img0_color.png", "img0_overlay.png", "img1.png"]
+    before = (out / "img0.png").stat().st_mtime_ns
+    calls_before = len(fake.batch_shapes)
+    resumed = _segment(args + [f"--output_dir={out}"])
+    assert (out / "img0.png").stat().st_mtime_ns == before  # done: not segmented again
+    shapes = fake.batch_shapes[calls_before:]
+    assert len(shapes) < calls_before / 2 + 1  # only img1 and img2
+    assert resumed["miou"] == pytest.approx(straight["miou"])
+    np.testing.assert_allclose(resumed["iou"], straight["iou"])
+    for name in sorted(_visible(tmp_path / "straight")):
+        if name.endswith(".png") and name != "confusion.png":
+            np.testing.assert_array_equal(
+                _read(out / name)[0], _read(tmp_path / "straight" / name)[0]
+            )

@@ -445,3 +445,39 @@ def test_synthesize_gives_up_after_max_attempts(annotated_run, palette, tmp_path
     path = write_json(tmp_path / "bad.json", {**good, "layers": layers})
     with pytest.raises(SyntheticDatasetError, match="only 0 of 4 .* 8 attempts.*bad.json"):
         synthesize(run, path, tmp_path / "out", palette, num_images=4, max_attempts=8)
+
+
+def test_killed_synthesis_resumes_to_the_uninterrupted_dataset(
+    dataset, annotated_run, palette, tmp_path, monkeypatch
+):
+    from models.synthesis_in_style import dataset_writer
+
+    straight, manifest = dataset
+    run, _, path = annotated_run
+    save, calls = dataset_writer.save_image_atomic, []
+
+    def killed_mid_batch(image, file, **kwargs):
+        if len(calls) == 3 * 8 + 1:  # in the second batch of 6 samples
+            raise KeyboardInterrupt
+        calls.append(file)
+        return save(image, file, **kwargs)
+
+    monkeypatch.setattr(dataset_writer, "save_image_atomic", killed_mid_batch)
+    with pytest.raises(KeyboardInterrupt):
+        synthesize(run, path, tmp_path, palette)
+    monkeypatch.setattr(dataset_writer, "save_image_atomic", save)
+    assert not (tmp_path / "dataset.json").exists()
+    resumed = synthesize(run, path, tmp_path, palette)
+    assert resumed["counts"] == manifest["counts"]
+    assert resumed["settings"] == manifest["settings"]
+    for folder in ("images", "masks", "masks_colour"):
+        for name in sorted(os.listdir(os.path.join(straight, folder))):
+            assert (tmp_path / folder / name).read_bytes() == open(
+                os.path.join(straight, folder, name), "rb"
+            ).read(), (folder, name)
+    for name in ("train.json", "val.json", "coco_gt_val.json", "latents.npy"):
+        assert (tmp_path / name).read_bytes() == open(os.path.join(straight, name), "rb").read()
+    # Finished: a rerun returns the manifest and writes nothing.
+    before = (tmp_path / "dataset.json").stat().st_mtime_ns
+    assert synthesize(run, path, tmp_path, palette)["counts"] == manifest["counts"]
+    assert (tmp_path / "dataset.json").stat().st_mtime_ns == before
