@@ -32,6 +32,7 @@ from absl import flags
 import models.families  # noqa: F401  (every family registers itself with training.registry)
 from core.config import ConfigError
 from core.errors import UserError
+from datasets.config import DATASETS
 from training import registry
 
 FLAGS = flags.FLAGS
@@ -125,16 +126,7 @@ def _define_data_flags(d):
     d.DEFINE_enum(
         "dataset",
         None,
-        [
-            "scenes",
-            "ade20k",
-            "folders",
-            "facesynthetics",
-            "cityscapes",
-            "json",
-            "documents",
-            "images",
-        ],
+        list(DATASETS),
         "Default: scenes (spade, segformer), documents (stylegan2). scenes: the built-in "
         "procedural scenes (generated on demand under --data_root, ADE20K layout); ade20k: the "
         "official ADEChallengeData2016 folder at --data_root; folders: --image_dir / --label_dir "

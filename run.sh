@@ -8,7 +8,7 @@
 #   bash run.sh test    creates .venv and runs the whole test suite (slow tests included);
 #                       extra arguments go to pytest, e.g. bash run.sh test -m "not slow"
 # Environment: SEMSYNTH_VENV (default .venv), PYTHON (default python3),
-#              DEMO_MINUTES (default 8), DEMO_DIR (default runs/demo),
+#              DEMO_MINUTES (default 5), DEMO_DIR (default runs/demo),
 #              DEMO_SEG_MINUTES (default 3), DEMO_SEG_DIR (default runs/demo_segformer),
 #              DEMO_SG_MINUTES (default 4), DEMO_SG_DIR (default runs/demo_stylegan2).
 set -euo pipefail
@@ -39,7 +39,7 @@ case "$cmd" in
   demo)
     ensure_venv
     demo_dir="${DEMO_DIR:-runs/demo}"
-    minutes="${DEMO_MINUTES:-8}"
+    minutes="${DEMO_MINUTES:-5}"
     # 1-2: generate the built-in scenes (on demand) and train the tiny preset for a bounded time;
     # a second `bash run.sh demo` resumes the same run.
     "$VENV/bin/python" train.py --model=spade --preset=tiny --dataset=scenes \

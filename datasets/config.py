@@ -3,17 +3,10 @@
 import dataclasses
 
 from core.config import Config, ConfigError, field
+from datasets.pairs import PAIR_DATASETS
 
-DATASETS = (
-    "scenes",
-    "ade20k",
-    "folders",
-    "facesynthetics",
-    "cityscapes",
-    "json",
-    "documents",
-    "images",
-)
+# Every data source: the labelled-pair sources of datasets.sources, and unlabelled images.
+DATASETS = (*PAIR_DATASETS, "images")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -32,6 +32,7 @@ import tensorflow as tf
 from core.io import InputError
 from training import checkpointing, distribute, registry
 from training import run_dir as run_dir_lib
+from training.progress import Progress
 
 
 def set_precision(policy):
@@ -210,9 +211,8 @@ def _fit(task, config, strategy, is_chief, task_id, ckpt_dir, saved, log):
         f"{strategy.num_replicas_in_sync} replica(s), batch {batch_size}, steps "
         f"{start_step} -> {total_steps}; run dir {run_dir}"
     )
-    progbar = (
-        # No stateless metrics: show each step's losses, not a running average since the start.
-        keras.utils.Progbar(total_steps, stateless_metrics=(), unit_name="step")
+    progress = (
+        Progress(start_step, total_steps, config.max_minutes, every=config.print_info_freq)
         if config.progress and is_chief
         else None
     )
@@ -233,8 +233,8 @@ def _fit(task, config, strategy, is_chief, task_id, ckpt_dir, saved, log):
             if not all(math.isfinite(v) for v in losses.values()):
                 save(step)
                 raise FloatingPointError(f"non-finite loss at step {step}: {losses}")
-            if progbar is not None:
-                progbar.update(step, values=list(losses.items()), finalize=False)
+            if progress is not None:
+                progress.update(step, losses)
             if writer is not None and (step % config.print_info_freq == 0 or step == 1):
                 elapsed = time.time() - window_start
                 _write_scalars(writer, step, losses, model, elapsed / window_steps, batch_size)
@@ -251,8 +251,8 @@ def _fit(task, config, strategy, is_chief, task_id, ckpt_dir, saved, log):
     step = int(model.step.numpy())
     if not saved or saved[-1] != step:  # saving one step twice would rewrite its files
         save(step)
-    if progbar is not None:
-        progbar.update(step, finalize=True)
+    if progress is not None:
+        progress.finish(step)
     if stopped != "interrupted" and eval_freq and step % eval_freq:
         metrics = task.evaluate(strategy, writer, step) or metrics
     export_path = None

@@ -13,6 +13,9 @@ from core import io as core_io
 from models.spade import inference
 from models.spade.inference import SynthesisError
 
+# Each test needs a trained tiny SPADE run (half a minute to make): the full tier runs them.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def spade_run(scenes_root, tmp_path_factory):

@@ -68,6 +68,7 @@ def test_train_step_changes_every_network_with_finite_losses(scenes_root, tmp_pa
     assert int(gan.g_optimizer.iterations) == 1 and int(gan.d_optimizer.iterations) == 1
 
 
+@pytest.mark.slow  # tens of seconds: the full tier runs it
 def test_train_loop_writes_config_checkpoints_samples_and_logs(scenes_root, tmp_path):
     from training import loop
 
@@ -90,6 +91,7 @@ def test_train_loop_writes_config_checkpoints_samples_and_logs(scenes_root, tmp_
     assert glob.glob(str(run_dir / "logs" / "events.out.tfevents.*"))
 
 
+@pytest.mark.slow  # tens of seconds: the full tier runs it
 def test_resume_equals_uninterrupted_run(scenes_root, tmp_path):
     """2 steps, stop, 2 more steps == 4 steps in one go (op determinism on)."""
     from training import loop
@@ -134,6 +136,7 @@ def test_resume_refuses_another_config(scenes_root, tmp_path):
     assert (tmp_path / "run" / "config.json").read_text() == before
 
 
+@pytest.mark.slow  # tens of seconds: the full tier runs it
 def test_bfloat16_step_has_finite_losses(scenes_root, tmp_path, float32_policy):
     from training import loop
 
@@ -150,6 +153,7 @@ def test_bfloat16_step_has_finite_losses(scenes_root, tmp_path, float32_policy):
     assert result["gan"].generator.compute_dtype == "bfloat16"
 
 
+@pytest.mark.slow  # tens of seconds: the full tier runs it
 @pytest.mark.parametrize("use_vae", [False, True])
 def test_savedmodel_matches_keras_model(scenes_root, tmp_path, use_vae):
     import tensorflow as tf
@@ -374,6 +378,7 @@ def test_corrupt_training_image_is_named(tmp_path, float32_policy):
         loop.train(config, log=lambda *_: None)
 
 
+@pytest.mark.slow  # tens of seconds: the full tier runs it
 def test_dry_run_prints_reference_parameter_counts():
     proc = _run(["train.py", "--model=spade", "--preset=ade20k_256", "--use_vae", "--dry_run"])
     assert proc.returncode == 0, proc.stderr[-3000:]
