@@ -67,6 +67,43 @@ def _first_line(error):
     return text.strip().splitlines()[0] if text.strip() else type(error).__name__
 
 
+def restore_run_for_inference(objects, checkpoint_dir, *, every_network=True, log=print):
+    """Restores a run directory's newest readable checkpoint into `objects`, for inference.
+
+    The optimizers' state is not needed; with every_network, each variable of `objects` must
+    be found in the checkpoint (a run of another configuration fails loudly).
+
+    Args:
+        objects: {name: trackable}, a model's checkpoint_objects() (built for inference).
+        checkpoint_dir: the run directory (its checkpoints/ folder is read).
+        every_network: assert that every object of `objects` was restored.
+        log: where the one-line fallback notice goes (see restore_newest_readable).
+
+    Returns:
+        The restored prefix ("<checkpoint_dir>/checkpoints/ckpt-N").
+
+    Raises:
+        FileNotFoundError: the run has no checkpoint yet.
+        CheckpointError: checkpoints exist but none can be read.
+    """
+
+    def check(status):
+        if every_network:
+            status = status.assert_existing_objects_matched()
+        return status.expect_partial()
+
+    latest = restore_newest_readable(
+        tf.train.Checkpoint(**objects),
+        os.path.join(checkpoint_dir, "checkpoints"),
+        where=f"--checkpoint_dir={checkpoint_dir}",
+        check=check,
+        log=log,
+    )
+    if latest is None:
+        raise FileNotFoundError(f"--checkpoint_dir={checkpoint_dir} has no checkpoint yet")
+    return latest
+
+
 def restore_newest_readable(checkpoint, ckpt_dir, *, where, check=None, log=print):
     """Restores the newest checkpoint of ckpt_dir that can be read; falls back past bad ones.
 

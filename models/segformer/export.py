@@ -109,17 +109,9 @@ class Segmenter:
 
         config = run_dir_lib.load_run_config(checkpoint_dir, SegFormerConfig)
         trainer, self.label_set_name, self.label_map = build_segmenter_for_inference(config)
-        checkpoint = tf.train.Checkpoint(**trainer.checkpoint_objects())
-        latest = checkpointing.restore_newest_readable(
-            checkpoint,
-            os.path.join(checkpoint_dir, "checkpoints"),
-            where=f"--checkpoint_dir={checkpoint_dir}",
-            # Every network variable must be found; the optimizers' state is not needed here.
-            check=lambda status: status.assert_existing_objects_matched().expect_partial(),
-            log=log,
+        checkpointing.restore_run_for_inference(
+            trainer.checkpoint_objects(), checkpoint_dir, log=log
         )
-        if latest is None:
-            raise FileNotFoundError(f"--checkpoint_dir={checkpoint_dir} has no checkpoint yet")
         self.num_classes = trainer.num_classes
         model = trainer.segformer
         predict = tf.function(

@@ -131,17 +131,9 @@ class Synthesizer:
         config = run_dir_lib.load_run_config(checkpoint_dir, SPADEConfig)
         label_set = load_label_set(config.semantic_label_path)
         self._gan = SPADEGAN(config, label_set.num_classes, for_training=False)
-        checkpoint = tf.train.Checkpoint(**self._gan.checkpoint_objects())
-        latest = checkpointing.restore_newest_readable(
-            checkpoint,
-            os.path.join(checkpoint_dir, "checkpoints"),
-            where=f"--checkpoint_dir={checkpoint_dir}",
-            # Every network variable must be found; the optimizers' state is not needed here.
-            check=lambda status: status.assert_existing_objects_matched().expect_partial(),
-            log=log,
+        checkpointing.restore_run_for_inference(
+            self._gan.checkpoint_objects(), checkpoint_dir, log=log
         )
-        if latest is None:
-            raise FileNotFoundError(f"--checkpoint_dir={checkpoint_dir} has no checkpoint yet")
         self.crop_size = config.crop_size
         self.use_vae = bool(config.use_vae)
         self.z_dim = config.z_dim if self.use_vae else None

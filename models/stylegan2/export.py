@@ -13,7 +13,6 @@ synthesis) and a fingerprint that ties cluster runs and label mappings to one ge
 
 import hashlib
 import json
-import os
 
 import keras
 import numpy as np
@@ -96,16 +95,9 @@ class GeneratorRunner:
             raise UserError(f"--truncation_psi={truncation_psi} must lie in [0, 1]")
         self.config = config
         self.gan = StyleGAN2GAN(config, for_training=False)
-        checkpoint = tf.train.Checkpoint(**self.gan.checkpoint_objects())
-        latest = checkpointing.restore_newest_readable(
-            checkpoint,
-            os.path.join(checkpoint_dir, "checkpoints"),
-            where=f"--checkpoint_dir={checkpoint_dir}",
-            check=lambda status: status.expect_partial(),
-            log=log,
+        latest = checkpointing.restore_run_for_inference(
+            self.gan.checkpoint_objects(), checkpoint_dir, every_network=False, log=log
         )
-        if latest is None:
-            raise FileNotFoundError(f"--checkpoint_dir={checkpoint_dir} has no checkpoint yet")
         self.checkpoint = latest
         self.generator = self.gan.generator_ema
         self.resolution = int(config.resolution)
