@@ -30,13 +30,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 
 import numpy as np
-from PIL import Image
 
-from core.errors import UserError
 from core.io import (
     OutputExistsError,
     OutputProgress,
@@ -45,121 +42,26 @@ from core.io import (
     save_image_atomic,
     write_json_atomic,
 )
+from core.masks import mask_to_rle, rle_to_mask
+from datasets.synthetic_pairs import (
+    DATASET_FORMAT,
+    OUTPUT_FOLDERS,
+    SyntheticDatasetError,
+    coco_ground_truth,
+    num_val_pairs,
+    pair_files,
+    prepare_out_dir,
+    write_split_files,
+)
 from models.synthesis_in_style.clusters import ClusterRun, FeatureFn, load_clusters
 from models.synthesis_in_style.labels import (
     OVERLAP_POLICIES,
     check_complete,
-    component_stats,
-    connected_components,
     default_layers,
     load_label_mapping,
     segment_from_features,
 )
 from semantic_labels import LabelSet
-
-DATASET_FORMAT = "semsynth-synthetic-pairs/1"
-_OUTPUT_FOLDERS = ("images", "masks", "masks_colour")
-_OUTPUT_FILES = ("train.json", "val.json", "coco_gt_val.json", "latents.npy", "dataset.json")
-
-
-class SyntheticDatasetError(UserError):
-    """Invalid arguments or a synthesis that cannot finish; the message names the culprit."""
-
-
-def mask_to_rle(mask: np.ndarray) -> dict:
-    """Uncompressed COCO RLE of a [h, w] bool mask: column-major run lengths, zeros first."""
-    flat = np.asarray(mask, dtype=bool).ravel(order="F")  # [h * w], column-major
-    changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    bounds = np.concatenate([[0], changes, [flat.size]])
-    counts = np.diff(bounds).tolist()
-    if flat.size and flat[0]:
-        counts = [0] + counts
-    return {"counts": counts, "size": [int(mask.shape[0]), int(mask.shape[1])]}
-
-
-def rle_to_mask(rle: dict) -> np.ndarray:
-    """Inverse of mask_to_rle: {"counts", "size": [h, w]} -> [h, w] bool."""
-    height, width = rle["size"]
-    values = np.arange(len(rle["counts"])) % 2 == 1  # runs alternate 0, 1, 0, ...
-    flat = np.repeat(values, rle["counts"])
-    return flat.reshape((width, height)).T
-
-
-def coco_ground_truth(
-    masks: list[tuple[int, str, np.ndarray]], palette: LabelSet, background_id: int = 0
-) -> dict:
-    """COCO-style ground truth of class masks.
-
-    Args:
-        masks: (image id, file name, [h, w] uint8 class-id mask) per image.
-        palette: the label set; every class but background becomes a category.
-        background_id: class id that gets no annotations.
-    """
-    categories = [
-        {"id": class_id, "name": name, "supercategory": "text" if "text" in name else name}
-        for class_id, name in enumerate(palette.names)
-        if class_id != background_id
-    ]
-    images, annotations = [], []
-    for image_id, file_name, mask in masks:
-        images.append(
-            {
-                "id": image_id,
-                "file_name": file_name,
-                "height": int(mask.shape[0]),
-                "width": int(mask.shape[1]),
-            }
-        )
-        for category in categories:
-            components, count = connected_components(mask == category["id"])
-            if count == 0:
-                continue
-            areas, boxes = component_stats(components, count)
-            for index in range(count):
-                row0, col0, row1, col1 = (int(v) for v in boxes[index])
-                annotations.append(
-                    {
-                        "id": len(annotations) + 1,
-                        "image_id": image_id,
-                        "category_id": category["id"],
-                        "bbox": [col0, row0, col1 - col0 + 1, row1 - row0 + 1],
-                        "area": int(areas[index]),
-                        "iscrowd": 0,
-                        "segmentation": mask_to_rle(components == index + 1),
-                    }
-                )
-    return {
-        "info": {"description": "semsynth synthetic pairs, validation split"},
-        "images": images,
-        "annotations": annotations,
-        "categories": categories,
-    }
-
-
-def _prepare_out_dir(out_dir: str, overwrite: bool) -> None:
-    if os.path.isdir(out_dir) and os.listdir(out_dir):
-        if not overwrite:
-            raise SyntheticDatasetError(
-                f"out_dir {out_dir} is not empty; choose another folder or pass overwrite=True"
-            )
-        # Only what an earlier run wrote is removed: other files in out_dir stay.
-        for folder in _OUTPUT_FOLDERS:
-            if os.path.isdir(os.path.join(out_dir, folder)):
-                shutil.rmtree(os.path.join(out_dir, folder))
-        for name in _OUTPUT_FILES:
-            if os.path.isfile(os.path.join(out_dir, name)):
-                os.remove(os.path.join(out_dir, name))
-    for folder in _OUTPUT_FOLDERS:
-        os.makedirs(os.path.join(out_dir, folder), exist_ok=True)
-
-
-def _write_json(path: str, value) -> None:
-    write_json_atomic(path, value, indent=1, newline=False)
-
-
-def _pair_files(out_dir: str, index: int) -> list[str]:
-    """The image, mask and colour-mask paths of pair `index`."""
-    return [os.path.join(out_dir, folder, f"{index:06d}.png") for folder in _OUTPUT_FOLDERS]
 
 
 def _log(progress: bool, message: str) -> None:
@@ -230,13 +132,7 @@ def synthesize_dataset(
     for name, value in (("num_images", num_images), ("batch_size", batch_size)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise SyntheticDatasetError(f"{name} must be a positive integer, got {value!r}")
-    if not 0.0 <= val_fraction < 1.0:
-        raise SyntheticDatasetError(f"val_fraction must lie in [0, 1), got {val_fraction!r}")
-    num_val = 0 if val_fraction == 0 else max(1, int(round(num_images * val_fraction)))
-    if num_images - num_val < 1:
-        raise SyntheticDatasetError(
-            f"num_images={num_images} with val_fraction={val_fraction} leaves no training pair"
-        )
+    num_val = num_val_pairs(num_images, val_fraction)
     if overlap_policy not in OVERLAP_POLICIES:
         raise SyntheticDatasetError(
             f"overlap_policy must be one of {OVERLAP_POLICIES}, got {overlap_policy!r}"
@@ -307,7 +203,7 @@ def synthesize_dataset(
         missing = [
             name
             for index in range(len(accepted_z))
-            for name in _pair_files(out_dir, index)
+            for name in pair_files(out_dir, index)
             if not ledger.done(name)
         ]
         if missing:
@@ -322,9 +218,9 @@ def synthesize_dataset(
             replayed += count
         _log(progress, f"resuming {out_dir}: {len(accepted_z)} pairs done")
     else:
-        _prepare_out_dir(out_dir, overwrite)
+        prepare_out_dir(out_dir, overwrite)
     ledger.start()
-    for folder in _OUTPUT_FOLDERS:
+    for folder in OUTPUT_FOLDERS:
         os.makedirs(os.path.join(out_dir, folder), exist_ok=True)
     while len(accepted_z) < num_images:
         if attempts >= max_attempts:
@@ -375,7 +271,7 @@ def synthesize_dataset(
             if mask is None:
                 discarded += 1
                 continue
-            image_path, mask_path, colour_path = _pair_files(out_dir, len(accepted_z))
+            image_path, mask_path, colour_path = pair_files(out_dir, len(accepted_z))
             save_image_atomic(images[index], image_path)
             save_image_atomic(mask, mask_path)
             save_image_atomic(palette.colorize(mask), colour_path)
@@ -400,33 +296,14 @@ def synthesize_dataset(
 
     with atomic_write(os.path.join(out_dir, "latents.npy"), "wb") as file:
         np.save(file, np.stack(accepted_z).astype(np.float32))
-    order = np.random.default_rng((seed, 1)).permutation(num_images)
-    val_indices = sorted(order[:num_val].tolist())
-    train_indices = sorted(order[num_val:].tolist())
-
-    def pairs(indices):
-        return {
-            "pairs": [
-                {"image": f"images/{i:06d}.png", "label": f"masks/{i:06d}.png"} for i in indices
-            ],
-            "label_set": palette.name,
-        }
-
-    _write_json(os.path.join(out_dir, "train.json"), pairs(train_indices))
-    if val_indices:
-        _write_json(os.path.join(out_dir, "val.json"), pairs(val_indices))
-        val_masks = [
-            (
-                i + 1,
-                f"images/{i:06d}.png",
-                np.asarray(Image.open(os.path.join(out_dir, "masks", f"{i:06d}.png"))),
-            )
-            for i in val_indices
-        ]
-        _write_json(
-            os.path.join(out_dir, "coco_gt_val.json"),
-            coco_ground_truth(val_masks, palette, background_id),
-        )
+    train_indices, val_indices = write_split_files(
+        out_dir,
+        num_images=num_images,
+        num_val=num_val,
+        seed=seed,
+        label_set=palette,
+        background_id=background_id,
+    )
     manifest = {
         "format": DATASET_FORMAT,
         "settings": settings,
@@ -446,7 +323,7 @@ def synthesize_dataset(
         },
         "seconds": round(time.time() - started, 1),
     }
-    _write_json(os.path.join(out_dir, "dataset.json"), manifest)
+    write_json_atomic(os.path.join(out_dir, "dataset.json"), manifest, indent=1, newline=False)
     ledger.finish()
     _log(
         progress,
