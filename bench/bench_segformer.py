@@ -225,7 +225,9 @@ def worker_train(args):
                 f"--crop_size={size}",
             ]
         )
-        trainer = SegFormerTrainer(config, NUM_CLASSES, total_steps=config.max_steps)
+        trainer = SegFormerTrainer.from_run_config(
+            config, NUM_CLASSES, total_steps=config.max_steps
+        )
         variables = trainer.segformer.trainable_variables
         step_fn = tf.function(trainer.train_step)
         batch_dict = {"image": images, "label": labels}

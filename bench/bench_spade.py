@@ -135,7 +135,7 @@ def worker_case(args):
     num_classes = load_label_set(config.semantic_label_path).num_classes
     start = time.perf_counter()
     # steps_per_epoch only shapes the lr schedule; large enough that lr stays constant here.
-    gan = SPADEGAN(config, num_classes, steps_per_epoch=1000)
+    gan = SPADEGAN.from_run_config(config, num_classes, steps_per_epoch=1000)
     build_s = time.perf_counter() - start
 
     # A real built-in scene (ADE20K ids) rather than noise labels: the one-hot map is as

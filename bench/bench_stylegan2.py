@@ -384,7 +384,7 @@ def _build_gan(args, for_training=True):
     config = _config(args)
     start = time.perf_counter()
     # steps_per_epoch only shapes the cosine schedule, which spans max_steps anyway.
-    gan = StyleGAN2GAN(config, steps_per_epoch=1000, for_training=for_training)
+    gan = StyleGAN2GAN.from_run_config(config, steps_per_epoch=1000, for_training=for_training)
     return gan, config, time.perf_counter() - start
 
 

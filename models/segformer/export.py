@@ -128,7 +128,7 @@ class Segmenter:
 def build_segmenter_for_inference(config):
     """(trainer without optimizers, label-set name or JSON path, raw->id table) of a config."""
     label_set, label_map, num_classes = resolve_labels(config)
-    trainer = SegFormerTrainer(config, num_classes, for_training=False)
+    trainer = SegFormerTrainer.from_run_config(config, num_classes, for_training=False)
     return trainer, label_set_path(config, label_set), label_map
 
 

@@ -68,7 +68,7 @@ def load_class_weights(path, num_classes):
 
 def build_segformer_for_dry_run(config):
     _, _, num_classes = resolve_labels(config)
-    return SegFormerTrainer(config, num_classes, total_steps=1)
+    return SegFormerTrainer.from_run_config(config, num_classes, total_steps=1)
 
 
 class SegFormerTask:
@@ -100,7 +100,7 @@ class SegFormerTask:
     def build(self, steps_per_epoch):
         cfg = self.config
         total = cfg.max_steps or cfg.total_epochs * steps_per_epoch
-        self.model = SegFormerTrainer(
+        self.model = SegFormerTrainer.from_run_config(
             cfg, self.num_classes, total_steps=total, class_weights=self.class_weights
         )
         if cfg.pretrained:

@@ -25,7 +25,7 @@ def _build_for_dry_run(config):
     from semantic_labels import load_label_set
 
     label_set = load_label_set(config.semantic_label_path)
-    return SPADEGAN(config.replace(vgg_weights="none"), label_set.num_classes)
+    return SPADEGAN.from_run_config(config.replace(vgg_weights="none"), label_set.num_classes)
 
 
 registry.register(

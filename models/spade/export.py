@@ -43,9 +43,12 @@ def _from_uint8(image):
     return tf.cast(image, tf.float32) / 127.5 - 1.0
 
 
-def export_spade(gan, path):
-    """Writes `gan`'s generator (and encoder) as a SavedModel at `path` (replaced atomically)."""
-    size = gan.config.crop_size
+def export_spade(gan, path, label_set):
+    """Writes `gan`'s generator (and encoder) as a SavedModel at `path` (replaced atomically).
+
+    `label_set` (its name or file, as the run's semantic_label_path) is recorded in the meta.
+    """
+    size = gan.crop_size
     label_spec = tf.TensorSpec([None, size, size], tf.uint8, name="label")
     archive = keras.export.ExportArchive()
     archive.track(gan.generator)
@@ -53,7 +56,7 @@ def export_spade(gan, path):
         archive.track(gan.encoder)
 
     if gan.use_vae:
-        z_dim = gan.config.z_dim
+        z_dim = gan.z_dim
 
         def serve(label):
             z = tf.random.normal((tf.shape(label)[0], z_dim))
@@ -89,10 +92,10 @@ def export_spade(gan, path):
 
     meta = {
         "num_classes": int(gan.num_classes),
-        "label_set": gan.config.semantic_label_path,
+        "label_set": label_set,
         "crop_size": int(size),
         "use_vae": bool(gan.use_vae),
-        "z_dim": int(gan.config.z_dim) if gan.use_vae else None,
+        "z_dim": int(gan.z_dim) if gan.use_vae else None,
     }
     return run_dir_lib.write_saved_model(archive, path, json_files={META_FILE: meta})
 
@@ -130,7 +133,7 @@ class Synthesizer:
             return
         config = run_dir_lib.load_run_config(checkpoint_dir, SPADEConfig)
         label_set = load_label_set(config.semantic_label_path)
-        self._gan = SPADEGAN(config, label_set.num_classes, for_training=False)
+        self._gan = SPADEGAN.from_run_config(config, label_set.num_classes, for_training=False)
         checkpointing.restore_run_for_inference(
             self._gan.checkpoint_objects(), checkpoint_dir, log=log
         )
@@ -138,6 +141,7 @@ class Synthesizer:
         self.use_vae = bool(config.use_vae)
         self.z_dim = config.z_dim if self.use_vae else None
         self.num_classes = label_set.num_classes
+        self.label_set_name = config.semantic_label_path
         self.step = int(self._gan.step.numpy())
 
     def __call__(self, labels, z=None, style=None):
@@ -197,4 +201,6 @@ def resize_label_map(label, size):
 def export_run(checkpoint_dir, output=None):
     """Exports the latest checkpoint of a run directory (on demand); returns the path."""
     synth = Synthesizer(checkpoint_dir=checkpoint_dir)
-    return export_spade(synth._gan, output or os.path.join(checkpoint_dir, "export"))
+    return export_spade(
+        synth._gan, output or os.path.join(checkpoint_dir, "export"), synth.label_set_name
+    )

@@ -60,7 +60,9 @@ class SPADETask:
 
     def build(self, steps_per_epoch):
         """Creates the model (the caller opens the strategy scope)."""
-        self.model = SPADEGAN(self.config, self.num_classes, steps_per_epoch=steps_per_epoch)
+        self.model = SPADEGAN.from_run_config(
+            self.config, self.num_classes, steps_per_epoch=steps_per_epoch
+        )
         return self.model
 
     def dataset_fn(self, input_context, start_step):
@@ -113,4 +115,4 @@ class SPADETask:
         return None
 
     def export(self, path):
-        return export_lib.export_spade(self.model, path)
+        return export_lib.export_spade(self.model, path, self.config.semantic_label_path)

@@ -44,45 +44,98 @@ class ConstantThenLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
-def spade_network_kwargs(config, num_classes):
-    """Arguments of models.spade.networks.build_spade_networks from a resolved config."""
-    return dict(
-        num_classes=num_classes,
-        crop_size=config.crop_size,
-        ngf=config.ngf,
-        ndf=config.ndf,
-        z_dim=config.z_dim,
-        use_vae=config.use_vae,
-        num_upsampling_layers=config.num_upsampling_layers,
-        norm_G=config.norm_G,
-        num_hidden=config.spade_hidden,
-        num_D=config.num_discriminators,
-        n_layers_D=config.n_layers_D,
-        encoder_ndf=config.ndf,
-        encoder_input_size=config.encoder_input_size,
-    )
-
-
 class SPADEGAN(keras.Model):
     """Generator, multiscale discriminator and optional VAE encoder trained together.
 
     Args:
-        config: the resolved train config (flags.resolve_train_config).
         num_classes: label values 0..num_classes-1 (one-hot channels; 151 for ADE20K).
-        steps_per_epoch: training steps per epoch, to turn the epoch schedule into steps.
+        crop_size: training crop and synthesis size (px).
+        ngf: generator base width (the first blocks use 16 * ngf channels).
+        ndf: discriminator and encoder base width.
+        z_dim: latent size of the VAE style code.
+        use_vae: train with the VAE image encoder (style control).
+        num_upsampling_layers: "normal" (5 x2 upsamplings), "more" (6) or "most" (7).
+        norm_G: SPADE's parameter-free norm: "syncbatch", "batch" or "instance".
+        spade_hidden: width of the shared conv inside each SPADE layer.
+        num_discriminators: scales of the multiscale PatchGAN.
+        n_layers_D: conv layers per PatchGAN.
+        encoder_input_size: the VAE encoder resizes its input to this (px).
+        lambda_features: weight of the feature-matching loss.
+        lambda_vgg: weight of the VGG19 perceptual loss (0 or vgg_weights "none": off).
+        lambda_kld: weight of the KL divergence (with use_vae).
+        vgg_weights: VGG19 weights: "imagenet", a local weights file, or "none".
+        lr: base learning rate (TTUR: G lr / 2, D lr * 2).
+        beta1, beta2: Adam betas (SPADE's code: 0 and 0.9).
+        ttur: two time-scale update rule.
+        constant_steps: steps at the initial learning rate.
+        decay_steps: steps of the linear decay to zero after them (0: none).
+        mixed_precision: the Keras policy in use ("mixed_float16" adds loss scaling).
+        seed: seed of the per-step noise (VAE reparameterisation).
         for_training: False builds G (and E) only, for inference.
 
     Example:
-        >>> gan = SPADEGAN(config, num_classes=151, steps_per_epoch=100)
+        >>> gan = SPADEGAN(num_classes=151, crop_size=256, ngf=64, ndf=64)
         >>> losses = gan.train_step({"image": images, "label": labels})
+        >>> gan = SPADEGAN.from_run_config(config, num_classes=151, steps_per_epoch=100)
     """
 
-    def __init__(self, config, num_classes, steps_per_epoch=1, for_training=True, **kwargs):
+    def __init__(
+        self,
+        *,
+        num_classes,
+        crop_size,
+        ngf=64,
+        ndf=64,
+        z_dim=256,
+        use_vae=False,
+        num_upsampling_layers="normal",
+        norm_G="syncbatch",
+        spade_hidden=128,
+        num_discriminators=2,
+        n_layers_D=4,
+        encoder_input_size=256,
+        lambda_features=10.0,
+        lambda_vgg=10.0,
+        lambda_kld=0.05,
+        vgg_weights="none",
+        lr=2e-4,
+        beta1=0.0,
+        beta2=0.9,
+        ttur=True,
+        constant_steps=0,
+        decay_steps=0,
+        mixed_precision="none",
+        seed=0,
+        for_training=True,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
-        self.config = config
+        # === Config ===
         self.num_classes = int(num_classes)
-        self.use_vae = bool(config.use_vae)
-        self.seed = int(config.seed)
+        self.crop_size = int(crop_size)
+        self.ngf = ngf
+        self.ndf = ndf
+        self.z_dim = z_dim
+        self.use_vae = bool(use_vae)
+        self.num_upsampling_layers = num_upsampling_layers
+        self.norm_G = norm_G
+        self.spade_hidden = spade_hidden
+        self.num_discriminators = num_discriminators
+        self.n_layers_D = n_layers_D
+        self.encoder_input_size = encoder_input_size
+        self.lambda_features = float(lambda_features)
+        self.lambda_vgg = float(lambda_vgg)
+        self.lambda_kld = float(lambda_kld)
+        self.vgg_weights = vgg_weights
+        self.lr = float(lr)
+        self.beta1 = float(beta1)
+        self.beta2 = float(beta2)
+        self.ttur = bool(ttur)
+        self.constant_steps = int(constant_steps)
+        self.decay_steps = int(decay_steps)
+        self.mixed_precision = mixed_precision
+        self.seed = int(seed)
+        self.for_training = bool(for_training)
         # G takes the integer labels and computes its convs over the one-hot map by lookup
         # (models.layers.one_hot_conv), and D's first conv does the same for the map's
         # channels; False feeds G the one-hot map and D the concatenated (map, image) pairs:
@@ -91,15 +144,29 @@ class SPADEGAN(keras.Model):
         self.one_hot_lookup = True
 
         # === Networks ===
-        nets = spade.build_spade_networks(**spade_network_kwargs(config, num_classes))
+        nets = spade.build_spade_networks(
+            num_classes=self.num_classes,
+            crop_size=self.crop_size,
+            ngf=ngf,
+            ndf=ndf,
+            z_dim=z_dim,
+            use_vae=self.use_vae,
+            num_upsampling_layers=num_upsampling_layers,
+            norm_G=norm_G,
+            num_hidden=spade_hidden,
+            num_D=num_discriminators,
+            n_layers_D=n_layers_D,
+            encoder_ndf=ndf,
+            encoder_input_size=encoder_input_size,
+        )
         self.generator = nets["generator"]
         self.encoder = nets["encoder"]
         self.discriminator = nets["discriminator"] if for_training else None
         self.vgg_loss = None
-        if for_training and config.vgg_weights != "none" and config.lambda_vgg > 0:
+        if for_training and vgg_weights != "none" and lambda_vgg > 0:
             from losses.perceptual import VGGPerceptualLoss  # heavy import, training only
 
-            self.vgg_loss = VGGPerceptualLoss(weights=config.vgg_weights)
+            self.vgg_loss = VGGPerceptualLoss(weights=vgg_weights)
 
         # The global step of training, saved in checkpoints (resume continues from it).
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
@@ -107,24 +174,86 @@ class SPADEGAN(keras.Model):
             return
 
         # === Optimizers (TTUR: G at lr/2, D at lr*2; Adam betas 0 / 0.9) ===
-        lr = config.lr
-        g_lr, d_lr = (lr / 2, lr * 2) if config.ttur else (lr, lr)
-        constant = config.decay_epoch * steps_per_epoch
-        decay = (config.total_epochs - config.decay_epoch) * steps_per_epoch
-        self.g_optimizer = self._make_optimizer(ConstantThenLinearDecay(g_lr, constant, decay))
-        self.d_optimizer = self._make_optimizer(ConstantThenLinearDecay(d_lr, constant, decay))
+        g_lr, d_lr = (self.lr / 2, self.lr * 2) if self.ttur else (self.lr, self.lr)
+        self.g_optimizer = self._make_optimizer(
+            ConstantThenLinearDecay(g_lr, self.constant_steps, self.decay_steps)
+        )
+        self.d_optimizer = self._make_optimizer(
+            ConstantThenLinearDecay(d_lr, self.constant_steps, self.decay_steps)
+        )
         # Built here, i.e. inside strategy.scope() when the caller opened one (Keras 3 +
         # MirroredStrategy need the slots created in the scope, before the first step).
         self.g_optimizer.build(self.g_variables)
         self.d_optimizer.build(self.discriminator.trainable_variables)
 
+    @classmethod
+    def from_run_config(cls, config, num_classes, steps_per_epoch=1, for_training=True):
+        """The GAN of a resolved SPADEConfig: the epoch schedule becomes steps."""
+        return cls(
+            num_classes=num_classes,
+            crop_size=config.crop_size,
+            ngf=config.ngf,
+            ndf=config.ndf,
+            z_dim=config.z_dim,
+            use_vae=config.use_vae,
+            num_upsampling_layers=config.num_upsampling_layers,
+            norm_G=config.norm_G,
+            spade_hidden=config.spade_hidden,
+            num_discriminators=config.num_discriminators,
+            n_layers_D=config.n_layers_D,
+            encoder_input_size=config.encoder_input_size,
+            lambda_features=config.lambda_features,
+            lambda_vgg=config.lambda_vgg,
+            lambda_kld=config.lambda_kld,
+            vgg_weights=config.vgg_weights,
+            lr=config.lr,
+            beta1=config.beta1,
+            beta2=config.beta2,
+            ttur=config.ttur,
+            constant_steps=config.decay_epoch * steps_per_epoch,
+            decay_steps=(config.total_epochs - config.decay_epoch) * steps_per_epoch,
+            mixed_precision=config.mixed_precision,
+            seed=config.seed,
+            for_training=for_training,
+        )
+
+    def get_config(self):
+        """The constructor arguments (one attribute each), keras-hub style."""
+        return {
+            "num_classes": self.num_classes,
+            "crop_size": self.crop_size,
+            "ngf": self.ngf,
+            "ndf": self.ndf,
+            "z_dim": self.z_dim,
+            "use_vae": self.use_vae,
+            "num_upsampling_layers": self.num_upsampling_layers,
+            "norm_G": self.norm_G,
+            "spade_hidden": self.spade_hidden,
+            "num_discriminators": self.num_discriminators,
+            "n_layers_D": self.n_layers_D,
+            "encoder_input_size": self.encoder_input_size,
+            "lambda_features": self.lambda_features,
+            "lambda_vgg": self.lambda_vgg,
+            "lambda_kld": self.lambda_kld,
+            "vgg_weights": self.vgg_weights,
+            "lr": self.lr,
+            "beta1": self.beta1,
+            "beta2": self.beta2,
+            "ttur": self.ttur,
+            "constant_steps": self.constant_steps,
+            "decay_steps": self.decay_steps,
+            "mixed_precision": self.mixed_precision,
+            "seed": self.seed,
+            "for_training": self.for_training,
+        }
+
     def _make_optimizer(self, schedule):
         optimizer = FusedAdam(  # keras Adam, fused update
             learning_rate=schedule,
-            beta_1=self.config.beta1,
-            beta_2=self.config.beta2,
+            beta_1=self.beta1,
+            beta_2=self.beta2,
         )
-        if self.config.mixed_precision == "mixed_float16":
+        if self.mixed_precision == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         return optimizer
 
@@ -155,7 +284,7 @@ class SPADEGAN(keras.Model):
         if self.use_vae and z is None and style_image is not None:
             z, _ = self.encoder(style_image, training=training)
         if self.use_vae and z is None:
-            z = tf.random.normal((tf.shape(label)[0], self.config.z_dim))
+            z = tf.random.normal((tf.shape(label)[0], self.z_dim))
         return self.generator(
             self._generator_input(label), z=z if self.use_vae else None, training=training
         )
@@ -211,19 +340,18 @@ class SPADEGAN(keras.Model):
         return loss
 
     def _g_step(self, label, real):
-        cfg = self.config
         variables = self.g_variables
         with tf.GradientTape() as tape:
             fake, mu, logvar = self._fake(label, real, phase=0, training=True)
             fake_out, real_out = self._discriminate(label, fake, real)
             losses = {"G_GAN": gan_losses.hinge_g_loss(fake_out)}
-            losses["G_GAN_Feat"] = cfg.lambda_features * gan_losses.feature_matching_loss(
+            losses["G_GAN_Feat"] = self.lambda_features * gan_losses.feature_matching_loss(
                 real_out, fake_out
             )
             if self.vgg_loss is not None:
-                losses["G_VGG"] = cfg.lambda_vgg * self.vgg_loss(fake, real)
+                losses["G_VGG"] = self.lambda_vgg * self.vgg_loss(fake, real)
             if self.use_vae:
-                losses["KLD"] = cfg.lambda_kld * gan_losses.kl_divergence(mu, logvar)
+                losses["KLD"] = self.lambda_kld * gan_losses.kl_divergence(mu, logvar)
             total = tf.add_n(list(losses.values()))
             scaled = self._scaled(total, self.g_optimizer)  # inside the tape: differentiable
         grads = tape.gradient(scaled, variables)

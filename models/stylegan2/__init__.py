@@ -22,7 +22,7 @@ def _make_task(config):
 def _build_for_dry_run(config):
     from models.stylegan2.trainer import StyleGAN2GAN
 
-    return StyleGAN2GAN(config)
+    return StyleGAN2GAN.from_run_config(config)
 
 
 registry.register(

@@ -36,7 +36,7 @@ def to_uint8(image):
 def export_stylegan2(gan, path, seed=0):
     """Writes `gan`'s EMA generator as a SavedModel at `path` (replaced atomically)."""
     generator = gan.generator_ema
-    z_dim = gan.config.z_dim
+    z_dim = gan.z_dim
     w_avg = tf.Variable(
         generator.mean_w(num=MEAN_W_SAMPLES, seed=seed), trainable=False, name="w_avg"
     )
@@ -94,7 +94,7 @@ class GeneratorRunner:
         if not 0.0 <= truncation_psi <= 1.0:
             raise UserError(f"--truncation_psi={truncation_psi} must lie in [0, 1]")
         self.config = config
-        self.gan = StyleGAN2GAN(config, for_training=False)
+        self.gan = StyleGAN2GAN.from_run_config(config, for_training=False)
         latest = checkpointing.restore_run_for_inference(
             self.gan.checkpoint_objects(), checkpoint_dir, every_network=False, log=log
         )

@@ -127,7 +127,7 @@ class StyleGAN2Task:
 
     def build(self, steps_per_epoch):
         """Creates the model (the caller opens the strategy scope)."""
-        self.model = StyleGAN2GAN(self.config, steps_per_epoch=steps_per_epoch)
+        self.model = StyleGAN2GAN.from_run_config(self.config, steps_per_epoch=steps_per_epoch)
         return self.model
 
     def dataset_fn(self, input_context, start_step):

@@ -31,27 +31,6 @@ _PHASE_D, _PHASE_G, _PHASE_PL = 100, 200, 300
 _Z, _MIX_Z, _MIX_DRAW, _CROSSOVER, _NOISE, _PL_Y = range(6)
 
 
-def generator_kwargs(config):
-    """Arguments of StyleGAN2Generator from a resolved config."""
-    return dict(
-        resolution=config.resolution,
-        z_dim=config.z_dim,
-        w_dim=config.w_dim,
-        mapping_layers=config.mapping_layers,
-        channel_multiplier=config.channel_multiplier,
-        width=config.width,
-    )
-
-
-def discriminator_kwargs(config):
-    """Arguments of StyleGAN2Discriminator from a resolved config."""
-    return dict(
-        resolution=config.resolution,
-        channel_multiplier=config.channel_multiplier,
-        width=config.width,
-    )
-
-
 def ema_decay(batch_size, half_life_kimg):
     """EMA decay per step for a half-life of `half_life_kimg` thousand images (0 = no EMA)."""
     if half_life_kimg <= 0:
@@ -68,44 +47,120 @@ class StyleGAN2GAN(keras.Model):
     """StyleGAN2 generator, residual discriminator and generator EMA trained together.
 
     Args:
-        config: a models.stylegan2.config.StyleGAN2Config.
-        steps_per_epoch: training steps per epoch (the cosine schedule spans max_steps, or
-            total_epochs * steps_per_epoch when max_steps is 0).
+        resolution: generated image size, a power of 2.
+        z_dim: size of the latent z.
+        w_dim: size of the intermediate latent w.
+        mapping_layers: dense layers of the mapping network.
+        channel_multiplier: width of the 64 px and finer blocks (2 in Synthesis in Style).
+        width: channel cap of the coarse blocks (512 in StyleGAN2).
+        batch_size: global batch size (the EMA half-life is counted in images).
+        lr: Adam learning rate (before the lazy-regularisation adjustment).
+        beta1, beta2: Adam betas (before the adjustment).
+        lr_schedule: "constant" or "cosine" (over total_steps).
+        total_steps: length of the cosine schedule.
+        r1_gamma: R1 penalty weight on reals (0: off).
+        r1_interval: lazy R1 every this many D steps.
+        pl_weight: path-length regularisation weight (0: off).
+        pl_interval: lazy path-length regularisation every this many G steps (0: off).
+        pl_batch_shrink: the penalty uses batch // pl_batch_shrink samples.
+        pl_decay: decay of the running mean of path lengths.
+        style_mixing_prob: probability of style mixing.
+        ema_half_life_kimg: half-life of the generator EMA in thousands of images (0: none).
+        mixed_precision: must be "none" (second-order gradients in float32).
+        seed: seed of the stateless latents and noise.
         for_training: False builds the EMA generator only (synthesis from a checkpoint).
 
     Example:
-        >>> gan = StyleGAN2GAN(PRESETS["tiny"])  # models.stylegan2.config
+        >>> gan = StyleGAN2GAN(resolution=32, width=32, channel_multiplier=1, batch_size=4)
         >>> losses = gan.train_step({"image": images})  # images [4, 32, 32, 3] in [-1, 1]
-        >>> images = gan.sample(tf.random.normal((8, 32)), truncation_psi=0.7)
+        >>> images = gan.sample(tf.random.normal((8, 512)), truncation_psi=0.7)
+        >>> gan = StyleGAN2GAN.from_run_config(PRESETS["tiny"])  # models.stylegan2.config
     """
 
-    def __init__(self, config, steps_per_epoch=1, for_training=True, **kwargs):
+    def __init__(
+        self,
+        *,
+        resolution,
+        z_dim=512,
+        w_dim=512,
+        mapping_layers=8,
+        channel_multiplier=2,
+        width=512,
+        batch_size=32,
+        lr=0.002,
+        beta1=0.0,
+        beta2=0.99,
+        lr_schedule="constant",
+        total_steps=0,
+        r1_gamma=10.0,
+        r1_interval=16,
+        pl_weight=2.0,
+        pl_interval=4,
+        pl_batch_shrink=2,
+        pl_decay=0.01,
+        style_mixing_prob=0.9,
+        ema_half_life_kimg=10.0,
+        mixed_precision="none",
+        seed=0,
+        for_training=True,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
-        self.config = config
-        precision = self.config.mixed_precision or "none"
+        precision = mixed_precision or "none"
         if precision != "none":
             raise ValueError(
                 f"--mixed_precision={precision}: StyleGAN2 trains in float32 only (the R1 and "
                 "path-length penalties are second-order gradients); use --mixed_precision=none"
             )
-        if self.config.lr_schedule not in ("constant", "cosine"):
-            raise ValueError(
-                f"--lr_schedule={self.config.lr_schedule!r} must be 'constant' or 'cosine'"
-            )
-        self.seed = int(self.config.seed)
-        cfg = self.config
+        if lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"--lr_schedule={lr_schedule!r} must be 'constant' or 'cosine'")
+        # === Config ===
+        self.resolution = int(resolution)
+        self.z_dim = int(z_dim)
+        self.w_dim = int(w_dim)
+        self.mapping_layers = int(mapping_layers)
+        self.channel_multiplier = int(channel_multiplier)
+        self.width = int(width)
+        self.batch_size = int(batch_size)
+        self.lr = float(lr)
+        self.beta1 = float(beta1)
+        self.beta2 = float(beta2)
+        self.lr_schedule = lr_schedule
+        self.total_steps = int(total_steps)
+        self.r1_gamma = float(r1_gamma)
+        self.r1_interval = int(r1_interval)
+        self.pl_weight = float(pl_weight)
+        self.pl_interval = int(pl_interval)
+        self.pl_batch_shrink = int(pl_batch_shrink)
+        self.pl_decay = float(pl_decay)
+        self.style_mixing_prob = float(style_mixing_prob)
+        self.ema_half_life_kimg = float(ema_half_life_kimg)
+        self.mixed_precision = precision
+        self.seed = int(seed)
+        self.for_training = bool(for_training)
 
         # === Networks ===
-        self.generator_ema = StyleGAN2Generator(**generator_kwargs(cfg), name="generator_ema")
+        generator_args = dict(
+            resolution=self.resolution,
+            z_dim=self.z_dim,
+            w_dim=self.w_dim,
+            mapping_layers=self.mapping_layers,
+            channel_multiplier=self.channel_multiplier,
+            width=self.width,
+        )
+        self.generator_ema = StyleGAN2Generator(**generator_args, name="generator_ema")
         self.generator_ema.trainable = False
         # The global step of training, saved in checkpoints (resume continues from it).
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.generator = self.discriminator = None
         if not for_training:
             return
-        self.generator = StyleGAN2Generator(**generator_kwargs(cfg), name="generator")
+        self.generator = StyleGAN2Generator(**generator_args, name="generator")
         self.discriminator = StyleGAN2Discriminator(
-            **discriminator_kwargs(cfg), name="discriminator"
+            resolution=self.resolution,
+            channel_multiplier=self.channel_multiplier,
+            width=self.width,
+            name="discriminator",
         )
         for ema_variable, variable in zip(self.generator_ema.variables, self.generator.variables):
             ema_variable.assign(variable)
@@ -115,35 +170,67 @@ class StyleGAN2GAN(keras.Model):
         )
 
         # === Regularisation and EMA settings ===
-        self.r1_interval = int(cfg.r1_interval)
-        self.r1_enabled = cfg.r1_gamma > 0 and self.r1_interval > 0
-        self.pl_interval = int(cfg.pl_interval)
-        self.pl_enabled = cfg.pl_weight > 0 and self.pl_interval > 0
-        self.ema_beta = ema_decay(cfg.batch_size, cfg.ema_half_life_kimg)
+        self.r1_enabled = self.r1_gamma > 0 and self.r1_interval > 0
+        self.pl_enabled = self.pl_weight > 0 and self.pl_interval > 0
+        self.ema_beta = ema_decay(self.batch_size, self.ema_half_life_kimg)
 
         # === Optimizers (Adam, adjusted for lazy regularisation) ===
-        total_steps = cfg.max_steps or cfg.total_epochs * steps_per_epoch
-        self.d_optimizer = self._make_optimizer(
-            lazy_ratio(self.r1_interval, self.r1_enabled), total_steps
-        )
-        self.g_optimizer = self._make_optimizer(
-            lazy_ratio(self.pl_interval, self.pl_enabled), total_steps
-        )
+        self.d_optimizer = self._make_optimizer(lazy_ratio(self.r1_interval, self.r1_enabled))
+        self.g_optimizer = self._make_optimizer(lazy_ratio(self.pl_interval, self.pl_enabled))
         # Built here, i.e. inside strategy.scope() when the caller opened one.
         self.g_optimizer.build(self.generator.trainable_variables)
         self.d_optimizer.build(self.discriminator.trainable_variables)
 
-    def _make_optimizer(self, c, total_steps):
-        cfg = self.config
-        lr = cfg.lr * c
-        if cfg.lr_schedule == "cosine":
-            if total_steps <= 0:
+    @classmethod
+    def from_run_config(cls, config, steps_per_epoch=1, for_training=True):
+        """The GAN of a resolved StyleGAN2Config (the cosine schedule spans max_steps, or
+        total_epochs * steps_per_epoch when max_steps is 0)."""
+        return cls(
+            resolution=config.resolution,
+            z_dim=config.z_dim,
+            w_dim=config.w_dim,
+            mapping_layers=config.mapping_layers,
+            channel_multiplier=config.channel_multiplier,
+            width=config.width,
+            batch_size=config.batch_size,
+            lr=config.lr,
+            beta1=config.beta1,
+            beta2=config.beta2,
+            lr_schedule=config.lr_schedule,
+            total_steps=config.max_steps or config.total_epochs * steps_per_epoch,
+            r1_gamma=config.r1_gamma,
+            r1_interval=config.r1_interval,
+            pl_weight=config.pl_weight,
+            pl_interval=config.pl_interval,
+            pl_batch_shrink=config.pl_batch_shrink,
+            pl_decay=config.pl_decay,
+            style_mixing_prob=config.style_mixing_prob,
+            ema_half_life_kimg=config.ema_half_life_kimg,
+            mixed_precision=config.mixed_precision,
+            seed=config.seed,
+            for_training=for_training,
+        )
+
+    def get_config(self):
+        """The constructor arguments (one attribute each), keras-hub style."""
+        names = (
+            "resolution z_dim w_dim mapping_layers channel_multiplier width batch_size lr beta1 "
+            "beta2 lr_schedule total_steps r1_gamma r1_interval pl_weight pl_interval "
+            "pl_batch_shrink pl_decay style_mixing_prob ema_half_life_kimg mixed_precision seed "
+            "for_training"
+        ).split()
+        return {name: getattr(self, name) for name in names}
+
+    def _make_optimizer(self, c):
+        lr = self.lr * c
+        if self.lr_schedule == "cosine":
+            if self.total_steps <= 0:
                 raise ValueError("--lr_schedule=cosine needs --max_steps > 0")
-            lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=int(total_steps))
+            lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=self.total_steps)
         return FusedAdam(  # keras Adam, fused update
             learning_rate=lr,
-            beta_1=cfg.beta1**c,
-            beta_2=cfg.beta2**c,
+            beta_1=self.beta1**c,
+            beta_2=self.beta2**c,
             epsilon=1e-8,  # the reference's (PyTorch's) Adam epsilon
         )
 
@@ -177,10 +264,10 @@ class StyleGAN2GAN(keras.Model):
     def _sample_ws(self, n, phase):
         """ws [n, num_ws, w_dim] of fresh latents, style-mixed with probability p."""
         generator = self.generator
-        z_dim, num_ws = self.config.z_dim, generator.num_ws
+        z_dim, num_ws = self.z_dim, generator.num_ws
         z = tf.random.stateless_normal(tf.stack([n, z_dim]), seed=self._key(phase, _Z))
         w = generator.mapping(z)  # [n, w_dim]
-        mixing_prob = float(self.config.style_mixing_prob)
+        mixing_prob = self.style_mixing_prob
         if mixing_prob <= 0:
             return generator.broadcast_ws(w)  # [n, num_ws, w_dim]
         mixing_z = tf.random.stateless_normal(tf.stack([n, z_dim]), seed=self._key(phase, _MIX_Z))
@@ -210,12 +297,11 @@ class StyleGAN2GAN(keras.Model):
         return tf.equal(tf.math.floormod(self.step, tf.cast(interval, tf.int64)), 0)
 
     def _d_step(self, real):
-        cfg = self.config
         discriminator = self.discriminator
         variables = discriminator.trainable_variables
         n = tf.shape(real)[0]
         fake = tf.stop_gradient(self._synthesize(self._sample_ws(n, _PHASE_D), _PHASE_D))
-        r1_weight = 0.5 * cfg.r1_gamma * self.r1_interval
+        r1_weight = 0.5 * self.r1_gamma * self.r1_interval
 
         def gradients(with_r1):
             with tf.GradientTape() as tape:
@@ -252,11 +338,10 @@ class StyleGAN2GAN(keras.Model):
         return {"d_loss": d_loss, "r1": r1, "real_score": scores[0], "fake_score": scores[1]}
 
     def _g_step(self, n):
-        cfg = self.config
         generator = self.generator
         variables = generator.trainable_variables
-        pl_weight = cfg.pl_weight * self.pl_interval
-        pl_n = tf.maximum(1, n // int(cfg.pl_batch_shrink))
+        pl_weight = self.pl_weight * self.pl_interval
+        pl_n = tf.maximum(1, n // self.pl_batch_shrink)
 
         def gradients(with_pl):
             with tf.GradientTape() as tape:
@@ -274,7 +359,7 @@ class StyleGAN2GAN(keras.Model):
                         projected = tf.reduce_sum(images * y)
                     lengths = sg2_losses.path_lengths(pl_tape.gradient(projected, ws))  # [n']
                     pl, pl_mean = sg2_losses.path_length_penalty(
-                        lengths, self.pl_mean, cfg.pl_decay
+                        lengths, self.pl_mean, self.pl_decay
                     )
                     total = total + pl_weight * pl
                 else:

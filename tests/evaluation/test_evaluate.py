@@ -527,8 +527,8 @@ def test_synthesize_pairs_with_an_exported_spade(scenes_root, tmp_path):
 
     config = cli.config_from_args(tiny_train_args(scenes_root, str(tmp_path / "run")))
     label_set, pairs, _ = spade_task.build_dataset_info(config)
-    gan = SPADEGAN(config, label_set.num_classes, for_training=False)
-    export = export_spade(gan, str(tmp_path / "spade_export"))
+    gan = SPADEGAN.from_run_config(config, label_set.num_classes, for_training=False)
+    export = export_spade(gan, str(tmp_path / "spade_export"), config.semantic_label_path)
     labels = [label for _, label in pairs[:3]]
     pair_list = synthesize_pairs(
         export, labels, str(tmp_path / "synthetic"), batch_size=2, progress=False

@@ -29,14 +29,14 @@ def spade_run(scenes_root, tmp_path_factory):
     root = tmp_path_factory.mktemp("spade_run")
     config = cli.config_from_args(tiny_train_args(scenes_root, str(root / "run"), "--use_vae"))
     prepare_run_dir(config)
-    gan = SPADEGAN(config, 151, for_training=False)
+    gan = SPADEGAN.from_run_config(config, 151, for_training=False)
     manager = tf.train.CheckpointManager(
         tf.train.Checkpoint(**gan.checkpoint_objects()), str(root / "run" / "checkpoints"), 5
     )
     for step in (1, 2):
         gan.step.assign(step)
         manager.save(checkpoint_number=step)
-    export_lib.export_spade(gan, str(root / "export"))
+    export_lib.export_spade(gan, str(root / "export"), config.semantic_label_path)
     return root
 
 

@@ -41,7 +41,7 @@ def test_train_step_changes_every_network_with_finite_losses(scenes_root, tmp_pa
 
     config = _config(scenes_root, tmp_path / "run", *(["--use_vae"] if use_vae else []))
     label_set, pairs, _ = spade_task.build_dataset_info(config)
-    gan = SPADEGAN(config, label_set.num_classes, steps_per_epoch=4)
+    gan = SPADEGAN.from_run_config(config, label_set.num_classes, steps_per_epoch=4)
     batch = next(
         iter(
             pipeline.make_train_dataset(
@@ -164,10 +164,10 @@ def test_savedmodel_matches_keras_model(scenes_root, tmp_path, use_vae):
 
     config = _config(scenes_root, tmp_path / "run", *(["--use_vae"] if use_vae else []))
     label_set, pairs, _ = spade_task.build_dataset_info(config)
-    gan = SPADEGAN(config, label_set.num_classes)
+    gan = SPADEGAN.from_run_config(config, label_set.num_classes)
     rng = np.random.default_rng(0)
     labels = rng.choice([2, 3, 5, 10, 17], size=(2, 32, 32)).astype(np.uint8)
-    path = export_lib.export_spade(gan, str(tmp_path / "export"))
+    path = export_lib.export_spade(gan, str(tmp_path / "export"), config.semantic_label_path)
     loaded = tf.saved_model.load(path)
     if use_vae:
         z = rng.standard_normal((2, 8)).astype(np.float32)

@@ -413,9 +413,9 @@ def test_presets_registered():
 
 def test_train_steps_lazy_regularisation_ema_and_determinism(tmp_path):
     keras.utils.set_random_seed(0)
-    gan = StyleGAN2GAN(_tiny_config())
+    gan = StyleGAN2GAN.from_run_config(_tiny_config())
     keras.utils.set_random_seed(0)
-    twin = StyleGAN2GAN(_tiny_config())
+    twin = StyleGAN2GAN.from_run_config(_tiny_config())
     # Adam adjusted for lazy regularisation: c = k / (k + 1) with k = 2 here.
     c = 2 / 3
     assert math.isclose(float(gan.g_optimizer.learning_rate), 0.002 * c, rel_tol=1e-6)
@@ -478,7 +478,7 @@ def test_train_steps_lazy_regularisation_ema_and_determinism(tmp_path):
 
     # A checkpoint restores the EMA generator into an inference-only model.
     path = tf.train.Checkpoint(**gan.checkpoint_objects()).save(str(tmp_path / "ckpt"))
-    inference = StyleGAN2GAN(_tiny_config(), for_training=False)
+    inference = StyleGAN2GAN.from_run_config(_tiny_config(), for_training=False)
     tf.train.Checkpoint(**inference.checkpoint_objects()).restore(path).expect_partial()
     assert int(inference.step.numpy()) == 3
     assert inference.generator is None
@@ -488,10 +488,14 @@ def test_train_steps_lazy_regularisation_ema_and_determinism(tmp_path):
 
 def test_config_errors_and_schedules():
     with pytest.raises(ValueError, match="mixed_precision"):
-        StyleGAN2GAN(_tiny_config(mixed_precision="mixed_float16"), for_training=False)
+        StyleGAN2GAN.from_run_config(
+            _tiny_config(mixed_precision="mixed_float16"), for_training=False
+        )
     with pytest.raises(ValueError, match="lr_schedule"):
-        StyleGAN2GAN(_tiny_config(lr_schedule="step"), for_training=False)
-    gan = StyleGAN2GAN(_tiny_config(lr_schedule="cosine", max_steps=100, pl_weight=0.0))
+        StyleGAN2GAN.from_run_config(_tiny_config(lr_schedule="step"), for_training=False)
+    gan = StyleGAN2GAN.from_run_config(
+        _tiny_config(lr_schedule="cosine", max_steps=100, pl_weight=0.0)
+    )
     # G without path-length regularisation: c = 1; D with R1 every 2 steps: c = 2 / 3.
     assert math.isclose(float(gan.g_optimizer.learning_rate), 0.002, rel_tol=1e-6)
     assert math.isclose(float(gan.d_optimizer.learning_rate), 0.002 * 2 / 3, rel_tol=1e-6)
@@ -517,7 +521,7 @@ _MIRRORED_SCRIPT = textwrap.dedent(
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     keras.utils.set_random_seed(0)
     with strategy.scope():
-        gan = StyleGAN2GAN(config)
+        gan = StyleGAN2GAN.from_run_config(config)
     ema_before = [v.numpy().copy() for v in gan.generator_ema.weights]
     images = np.random.RandomState(0).uniform(-1, 1, (4, 8, 8, 3)).astype("float32")
     dataset = strategy.experimental_distribute_dataset(

@@ -1,0 +1,51 @@
+"""Every family's trainer takes explicit constructor arguments, keras-hub style: one attribute per
+argument, get_config() returns them all, and Trainer(**trainer.get_config()) builds the same
+trainer. The typed run config reaches a trainer only through its from_run_config classmethod."""
+
+import inspect
+
+import pytest
+
+
+def _spade():
+    from models.spade.config import PRESETS
+    from models.spade.trainer import SPADEGAN
+
+    config = PRESETS["tiny"].replace(crop_size=32, load_size=32, ngf=4, ndf=4)
+    return SPADEGAN, SPADEGAN.from_run_config(config, num_classes=5, for_training=False)
+
+
+def _segformer():
+    from models.segformer.config import PRESETS
+    from models.segformer.trainer import SegFormerTrainer
+
+    config = PRESETS["tiny"].replace(crop_size=32)
+    trainer = SegFormerTrainer.from_run_config(config, num_classes=3, class_weights=[1, 2, 3])
+    return SegFormerTrainer, trainer
+
+
+def _stylegan2():
+    from models.stylegan2.config import PRESETS
+    from models.stylegan2.trainer import StyleGAN2GAN
+
+    return StyleGAN2GAN, StyleGAN2GAN.from_run_config(PRESETS["tiny"], for_training=False)
+
+
+@pytest.mark.parametrize("make", [_spade, _segformer, _stylegan2], ids=lambda f: f.__name__[1:])
+def test_trainer_arguments_are_attributes_and_round_trip(make):
+    cls, trainer = make()
+    parameters = [
+        name
+        for name, parameter in inspect.signature(cls.__init__).parameters.items()
+        if name != "self" and parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    ]
+    config = trainer.get_config()
+    # One attribute per constructor argument, and get_config() holds every argument.
+    assert sorted(config) == sorted(parameters)
+    for name in parameters:
+        assert getattr(trainer, name) == config[name], name
+    # The run config object is not what the trainer keeps.
+    assert not hasattr(trainer, "config")
+    twin = cls(**config)
+    assert twin.get_config() == config
+    assert twin.parameter_counts() == trainer.parameter_counts()
