@@ -158,6 +158,13 @@ def leaky_relu(x, negative_slope=0.2):
     return activate(tf.convert_to_tensor(x))
 
 
+def accumulation_dtype(dtype):
+    """Where statistics and spectral norms are computed: float64 for float64 inputs (a float64
+    network is the numerical reference of the float32 one), float32 otherwise (also under
+    mixed precision)."""
+    return "float64" if keras.backend.standardize_dtype(dtype) == "float64" else "float32"
+
+
 def _sigma(kernel, u, v):
     """v^T W u for W = kernel reshaped to [kh*kw*cin, cout]: the spectral-norm estimate."""
     weight = tf.reshape(kernel, (-1, kernel.shape[-1]))  # [kh*kw*cin, cout]
@@ -202,7 +209,7 @@ def spectral_norm_conv2d(x, kernel, u, v, strides, padding):
             with tf.name_scope(backward_scope):
                 # Not before the backward pass reaches this conv:
                 with tf.control_dependencies([upstream]):
-                    normalized = kernel / sigma  # [kh, kw, cin, cout] float32
+                    normalized = kernel / sigma  # [kh, kw, cin, cout] float32 (or float64)
                 x_grad = tf.raw_ops.Conv2DBackpropInput(
                     input_sizes=tf.shape(x),
                     filter=tf.cast(normalized, x.dtype),
@@ -218,7 +225,7 @@ def spectral_norm_conv2d(x, kernel, u, v, strides, padding):
                         strides=strides,
                         padding=padding,
                     ),
-                    tf.float32,
+                    kernel.dtype,
                 )  # dL / d(W / sigma)
                 projection = tf.reduce_sum(normalized_grad * normalized)  # <G, W / sigma>
                 rank_one = tf.matmul(projection * v, u, transpose_a=True)  # [kh*kw*cin, cout]
@@ -347,7 +354,7 @@ class SNConv2D(keras.layers.Layer):
                 name="sn_u",
                 trainable=False,
                 autocast=False,
-                dtype="float32",
+                dtype=accumulation_dtype(self.variable_dtype),
                 aggregation="only_first_replica",
             )
             self.v = self.add_weight(
@@ -356,7 +363,7 @@ class SNConv2D(keras.layers.Layer):
                 name="sn_v",
                 trainable=False,
                 autocast=False,
-                dtype="float32",
+                dtype=accumulation_dtype(self.variable_dtype),
                 aggregation="only_first_replica",
             )
 
@@ -365,7 +372,9 @@ class SNConv2D(keras.layers.Layer):
 
         With training=True this runs the power iteration and updates the u, v state.
         """
-        kernel = ops.cast(self.kernel, "float32")  # [kh, kw, cin, cout]
+        kernel = ops.cast(
+            self.kernel, accumulation_dtype(self.variable_dtype)
+        )  # [kh, kw, cin, cout]
         if not self.spectral_norm:
             return kernel
         u, v = self.power_iteration(training)
@@ -490,7 +499,7 @@ class InstanceNormalization(keras.layers.Layer):
         self.epsilon = float(epsilon)
 
     def call(self, inputs):
-        x = ops.cast(inputs, "float32")  # [N, H, W, C]
+        x = ops.cast(inputs, accumulation_dtype(inputs.dtype))  # [N, H, W, C]
         mean = ops.mean(x, axis=(1, 2), keepdims=True)  # [N, 1, 1, C]
         variance = ops.mean(ops.square(x - mean), axis=(1, 2), keepdims=True)  # [N, 1, 1, C]
         x = (x - mean) * ops.rsqrt(variance + self.epsilon)  # [N, H, W, C]
@@ -547,7 +556,7 @@ class ParamFreeBatchNorm(keras.layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if mask is not None or self.renorm or not (training and self.trainable):
             return super().call(inputs, training=training, mask=mask)
-        x = ops.cast(inputs, "float32")  # [..., C]
+        x = ops.cast(inputs, accumulation_dtype(inputs.dtype))  # [..., C]
         axes = list(range(len(x.shape) - 1))
         replica = tf.distribute.get_replica_context()
         synchronized = (
@@ -559,7 +568,7 @@ class ParamFreeBatchNorm(keras.layers.BatchNormalization):
                 return replica.all_reduce(tf.distribute.ReduceOp.SUM, list(tensors))
             return list(tensors)
 
-        local_count = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
+        local_count = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), x.dtype)
         frozen = tf.stop_gradient(x)  # the gradient below accounts for the statistics
         if synchronized:  # one all-reduce of sums, as Keras: var = E[x^2] - E[x]^2
             total, squares, count = global_sum(
@@ -577,10 +586,16 @@ class ParamFreeBatchNorm(keras.layers.BatchNormalization):
             normalized = (x - mean) * inv_std  # [..., C]
 
             def grad(upstream):  # [..., C]
-                grad_sum, grad_dot = global_sum(
-                    tf.reduce_sum(upstream, axes), tf.reduce_sum(upstream * normalized, axes)
+                # Centred in two passes: when the upstream gradient is nearly constant per
+                # channel (common behind a GAN loss), g - mean(g) cancels most of its digits,
+                # so the rounding of the first mean is removed by a second one over the centred
+                # values; the dot product is taken of the centred values too (sum x_hat = 0).
+                (grad_sum,) = global_sum(tf.reduce_sum(upstream, axes))  # [C]
+                centred = upstream - grad_sum / count  # [..., C]
+                residual, grad_dot = global_sum(
+                    tf.reduce_sum(centred, axes), tf.reduce_sum(centred * normalized, axes)
                 )  # [C], [C]
-                return inv_std * (upstream - (grad_sum + normalized * grad_dot) / count)
+                return inv_std * (centred - (residual + normalized * grad_dot) / count)
 
             return normalized, grad
 
