@@ -594,10 +594,13 @@ def define_evaluate_flags(flag_values=FLAGS):
     d.DEFINE_enum(
         "mode",
         "synthesis",
-        ["synthesis", "synthetic_to_real"],
+        ["synthesis", "synthetic_to_real", "one_shot", "palette"],
         "synthesis: FID / KID of --synth_dir against --real_dir (and semantic consistency with "
         "--label_dir and --segmenter); synthetic_to_real: train SegFormer on real, synthetic "
-        "and real + synthetic data on one budget and compare them on held-out real images.",
+        "and real + synthetic data on one budget and compare them on held-out real images; "
+        "one_shot: SIFID, LPIPS diversity / distance to train and mIoU of the generated pairs "
+        "of --synth_dir against --real_image / --real_mask; palette: FID, GMM log-likelihood, "
+        "EMD, Frechet distance of class proportions and KL / JS / MAE to the target palettes.",
     )
     # --mode=synthesis
     d.DEFINE_string("synth_dir", None, "Synthesized images (searched recursively).")
@@ -653,8 +656,116 @@ def define_evaluate_flags(flag_values=FLAGS):
         "Synthetic training images (with --synthetic_label_dir, matched by stem).",
     )
     d.DEFINE_string("synthetic_label_dir", None, "Label maps of --synthetic_image_dir.")
-    d.DEFINE_string("output_dir", "outputs/synthetic_to_real", "Results and run directories.")
+    d.DEFINE_string(
+        "output_dir",
+        None,
+        "Results and run directories of synthetic_to_real, one_shot and palette (default "
+        "outputs/<mode>).",
+    )
     d.DEFINE_bool("overwrite", False, "Overwrite existing results (--output, --output_dir).")
+    _define_one_shot_palette_evaluate_flags(d)
+
+
+def _define_one_shot_palette_evaluate_flags(d):
+    """evaluate.py --mode=one_shot and --mode=palette (--synth_dir: a synthetic pair folder)."""
+    d.DEFINE_string("real_image", None, "one_shot: the one real image the generator learned.")
+    d.DEFINE_string("real_mask", None, "one_shot: its mask (8-bit class ids of the label set).")
+    d.DEFINE_bool(
+        "sifid_all_layers",
+        False,
+        "one_shot: SIFID also at Inception's second max-pool and mixed7 (images >= 75 px).",
+    )
+    d.DEFINE_string(
+        "lpips_backbone_weights",
+        "imagenet",
+        "one_shot: LPIPS's VGG16: imagenet (Keras download), a local Keras .h5, a torchvision "
+        "VGG16 features .npz / .safetensors (the official LPIPS backbone), or random.",
+    )
+    d.DEFINE_string(
+        "lpips_linear_weights",
+        "uniform",
+        "one_shot: LPIPS's linear layers: a .npz / .safetensors (lin0..lin4, or the official "
+        "vgg.pth keys lin<l>.model.1.weight), or uniform (not comparable to published LPIPS).",
+    )
+    d.DEFINE_integer("lpips_pairs", 200, "one_shot: most generated pairs LPIPS diversity uses.")
+    d.DEFINE_integer(
+        "seg_steps",
+        200,
+        "one_shot: training steps of the SegFormers of the mIoU (other train.py flags in "
+        "--train_flags); 0 skips the mIoU.",
+    )
+    d.DEFINE_integer("sheet_pairs", 8, "one_shot: generated pairs shown in sheet.png.")
+    d.DEFINE_integer(
+        "gmm_components",
+        0,
+        "palette: components of the GMM fitted to the real palettes (0: 1..30 by AIC).",
+    )
+
+
+# Flags of evaluate.py each mode reads (with mode, output_dir / overwrite where it writes).
+EVALUATE_MODE_FLAGS = {
+    "synthesis": (
+        "synth_dir", "real_dir", "label_dir", "segmenter", "inception_weights", "image_size",
+        "batch_size", "kid_subsets", "kid_subset_size", "seed", "output", "overwrite",
+    ),
+    "synthetic_to_real": (
+        "train_flags", "spade_model", "synthetic_list", "synthetic_image_dir",
+        "synthetic_label_dir", "output_dir", "overwrite", "batch_size",
+    ),
+    "one_shot": (
+        "synth_dir", "real_image", "real_mask", "real_dir", "inception_weights",
+        "sifid_all_layers", "lpips_backbone_weights", "lpips_linear_weights", "lpips_pairs",
+        "seg_steps", "train_flags", "sheet_pairs", "batch_size", "seed", "output_dir",
+        "overwrite",
+    ),
+    "palette": (
+        "synth_dir", "real_dir", "inception_weights", "image_size", "batch_size",
+        "gmm_components", "seed", "output_dir", "overwrite",
+    ),
+}  # fmt: skip
+
+
+def check_evaluate_mode_flags(flag_values=FLAGS):
+    """Refuses evaluate.py flags given on the command line that --mode does not read."""
+    mode = flag_values.mode
+    used = set(EVALUATE_MODE_FLAGS[mode])
+    for name in EVALUATE_MODE_FLAGS:
+        for flag in EVALUATE_MODE_FLAGS[name]:
+            if flag not in used and flag_values[flag].present:
+                readers = [m for m, names in EVALUATE_MODE_FLAGS.items() if flag in names]
+                raise ConfigError(
+                    f"--{flag} is not used by --mode={mode} (only by --mode={' / '.join(readers)})"
+                )
+
+
+def one_shot_segmenter_config(train_flags: str, seg_steps: int, synth_dir: str):
+    """(SegFormer config of evaluate.py --mode=one_shot's mIoU, or None when seg_steps is 0,
+    the train.py flags it came from). The data fields are placeholders the mode replaces."""
+    import shlex
+
+    from evaluation import one_shot
+
+    try:
+        train_args = shlex.split(train_flags or "")
+    except ValueError as error:
+        raise ConfigError(f"--train_flags cannot be split into flags: {error}") from None
+    train_args = one_shot.check_train_args(train_args)
+    if seg_steps <= 0:
+        if train_args:
+            raise ConfigError("--train_flags is not used with --seg_steps=0 (no mIoU)")
+        return None, train_args
+    args = [
+        "--model=segformer",
+        "--eval_freq=0",
+        "--dataset=json",
+        f"--train_list={os.path.join(synth_dir or '.', 'train.json')}",
+        *train_args,
+        f"--max_steps={seg_steps}",
+    ]
+    try:
+        return config_from_args(args), train_args
+    except flags.Error as error:  # an unknown or malformed flag inside --train_flags
+        raise ConfigError(f"--train_flags: {error}") from None
 
 
 # ==============================================================================================

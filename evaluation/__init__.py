@@ -13,4 +13,11 @@ semantic_consistency: a real-data segmenter on synthesized images vs their label
     pixel accuracy through segmentation_metrics).
 synthetic_to_real: SegFormer trained on real / synthetic / real + synthetic data on one budget,
     evaluated on held-out real images (results.csv, results.md, results.png).
+sifid: single-image FID (early InceptionV3 feature maps, positions as samples).
+lpips: LPIPS (VGG16; Keras or torchvision backbone, official linear weights or uniform).
+palette_metrics: class proportions, KL / JS / MAE to targets, EMD, Frechet distance, GMM
+    log-likelihood of palettes (numpy).
+pair_folders: reading synthetic pair folders (and real pair folders) for the modes below.
+one_shot, palette_report: evaluate.py --mode=one_shot and --mode=palette.
+result_files: atomic CSV / markdown / JSON result files.
 """

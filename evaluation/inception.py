@@ -81,6 +81,15 @@ def _randomize(model, seed: int) -> None:
             variable.assign(rng.normal(0.0, np.sqrt(2.0 / fan_in), shape).astype(np.float32))
 
 
+def _keras_inception_backbone(weights):
+    """InceptionV3 without its pooling, any input size: the feature maps SIFID reads."""
+    import keras
+
+    return keras.applications.InceptionV3(
+        include_top=False, weights=weights, input_shape=(None, None, 3)
+    )
+
+
 def build_inception(weights: str = IMAGENET, seed: int = 0):
     """InceptionV3 pool-feature model [N, 299, 299, 3] in [-1, 1] -> [N, 2048].
 
@@ -88,17 +97,30 @@ def build_inception(weights: str = IMAGENET, seed: int = 0):
         weights: "imagenet", a local weights file path, or "random" (see the module docstring).
         seed: seed of the "random" weights.
     """
+    return _with_weights(lambda value: _keras_inception(value), weights, seed)
+
+
+def build_inception_backbone(weights: str = IMAGENET, seed: int = 0):
+    """InceptionV3 without the top or the final pooling, [N, H, W, 3] in [-1, 1] of any size
+    (at least 75 px per side for the last stages) -> [N, h, w, 2048]; its layers give the
+    earlier feature maps (evaluation/sifid.py). Weights as build_inception's (the no-top file
+    fits both)."""
+    return _with_weights(lambda value: _keras_inception_backbone(value), weights, seed)
+
+
+def _with_weights(factory, weights: str, seed: int):
+    """factory(keras weights argument) with the weights of `weights`, checked and explained."""
     if not weights:
         raise InceptionWeightsError(
             "--inception_weights is empty: give imagenet, a local weights file or random"
         )
     if weights == RANDOM:
-        model = _keras_inception(None)
+        model = factory(None)
         _randomize(model, seed)
         return model
     if weights == IMAGENET:
         try:
-            return _keras_inception(IMAGENET)
+            return factory(IMAGENET)
         except Exception as error:  # keras raises a bare Exception for a failed download
             raise InceptionWeightsError(
                 f"--inception_weights=imagenet: could not get Keras' ImageNet InceptionV3 "
@@ -115,7 +137,7 @@ def build_inception(weights: str = IMAGENET, seed: int = 0):
             "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5)"
         )
     try:
-        return _keras_inception(weights)
+        return factory(weights)
     except (ValueError, OSError, KeyError) as error:
         raise InceptionWeightsError(
             f"--inception_weights={weights} does not hold InceptionV3 (include_top=False) "
