@@ -48,7 +48,10 @@ def spade_network_kwargs(config, num_classes):
     """Arguments of models.spade.networks.build_spade_networks from a resolved config."""
     return dict(
         num_classes=num_classes,
-        crop_size=config.crop_size,
+        # The generator's crop_size is the WIDTH (the reference's convention); the config's is
+        # the height: (crop_size, crop_width) = (H, W), aspect_ratio = W / H.
+        crop_size=config.crop_width,
+        aspect_ratio=config.aspect_ratio,
         ngf=config.ngf,
         ndf=config.ndf,
         z_dim=config.z_dim,
