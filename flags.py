@@ -130,8 +130,13 @@ def _define_data_flags(d):
         "Default: scenes (spade, segformer), documents (stylegan2). scenes: the built-in "
         "procedural scenes (generated on demand under --data_root, ADE20K layout); ade20k: the "
         "official ADEChallengeData2016 folder at --data_root; folders: --image_dir / --label_dir "
-        "matched by file stem. Segmentation only: facesynthetics (--data_root), cityscapes "
-        "(--data_root with leftImg8bit/ and gtFine/), json (--train_list / --val_list, as "
+        "matched by file stem; cityscapes (--data_root with leftImg8bit/ and gtFine/, "
+        "--load_extra adds train_extra/ with extraFine/ labels); streets: the built-in "
+        "procedural streets (Cityscapes layout and labelIds, generated on demand under "
+        "--data_root; with spade: --semantic_label_path=cityscapes). Segmentation only: "
+        "facesynthetics (--data_root), idd (--data_root: IDD_Segmentation with AutoNUE level-3 "
+        "labels), celebamask_hq (--data_root: CelebAMask-HQ, part masks merged on first use), "
+        "json (--train_list / --val_list, as "
         "written by our synthesizers). StyleGAN2 only (unlabelled images): documents (the "
         "built-in procedural pages cut into crops under --data_root), images (--image_dir, or "
         "--train_list / --val_list JSON lists of image paths).",
@@ -164,6 +169,19 @@ def _define_data_flags(d):
     )
     d.DEFINE_integer("num_scenes", 300, "Training scenes to generate for --dataset=scenes.")
     d.DEFINE_integer("scenes_size", 256, "Resolution of the generated scenes (px).")
+    d.DEFINE_integer(
+        "num_streets",
+        300,
+        "Training streets to generate for --dataset=streets (a tenth more for validation).",
+    )
+    d.DEFINE_integer("streets_height", 128, "Height of the generated streets (px).")
+    d.DEFINE_integer("streets_width", 256, "Width of the generated streets (px).")
+    d.DEFINE_bool(
+        "load_extra",
+        False,
+        "--dataset=cityscapes: add the extra coarse training images "
+        "(leftImg8bit/train_extra/) with their extraFine/train_extra/ labels (Cityscapes-25k).",
+    )
     d.DEFINE_integer(
         "num_pages",
         40,
@@ -375,6 +393,7 @@ def _define_train_flags(d):
         "tf.distribute strategy. auto: MultiWorkerMirrored when TF_CONFIG is set, Mirrored "
         "when more than one GPU is visible, otherwise the default strategy.",
     )
+    _define_spade_aspect_train_flags(d)
 
 
 def resolve_train_config(flag_values=FLAGS):
@@ -393,6 +412,8 @@ def resolve_train_config(flag_values=FLAGS):
         for name in _TRAIN_FLAG_NAMES
         if flag_values[name].present and name not in ("model", "preset")
     }
+    if "aspect_ratio" in family.config_class.field_names():
+        given = _image_size_flags(given)
     unused = sorted(set(given) - family.config_class.field_names())
     if unused:
         raise ConfigError(
@@ -903,6 +924,17 @@ def define_scenes_flags(flag_values=FLAGS):
     d.DEFINE_integer("seed", 0, "Dataset seed.")
 
 
+def define_streets_flags(flag_values=FLAGS):
+    """Flags of python -m tools.streets."""
+    d = _Definer(flag_values)
+    d.DEFINE_string("out", None, "Dataset folder: leftImg8bit/ and gtFine/ go inside (required).")
+    d.DEFINE_integer("num_train", 300, "Training streets.")
+    d.DEFINE_integer("num_val", 30, "Validation streets.")
+    d.DEFINE_integer("height", 128, "Image height in pixels.")
+    d.DEFINE_integer("width", 256, "Image width in pixels (Cityscapes is 1:2).")
+    d.DEFINE_integer("seed", 0, "Dataset seed.")
+
+
 def define_class_weights_flags(flag_values=FLAGS):
     """Flags of python -m tools.class_weights."""
     from datasets.pairs import SEG_DATASETS, SPLITS
@@ -959,3 +991,47 @@ def parse_train_flags_string(train_flags):
         return synthetic_to_real_config(train_args), train_args
     except flags.Error as error:  # an unknown or malformed flag inside --train_flags
         raise ConfigError(f"--train_flags: {error}") from None
+
+
+def _define_spade_aspect_train_flags(d):
+    """Non-square SPADE: an aspect ratio, or the TF port's --img_height / --img_width."""
+    d.DEFINE_float(
+        "aspect_ratio",
+        None,
+        "Width / height of the crops and synthesized images (preset; 1.0, Cityscapes 2.0); "
+        "--crop_size / --load_size are the heights.",
+    )
+    d.DEFINE_integer(
+        "img_height",
+        None,
+        "With --img_width (the SPADE TF port's names): the synthesis size; sets --crop_size "
+        "to the height and --aspect_ratio to width / height.",
+    )
+    d.DEFINE_integer("img_width", None, "With --img_height: the synthesis width (px).")
+
+
+def _image_size_flags(given):
+    """--img_height / --img_width translated into crop_size and aspect_ratio; both or neither,
+    and a contradiction with --crop_size / --aspect_ratio is a ConfigError naming the flags."""
+    given = dict(given)
+    height, width = given.pop("img_height", None), given.pop("img_width", None)
+    if height is None and width is None:
+        return given
+    if height is None or width is None:
+        missing = "--img_width" if width is None else "--img_height"
+        raise ConfigError(f"--img_height and --img_width go together: {missing} is missing")
+    if height <= 0 or width <= 0:
+        raise ConfigError(f"--img_height={height} and --img_width={width} must be positive")
+    aspect_ratio = width / height
+    if "crop_size" in given and given["crop_size"] != height:
+        raise ConfigError(
+            f"--crop_size={given['crop_size']} contradicts --img_height={height} "
+            "(the crop height); give one of them"
+        )
+    if "aspect_ratio" in given and abs(given["aspect_ratio"] - aspect_ratio) > 1e-9:
+        raise ConfigError(
+            f"--aspect_ratio={given['aspect_ratio']} contradicts --img_height={height} / "
+            f"--img_width={width} (aspect ratio {aspect_ratio:g}); give one of them"
+        )
+    given["crop_size"], given["aspect_ratio"] = height, aspect_ratio
+    return given

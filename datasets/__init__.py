@@ -1,9 +1,13 @@
 """Datasets of (image, label map) pairs.
 
-- `scenes`: procedural outdoor scenes with ADE20K labels, generated on demand (the default).
+- `scenes`: procedural outdoor scenes with ADE20K labels, generated on demand (the default);
+  `streets`: procedural street scenes with Cityscapes labelIds in the Cityscapes layout (the
+  Palette commands' default).
+- `celebamask_hq`: CelebAMask-HQ's part masks merged into label maps (cached).
 - `pairs`: the file lists of every dataset layout and a thorough file check (files are found
   and matched by stem with core.io); `sources`: the one resolver `resolve_pairs(dataset, split,
-  ...)` (scenes, ADE20K, Cityscapes, FaceSynthetics, folders, JSON pair lists, documents).
+  ...)` (scenes, streets, ADE20K, Cityscapes (+ extra), IDD, CelebAMask-HQ, FaceSynthetics,
+  folders, JSON pair lists, documents) and `data_source_kwargs(config)`.
 - `pipeline`: SPADE's tf.data pipelines yielding {"image", "label"} batches, and the plumbing
   every training stream shares (element index for exact resume, checks, options, flips).
 - `segmentation`: label maps (raw values -> train ids) and the SegFormer training / evaluation
@@ -31,7 +35,7 @@ from .pairs import (
     folder_pairs,
     json_list_pairs,
 )
-from .sources import resolve_pairs, resolve_seg_pairs
+from .sources import data_source_kwargs, resolve_pairs, resolve_seg_pairs
 
 __all__ = [
     "DATASETS",
@@ -41,6 +45,7 @@ __all__ = [
     "DatasetNotFoundError",
     "ade20k_pairs",
     "check_pairs_quick",
+    "data_source_kwargs",
     "diagnose_pairs",
     "folder_pairs",
     "json_list_pairs",

@@ -24,6 +24,12 @@ class DataConfig(Config):
     semantic_label_path: str = field("ade20k", "Label set: a built-in name or a JSON file.")
     num_scenes: int = field(300, "Training scenes to generate for --dataset=scenes.")
     scenes_size: int = field(256, "Resolution of the generated scenes (px).")
+    streets_height: int = field(128, "Height of the generated streets (px).")
+    streets_width: int = field(256, "Width of the generated streets (px).")
+    num_streets: int = field(300, "Training streets to generate for --dataset=streets.")
+    load_extra: bool = field(
+        False, "dataset=cityscapes: add the extra coarse images (extraFine labels) to training."
+    )
     num_pages: int = field(40, "Training pages to generate for --dataset=documents.")
     num_crops: int = field(4000, "Crops cut from the pages for --dataset=documents.")
 
@@ -36,3 +42,12 @@ class DataConfig(Config):
             )
         if self.dataset == "json" and not self.train_list:
             raise ConfigError("dataset=json needs train_list", ("dataset", "train_list"))
+        if self.load_extra and self.dataset != "cityscapes":
+            raise ConfigError(
+                f"load_extra applies to dataset=cityscapes, not dataset={self.dataset}",
+                ("load_extra", "dataset"),
+            )
+        self.check_positive("num_streets")
+        for name in ("streets_height", "streets_width"):
+            if getattr(self, name) < 16:
+                raise ConfigError(f"{name} must be >= 16, got {getattr(self, name)}", (name,))

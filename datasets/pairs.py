@@ -2,8 +2,9 @@
 check of the files' contents.
 
 `resolve_pairs(dataset, split, ...)` turns any supported data source into its (image, label)
-pairs: the procedural scenes, ADE20K, Cityscapes, FaceSynthetics, two generic folders, a JSON
-pair list or the generated document pages. The listing functions behind it are fast and only
+pairs: the procedural scenes and streets, ADE20K, Cityscapes (+ its extra coarse images), IDD,
+CelebAMask-HQ, FaceSynthetics, two generic folders, a JSON pair list or the generated document
+pages. The listing functions behind it are fast and only
 look at names (core.io finds the files and matches them by stem, naming every file that lacks
 a partner). `diagnose_pairs` opens every file with PIL; it is slow and meant for when the
 tf.data pipeline fails with an error that names no file.
@@ -60,9 +61,21 @@ PAIR_DATASETS = (
     "cityscapes",
     "json",
     "documents",
+    "streets",
+    "idd",
+    "celebamask_hq",
 )
-DATASETS = ("scenes", "ade20k", "folders")
-SEG_DATASETS = ("facesynthetics", "cityscapes", "ade20k", "folders", "json")
+DATASETS = ("scenes", "ade20k", "folders", "cityscapes", "streets")
+SEG_DATASETS = (
+    "facesynthetics",
+    "cityscapes",
+    "ade20k",
+    "folders",
+    "json",
+    "streets",
+    "idd",
+    "celebamask_hq",
+)
 CITYSCAPES_SPLITS = ("train", "val", "test")
 _CITYSCAPES_SPLIT_OF = {"training": "train", "validation": "val"}
 _FACE_SPLIT_FOLDERS = {"training": ("train", "training"), "validation": ("val", "validation")}
@@ -150,6 +163,59 @@ def cityscapes_pairs(root: str, split: str) -> list[tuple[str, str]]:
     )
 
 
+def cityscapes_extra_pairs(root: str) -> list[tuple[str, str]]:
+    """(image, label) pairs of Cityscapes' extra coarse training images (Cityscapes-25k).
+
+    Layout: root/leftImg8bit/train_extra/{city}/{x}_leftImg8bit.png with labels in
+    root/extraFine/train_extra/{city}/{x}_extraFine_labelIds.png (labelIds, like gtFine: the
+    fine labels made for the ~20k coarse images, as Semantic Palette's Cityscapes-25k uses).
+    A missing folder is named in the error.
+
+    Args:
+        root: folder holding leftImg8bit/ and extraFine/ (and gtFine/).
+    """
+    return _layout_pairs(
+        root,
+        "the Cityscapes-25k layout leftImg8bit/train_extra/<city> with "
+        "extraFine/train_extra/<city> (--load_extra)",
+        os.path.join(root, "leftImg8bit", "train_extra"),
+        os.path.join(root, "extraFine", "train_extra"),
+        images=("_leftImg8bit.png", "*_leftImg8bit.png images"),
+        labels=("_extraFine_labelIds.png", "*_extraFine_labelIds.png label maps"),
+        recursive=True,
+    )
+
+
+def idd_pairs(root: str, split: str) -> list[tuple[str, str]]:
+    """(image, level-3 label map) pairs of an India Driving Dataset split, sorted by name.
+
+    Layout, as the AutoNUE preprocessing (createLabels.py, level-3 ids) leaves it:
+    root/leftImg8bit/{split}/{sequence}/{id}_leftImg8bit.png with
+    root/gtFine/{split}/{sequence}/{id}_gtFine_labellevel3Ids.png (ids 0..25, 255 ignored;
+    the label set semantic_labels/idd.json).
+
+    Args:
+        root: the IDD_Segmentation folder (holding leftImg8bit/ and gtFine/).
+        split: "train" or "val" ("training" / "validation" are accepted too).
+    """
+    split = _CITYSCAPES_SPLIT_OF.get(split, split)
+    if split not in ("train", "val"):
+        raise DatasetError(f"unknown IDD split {split!r}: use one of ['train', 'val']")
+    return _layout_pairs(
+        root,
+        f"the IDD (AutoNUE level-3) layout {{leftImg8bit,gtFine}}/{split}/<sequence>",
+        os.path.join(root, "leftImg8bit", split),
+        os.path.join(root, "gtFine", split),
+        images=("_leftImg8bit.png", "*_leftImg8bit.png images"),
+        labels=(
+            "_gtFine_labellevel3Ids.png",
+            "*_gtFine_labellevel3Ids.png label maps (run the AutoNUE createLabels.py "
+            "with level-3 ids first)",
+        ),
+        recursive=True,
+    )
+
+
 def _face_folder_pairs(folder: str) -> list[tuple[str, str]]:
     """Pairs {id}.png (or another image extension) with {id}_seg.png in one folder."""
     if not os.path.isdir(folder):
@@ -169,7 +235,7 @@ def _face_folder_pairs(folder: str) -> list[tuple[str, str]]:
     return match_stems(images, labels, folder, folder)
 
 
-def _hash_split(
+def hash_split(
     pairs: list[tuple[str, str]], split: str, seed: int, val_fraction: float, where: str
 ) -> list[tuple[str, str]]:
     """Deterministic training / validation split by a seeded shuffle of the file names.
@@ -223,7 +289,7 @@ def facesynthetics_pairs(
             f"{root} has a training sub-folder but no {split} sub-folder "
             f"({' or '.join(_FACE_SPLIT_FOLDERS[split])})"
         )
-    return _hash_split(_face_folder_pairs(root), split, seed, val_fraction, root)
+    return hash_split(_face_folder_pairs(root), split, seed, val_fraction, root)
 
 
 def folder_pairs(

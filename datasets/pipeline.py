@@ -145,12 +145,56 @@ def load_pair(image_path, label_path, num_classes: int) -> dict:
     return {"image": image, "label": label, "image_path": image_path, "label_path": label_path}
 
 
-def _resize_image(image, size: int):
+INVALID_LABEL = -1  # label-map entry of raw values that belong to no class
+
+
+def apply_label_map(label, label_map, label_path="label map"):
+    """Raw label values -> class ids through a [256] table, in graph; unknown values fail
+    naming file and value.
+
+    Args:
+        label: [H, W] integer raw values (uint8 from the PNG).
+        label_map: [256] int table: raw value -> id, INVALID_LABEL (-1) for values that belong
+            to no class (datasets.segmentation.make_label_map and friends).
+        label_path: scalar string naming the file in the error message.
+
+    Returns:
+        [H, W] int32 ids (for segmentation: train ids, 255 = ignore).
+    """
+    table = tf.convert_to_tensor(label_map, tf.int32)  # [256]
+    raw = tf.cast(label, tf.int32)  # [H, W]
+    mapped = tf.gather(table, raw)  # [H, W]
+    unknown = tf.reduce_max(tf.where(mapped == INVALID_LABEL, raw, -1))
+    known = tf.debugging.Assert(
+        unknown < 0,
+        [
+            "label map",
+            label_path,
+            "holds raw value",
+            unknown,
+            "which is neither a class of this dataset nor ignored (wrong dataset or label set?)",
+        ],
+    )
+    with tf.control_dependencies([known]):
+        return tf.identity(mapped)
+
+
+def image_size(size, name: str = "size") -> tuple[int, int]:
+    """A side (square) or an (h, w) pair -> (h, w) of positive ints; ValueError naming `name`."""
+    if isinstance(size, (tuple, list)):
+        if len(size) != 2:
+            raise ValueError(f"{name} must be an int or an (h, w) pair, got {size!r}")
+        return check_positive(f"{name}[0]", size[0]), check_positive(f"{name}[1]", size[1])
+    side = check_positive(name, size)
+    return side, side
+
+
+def _resize_image(image, size):
     # antialias=True: the reference resizes with PIL, whose bicubic filter widens when it
     # shrinks; plain bicubic would alias on ADE20K's larger photos.
     image = tf.image.resize(
-        tf.cast(image, tf.float32), (size, size), method="bicubic", antialias=True
-    )  # [S, S, 3]
+        tf.cast(image, tf.float32), image_size(size), method="bicubic", antialias=True
+    )  # [h, w, 3]
     return tf.clip_by_value(image, 0.0, 255.0)  # bicubic overshoots at edges
 
 
@@ -174,45 +218,55 @@ def mirror_where(mirrored, x):
     return tf.where(mirrored, tf.reverse(x, axis=[1]), x)
 
 
-def preprocess_train(image, label, seed, load_size: int, crop_size: int, flip: bool):
+def preprocess_train(image, label, seed, load_size, crop_size, flip: bool):
     """SPADE training augmentation of one pair; a pure function of its inputs.
 
     Args:
         image: [H, W, 3] uint8 (or float in [0, 255]).
         label: [H, W] integer class ids.
         seed: [2] int tensor seeding the stateless crop and flip.
-        load_size: side both are resized to first.
-        crop_size: side of the random square crop, shared by image and label.
+        load_size: side (or (h, w)) both are resized to first.
+        crop_size: side (or (h, w)) of the random crop, shared by image and label.
         flip: whether to flip both horizontally with probability 1/2.
 
     Returns:
-        image [crop, crop, 3] float32 in [-1, 1], label [crop, crop] int32.
+        image [crop_h, crop_w, 3] float32 in [-1, 1], label [crop_h, crop_w] int32.
     """
-    if crop_size > load_size:
+    (load_h, load_w), (crop_h, crop_w) = image_size(load_size), image_size(crop_size)
+    if crop_h > load_h or crop_w > load_w:
         raise ValueError(f"crop_size={crop_size} must not exceed load_size={load_size}")
     seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
     crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
-    image = _resize_image(image, load_size)  # [L, L, 3]
-    label = resize_label(label, (load_size, load_size))  # [L, L]
+    image = _resize_image(image, (load_h, load_w))  # [Lh, Lw, 3]
+    label = resize_label(label, (load_h, load_w))  # [Lh, Lw]
     # One offset for both: independent crops would misalign the pair.
-    offset = tf.random.stateless_uniform(
-        [2], seed=crop_seed, minval=0, maxval=load_size - crop_size + 1, dtype=tf.int32
-    )
-    image = tf.slice(image, [offset[0], offset[1], 0], [crop_size, crop_size, 3])  # [C, C, 3]
-    label = tf.slice(label, offset, [crop_size, crop_size])  # [C, C]
+    if load_h - crop_h == load_w - crop_w:  # square crops (and 1:2 without slack) draw so
+        offset = tf.random.stateless_uniform(
+            [2], seed=crop_seed, minval=0, maxval=load_h - crop_h + 1, dtype=tf.int32
+        )
+    else:  # a range per axis: integer draws take one scalar maxval, so draw and reduce
+        offset = tf.random.stateless_uniform(
+            [2], seed=crop_seed, minval=0, maxval=2**30, dtype=tf.int32
+        ) % tf.constant([load_h - crop_h + 1, load_w - crop_w + 1], tf.int32)
+    image = tf.slice(image, [offset[0], offset[1], 0], [crop_h, crop_w, 3])  # [Ch, Cw, 3]
+    label = tf.slice(label, offset, [crop_h, crop_w])  # [Ch, Cw]
     if flip:
         mirrored = coin_flip(flip_seed)
         image, label = mirror_where(mirrored, image), mirror_where(mirrored, label)
     return image / 127.5 - 1.0, label
 
 
-def preprocess_eval(image, label, size: int):
+def preprocess_eval(image, label, size):
     """Evaluation preprocessing: resize only (image bicubic, label nearest).
 
-    Returns image [size, size, 3] float32 in [-1, 1], label [size, size] int32.
+    Args:
+        size: side of the square output, or its (h, w).
+
+    Returns image [h, w, 3] float32 in [-1, 1], label [h, w] int32.
     """
-    image = _resize_image(image, size)  # [S, S, 3]
-    return image / 127.5 - 1.0, resize_label(label, (size, size))
+    size = image_size(size)
+    image = _resize_image(image, size)  # [h, w, 3]
+    return image / 127.5 - 1.0, resize_label(label, size)
 
 
 # ------------------------------------------------------------------------------------------
@@ -347,21 +401,22 @@ def make_train_dataset(
     pairs,
     *,
     num_classes: int,
-    load_size: int = 286,
-    crop_size: int = 256,
+    load_size=286,
+    crop_size=256,
     global_batch_size: int,
     seed: int = 0,
     start_step: int = 0,
     flip: bool = True,
     input_context: tf.distribute.InputContext | None = None,
+    label_map=None,
 ) -> tf.data.Dataset:
     """Infinite, exactly reproducible stream of augmented per-replica training batches.
 
     Args:
         pairs: list of (image_path, label_path).
         num_classes: label values must be < num_classes (checked in graph).
-        load_size: side images and labels are resized to before cropping.
-        crop_size: side of the square training crops.
+        load_size: side (or (h, w)) images and labels are resized to before cropping.
+        crop_size: side (or (h, w)) of the training crops; e.g. (128, 256) for Cityscapes 1:2.
         global_batch_size: B, the batch summed over all replicas.
         seed: seeds the file order and the augmentation.
         start_step: first batch step to produce (resuming gives the same batches).
@@ -369,23 +424,29 @@ def make_train_dataset(
         input_context: from tf.distribute (distribute_datasets_from_function); pipeline p of
             P then yields slice [p * B / P, (p + 1) * B / P) of each global batch, in
             per-replica batches of B / num_replicas_in_sync.
+        label_map: None (files store class ids) or a [256] table raw file value -> class id
+            (`apply_label_map`), e.g. Cityscapes labelIds -> train ids with ignored pixels
+            on an extra "don't care" class (models.spade.labels).
 
     Returns:
-        Dataset of {"image": [b, crop, crop, 3] float32, "label": [b, crop, crop] int32}.
+        Dataset of {"image": [b, crop_h, crop_w, 3] float32, "label": [b, crop_h, crop_w]
+        int32}.
     """
     image_paths, label_paths = check_pairs(pairs)
     global_batch_size = check_positive("global_batch_size", global_batch_size)
     num_classes = check_positive("num_classes", num_classes)
-    load_size = check_positive("load_size", load_size)
-    crop_size = check_positive("crop_size", crop_size)
-    if crop_size > load_size:
+    load_size = image_size(load_size, "load_size")
+    crop_size = image_size(crop_size, "crop_size")
+    if crop_size[0] > load_size[0] or crop_size[1] > load_size[1]:
         raise ValueError(f"crop_size={crop_size} must not exceed load_size={load_size}")
     num_files = len(image_paths)
     image_paths = tf.constant(image_paths)
     label_paths = tf.constant(label_paths)
 
     def element(file_index, element_seed):
-        pair = load_pair(image_paths[file_index], label_paths[file_index], num_classes)
+        pair = _load_mapped_pair(
+            image_paths[file_index], label_paths[file_index], num_classes, label_map
+        )
         image, label = preprocess_train(
             pair["image"], pair["label"], element_seed, load_size, crop_size, flip
         )
@@ -401,22 +462,41 @@ def make_train_dataset(
     )
 
 
+def _load_mapped_pair(image_path, label_path, num_classes: int, label_map) -> dict:
+    """load_pair, with the raw label values mapped to class ids when label_map is given."""
+    if label_map is None:
+        return load_pair(image_path, label_path, num_classes)
+    # 256: raw values such as Cityscapes labelIds exceed num_classes; the map checks them.
+    pair = load_pair(image_path, label_path, 256)
+    pair["label"] = apply_label_map(pair["label"], label_map, label_path)  # [H, W] int32
+    in_range = tf.debugging.Assert(
+        tf.reduce_max(pair["label"]) < num_classes,
+        ["label map", label_path, "maps to a class id >= num_classes", num_classes],
+    )
+    with tf.control_dependencies([in_range]):
+        pair["label"] = tf.identity(pair["label"])
+    return pair
+
+
 def make_eval_dataset(
-    pairs, *, num_classes: int, size: int = 256, batch_size: int
+    pairs, *, num_classes: int, size=256, batch_size: int, label_map=None
 ) -> tf.data.Dataset:
-    """One pass over `pairs` in order, resized to size x size, without augmentation.
+    """One pass over `pairs` in order, resized to size (a side or (h, w)), without augmentation.
+
+    Args:
+        label_map: None or a [256] raw value -> class id table (see make_train_dataset).
 
     Returns:
-        Dataset of {"image": [N, S, S, 3] float32 in [-1, 1], "label": [N, S, S] int32,
+        Dataset of {"image": [N, h, w, 3] float32 in [-1, 1], "label": [N, h, w] int32,
         "label_path": [N] string}; the last batch may be smaller.
     """
     image_paths, label_paths = check_pairs(pairs)
     batch_size = check_positive("batch_size", batch_size)
     num_classes = check_positive("num_classes", num_classes)
-    size = check_positive("size", size)
+    size = image_size(size)
 
     def element(image_path, label_path):
-        pair = load_pair(image_path, label_path, num_classes)
+        pair = _load_mapped_pair(image_path, label_path, num_classes, label_map)
         image, label = preprocess_eval(pair["image"], pair["label"], size)
         return {"image": image, "label": label, "label_path": label_path}
 

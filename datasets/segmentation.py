@@ -28,7 +28,8 @@ import tensorflow as tf
 from semantic_labels import LabelSet, load_label_set
 
 from .pairs import SEG_DATASETS, DatasetError
-from .pipeline import (
+from .pipeline import (  # noqa: F401  (apply_label_map: re-exported, its old home)
+    apply_label_map,
     check_pairs,
     check_positive,
     coin_flip,
@@ -119,8 +120,10 @@ def label_map_from_label_set(labels: LabelSet) -> np.ndarray:
 
 def dataset_label_set(dataset: str) -> LabelSet | None:
     """The label set of a built-in segmentation dataset; None for "folders" and "json"."""
-    if dataset in ("facesynthetics", "cityscapes"):
+    if dataset in ("facesynthetics", "cityscapes", "idd", "celebamask_hq"):
         return load_label_set(dataset)
+    if dataset == "streets":  # the procedural streets store Cityscapes labelIds
+        return load_label_set("cityscapes")
     if dataset == "ade20k":
         return reduce_zero_label(load_label_set("ade20k"))
     if dataset in ("folders", "json"):
@@ -160,35 +163,6 @@ def _check_label_map(label_map, num_classes: int) -> np.ndarray:
             f"num_classes={num_classes} (allowed: ids, 255 = ignore, -1 = invalid)"
         )
     return table.astype(np.int32)
-
-
-def apply_label_map(label, label_map, label_path="label map"):
-    """Raw label values -> train ids, in graph; unknown values fail naming file and value.
-
-    Args:
-        label: [H, W] integer raw values (uint8 from the PNG).
-        label_map: [256] table from `make_label_map` and friends.
-        label_path: scalar string naming the file in the error message.
-
-    Returns:
-        [H, W] int32 train ids, 255 = ignore.
-    """
-    table = tf.convert_to_tensor(label_map, tf.int32)  # [256]
-    raw = tf.cast(label, tf.int32)  # [H, W]
-    mapped = tf.gather(table, raw)  # [H, W]
-    unknown = tf.reduce_max(tf.where(mapped == _INVALID, raw, -1))
-    known = tf.debugging.Assert(
-        unknown < 0,
-        [
-            "label map",
-            label_path,
-            "holds raw value",
-            unknown,
-            "which is neither a class of this dataset nor ignored (wrong dataset or label set?)",
-        ],
-    )
-    with tf.control_dependencies([known]):
-        return tf.identity(mapped)
 
 
 # ------------------------------------------------------------------------------------------

@@ -1,14 +1,16 @@
 """The one resolver of a dataset split: data source -> (image, label) file pairs.
 
 It reads every source the project knows (datasets.pairs lists the files of each layout; the
-procedural scenes and document pages are generated on first use), so the SPADE, SegFormer and
-evaluation code resolve their data in one place.
+procedural scenes, streets and document pages are generated on first use, CelebAMask-HQ's
+part masks merged on first use), so the SPADE, SegFormer and evaluation code resolve their data
+in one place; `data_source_kwargs(config)` gives resolve_pairs the fields of a DataConfig.
 """
 
 from __future__ import annotations
 
 import os
 
+from .celebamask_hq import celebamask_hq_pairs
 from .documents import document_pairs
 from .pairs import (
     PAIR_DATASETS,
@@ -16,12 +18,15 @@ from .pairs import (
     SPLITS,
     DatasetError,
     ade20k_pairs,
+    cityscapes_extra_pairs,
     cityscapes_pairs,
     facesynthetics_pairs,
     folder_pairs,
+    idd_pairs,
     json_list_pairs,
 )
 from .scenes import generate_scenes
+from .streets import generate_streets
 
 # ------------------------------------------------------------------------------------------
 # The one resolver: data source -> (image, label) pairs of a split
@@ -43,6 +48,11 @@ def resolve_pairs(
     scenes_size: int = 256,
     num_scenes: int = 300,
     scenes_seed: int = 0,
+    streets_height: int = 128,
+    streets_width: int = 256,
+    num_streets: int = 300,
+    streets_seed: int = 0,
+    load_extra: bool = False,
     document_pages: str | None = None,
     choices: tuple[str, ...] = PAIR_DATASETS,
 ) -> list[tuple[str, str]]:
@@ -51,7 +61,11 @@ def resolve_pairs(
     Args:
         dataset: one of `choices` (a subset of PAIR_DATASETS):
             "scenes": procedural, generated on first use under data_root/scenes_<scenes_size>;
-            "ade20k", "cityscapes", "facesynthetics": read from data_root;
+            "streets": procedural streets in the Cityscapes layout (labelIds), generated on
+                first use under data_root/streets_<streets_height>x<streets_width>;
+            "ade20k", "cityscapes", "idd", "facesynthetics": read from data_root;
+            "celebamask_hq": read from data_root, its part masks merged (and cached) on
+                first use (datasets.celebamask_hq);
             "folders": image_dir / label_dir (val_image_dir / val_label_dir);
             "json": JSON pair lists train_list / val_list (see `json_list_pairs`);
             "documents": the generated pages in document_pages (datasets.documents).
@@ -61,10 +75,15 @@ def resolve_pairs(
         val_image_dir, val_label_dir: its validation folders; both None -> no validation
             pairs ([]).
         train_list, val_list: pair lists of "json"; val_list None -> [] for validation.
-        split_seed: seed of the FaceSynthetics 90/10 split of a single folder.
+        split_seed: seed of the FaceSynthetics (single folder) and CelebAMask-HQ 90/10 split.
         scenes_size: side of the procedural scenes in pixels.
         num_scenes: training scenes to generate; max(1, num_scenes // 10) validation scenes.
         scenes_seed: seed of the procedural dataset.
+        streets_height, streets_width: size of the procedural streets in pixels.
+        num_streets: training streets to generate; max(1, num_streets // 10) validation ones.
+        streets_seed: seed of the procedural streets.
+        load_extra: "cityscapes" training split only: add the extra coarse images with their
+            extraFine labels (Cityscapes-25k, `cityscapes_extra_pairs`).
         document_pages: root of the generated document pages of "documents".
         choices: the datasets the caller accepts; another `dataset` raises naming them.
 
@@ -84,10 +103,29 @@ def resolve_pairs(
             seed=scenes_seed,
         )
         return ade20k_pairs(root, split)
+    if load_extra and dataset != "cityscapes":
+        raise DatasetError(f"--load_extra applies to --dataset=cityscapes, not {dataset!r}")
+    if dataset == "streets":
+        root = generate_streets(
+            os.path.join(data_root, f"streets_{streets_height}x{streets_width}"),
+            num_train=num_streets,
+            num_val=max(1, num_streets // 10),
+            height=streets_height,
+            width=streets_width,
+            seed=streets_seed,
+        )
+        return cityscapes_pairs(root, split)
     if dataset == "ade20k":
         return ade20k_pairs(data_root, split)
     if dataset == "cityscapes":
-        return cityscapes_pairs(data_root, split)
+        pairs = cityscapes_pairs(data_root, split)
+        if load_extra and split == "training":
+            pairs += cityscapes_extra_pairs(data_root)
+        return pairs
+    if dataset == "idd":
+        return idd_pairs(data_root, split)
+    if dataset == "celebamask_hq":
+        return celebamask_hq_pairs(data_root, split, seed=split_seed)
     if dataset == "facesynthetics":
         return facesynthetics_pairs(data_root, split, seed=split_seed)
     if dataset == "documents":
@@ -113,3 +151,25 @@ def resolve_pairs(
 def resolve_seg_pairs(dataset: str, split: str, **kwargs) -> list[tuple[str, str]]:
     """resolve_pairs over the segmentation file datasets (SEG_DATASETS) only."""
     return resolve_pairs(dataset, split, choices=SEG_DATASETS, **kwargs)
+
+
+def data_source_kwargs(config) -> dict:
+    """resolve_pairs' keyword arguments from the fields of a DataConfig (datasets.config).
+
+    Family-specific arguments (document_pages, choices, split_seed) are the caller's to add.
+    """
+    return dict(
+        data_root=config.data_root,
+        image_dir=config.image_dir,
+        label_dir=config.label_dir,
+        val_image_dir=config.val_image_dir,
+        val_label_dir=config.val_label_dir,
+        train_list=config.train_list,
+        val_list=config.val_list,
+        scenes_size=config.scenes_size,
+        num_scenes=config.num_scenes,
+        streets_height=config.streets_height,
+        streets_width=config.streets_width,
+        num_streets=config.num_streets,
+        load_extra=config.load_extra,
+    )

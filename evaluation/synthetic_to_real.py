@@ -140,7 +140,7 @@ def synthesize_pairs(
     if not os.path.isdir(spade_model):
         raise FileNotFoundError(f"--spade_model={spade_model} does not exist")
     synthesizer = Synthesizer(saved_model=spade_model)
-    size = synthesizer.crop_size
+    size = synthesizer.image_size  # (height, width)
     image_dir = os.path.join(output_dir, "images")
     label_dir = os.path.join(output_dir, "labels")
     os.makedirs(image_dir, exist_ok=True)
@@ -152,7 +152,7 @@ def synthesize_pairs(
         chunk = label_paths[start : start + batch_size]
         labels = np.stack(
             [resize_label_map(load_label_map(path), size) for path in chunk]
-        )  # [b, S, S] uint8
+        )  # [b, H, W] uint8
         z = (
             rng.standard_normal((len(chunk), synthesizer.z_dim)).astype(np.float32)
             if synthesizer.use_vae

@@ -6,6 +6,7 @@ flags):
     crops            cut random tiles from page scans (Synthesis in Style, step 1)
     documents        write the procedural document pages
     scenes           write the procedural scenes (ADE20K layout)
+    streets          write the procedural streets (Cityscapes layout)
     class_weights    per-class pixel frequencies and inverse-frequency class weights
 
 The annotation app is `python -m annotator`. Each module only parses its flags (flags.py) and

@@ -14,6 +14,7 @@ from PIL import Image
 
 import datasets
 from datasets import segmentation as seg_data
+from datasets.sources import data_source_kwargs
 from evaluation.segmentation_metrics import ConfusionMatrix, metrics_from_confusion
 from models.segformer import export as seg_export
 from models.segformer import networks as segformer
@@ -32,16 +33,8 @@ def resolve_pairs(config, split):
     return datasets.resolve_pairs(
         config.dataset,
         split,
-        data_root=config.data_root,
-        image_dir=config.image_dir,
-        label_dir=config.label_dir,
-        val_image_dir=config.val_image_dir,
-        val_label_dir=config.val_label_dir,
-        train_list=config.train_list,
-        val_list=config.val_list,
+        **data_source_kwargs(config),
         split_seed=config.seed,
-        scenes_size=config.scenes_size,
-        num_scenes=config.num_scenes,
         document_pages=pages,
     )
 

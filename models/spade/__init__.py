@@ -1,6 +1,7 @@
 """SPADE (GauGAN): label map (+ optional style image) -> image.
 
-    config.py    SPADEConfig and the presets (tiny, ade20k_256)
+    config.py    SPADEConfig and the presets (tiny, ade20k_256, cityscapes_128x256)
+    labels.py    label set -> one-hot channels (a "don't care" channel for ignored pixels)
     networks.py  generator, multiscale PatchGAN discriminator, VAE encoder
     trainer.py   SPADEGAN: train_step (D step, G step), optimizers, lr schedule
     task.py      data wiring, sample grids, export for the training engine
@@ -21,11 +22,10 @@ def _make_task(config):
 
 
 def _build_for_dry_run(config):
+    from models.spade.labels import num_spade_classes
     from models.spade.trainer import SPADEGAN
-    from semantic_labels import load_label_set
 
-    label_set = load_label_set(config.semantic_label_path)
-    return SPADEGAN.from_run_config(config.replace(vgg_weights="none"), label_set.num_classes)
+    return SPADEGAN.from_run_config(config.replace(vgg_weights="none"), num_spade_classes(config))
 
 
 registry.register(

@@ -2,7 +2,19 @@
 
 `SPADEConfig` holds every setting of a SPADE run (the run, the data, Adam, the networks and the
 losses); `PRESETS` are instances of it. `tiny` is for tests and the demo; `ade20k_256` is the
-paper's configuration with the reference parameter counts (asserted in tests/).
+paper's configuration with the reference parameter counts (asserted in tests/);
+`cityscapes_128x256` is Semantic Palette's image synthesizer setting (Cityscapes at 1:2).
+
+Non-square images: crop_size is the HEIGHT of the crops and of the synthesized images, and
+aspect_ratio = width / height, so the width is round(crop_size * aspect_ratio) (load_size
+likewise). The generator's first feature map is (crop_size / 2**n) x (width / 2**n) for its n
+x2 upsamplings, so both sides must be multiples of 2**n. (The reference code calls the width
+crop_size; the command line also takes the TF port's --img_height / --img_width.)
+
+Labels with an ignore value (Cityscapes: labelIds -> 19 train ids, the void labelIds and 255
+ignored): SPADE has no "ignore" for its input, so ignored pixels become one extra class, the
+last one-hot channel ("don't care"), as NVIDIA's SPADE does with contain_dontcare_label. SPADE
+on Cityscapes therefore sees 19 + 1 = 20 channels (models/spade/labels.py).
 """
 
 import dataclasses
@@ -12,6 +24,9 @@ from datasets.config import DataConfig
 from training.config import AdamConfig, RunConfig
 
 UPSAMPLINGS = {"normal": 5, "more": 6, "most": 7}
+# The data SPADE reads; the last two store Cityscapes labelIds (semantic_label_path=cityscapes).
+SPADE_DATASETS = ("scenes", "ade20k", "folders", "cityscapes", "streets")
+LABEL_ID_DATASETS = ("cityscapes", "streets")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -19,8 +34,11 @@ class SPADEConfig(RunConfig, DataConfig, AdamConfig):
     """A SPADE (GauGAN) run: generator, multiscale discriminator, optional VAE encoder."""
 
     model: str = field("spade", "Model family.", choices=("spade",))
-    crop_size: int = field(64, "Training crop and synthesis size (px).")
-    load_size: int = field(72, "Images are resized to this before the random crop (px).")
+    crop_size: int = field(64, "Training crop and synthesis height (px).")
+    load_size: int = field(72, "Images are resized to this height before the random crop (px).")
+    aspect_ratio: float = field(
+        1.0, "Width / height of crops and synthesized images (Cityscapes: 2.0)."
+    )
     ngf: int = field(8, "Generator base width (the first blocks use 16 * ngf channels).")
     ndf: int = field(8, "Discriminator and encoder base width.")
     z_dim: int = field(32, "Latent size of the VAE style code.")
@@ -49,13 +67,21 @@ class SPADEConfig(RunConfig, DataConfig, AdamConfig):
 
     def validate(self):
         super().validate()
-        if self.dataset not in ("scenes", "ade20k", "folders"):
+        if self.dataset not in SPADE_DATASETS:
             raise ConfigError(
                 f"dataset={self.dataset} is a segmentation dataset; model=spade reads "
-                "scenes, ade20k or folders",
+                f"{', '.join(SPADE_DATASETS)}",
                 ("dataset", "model"),
             )
+        if self.dataset in LABEL_ID_DATASETS and self.semantic_label_path != "cityscapes":
+            raise ConfigError(
+                f"dataset={self.dataset} stores Cityscapes labelIds: use "
+                f"semantic_label_path=cityscapes, not {self.semantic_label_path} (the preset "
+                "cityscapes_128x256 sets it)",
+                ("dataset", "semantic_label_path"),
+            )
         self.check_positive("crop_size", "load_size", "ngf", "ndf", "z_dim", "spade_hidden")
+        self.check_positive("aspect_ratio")
         self.check_positive("num_discriminators", "n_layers_D")
         if self.load_size < self.crop_size:
             raise ConfigError(
@@ -74,6 +100,28 @@ class SPADEConfig(RunConfig, DataConfig, AdamConfig):
                 f"num_upsampling_layers={self.num_upsampling_layers}",
                 ("crop_size", "num_upsampling_layers"),
             )
+        if self.crop_width % 2**num_up:
+            raise ConfigError(
+                f"aspect_ratio={self.aspect_ratio} makes the crops {self.crop_width} px wide "
+                f"(crop_size={self.crop_size} x aspect_ratio), not a multiple of {2**num_up} "
+                f"for num_upsampling_layers={self.num_upsampling_layers}",
+                ("aspect_ratio", "crop_size", "num_upsampling_layers"),
+            )
+
+    @property
+    def crop_width(self):
+        """Width of the crops and synthesized images: round(crop_size * aspect_ratio)."""
+        return int(round(self.crop_size * self.aspect_ratio))
+
+    @property
+    def load_width(self):
+        """Width images are resized to before the crop: round(load_size * aspect_ratio)."""
+        return int(round(self.load_size * self.aspect_ratio))
+
+    @property
+    def image_size(self):
+        """(height, width) of the crops and synthesized images."""
+        return self.crop_size, self.crop_width
 
 
 PRESETS = {
@@ -108,6 +156,29 @@ PRESETS = {
         batch_size=32,  # the paper: 32 on 8 GPUs
         total_epochs=200,
         decay_epoch=100,  # constant lr for 100 epochs, then linear to 0
+        vgg_weights="imagenet",
+        lr=2e-4,
+        beta1=0.0,
+        beta2=0.9,
+    ),
+    # Semantic Palette's image synthesizer: GauGAN on Cityscapes at 128x256 (1:2), the full
+    # image resized without an extra crop (load_size = crop_size), no VAE, hinge + feature
+    # matching x10 + VGG x10. Batch 16 (our choice; the paper does not state it here).
+    "cityscapes_128x256": SPADEConfig(
+        preset="cityscapes_128x256",
+        dataset="cityscapes",
+        semantic_label_path="cityscapes",
+        crop_size=128,
+        load_size=128,
+        aspect_ratio=2.0,
+        ngf=64,
+        ndf=64,
+        z_dim=256,
+        spade_hidden=128,
+        encoder_input_size=256,
+        batch_size=16,
+        total_epochs=200,
+        decay_epoch=100,
         vgg_weights="imagenet",
         lr=2e-4,
         beta1=0.0,

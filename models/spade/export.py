@@ -1,15 +1,17 @@
 """SavedModel export of the SPADE generator, and loading a synthesizer for inference.
 
-Serving signatures (all take uint8 label maps [N, S, S] with S = the training crop size and return
-{"image": uint8 [N, S, S, 3], "image_float": float32 [N, S, S, 3] in [-1, 1]}):
+Serving signatures (all take uint8 label maps [N, H, W] with (H, W) = the training crop size,
+(crop_size, crop_size * aspect_ratio), and return {"image": uint8 [N, H, W, 3], "image_float":
+float32 [N, H, W, 3] in [-1, 1]}):
     serving_default / serve       (label)                      no VAE: the map alone; with a VAE
                                                                z ~ N(0, I) drawn inside
     serve_z        (VAE runs)     (label, z float32 [N, z_dim])
     serve_style    (VAE runs)     (label, style uint8 [N, H, W, 3])   z = the encoder's mean
 The model always runs with training=False (no batch statistics, no spectral-norm power
 iteration), so the SavedModel's output equals the Keras model's. Beside it, META_FILE records
-what a caller must know before feeding it: {"num_classes", "label_set", "crop_size", "use_vae",
-"z_dim"} (label maps with ids >= num_classes are refused by Synthesizer).
+what a caller must know before feeding it: {"num_classes", "label_set", "crop_size" (the
+height), "image_size" ([H, W]), "use_vae", "z_dim"} (label maps with ids >= num_classes are
+refused by Synthesizer; with a "don't care" channel, num_classes is the label set's + 1).
 """
 
 import json
@@ -21,8 +23,8 @@ import tensorflow as tf
 
 from core.errors import UserError
 from models.spade.config import SPADEConfig
+from models.spade.labels import num_spade_classes
 from models.spade.trainer import SPADEGAN
-from semantic_labels import load_label_set
 from training import checkpointing
 from training import run_dir as run_dir_lib
 
@@ -48,8 +50,8 @@ def export_spade(gan, path, label_set):
 
     `label_set` (its name or file, as the run's semantic_label_path) is recorded in the meta.
     """
-    size = gan.crop_size
-    label_spec = tf.TensorSpec([None, size, size], tf.uint8, name="label")
+    height, width = gan.image_size
+    label_spec = tf.TensorSpec([None, height, width], tf.uint8, name="label")
     archive = keras.export.ExportArchive()
     archive.track(gan.generator)
     if gan.encoder is not None:
@@ -93,7 +95,8 @@ def export_spade(gan, path, label_set):
     meta = {
         "num_classes": int(gan.num_classes),
         "label_set": label_set,
-        "crop_size": int(size),
+        "crop_size": int(height),
+        "image_size": [int(height), int(width)],
         "use_vae": bool(gan.use_vae),
         "z_dim": int(gan.z_dim) if gan.use_vae else None,
     }
@@ -109,8 +112,9 @@ class Synthesizer:
         log: where a note on a skipped unreadable checkpoint goes.
 
     Attributes:
-        crop_size, use_vae, z_dim, num_classes (None for an export of an older version, which
-        did not record it: its label ids are then not checked).
+        image_size ((height, width) of label maps and images), crop_size (the height), use_vae,
+        z_dim, num_classes (None for an export of an older version, which did not record it:
+        its label ids are then not checked).
     """
 
     def __init__(self, checkpoint_dir=None, saved_model=None, log=print):
@@ -122,7 +126,8 @@ class Synthesizer:
                 raise FileNotFoundError(f"--saved_model={saved_model} is not a SavedModel folder")
             self._module = tf.saved_model.load(saved_model)
             spec = self._module.signatures["serve"].structured_input_signature[1]
-            self.crop_size = int(spec["label"].shape[1])
+            self.image_size = (int(spec["label"].shape[1]), int(spec["label"].shape[2]))
+            self.crop_size = self.image_size[0]
             self.use_vae = hasattr(self._module, "serve_z")
             self.z_dim = (
                 int(self._module.signatures["serve_z"].structured_input_signature[1]["z"].shape[1])
@@ -132,28 +137,29 @@ class Synthesizer:
             self.num_classes = _exported_num_classes(saved_model)
             return
         config = run_dir_lib.load_run_config(checkpoint_dir, SPADEConfig)
-        label_set = load_label_set(config.semantic_label_path)
-        self._gan = SPADEGAN.from_run_config(config, label_set.num_classes, for_training=False)
+        num_classes = num_spade_classes(config)  # with a "don't care" channel if any
+        self._gan = SPADEGAN.from_run_config(config, num_classes, for_training=False)
         checkpointing.restore_run_for_inference(
             self._gan.checkpoint_objects(), checkpoint_dir, log=log
         )
+        self.image_size = config.image_size
         self.crop_size = config.crop_size
         self.use_vae = bool(config.use_vae)
         self.z_dim = config.z_dim if self.use_vae else None
-        self.num_classes = label_set.num_classes
+        self.num_classes = num_classes
         self.label_set_name = config.semantic_label_path
         self.step = int(self._gan.step.numpy())
 
     def __call__(self, labels, z=None, style=None):
-        """labels uint8 [N, S, S]; z float32 [N, z_dim] or style uint8 [N, H, W, 3] (VAE runs).
+        """labels uint8 [N, H, W] (H, W = image_size); z float32 [N, z_dim] or style uint8
+        [N, h, w, 3] (VAE runs).
 
-        Returns uint8 [N, S, S, 3].
+        Returns uint8 [N, H, W, 3].
         """
         labels = np.asarray(labels, np.uint8)
-        if labels.ndim != 3 or labels.shape[1:] != (self.crop_size, self.crop_size):
-            raise ValueError(
-                f"label maps must be [N, {self.crop_size}, {self.crop_size}], got {labels.shape}"
-            )
+        height, width = self.image_size
+        if labels.ndim != 3 or labels.shape[1:] != (height, width):
+            raise ValueError(f"label maps must be [N, {height}, {width}], got {labels.shape}")
         if self.num_classes is not None and labels.max() >= self.num_classes:
             raise ValueError(
                 f"label value {labels.max()} is outside the run's {self.num_classes} classes"
@@ -189,13 +195,16 @@ def _exported_num_classes(saved_model):
 
 
 def resize_label_map(label, size):
-    """Nearest-neighbour resize of a [H, W] label map to [size, size] (class ids preserved)."""
+    """Nearest-neighbour resize of a [H, W] label map to size, a side or (height, width)
+    (class ids preserved)."""
     label = np.asarray(label)
-    if label.shape == (size, size):
+    height, width = (size, size) if np.isscalar(size) else size
+    if label.shape == (height, width):
         return label.astype(np.uint8)
     from PIL import Image
 
-    return np.asarray(Image.fromarray(label.astype(np.uint8)).resize((size, size), Image.NEAREST))
+    resized = Image.fromarray(label.astype(np.uint8)).resize((width, height), Image.NEAREST)
+    return np.asarray(resized)
 
 
 def export_run(checkpoint_dir, output=None):

@@ -146,11 +146,11 @@ def synthesize_label_folder(
         labels = np.stack(
             [
                 resize_label_map(
-                    read_label_map(os.path.join(label_dir, p), synth.num_classes), synth.crop_size
+                    read_label_map(os.path.join(label_dir, p), synth.num_classes), synth.image_size
                 )
                 for p in chunk
             ]
-        )  # [B, S, S]
+        )  # [B, H, W]
         images = synth(labels, z=z, style=_style_batch(style_image, len(chunk)))
         written = []
         for out, image, needed in zip(outputs[start:], images, todo[start:]):
@@ -198,7 +198,7 @@ def synthesize_label_map(
     from models.spade.export import Synthesizer, resize_label_map
 
     synth = Synthesizer(checkpoint_dir=checkpoint_dir, saved_model=saved_model)
-    label = resize_label_map(read_label_map(label_filename, synth.num_classes), synth.crop_size)
+    label = resize_label_map(read_label_map(label_filename, synth.num_classes), synth.image_size)
     count = num_samples
     if count > 1 and not synth.use_vae:
         logging.warning(
@@ -213,7 +213,7 @@ def synthesize_label_map(
     paths = [os.path.join(results_dir, n) for n in names]
     core_io.check_overwrite(paths, overwrite)
 
-    labels = np.repeat(label[None], count, axis=0)  # [count, S, S]
+    labels = np.repeat(label[None], count, axis=0)  # [count, H, W]
     z = style = None
     if style_filename:
         style = _style_batch(load_image(style_filename), count)

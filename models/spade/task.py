@@ -8,16 +8,19 @@ from PIL import Image
 
 import datasets
 from datasets import pipeline
+from datasets.sources import data_source_kwargs
 from models.spade import export as export_lib
+from models.spade import labels as spade_labels
+from models.spade.config import SPADE_DATASETS
 from models.spade.trainer import SPADEGAN
-from semantic_labels import load_label_set
 
 
 def image_grid(label_set, labels, reals, fakes):
-    """Rows of [label colours | real | synthesized], uint8 [N*S, 3*S, 3]."""
+    """Rows of [label colours | real | synthesized], uint8 [N*H, 3*W, 3]."""
     rows = []
     for label, real, fake in zip(labels, reals, fakes):
-        rows.append(np.concatenate([label_set.colorize(label), real, fake], axis=1))
+        colors = spade_labels.colorize(label_set, label)  # "don't care" pixels black
+        rows.append(np.concatenate([colors, real, fake], axis=1))
     return np.concatenate(rows, axis=0)
 
 
@@ -30,17 +33,8 @@ def to_uint8(images):
 
 def build_dataset_info(config):
     """Training / validation pairs and the label set of a SPADE config."""
-    label_set = load_label_set(config.semantic_label_path)
-    kwargs = dict(
-        data_root=config.data_root,
-        image_dir=config.image_dir,
-        label_dir=config.label_dir,
-        val_image_dir=config.val_image_dir,
-        val_label_dir=config.val_label_dir,
-        scenes_size=config.scenes_size,
-        num_scenes=config.num_scenes,
-        choices=datasets.DATASETS,  # the sources SPADE reads
-    )
+    label_set, _, _ = spade_labels.resolve_spade_labels(config)
+    kwargs = dict(data_source_kwargs(config), choices=SPADE_DATASETS)  # the sources SPADE reads
     train_pairs = datasets.resolve_pairs(config.dataset, "training", **kwargs)
     val_pairs = datasets.resolve_pairs(config.dataset, "validation", **kwargs)
     return label_set, train_pairs, val_pairs
@@ -54,7 +48,8 @@ class SPADETask:
     def __init__(self, config):
         self.config = config
         self.label_set, self.train_pairs, self.val_pairs = build_dataset_info(config)
-        self.num_classes = self.label_set.num_classes
+        # Cityscapes-like label sets add a "don't care" channel (models/spade/labels.py).
+        _, self.label_map, self.num_classes = spade_labels.resolve_spade_labels(config)
         self.model = None
         self._sample_batch = None
 
@@ -69,12 +64,13 @@ class SPADETask:
         return pipeline.make_train_dataset(
             self.train_pairs,
             num_classes=self.num_classes,
-            load_size=self.config.load_size,
-            crop_size=self.config.crop_size,
+            load_size=(self.config.load_size, self.config.load_width),
+            crop_size=self.config.image_size,
             global_batch_size=self.config.batch_size,
             seed=self.config.seed,
             start_step=start_step,
             input_context=input_context,
+            label_map=self.label_map,
         )
 
     def prepare_monitoring(self):
@@ -83,8 +79,9 @@ class SPADETask:
         dataset = pipeline.make_eval_dataset(
             pairs,
             num_classes=self.num_classes,
-            size=self.config.crop_size,
+            size=self.config.image_size,
             batch_size=len(pairs),
+            label_map=self.label_map,
         )
         self._sample_batch = next(iter(dataset))
 
@@ -96,7 +93,8 @@ class SPADETask:
         """Opens every (image, label) file to name the one the pipeline failed on."""
         from datasets.pairs import diagnose_pairs
 
-        diagnose_pairs(pairs, self.num_classes)
+        # Files of mapped datasets hold raw values (Cityscapes labelIds), checked by the map.
+        diagnose_pairs(pairs, self.num_classes if self.label_map is None else 256)
 
     def write_samples(self, writer, step):
         batch = self._sample_batch

@@ -49,7 +49,8 @@ class SPADEGAN(keras.Model):
 
     Args:
         num_classes: label values 0..num_classes-1 (one-hot channels; 151 for ADE20K).
-        crop_size: training crop and synthesis size (px).
+        crop_size: height of the training crops and synthesized images (px).
+        aspect_ratio: their width / height (Cityscapes: 2); width = round(crop_size * ratio).
         ngf: generator base width (the first blocks use 16 * ngf channels).
         ndf: discriminator and encoder base width.
         z_dim: latent size of the VAE style code.
@@ -84,6 +85,7 @@ class SPADEGAN(keras.Model):
         *,
         num_classes,
         crop_size,
+        aspect_ratio=1.0,
         ngf=64,
         ndf=64,
         z_dim=256,
@@ -113,6 +115,9 @@ class SPADEGAN(keras.Model):
         # === Config ===
         self.num_classes = int(num_classes)
         self.crop_size = int(crop_size)
+        self.aspect_ratio = float(aspect_ratio)
+        # (height, width) of the images; the networks take the width (the reference's crop_size).
+        self.image_size = (self.crop_size, int(round(self.crop_size * self.aspect_ratio)))
         self.ngf = ngf
         self.ndf = ndf
         self.z_dim = z_dim
@@ -146,7 +151,8 @@ class SPADEGAN(keras.Model):
         # === Networks ===
         nets = spade.build_spade_networks(
             num_classes=self.num_classes,
-            crop_size=self.crop_size,
+            crop_size=self.image_size[1],
+            aspect_ratio=self.aspect_ratio,
             ngf=ngf,
             ndf=ndf,
             z_dim=z_dim,
@@ -192,6 +198,7 @@ class SPADEGAN(keras.Model):
         return cls(
             num_classes=num_classes,
             crop_size=config.crop_size,
+            aspect_ratio=config.aspect_ratio,
             ngf=config.ngf,
             ndf=config.ndf,
             z_dim=config.z_dim,
@@ -222,6 +229,7 @@ class SPADEGAN(keras.Model):
         return {
             "num_classes": self.num_classes,
             "crop_size": self.crop_size,
+            "aspect_ratio": self.aspect_ratio,
             "ngf": self.ngf,
             "ndf": self.ndf,
             "z_dim": self.z_dim,

@@ -374,8 +374,8 @@ def test_resolve_pairs_folders_and_errors(tmp_path, random_pairs):
         resolve_pairs("folders", "training", image_dir=image_dir)
     with pytest.raises(ValueError, match="--val_image_dir"):
         resolve_pairs("folders", "validation", val_label_dir=label_dir)
-    with pytest.raises(ValueError, match="--dataset='cityscapes'.*scenes, ade20k, folders"):
-        resolve_pairs("cityscapes", "training", choices=DATASETS)
+    with pytest.raises(ValueError, match="--dataset='facesynthetics'.*scenes, ade20k, folders"):
+        resolve_pairs("facesynthetics", "training", choices=DATASETS)
     with pytest.raises(ValueError, match="split"):
         resolve_pairs("scenes", "test")
 
