@@ -84,7 +84,7 @@ def test_generator_and_discriminator_at_1_to_2():
     for scale in outputs:  # fully convolutional: the patch map is wider than high at 1:2
         height, width = scale[-1].shape[1:3]
         assert width > height and scale[-1].shape[-1] == 1
-    mu, _ = nets["encoder"](tf.zeros((2, 32, 64, 3)), training=False)
+    mu, _ = gan.encoder(tf.zeros((2, 32, 64, 3)), training=False)
     assert mu.shape == (2, 8)
     # The paper preset's first map is 4 x 8.
     assert networks.generator_start_size(256, 2.0, "normal") == (4, 8)
