@@ -231,7 +231,8 @@ def _define_train_flags(d):
         "preset",
         "tiny",
         "Named configuration of the model family (spade: tiny, ade20k_256; segformer: tiny, "
-        "segformer_b0 .. segformer_b5; stylegan2: tiny, stylegan2_256).",
+        "segformer_b0 .. segformer_b5; stylegan2: tiny, stylegan2_256; palette: tiny, "
+        "cityscapes_128x256).",
     )
     d.DEFINE_bool(
         "dry_run", False, "Print the resolved config and every network's parameter count, exit."
@@ -394,6 +395,7 @@ def _define_train_flags(d):
         "when more than one GPU is visible, otherwise the default strategy.",
     )
     _define_spade_aspect_train_flags(d)
+    _define_palette_train_flags(d)
 
 
 def resolve_train_config(flag_values=FLAGS):
@@ -1035,3 +1037,45 @@ def _image_size_flags(given):
         )
     given["crop_size"], given["aspect_ratio"] = height, aspect_ratio
     return given
+
+
+def _define_palette_train_flags(d):
+    """Flags of --model=palette (Semantic Palette layouts); defaults come from the preset."""
+    d.DEFINE_enum(
+        "stage",
+        None,
+        ["layout", "partial"],
+        "Palette: layout (palette -> layout) or partial (partial editing, planned) (preset).",
+    )
+    d.DEFINE_integer("start_size", None, "Palette: height of the level-0 layouts, px (4).")
+    d.DEFINE_integer("num_levels", None, "Palette: levels of the progressive networks (preset).")
+    d.DEFINE_integer(
+        "max_level",
+        None,
+        "Palette: train up to this level, 0-based, i.e. stop at that resolution (default the "
+        "last).",
+    )
+    d.DEFINE_integer(
+        "channel_base", None, "Palette: level k has min(max_channels, channel_base/2**k) channels."
+    )
+    d.DEFINE_integer("max_channels", None, "Palette: the widest level's channels (preset: 512).")
+    d.DEFINE_bool("feedback", None, "Palette: feed each level's layout back into the next block.")
+    d.DEFINE_integer("mbstd_group_size", None, "Palette: critic minibatch-stddev group size (4).")
+    d.DEFINE_integer("fade_steps", None, "Palette: steps of each new level's fade-in (preset).")
+    d.DEFINE_integer("stable_steps", None, "Palette: steps of each level after its fade-in.")
+    d.DEFINE_float("lambda_gp", None, "Palette: WGAN-GP gradient-penalty weight (10).")
+    d.DEFINE_float("lambda_drift", None, "Palette: drift penalty on real critic scores (0.001).")
+    d.DEFINE_float("lambda_entropy", None, "Palette: pixel-entropy loss weight (preset).")
+    d.DEFINE_float("lambda_spread", None, "Palette: spread loss weight (preset).")
+    d.DEFINE_float(
+        "lambda_kl", None, "Palette: KL(target || mean soft layout) weight (preset: 0, off)."
+    )
+    d.DEFINE_float("blur_sigma", None, "Palette: Gaussian blur of real layouts, px (preset).")
+    d.DEFINE_integer(
+        "max_components", None, "Palette: estimator GMMs of 1..this many components (30)."
+    )
+    d.DEFINE_string(
+        "estimator_path",
+        None,
+        "Palette: a fitted palette estimator (JSON / .npz) to use instead of fitting one.",
+    )

@@ -8,6 +8,7 @@ import pytest
 
 import flags as cli
 from core.config import Config, ConfigError, field
+from models.palette.config import PaletteConfig
 from models.segformer.config import SegFormerConfig
 from models.spade.config import PRESETS as SPADE_PRESETS
 from models.spade.config import SPADEConfig
@@ -49,7 +50,9 @@ def test_config_validates_round_trips_and_knows_resumable_fields(tmp_path):
         toy.depth = 3
 
 
-@pytest.mark.parametrize("config_class", [SPADEConfig, SegFormerConfig, StyleGAN2Config])
+@pytest.mark.parametrize(
+    "config_class", [SPADEConfig, SegFormerConfig, StyleGAN2Config, PaletteConfig]
+)
 def test_family_presets_are_valid_instances_that_round_trip(config_class):
     family = registry.get(config_class().model)
     assert family.config_class is config_class
