@@ -213,7 +213,7 @@ def _define_train_flags(d):
         "preset",
         "tiny",
         "Named configuration of the model family (spade: tiny, ade20k_256; segformer: tiny, "
-        "segformer_b0 .. segformer_b5; stylegan2: tiny, stylegan2_256).",
+        "segformer_b0 .. segformer_b5; stylegan2: tiny, stylegan2_256; osmis: tiny, osmis).",
     )
     d.DEFINE_bool(
         "dry_run", False, "Print the resolved config and every network's parameter count, exit."
@@ -375,6 +375,7 @@ def _define_train_flags(d):
         "tf.distribute strategy. auto: MultiWorkerMirrored when TF_CONFIG is set, Mirrored "
         "when more than one GPU is visible, otherwise the default strategy.",
     )
+    _define_osmis_train_flags(d)
 
 
 def resolve_train_config(flag_values=FLAGS):
@@ -848,3 +849,45 @@ def parse_train_flags_string(train_flags):
         return synthetic_to_real_config(train_args), train_args
     except flags.Error as error:  # an unknown or malformed flag inside --train_flags
         raise ConfigError(f"--train_flags: {error}") from None
+
+
+def _define_osmis_train_flags(d):
+    """Flags of --model=osmis (OSMIS with a mask, SIV-GAN without). It also reads --image_dir
+    (video frames), --z_dim, --lr, --beta1, --beta2, --batch_size, --max_steps."""
+    d.DEFINE_string(
+        "image",
+        None,
+        "osmis: the one training image, or a video file (its frames); default: one built-in "
+        "scene with its label map.",
+    )
+    d.DEFINE_string(
+        "mask",
+        None,
+        "osmis: the mask of --image (8-bit class ids, or a colour PNG with --mask_colours); "
+        "without one, SIV-GAN trains on the image alone.",
+    )
+    d.DEFINE_string(
+        "mask_colours",
+        None,
+        "osmis: class-colour JSON (a label set file, or {name: '#RRGGBB'}) naming the classes "
+        "of --mask or mapping its colours to classes.",
+    )
+    d.DEFINE_integer(
+        "max_size",
+        None,
+        "osmis: longest side of the training image in px; with the aspect ratio it gives the "
+        "output size and the generator blocks (preset: 330).",
+    )
+    d.DEFINE_integer(
+        "num_blocks", None, "osmis: generator blocks, 3..9 (preset: 0 = chosen from the image)."
+    )
+    d.DEFINE_float(
+        "aug_prob",
+        None,
+        "osmis: probability of each differentiable augmentation per sample (preset: 0.7).",
+    )
+    d.DEFINE_float(
+        "lambda_diversity", None, "osmis: weight of the diversity regulariser (preset: 0.15)."
+    )
+    d.DEFINE_float("ema_decay", None, "osmis: generator EMA decay per step (preset: 0.9999).")
+    d.DEFINE_enum("gan_loss", None, ["bce", "hinge"], "osmis: adversarial loss (preset: bce).")
