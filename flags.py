@@ -233,6 +233,7 @@ def _define_train_flags(d):
         "Named configuration of the model family (spade: tiny, ade20k_256; segformer: tiny, "
         "segformer_b0 .. segformer_b5; stylegan2: tiny, stylegan2_256; palette: tiny, "
         "cityscapes_128x256).",
+        "segformer_b0 .. segformer_b5; stylegan2: tiny, stylegan2_256; osmis: tiny, osmis).",
     )
     d.DEFINE_bool(
         "dry_run", False, "Print the resolved config and every network's parameter count, exit."
@@ -396,6 +397,7 @@ def _define_train_flags(d):
     )
     _define_spade_aspect_train_flags(d)
     _define_palette_train_flags(d)
+    _define_osmis_train_flags(d)
 
 
 def resolve_train_config(flag_values=FLAGS):
@@ -1079,3 +1081,45 @@ def _define_palette_train_flags(d):
         None,
         "Palette: a fitted palette estimator (JSON / .npz) to use instead of fitting one.",
     )
+
+
+def _define_osmis_train_flags(d):
+    """Flags of --model=osmis (OSMIS with a mask, SIV-GAN without). It also reads --image_dir
+    (video frames), --z_dim, --lr, --beta1, --beta2, --batch_size, --max_steps."""
+    d.DEFINE_string(
+        "image",
+        None,
+        "osmis: the one training image, or a video file (its frames); default: one built-in "
+        "scene with its label map.",
+    )
+    d.DEFINE_string(
+        "mask",
+        None,
+        "osmis: the mask of --image (8-bit class ids, or a colour PNG with --mask_colours); "
+        "without one, SIV-GAN trains on the image alone.",
+    )
+    d.DEFINE_string(
+        "mask_colours",
+        None,
+        "osmis: class-colour JSON (a label set file, or {name: '#RRGGBB'}) naming the classes "
+        "of --mask or mapping its colours to classes.",
+    )
+    d.DEFINE_integer(
+        "max_size",
+        None,
+        "osmis: longest side of the training image in px; with the aspect ratio it gives the "
+        "output size and the generator blocks (preset: 330).",
+    )
+    d.DEFINE_integer(
+        "num_blocks", None, "osmis: generator blocks, 3..9 (preset: 0 = chosen from the image)."
+    )
+    d.DEFINE_float(
+        "aug_prob",
+        None,
+        "osmis: probability of each differentiable augmentation per sample (preset: 0.7).",
+    )
+    d.DEFINE_float(
+        "lambda_diversity", None, "osmis: weight of the diversity regulariser (preset: 0.15)."
+    )
+    d.DEFINE_float("ema_decay", None, "osmis: generator EMA decay per step (preset: 0.9999).")
+    d.DEFINE_enum("gan_loss", None, ["bce", "hinge"], "osmis: adversarial loss (preset: bce).")

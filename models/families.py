@@ -1,5 +1,6 @@
 """Imports every trainable family, so that each registers itself with training.registry."""
 
+import models.osmis  # noqa: F401
 import models.palette  # noqa: F401
 import models.segformer  # noqa: F401
 import models.spade  # noqa: F401

@@ -1,0 +1,178 @@
+"""OSMIS training: SIV-GAN mode and the input record (fast); through the engine (slow: tracing
+the train step takes most of a minute on 2 CPU cores) a tiny run with finite losses and its run
+directory, the SavedModel equal to the Keras model, synthesis through write_pairs, exact resume,
+and the paper preset's dry run."""
+
+import io
+import json
+import os
+import shutil
+import sys
+import types
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import flags as cli
+from core.errors import UserError
+from models.osmis import inputs
+from models.osmis.config import PRESETS
+from models.osmis.task import OSMISTask
+from models.osmis.trainer import OSMISGAN
+from training import loop
+
+# A 16 x 24 built-in scene: 3 generator blocks (noise 4 x 6), widths <= 32.
+TINY_ARGS = [
+    "--model=osmis",
+    "--preset=tiny",
+    "--scenes_size=16",
+    "--max_size=24",
+    "--batch_size=2",
+    "--z_dim=8",
+    "--progress=false",
+    "--deterministic",
+]
+
+
+def _train(run_dir, *extra):
+    config = cli.config_from_args([*TINY_ARGS, f"--checkpoint_dir={run_dir}", *extra])
+    return config, loop.train(config, log=lambda *_: None)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    run_dir = str(tmp_path_factory.mktemp("osmis") / "run")
+    config, summary = _train(run_dir, "--max_steps=2", "--save_img_freq=1", "--save_model_freq=1")
+    return config, summary
+
+
+@pytest.mark.slow
+def test_tiny_run_trains_and_writes_its_run_directory(tiny_run):
+    config, summary = tiny_run
+    assert summary["step"] == 2 and summary["stopped"] == "finished"
+    losses = summary["losses"]
+    assert all(np.isfinite(v) for v in losses.values()), losses
+    for name in ("g_low_level", "g_content", "g_layout", "g_diversity", "d_real_content"):
+        assert name in losses
+    assert losses["diversity"] > 0 and losses["g_diversity"] < 0
+    run_dir = config.checkpoint_dir
+    for name in ("osmis_input.json", "input/image.png", "input/mask.png", "samples"):
+        assert os.path.exists(os.path.join(run_dir, name)), name
+    assert sorted(os.listdir(os.path.join(run_dir, "samples"))) == [
+        "step_00000001.png",
+        "step_00000002.png",
+    ]
+    gan = summary["model"]
+    assert gan.image_size == (16, 24) and gan.num_blocks == 3 and gan.num_classes > 1
+    # The EMA generator moved away from G's initial weights but stays close to G (decay 0.9999).
+    assert not gan.generator_ema.trainable_weights
+
+
+@pytest.mark.slow
+def test_export_equals_keras_and_synthesis_writes_pairs(tiny_run, tmp_path, monkeypatch):
+    config, summary = tiny_run
+    gan = summary["model"]
+    z = tf.constant(np.random.RandomState(0).randn(3, gan.z_dim).astype("float32"))
+    image, mask = gan.sample(z)
+    module = tf.saved_model.load(summary["export"])
+    served = module.serve(z)
+    np.testing.assert_allclose(served["image_float"].numpy(), image.numpy(), atol=1e-5)
+    np.testing.assert_allclose(served["mask_probs"].numpy(), mask.numpy(), atol=1e-5)
+    # Served masks hold the original class ids (ADE20K ids of the built-in scene).
+    with open(os.path.join(config.checkpoint_dir, "osmis_input.json")) as f:
+        class_ids = json.load(f)["class_ids"]
+    assert set(np.unique(served["mask"].numpy())) <= set(class_ids)
+
+    # synthesize_osmis_pairs against write_pairs (stubbed: datasets/synthetic_pairs.py is the
+    # lead's), from the checkpoint and from the SavedModel alike.
+    calls = []
+
+    def write_pairs(out_dir, sample_fn, *, label_set, num_images, batch_size, seed, **kwargs):
+        batches = [sample_fn(i, min(batch_size, num_images - i * batch_size)) for i in range(2)]
+        calls.append((out_dir, label_set, batches))
+        return out_dir
+
+    stub = types.ModuleType("datasets.synthetic_pairs")
+    stub.write_pairs = write_pairs
+    monkeypatch.setitem(sys.modules, "datasets.synthetic_pairs", stub)
+    from models.osmis.inference import synthesize_osmis_pairs
+
+    synthesize_osmis_pairs(config.checkpoint_dir, str(tmp_path / "a"), 4, batch_size=2, seed=1)
+    synthesize_osmis_pairs(None, str(tmp_path / "b"), 4, batch_size=2, seed=1,
+                           saved_model=summary["export"])  # fmt: skip
+    (_, label_set, from_ckpt), (_, _, from_export) = calls
+    assert label_set.name == "ade20k"  # the built-in scene's masks keep their ADE20K ids
+    for a, b in zip(from_ckpt, from_export):
+        assert a["images"].dtype == np.uint8 and a["images"].shape == (2, 16, 24, 3)
+        assert a["masks"].dtype == np.uint8 and a["masks"].shape == (2, 16, 24)
+        np.testing.assert_array_equal(a["latents"], b["latents"])
+        np.testing.assert_array_equal(a["masks"], b["masks"])
+        assert np.abs(a["images"].astype(int) - b["images"].astype(int)).max() <= 1
+    assert not np.array_equal(from_ckpt[0]["latents"], from_ckpt[1]["latents"])
+
+
+def test_siv_gan_mode_trains_on_an_image_without_mask(tmp_path):
+    from PIL import Image
+
+    path = str(tmp_path / "image.png")
+    Image.fromarray(np.random.RandomState(0).randint(0, 255, (20, 28, 3), np.uint8)).save(path)
+    config = PRESETS["tiny"].replace(image=path, max_size=24, z_dim=8, gan_loss="hinge")
+    one_shot = inputs.load_input(config)
+    assert one_shot.num_classes == 0
+    keras.utils.set_random_seed(0)
+    gan = OSMISGAN.from_run_config(config, layout=one_shot.layout, num_classes=0)
+    before = [v.numpy().copy() for v in gan.generator.trainable_weights]
+    batch = {"image": tf.constant(one_shot.frames[[0, 0]], tf.float32) / 127.5 - 1}
+    # Eager: tracing the step would cost most of a minute on 2 CPU cores.
+    losses = {k: float(v) for k, v in gan.train_step(batch).items()}
+    assert all(np.isfinite(v) for v in losses.values()), losses
+    assert "g_content" in losses and losses["diversity"] > 0
+    changed = [not np.array_equal(b, v.numpy()) for b, v in zip(before, gan.generator.weights)]
+    assert all(changed)
+    image, mask = gan.sample(tf.zeros((1, 8)))
+    assert mask is None and image.shape == (1, 16, 24, 3)
+
+
+@pytest.mark.slow
+def test_resume_equals_an_uninterrupted_run(tiny_run, tmp_path):
+    # The fixture's run kept checkpoints 1 and 2: resume a copy from step 1 to step 2.
+    config, straight = tiny_run
+    resumed_dir = tmp_path / "resumed"
+    shutil.copytree(config.checkpoint_dir, resumed_dir)
+    for name in os.listdir(resumed_dir / "checkpoints"):
+        if name.startswith("ckpt-2"):
+            os.remove(resumed_dir / "checkpoints" / name)
+    _, resumed = _train(resumed_dir, "--max_steps=2", "--export=false")
+    assert resumed["step"] == straight["step"] == 2
+    for name in ("generator", "generator_ema", "discriminator"):
+        a = getattr(straight["model"], name).weights
+        b = getattr(resumed["model"], name).weights
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x.numpy(), y.numpy(), err_msg=f"{name} {x.path}")
+    for key, value in straight["losses"].items():
+        assert resumed["losses"][key] == pytest.approx(value, rel=1e-6, abs=1e-7), key
+
+
+def test_resumed_run_must_find_its_input(tmp_path):
+    config = PRESETS["tiny"].replace(scenes_size=16, max_size=24, checkpoint_dir=str(tmp_path))
+    task = OSMISTask(config)
+    task._record_input()
+    assert os.path.isfile(tmp_path / "input" / "mask.png")
+    task._record_input()  # the same input: fine
+    other = OSMISTask(config.replace(scene_index=1))
+    with pytest.raises(UserError, match="another input"):
+        other._record_input()
+
+
+@pytest.mark.slow
+def test_paper_preset_dry_run_prints_configuration_and_counts(capsys):
+    config = cli.config_from_args(["--model=osmis", "--preset=osmis"])
+    counts = loop.dry_run(config, out=io.StringIO())
+    printed = capsys.readouterr().out
+    assert "output 192 x 320 px, 7 generator blocks (noise map 3 x 5)" in printed
+    assert "7 discriminator blocks (3 low-level)" in printed
+    # The built-in scene has 7 classes; these counts equal the independent count of
+    # tests/models/osmis/test_osmis_networks.py for that configuration.
+    assert counts == {"generator": 5_888_604, "discriminator": 1_263_693}
