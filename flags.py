@@ -230,10 +230,9 @@ def _define_train_flags(d):
     d.DEFINE_string(
         "preset",
         "tiny",
-        "Named configuration of the model family (spade: tiny, ade20k_256; segformer: tiny, "
-        "segformer_b0 .. segformer_b5; stylegan2: tiny, stylegan2_256; palette: tiny, "
-        "cityscapes_128x256).",
-        "segformer_b0 .. segformer_b5; stylegan2: tiny, stylegan2_256; osmis: tiny, osmis).",
+        "Named configuration of the model family ("
+        + "; ".join(f"{name}: {', '.join(registry.get(name).presets)}" for name in registry.names())
+        + ").",
     )
     d.DEFINE_bool(
         "dry_run", False, "Print the resolved config and every network's parameter count, exit."
