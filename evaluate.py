@@ -36,10 +36,19 @@ FID of the images, GMM log-likelihood of the generated class proportions, EMD an
 distance between real and generated proportions, KL / JS / MAE between each pair's target
 palette (targets.npy in --synth_dir) and its mask's proportions (evaluation/palette_report.py).
 
+    python evaluate.py --mode=coco --coco_gt=runs/sg_dataset/coco_gt_val.json \
+        --segmenter=runs/sg_segformer --output_dir=outputs/coco
+
+COCO instance segmentation AP / AR (pycocotools, "segm") of a segmenter on the images of a COCO
+ground truth, e.g. the coco_gt_val.json of synthesize.py --mode=dataset: each predicted
+component of a class is a detection scored by its mean class probability; results.json,
+results.md and detections.json (evaluation/coco.py).
+
 A flag the chosen --mode does not read is refused. In Python:
 evaluation.report.evaluate_synthesis(synth_dir, real_dir, ...),
 evaluation.report.report_synthetic_to_real(config, train_args, output_dir, ...),
-evaluation.one_shot.run_one_shot(...) and evaluation.palette_report.run_palette(...).
+evaluation.one_shot.run_one_shot(...), evaluation.palette_report.run_palette(...) and
+evaluation.coco.evaluate_coco(coco_gt, segmenter, output_dir, ...).
 """
 
 import os
@@ -62,6 +71,20 @@ def main(argv):
 
         if FLAGS.mode == "one_shot":
             one_shot_main(output_dir)
+            return
+        if FLAGS.mode == "coco":
+            from evaluation import coco
+
+            coco.evaluate_coco(
+                FLAGS.coco_gt,
+                FLAGS.segmenter,
+                output_dir,
+                image_root=FLAGS.image_root,
+                tile_size=FLAGS.tile_size,
+                batch_size=FLAGS.batch_size,
+                max_detections=FLAGS.max_detections,
+                overwrite=FLAGS.overwrite,
+            )
             return
         if FLAGS.mode == "palette":
             from evaluation import palette_report

@@ -550,6 +550,7 @@ def define_synthesize_flags():
     )
     flags.DEFINE_integer("num_images", 1000, "dataset: image / mask pairs to write.")
     flags.DEFINE_float("val_fraction", 0.1, "dataset: share of pairs in the validation split.")
+    _define_synthesis_in_style_rule_flag(flags)
 
 
 def _define_source_flags():
@@ -567,8 +568,8 @@ def define_segment_flags(flag_values=FLAGS):
     d.DEFINE_string(
         "input",
         None,
-        "An image file, a folder (its images, not recursive) or a glob pattern "
-        "(quoted; ** recurses).",
+        "An image file, a folder (its images, not recursive), a glob pattern "
+        "(quoted; ** recurses) or a JSON list of image paths (relative to the list's folder).",
     )
     d.DEFINE_string("output_dir", "outputs/segmented", "Where the PNGs (and metrics) go.")
     d.DEFINE_string(
@@ -610,6 +611,7 @@ def define_segment_flags(flag_values=FLAGS):
         "dontcare class (ADE20K 'other') and leave that class out of the means.",
     )
     d.DEFINE_bool("overwrite", False, "Overwrite existing output files.")
+    _define_segment_page_flags(d)
 
 
 def define_evaluate_flags(flag_values=FLAGS):
@@ -618,13 +620,14 @@ def define_evaluate_flags(flag_values=FLAGS):
     d.DEFINE_enum(
         "mode",
         "synthesis",
-        ["synthesis", "synthetic_to_real", "one_shot", "palette"],
+        ["synthesis", "synthetic_to_real", "one_shot", "palette", "coco"],
         "synthesis: FID / KID of --synth_dir against --real_dir (and semantic consistency with "
         "--label_dir and --segmenter); synthetic_to_real: train SegFormer on real, synthetic "
         "and real + synthetic data on one budget and compare them on held-out real images; "
         "one_shot: SIFID, LPIPS diversity / distance to train and mIoU of the generated pairs "
         "of --synth_dir against --real_image / --real_mask; palette: FID, GMM log-likelihood, "
-        "EMD, Frechet distance of class proportions and KL / JS / MAE to the target palettes.",
+        "EMD, Frechet distance of class proportions and KL / JS / MAE to the target palettes; "
+        "coco: COCO segm AP / AR of --segmenter on the pairs of --coco_gt.",
     )
     # --mode=synthesis
     d.DEFINE_string("synth_dir", None, "Synthesized images (searched recursively).")
@@ -688,6 +691,7 @@ def define_evaluate_flags(flag_values=FLAGS):
     )
     d.DEFINE_bool("overwrite", False, "Overwrite existing results (--output, --output_dir).")
     _define_one_shot_palette_evaluate_flags(d)
+    _define_coco_evaluate_flags(d)
 
 
 def _define_one_shot_palette_evaluate_flags(d):
@@ -745,6 +749,10 @@ EVALUATE_MODE_FLAGS = {
     "palette": (
         "synth_dir", "real_dir", "inception_weights", "image_size", "batch_size",
         "gmm_components", "seed", "output_dir", "overwrite",
+    ),
+    "coco": (
+        "coco_gt", "segmenter", "image_root", "tile_size", "max_detections", "batch_size",
+        "output_dir", "overwrite",
     ),
 }  # fmt: skip
 
@@ -1122,3 +1130,78 @@ def _define_osmis_train_flags(d):
     )
     d.DEFINE_float("ema_decay", None, "osmis: generator EMA decay per step (preset: 0.9999).")
     d.DEFINE_enum("gan_loss", None, ["bce", "hinge"], "osmis: adversarial loss (preset: bce).")
+
+
+def _define_segment_page_flags(d):
+    """segment.py: shrinking large scans, and PAGE XML of the text lines (Synthesis in Style's
+    segment_image.py: --max-image-size, --merge-mode, --max-diff-percentage)."""
+    d.DEFINE_integer(
+        "max_image_size",
+        3000,
+        "Shrink an image whose longer side exceeds this many px to it before tiling (aspect "
+        "kept); outputs are enlarged back to the original size. 0 = never shrink.",
+    )
+    d.DEFINE_bool(
+        "page_xml",
+        False,
+        "Also write <stem>.xml (PAGE XML, 2019 schema: a TextRegion per text class with a "
+        "TextLine per line polygon) and <stem>_contours.png (the lines drawn on the colours).",
+    )
+    d.DEFINE_enum(
+        "merge_mode",
+        "none",
+        ["none", "min_area_bbox", "convex_hull"],
+        "page_xml: a line's components become one polygon: none (a TextLine per component), "
+        "min_area_bbox (the minimum-area rotated rectangle), convex_hull.",
+    )
+    d.DEFINE_float(
+        "max_diff_percentage",
+        0.05,
+        "page_xml: components at most this fraction of the image width apart join one line.",
+    )
+    d.DEFINE_float(
+        "min_confidence", 0.7, "page_xml: text pixels need at least this class probability."
+    )
+    d.DEFINE_list(
+        "text_classes",
+        None,
+        "page_xml: classes traced into lines (default: those whose name holds 'text', "
+        "e.g. printed_text, handwritten_text).",
+    )
+
+
+def _define_coco_evaluate_flags(d):
+    """evaluate.py --mode=coco: COCO segm AP / AR of a segmenter on a COCO ground truth (the
+    coco_gt_val.json of a synthetic dataset), with pycocotools."""
+    d.DEFINE_string(
+        "coco_gt",
+        None,
+        "coco: COCO instance ground truth (e.g. <dataset>/coco_gt_val.json of "
+        "synthesize.py --mode=dataset).",
+    )
+    d.DEFINE_string(
+        "image_root",
+        None,
+        "coco: folder the ground truth's file_name paths start at (default: its folder).",
+    )
+    d.DEFINE_integer(
+        "tile_size",
+        0,
+        "coco: sliding-window tile side (px, a multiple of 32); 0 = each image in one pass.",
+    )
+    d.DEFINE_integer(
+        "max_detections",
+        100,
+        "coco: detections per image COCOeval keeps (its maxDets; a page of text can need more).",
+    )
+
+
+def _define_synthesis_in_style_rule_flag(definer):
+    """synthesize.py --mode=dataset: the rule that turns cluster labels into masks."""
+    definer.DEFINE_string(
+        "mask_rule",
+        "coarse_fine",
+        "dataset: the mask rule (models/synthesis_in_style/labels.py MASK_RULES): coarse_fine "
+        "(the paper's: coarse layers decide the class, fine layers the shape) or fine_only "
+        "(the fine layers decide both).",
+    )

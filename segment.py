@@ -6,7 +6,17 @@ input image gives, under --output_dir:
     <stem>_color.png    the classes in the label set's colours
     <stem>_overlay.png  50% blend of the image and the colours
 Images of any size are segmented by sliding windows (--mode=slide, --tile_size, --overlap) or
-in one pass padded to a multiple of 32 (--mode=whole).
+in one pass padded to a multiple of 32 (--mode=whole); an image whose longer side exceeds
+--max_image_size (default 3000 px, 0 = off) is shrunk first and its prediction enlarged back.
+--input may also be a JSON list of image paths (relative to the list's folder), as the
+Synthesis-in-Style reference's lists.
+
+Document pages for PAGE-XML pipelines: --page_xml also writes
+    <stem>.xml            PAGE XML (2019-07-15 schema): a TextRegion per text class, a TextLine
+                          per line polygon (--merge_mode=none | min_area_bbox | convex_hull,
+                          --max_diff_percentage, --min_confidence, --text_classes)
+    <stem>_contours.png   the colours with the line polygons drawn in white
+models.synthesis_in_style.page_xml.page_to_label_image turns such a file back into a label map.
 
 With --gt_dir (label maps matched by stem: <stem>.png, or <stem>_seg.png as in FaceSynthetics)
 the script also prints per-class IoU, Dice, precision, recall, mIoU and pixel accuracy over all
@@ -47,6 +57,12 @@ def main(argv):
             semantic_label_path=FLAGS.semantic_label_path,
             ignore_dontcare=FLAGS.ignore_dontcare,
             overwrite=FLAGS.overwrite,
+            max_image_size=FLAGS.max_image_size,
+            page_xml=FLAGS.page_xml,
+            merge_mode=FLAGS.merge_mode,
+            max_diff_percentage=FLAGS.max_diff_percentage,
+            min_confidence=FLAGS.min_confidence,
+            text_classes=FLAGS.text_classes,
         )
 
 

@@ -14,6 +14,8 @@ StyleGAN2 (--model=stylegan2 --checkpoint_dir=RUN):
     --mode=dataset    step 6: with the cluster labels of --k (annotator JSON), synthesize
                       --num_images image / mask pairs, train/val JSON lists and a COCO ground
                       truth; refuses while a cluster of the used layers is unlabelled.
+                      --mask_rule picks the rule from cluster classes to masks
+                      (coarse_fine: the paper's; fine_only).
 
 The work is done by models/spade/inference.py (labels), models/stylegan2/inference.py
 (samples) and models/synthesis_in_style/pipeline.py (clusters, dataset).
@@ -94,6 +96,7 @@ def main(argv):
                 truncation_psi=FLAGS.truncation_psi,
                 seed=FLAGS.seed,
                 overwrite=FLAGS.overwrite,
+                mask_rule=FLAGS.mask_rule,
             )
 
 
@@ -115,6 +118,8 @@ def _check_flags(argv) -> str:
         return mode
     if not FLAGS.checkpoint_dir:
         raise app.UsageError(f"--mode={mode} needs --checkpoint_dir (a StyleGAN2 run)")
+    if FLAGS["mask_rule"].present and mode != "dataset":
+        raise app.UsageError(f"--mask_rule is used by --mode=dataset only, not --mode={mode}")
     if mode in ("samples", "clusters") and FLAGS.num_samples < 1:
         raise app.UsageError("--num_samples must be >= 1")
     if mode == "dataset":

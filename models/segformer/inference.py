@@ -11,7 +11,9 @@ Example:
     prediction = probs.argmax(-1)  # [H, W]
 
 segment_images() applies this to image files (segment.py): class-id, colour and overlay PNGs,
-and with ground truth the metrics of evaluation.segmentation_metrics.
+with ground truth the metrics of evaluation.segmentation_metrics, and with page_xml=True a PAGE
+XML file of the text lines per page (models.synthesis_in_style.page_xml). Pages larger than
+max_image_size are shrunk before tiling and their prediction enlarged back (nearest).
 """
 
 from __future__ import annotations
@@ -187,6 +189,7 @@ def predict_probs(
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 OUTPUT_SUFFIXES = ("", "_color", "_overlay")  # <stem>.png, <stem>_color.png, <stem>_overlay.png
+PAGE_SUFFIXES = (".xml", "_contours.png")  # <stem>.xml, <stem>_contours.png (page_xml=True)
 REPORT_FILES = ("metrics.csv", "confusion.png")  # written with ground truth
 SIZE_DIVISOR = 32  # total stride of the MiT encoder
 
@@ -205,6 +208,10 @@ def check_segment_args(
     overlap: float = 0.25,
     batch_size: int = 4,
     gt_dir=None,
+    max_image_size: int = 0,
+    merge_mode: str = "none",
+    max_diff_percentage: float = 0.05,
+    min_confidence: float = 0.7,
 ) -> None:
     """Raises SegmentError for settings segment_images refuses (before any file is read)."""
     if not input_path:
@@ -220,15 +227,69 @@ def check_segment_args(
             raise SegmentError(str(error)) from None
     if gt_dir and not os.path.isdir(gt_dir):
         raise SegmentError(f"--gt_dir={gt_dir} is not a directory")
+    if max_image_size < 0 or 0 < max_image_size < SIZE_DIVISOR:
+        raise SegmentError(
+            f"--max_image_size must be 0 (never shrink) or at least {SIZE_DIVISOR}, got "
+            f"{max_image_size}"
+        )
+    if merge_mode not in ("none", "min_area_bbox", "convex_hull"):
+        raise SegmentError(
+            f"--merge_mode must be none, min_area_bbox or convex_hull, got {merge_mode!r}"
+        )
+    if not 0.0 <= max_diff_percentage <= 1.0:
+        raise SegmentError(f"--max_diff_percentage must lie in [0, 1], got {max_diff_percentage}")
+    if not 0.0 <= min_confidence <= 1.0:
+        raise SegmentError(f"--min_confidence must lie in [0, 1], got {min_confidence}")
 
 
 def _is_image(path: str) -> bool:
     return os.path.isfile(path) and path.lower().endswith(IMAGE_EXTENSIONS)
 
 
+def _json_list_entries(path: str) -> list[str]:
+    """The image paths a JSON list names, as written (the caller resolves them).
+
+    Accepted: ["a.png", ...] (the Synthesis-in-Style reference's lists), [{"file_name": ...}]
+    or [{"image": ...}] entries, and {"pairs": [...]} / {"images": [...]} objects of those
+    (our pair lists).
+    """
+    where = f"--input={path}"
+    data = core_io.read_json_list(path, where)
+    if isinstance(data, dict):
+        data = data.get("pairs", data.get("images"))
+    if not isinstance(data, list) or not data:
+        raise SegmentError(
+            f"{where}: expected a non-empty JSON list of image paths (or of objects with "
+            '"file_name" / "image"), or {"pairs": [...]}'
+        )
+    entries = []
+    for index, entry in enumerate(data):
+        if isinstance(entry, dict):
+            entry = entry.get("file_name", entry.get("image"))
+        if not isinstance(entry, str) or not entry:
+            raise SegmentError(
+                f"{where}: entry {index} is {data[index]!r}, not a path or an object with "
+                '"file_name" / "image"'
+            )
+        entries.append(entry)
+    return entries
+
+
 def resolve_inputs(pattern: str) -> list[str]:
-    """The image files named by --input (a file, a folder or a glob), sorted."""
+    """The image files named by --input (a file, a folder, a glob or a JSON list of images
+    whose relative paths start at the list's folder): folders and globs sorted, lists in
+    their order."""
     from datasets.pairs import DatasetNotFoundError
+
+    if pattern.lower().endswith(".json") and os.path.isfile(pattern):
+        paths = core_io.resolve_listed(_json_list_entries(pattern), pattern, f"--input={pattern}")
+        not_images = [path for path in paths if not path.lower().endswith(IMAGE_EXTENSIONS)]
+        if not_images:
+            raise SegmentError(
+                f"--input={pattern} lists files that are not images ({', '.join(IMAGE_EXTENSIONS)}"
+                f"): {core_io.list_some(not_images)}"
+            )
+        return list(dict.fromkeys(paths))
 
     if os.path.isdir(pattern):
         paths = sorted(
@@ -255,8 +316,11 @@ def _stem(path: str) -> str:
     return os.path.splitext(os.path.basename(path))[0]
 
 
-def output_paths(inputs: list[str], output_dir: str) -> dict[str, list[str]]:
-    """input path -> its three output paths; refuses clashing stems and outputs over inputs."""
+def output_paths(
+    inputs: list[str], output_dir: str, *, page_xml: bool = False
+) -> dict[str, list[str]]:
+    """input path -> its output paths (ids, colour, overlay PNGs, then with page_xml the
+    PAGE XML and the contours preview); refuses clashing stems and outputs over inputs."""
     by_stem = {}
     for path in inputs:
         by_stem.setdefault(_stem(path), []).append(path)
@@ -266,8 +330,10 @@ def output_paths(inputs: list[str], output_dir: str) -> dict[str, list[str]]:
             f"--input holds images with the same stem, whose outputs would clash: "
             f"{core_io.list_some(' / '.join(paths) for paths in clashing)}"
         )
+    suffixes = [f"{suffix}.png" for suffix in OUTPUT_SUFFIXES]
+    suffixes += list(PAGE_SUFFIXES) if page_xml else []
     outputs = {
-        path: [os.path.join(output_dir, f"{_stem(path)}{suffix}.png") for suffix in OUTPUT_SUFFIXES]
+        path: [os.path.join(output_dir, f"{_stem(path)}{suffix}") for suffix in suffixes]
         for path in inputs
     }
     owner = {}
@@ -390,6 +456,69 @@ def _ground_truth_ids(
     return label
 
 
+def shrink_to(image: np.ndarray, max_size: int) -> np.ndarray:
+    """image [H, W, 3] uint8 shrunk (aspect kept, bicubic, as PIL's thumbnail) so that its
+    longer side is at most max_size; unchanged when it fits or max_size is 0."""
+    from PIL import Image
+
+    height, width = image.shape[:2]
+    if not max_size or max(height, width) <= max_size:
+        return image
+    scale = max_size / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))  # (w, h)
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BICUBIC))
+
+
+def enlarge_to(values: np.ndarray, shape) -> np.ndarray:
+    """[h, w] uint8 class ids or float32 values resized (nearest) to shape (H, W)."""
+    from PIL import Image
+
+    if tuple(values.shape) == tuple(shape):
+        return values
+    mode_values = values.astype(np.float32) if values.dtype != np.uint8 else values
+    resized = Image.fromarray(mode_values).resize((shape[1], shape[0]), Image.Resampling.NEAREST)
+    return np.asarray(resized).astype(values.dtype)
+
+
+def _write_page_outputs(
+    image_path,
+    paths,
+    prediction,
+    confidence,
+    colors,
+    class_names,
+    line_classes,
+    *,
+    merge_mode,
+    max_gap,
+    min_confidence,
+):
+    """<stem>.xml (PAGE) and <stem>_contours.png of one segmented page."""
+    from models.synthesis_in_style.page_xml import draw_lines, page_xml
+    from models.synthesis_in_style.text_lines import text_line_polygons
+
+    xml_path, contours_path = paths
+    lines = text_line_polygons(
+        prediction,
+        line_classes,
+        confidence=confidence,
+        min_confidence=min_confidence,
+        merge_mode=merge_mode,
+        max_gap=max_gap,
+    )
+    height, width = prediction.shape
+    document = page_xml(
+        lines,
+        class_names=class_names,
+        image_filename=os.path.basename(image_path),
+        width=width,
+        height=height,
+    )
+    with core_io.atomic_write(xml_path) as file:
+        file.write(document)
+    core_io.save_image_atomic(draw_lines(colors, lines), contours_path)
+
+
 def segment_images(
     input_path: str,
     output_dir: str = "outputs/segmented",
@@ -405,6 +534,12 @@ def segment_images(
     ignore_dontcare: bool = True,
     overwrite: bool = False,
     load_segmenter=None,
+    max_image_size: int = 3000,
+    page_xml: bool = False,
+    merge_mode: str = "none",
+    max_diff_percentage: float = 0.05,
+    min_confidence: float = 0.7,
+    text_classes=None,
 ):
     """Segments image files with a SegFormer; with ground truth, also scores them.
 
@@ -413,8 +548,13 @@ def segment_images(
     per-class IoU, Dice, precision, recall, mIoU and pixel accuracy over all images are
     printed and written to output_dir/metrics.csv and confusion.png.
 
+    With page_xml, every image also gives <stem>.xml (PAGE XML, 2019 schema: a TextRegion per
+    text class, a TextLine per line polygon; models.synthesis_in_style.page_xml) and
+    <stem>_contours.png (the colours with the line polygons drawn in white).
+
     Args:
-        input_path: an image file, a folder (its images, not recursive) or a glob pattern.
+        input_path: an image file, a folder (its images, not recursive), a glob pattern or a
+            JSON list of image paths (relative to the list's folder).
         output_dir: where the PNGs (and metrics) go.
         checkpoint_dir: a SegFormer run directory; or give saved_model (an export).
         saved_model: an exported SegFormer SavedModel.
@@ -435,6 +575,17 @@ def segment_images(
             .num_classes, .label_set_name, .preprocess(uint8 [B, H, W, 3]) and
             .predict_logits(float32 [B, h, w, 3]) -> logits [B, h/4, w/4, C]; default
             models.segformer.export.load_segmenter (tests pass a fake).
+        max_image_size: an image whose longer side exceeds it is shrunk to it (aspect kept,
+            bicubic) before segmenting, and the prediction enlarged back (nearest): outputs and
+            metrics are at the original size. 0: never shrink. (The reference: 3000.)
+        page_xml: also write the PAGE XML and the contours preview.
+        merge_mode: how a line's components become its polygon: "none" (one TextLine per
+            component), "convex_hull" or "min_area_bbox" (models.synthesis_in_style.text_lines).
+        max_diff_percentage: components at most this fraction of the image width apart (along
+            a line) join one line.
+        min_confidence: text pixels need at least this class probability.
+        text_classes: class names traced into lines (default: those whose name holds "text",
+            else all but the first).
 
     Returns:
         The metrics dict of metrics_from_confusion with gt_dir, else None.
@@ -448,9 +599,13 @@ def segment_images(
         overlap=overlap,
         batch_size=batch_size,
         gt_dir=gt_dir,
+        max_image_size=max_image_size,
+        merge_mode=merge_mode,
+        max_diff_percentage=max_diff_percentage,
+        min_confidence=min_confidence,
     )
     inputs = resolve_inputs(input_path)
-    outputs = output_paths(inputs, output_dir)
+    outputs = output_paths(inputs, output_dir, page_xml=page_xml)
     ground_truth = match_ground_truth(inputs, gt_dir) if gt_dir else {}
     report_paths = [os.path.join(output_dir, name) for name in REPORT_FILES]
     progress = core_io.OutputProgress.load(
@@ -462,6 +617,17 @@ def segment_images(
             "tile_size": tile_size,
             "overlap": overlap,
             "semantic_label_path": semantic_label_path,
+            "max_image_size": max_image_size,
+            "page_xml": (
+                {
+                    "merge_mode": merge_mode,
+                    "max_diff_percentage": max_diff_percentage,
+                    "min_confidence": min_confidence,
+                    "text_classes": list(text_classes) if text_classes else None,
+                }
+                if page_xml
+                else None
+            ),
         },
         overwrite,
     )
@@ -490,6 +656,13 @@ def segment_images(
             "8-bit (at most 256 classes)"
         )
     label_set = _label_set(semantic_label_path, segmenter)
+    if page_xml:
+        from models.synthesis_in_style.page_xml import text_class_ids
+
+        try:
+            line_classes = text_class_ids(label_set.names, text_classes)
+        except ValueError as error:
+            raise SegmentError(str(error)) from None
     dontcare_id = label_set.dontcare_id if ignore_dontcare else None
     confusion = seg_metrics.ConfusionMatrix(num_classes) if ground_truth else None
 
@@ -499,7 +672,7 @@ def segment_images(
     progress.start()
     progbar = keras.utils.Progbar(len(inputs), unit_name="image")
     for path in inputs:
-        ids_path, color_path, overlay_path = outputs[path]
+        ids_path, color_path, overlay_path = outputs[path][:3]
         if path in done:
             if confusion is not None:  # scored from the prediction written earlier
                 prediction = np.asarray(Image.open(ids_path), dtype=np.uint8)
@@ -510,7 +683,8 @@ def segment_images(
             progbar.add(1)
             continue
         image = load_image(path)  # [H, W, 3] uint8
-        normalised = np.asarray(segmenter.preprocess(image[None]), dtype=np.float32)[0]
+        shrunk = shrink_to(image, max_image_size)  # [h, w, 3], h, w <= max_image_size
+        normalised = np.asarray(segmenter.preprocess(shrunk[None]), dtype=np.float32)[0]
         probs = predict_probs(
             segmenter.predict_logits,
             normalised,
@@ -520,8 +694,11 @@ def segment_images(
             overlap=overlap,
             batch_size=batch_size,
             size_divisor=SIZE_DIVISOR,
-        )  # [H, W, C]
-        prediction = probs.argmax(axis=-1).astype(np.uint8)  # [H, W]
+        )  # [h, w, C]
+        prediction = probs.argmax(axis=-1).astype(np.uint8)  # [h, w]
+        confidence = probs.max(axis=-1)  # [h, w]
+        del probs
+        prediction = enlarge_to(prediction, image.shape[:2])  # [H, W]
         colors = label_set.colorize(prediction)  # [H, W, 3]
         overlay = ((image.astype(np.uint16) + colors + 1) // 2).astype(np.uint8)  # [H, W, 3]
         if confusion is not None:
@@ -532,6 +709,19 @@ def segment_images(
         core_io.save_image_atomic(prediction, ids_path)
         core_io.save_image_atomic(colors, color_path)
         core_io.save_image_atomic(overlay, overlay_path)
+        if page_xml:
+            _write_page_outputs(
+                path,
+                outputs[path][3:],
+                prediction,
+                enlarge_to(confidence, image.shape[:2]),
+                colors,
+                label_set.names,
+                line_classes,
+                merge_mode=merge_mode,
+                max_gap=int(image.shape[1] * max_diff_percentage),
+                min_confidence=min_confidence,
+            )
         progress.add(outputs[path])
         progbar.add(1)
     print(f"Wrote {len(inputs) - len(done)} segmentations to {output_dir}")

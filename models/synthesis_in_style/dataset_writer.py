@@ -1,10 +1,10 @@
 """Synthetic image / mask pairs from an annotated cluster run (Synthesis in Style, step 6).
 
 `synthesize_dataset` samples z in batches, synthesizes images and activations with the caller's
-feature function, turns each sample into a class mask with the coarse / fine rule of
-`models.synthesis_in_style.labels.segment_from_features`, and keeps sampling until num_images
-samples
-were accepted (discarded samples are counted). It writes:
+feature function, turns each sample into a class mask with a mask rule of
+`models.synthesis_in_style.labels` (mask_rule: "coarse_fine", the paper's coarse / fine rule,
+by default; labels.MASK_RULES lists them), and keeps sampling until num_images samples were
+accepted (discarded samples are counted). It writes:
 
     out_dir/
       images/000000.png        RGB, R x R
@@ -58,6 +58,7 @@ from models.synthesis_in_style.labels import (
     OVERLAP_POLICIES,
     check_complete,
     default_layers,
+    get_mask_rule,
     load_label_mapping,
     segment_from_features,
 )
@@ -91,6 +92,7 @@ def synthesize_dataset(
     overwrite: bool = False,
     progress: bool = True,
     feature_settings: dict | None = None,
+    mask_rule="coarse_fine",
 ) -> dict:
     """Writes num_images image / mask pairs, the split JSONs and COCO ground truth.
 
@@ -116,6 +118,9 @@ def synthesize_dataset(
         progress: print one line per batch.
         feature_settings: what else decides feature_fn's output (e.g. {"truncation_psi":
             0.7}); recorded in the settings, so a resume with other values is refused.
+        mask_rule: the rule that turns cluster classes into masks: a name of
+            labels.MASK_RULES ("coarse_fine", "fine_only") or a labels.MaskRule. Only the
+            layers it uses must be labelled (fine_only: the fine layers).
 
     Returns:
         The manifest written to dataset.json.
@@ -150,7 +155,12 @@ def synthesize_dataset(
         coarse_layers = default_coarse if coarse_layers is None else coarse_layers
         fine_layers = default_fine if fine_layers is None else fine_layers
     coarse_layers, fine_layers = list(coarse_layers), list(fine_layers)
-    used_layers = list(dict.fromkeys(coarse_layers + fine_layers))
+    rule = get_mask_rule(mask_rule)
+    try:
+        rule.check_layers(coarse_layers, fine_layers)
+    except ValueError as error:
+        raise SyntheticDatasetError(str(error)) from None
+    used_layers = rule.used_layers(coarse_layers, fine_layers)
     for layer in used_layers:
         clusters.layer(layer)  # raises naming the run's layers
     # Refuse before any sampling or writing: half-labelled layers make meaningless masks.
@@ -171,6 +181,7 @@ def synthesize_dataset(
         "k": k,
         "palette": palette.name,
         "classes": list(palette.names),
+        "mask_rule": rule.name,
         "coarse_layers": coarse_layers,
         "fine_layers": fine_layers,
         "min_area": min_area,
@@ -267,6 +278,7 @@ def synthesize_dataset(
                 overlap_policy=overlap_policy,
                 discard_full_page=discard_full_page,
                 background_id=background_id,
+                mask_rule=rule,
             )
             if mask is None:
                 discarded += 1

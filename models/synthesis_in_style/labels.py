@@ -22,12 +22,19 @@ cluster ids are decimal strings and a cluster missing from its layer is unlabell
 4. if an ink component's bounding box spans more than discard_full_page of both the width and
    the height, the sample is discarded (None): such "ink" is a page edge or a texture, not text.
 
+That rule is the default of a small registry, the paper's "adapt the algorithm" step made an
+extension point: MaskRule subclasses registered by name in MASK_RULES (@register_mask_rule),
+chosen with synthesize.py --mask_rule. Registered: "coarse_fine" (the rule above, CoarseFineRule)
+and "fine_only" (FineOnlyRule: no coarse layers; ink as in step 2, and each ink component takes
+the class most of its pixels have in the fine layers). See MaskRule for how to add one.
+
 Only numpy and PIL are used (PIL's MaxFilter dilates); `connected_components` is a vectorised
 union-find.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Mapping
@@ -301,13 +308,242 @@ def dilate(mask: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(image.filter(ImageFilter.MaxFilter(size))) > 0
 
 
-# === The segmentation rule ===
+# === The mask rules: the paper's "adapt the algorithm" step ===
 
 
 def _class_ids(class_ids) -> dict[str, int]:
     if isinstance(class_ids, LabelSet):
         return {name: i for i, name in enumerate(class_ids.names)}
     return dict(class_ids)
+
+
+@dataclasses.dataclass(frozen=True)
+class RuleSettings:
+    """The knobs every mask rule receives (see segment_from_features for their meaning)."""
+
+    output_size: int
+    min_area: int = 50
+    dilation: int = 5
+    overlap_policy: str = "most"
+    discard_full_page: float | None = 0.95
+    background_id: int = 0
+    min_ink_area: int = 0
+
+
+class ClassMaps:
+    """Per-layer class maps of one sample, computed on first use and cached.
+
+    `class_maps(layer)` -> [R, R] int64: each pixel's cluster (nearest centre of the layer's
+    activations) mapped to its class id through the label mapping, upsampled (nearest) to the
+    output size R.
+    """
+
+    def __init__(self, features, mapping, centers, class_ids, output_size: int):
+        self.features = features
+        self.mapping = mapping
+        self.centers = centers
+        self.class_ids = class_ids
+        self.output_size = output_size
+        self._cache: dict[str, np.ndarray] = {}
+
+    def __call__(self, layer: str) -> np.ndarray:
+        if layer not in self._cache:
+            lookup = class_lookup(self.mapping, layer, self.class_ids)  # [k]
+            ids = assign(self.features[layer], self.centers[layer])  # [h, w]
+            self._cache[layer] = upsample_nearest(lookup[ids], self.output_size)  # [R, R]
+        return self._cache[layer]
+
+
+class MaskRule:
+    """Base class of the rules that turn one sample's cluster classes into a class-id mask.
+
+    The paper's step "adapt the segmentation algorithm" (the reference's gan_segmenter.py base
+    class) is this extension point: which layers decide what differs between generators and
+    documents. A rule is selected by name (synthesize.py --mode=dataset --mask_rule=NAME,
+    build_dataset(mask_rule=...), synthesize_dataset(mask_rule=...)). To add one, subclass,
+    give it a unique `name` and a one-line `description`, implement `mask` (and `used_layers`
+    if it reads other layers than coarse + fine), decorate it with @register_mask_rule, and
+    define it in this module or a module imported by models/synthesis_in_style/__init__.py.
+
+    Example:
+        @register_mask_rule
+        class InkOnly(MaskRule):
+            name = "ink_only"
+            description = "every fine-layer ink pixel is text of class 1"
+
+            def mask(self, class_maps, *, coarse_layers, fine_layers, settings):
+                ink = np.logical_and.reduce([class_maps(l) != settings.background_id
+                                             for l in fine_layers])
+                return np.where(ink, 1, settings.background_id).astype(np.uint8)
+    """
+
+    name = ""
+    description = ""
+
+    def used_layers(self, coarse_layers, fine_layers) -> list[str]:
+        """The layers whose clusters the rule reads: they must be labelled completely."""
+        return list(dict.fromkeys([*coarse_layers, *fine_layers]))
+
+    def check_layers(self, coarse_layers, fine_layers) -> None:
+        """Raises ValueError when the rule cannot work with these layers."""
+        if not fine_layers:
+            raise ValueError(f"mask rule {self.name!r} needs fine layers (--fine_layers)")
+
+    def mask(
+        self,
+        class_maps: ClassMaps,
+        *,
+        coarse_layers: list[str],
+        fine_layers: list[str],
+        settings: RuleSettings,
+    ) -> np.ndarray | None:
+        """[R, R] uint8 class ids of one sample, or None to discard the sample."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+MASK_RULES: dict[str, type[MaskRule]] = {}
+
+
+def register_mask_rule(rule_class: type[MaskRule]) -> type[MaskRule]:
+    """Class decorator: makes a MaskRule subclass selectable by its name."""
+    if not rule_class.name or rule_class.name in MASK_RULES:
+        raise ValueError(
+            f"mask rule {rule_class.__name__} needs a unique name, got {rule_class.name!r}"
+        )
+    MASK_RULES[rule_class.name] = rule_class
+    return rule_class
+
+
+def get_mask_rule(rule) -> MaskRule:
+    """A MaskRule instance from a name of MASK_RULES (or an instance, returned as it is).
+
+    Raises LabelMappingError naming --mask_rule and the registered rules for an unknown name.
+    """
+    if isinstance(rule, MaskRule):
+        return rule
+    if rule not in MASK_RULES:
+        raise LabelMappingError(
+            f"--mask_rule={rule} is not a mask rule; registered: "
+            + ", ".join(f"{name} ({cls.description})" for name, cls in MASK_RULES.items())
+        )
+    return MASK_RULES[rule]()
+
+
+def _ink_components(ink: np.ndarray, settings: RuleSettings):
+    """(components [R, R], count, areas), or None when an ink component spans more than
+    discard_full_page of both the width and the height (the sample is discarded)."""
+    components, count = connected_components(ink)
+    if count == 0:
+        return components, 0, np.zeros(0, dtype=np.int64)
+    areas, boxes = component_stats(components, count)
+    if settings.discard_full_page is not None:
+        heights = boxes[:, 2] - boxes[:, 0] + 1
+        widths = boxes[:, 3] - boxes[:, 1] + 1
+        limit = settings.discard_full_page * settings.output_size
+        if np.any((heights > limit) & (widths > limit)):
+            return None
+    return components, count, areas
+
+
+def _fine_ink(class_maps: ClassMaps, fine_layers, background_id: int) -> np.ndarray:
+    """[R, R] bool: pixels every fine layer calls non-background."""
+    ink = np.ones((class_maps.output_size, class_maps.output_size), dtype=bool)
+    for layer in fine_layers:
+        ink &= class_maps(layer) != background_id
+    return ink
+
+
+def _paint(components, component_class, areas, settings: RuleSettings) -> np.ndarray:
+    """The mask: each ink component in its class (tiny ones, min_ink_area, background)."""
+    if settings.min_ink_area > 0:
+        component_class[1:][areas < settings.min_ink_area] = settings.background_id
+    return component_class[components].astype(np.uint8)
+
+
+@register_mask_rule
+class CoarseFineRule(MaskRule):
+    """The paper's rule (module docstring, steps 1-4): coarse layers decide the class of each
+    region, fine layers the shape of the ink; each ink component takes the class of the coarse
+    region it overlaps (overlap_policy)."""
+
+    name = "coarse_fine"
+    description = "coarse layers decide the class, fine layers the shape (the paper's rule)"
+
+    def check_layers(self, coarse_layers, fine_layers) -> None:
+        if not coarse_layers or not fine_layers:
+            raise ValueError(
+                "mask rule 'coarse_fine' needs coarse and fine layers (--coarse_layers, "
+                "--fine_layers)"
+            )
+
+    def mask(self, class_maps, *, coarse_layers, fine_layers, settings):
+        background_id = settings.background_id
+        regions: dict[int, np.ndarray] = {}
+        for layer in coarse_layers:
+            classes = class_maps(layer)
+            for class_id in np.unique(classes):
+                if class_id == background_id:
+                    continue
+                region = dilate(classes == class_id, settings.dilation)
+                regions[int(class_id)] = regions.get(int(class_id), False) | region
+        for class_id, region in regions.items():
+            components, count = connected_components(region)
+            areas, _ = component_stats(components, count)
+            keep = np.concatenate([[False], areas >= settings.min_area])  # [count + 1]
+            regions[class_id] = keep[components]
+
+        found = _ink_components(_fine_ink(class_maps, fine_layers, background_id), settings)
+        if found is None:
+            return None
+        components, count, areas = found
+        component_class = np.full(count + 1, background_id, dtype=np.int64)  # 0 = not ink
+        region_ids = sorted(regions)
+        if count and region_ids:
+            overlap = np.stack(
+                [np.bincount(components[regions[c]], minlength=count + 1) for c in region_ids],
+                axis=1,
+            )  # [count + 1, num_regions] pixels of each component inside each class region
+            overlap[0] = 0
+            if settings.overlap_policy == "most":
+                choice = np.argmax(overlap, axis=1)  # ties: the lower class id
+            else:
+                choice = np.argmax(overlap > 0, axis=1)  # the lowest class id touched
+            touched = overlap.max(axis=1) > 0
+            component_class[touched] = np.asarray(region_ids)[choice[touched]]
+        return _paint(components, component_class, areas, settings)
+
+
+@register_mask_rule
+class FineOnlyRule(MaskRule):
+    """The fine layers decide shape and class: ink where every fine layer says non-background;
+    each ink component takes the class most of its pixels have, summed over the fine layers
+    (ties: the lower class id). No coarse layers: for generators whose coarse clusters do not
+    separate the classes, or documents with one text class."""
+
+    name = "fine_only"
+    description = "the fine layers decide shape and class (majority over each ink component)"
+
+    def used_layers(self, coarse_layers, fine_layers) -> list[str]:
+        return list(dict.fromkeys(fine_layers))
+
+    def mask(self, class_maps, *, coarse_layers, fine_layers, settings):
+        background_id = settings.background_id
+        found = _ink_components(_fine_ink(class_maps, fine_layers, background_id), settings)
+        if found is None:
+            return None
+        components, count, areas = found
+        num_classes = 1 + max(int(class_maps(layer).max()) for layer in fine_layers)
+        votes = np.zeros((count + 1, num_classes), dtype=np.int64)  # [component, class]
+        for layer in fine_layers:
+            pairs = components.ravel() * num_classes + class_maps(layer).ravel()  # [R * R]
+            votes += np.bincount(pairs, minlength=(count + 1) * num_classes).reshape(votes.shape)
+        votes[:, background_id] = 0
+        votes[0] = 0
+        component_class = np.where(votes.max(axis=1) > 0, np.argmax(votes, axis=1), background_id)
+        return _paint(components, component_class, areas, settings)
 
 
 def segment_from_features(
@@ -325,8 +561,10 @@ def segment_from_features(
     discard_full_page: float | None = 0.95,
     background_id: int = 0,
     min_ink_area: int = 0,
+    mask_rule="coarse_fine",
 ) -> np.ndarray | None:
-    """Class-id mask of one sample from its activations (rule in this module's docstring).
+    """Class-id mask of one sample from its activations, by a mask rule (default: the paper's
+    coarse / fine rule of this module's docstring).
 
     Args:
         features: {layer: [h, w, C] activations} of ONE sample (at least the used layers).
@@ -345,84 +583,53 @@ def segment_from_features(
             for the sample to be discarded; None never discards.
         background_id: class id of background (what non-ink pixels get).
         min_ink_area: ink components under this many pixels become background (0: keep all).
+        mask_rule: a name of MASK_RULES ("coarse_fine", "fine_only") or a MaskRule.
 
     Returns:
         [R, R] uint8 class ids, or None when the sample is discarded.
     """
+    rule = get_mask_rule(mask_rule)
     if overlap_policy not in OVERLAP_POLICIES:
         raise ValueError(
             f"overlap_policy must be one of {OVERLAP_POLICIES}, got {overlap_policy!r}"
         )
-    if not coarse_layers or not fine_layers:
-        raise ValueError("segment_from_features: coarse_layers and fine_layers must be non-empty")
+    rule.check_layers(list(coarse_layers), list(fine_layers))
     if dilation > 1 and dilation % 2 == 0:
         raise ValueError(f"dilation must be odd (a centred square), got {dilation}")
-    class_ids = _class_ids(class_ids)
-    for layer in list(coarse_layers) + list(fine_layers):
+    for layer in rule.used_layers(list(coarse_layers), list(fine_layers)):
         if layer not in features or layer not in centers:
             raise ValueError(
                 f"segment_from_features: layer {layer!r} is missing from the "
                 f"{'features' if layer not in features else 'centers'} given "
                 f"(have {sorted(features if layer not in features else centers)})"
             )
-
-    def class_map(layer: str) -> np.ndarray:
-        lookup = class_lookup(mapping, layer, class_ids)  # [k]
-        ids = assign(features[layer], centers[layer])  # [h, w]
-        return upsample_nearest(lookup[ids], output_size)  # [R, R]
-
-    regions: dict[int, np.ndarray] = {}
-    for layer in coarse_layers:
-        classes = class_map(layer)
-        for class_id in np.unique(classes):
-            if class_id == background_id:
-                continue
-            region = dilate(classes == class_id, dilation)
-            regions[int(class_id)] = regions.get(int(class_id), False) | region
-    for class_id, region in regions.items():
-        components, count = connected_components(region)
-        areas, _ = component_stats(components, count)
-        keep = np.concatenate([[False], areas >= min_area])  # [count + 1], 0 = outside
-        regions[class_id] = keep[components]
-
-    ink = np.ones((output_size, output_size), dtype=bool)
-    for layer in fine_layers:
-        ink &= class_map(layer) != background_id
-    components, count = connected_components(ink)
-    mask = np.full((output_size, output_size), background_id, dtype=np.uint8)
-    if count == 0:
-        return mask
-    areas, boxes = component_stats(components, count)
-    if discard_full_page is not None:
-        heights = boxes[:, 2] - boxes[:, 0] + 1
-        widths = boxes[:, 3] - boxes[:, 1] + 1
-        limit = discard_full_page * output_size
-        if np.any((heights > limit) & (widths > limit)):
-            return None
-
-    region_ids = sorted(regions)
-    component_class = np.full(count + 1, background_id, dtype=np.int64)  # 0 = not ink
-    if region_ids:
-        overlap = np.stack(
-            [np.bincount(components[regions[c]], minlength=count + 1) for c in region_ids],
-            axis=1,
-        )  # [count + 1, num_regions] pixels of each component inside each class region
-        overlap[0] = 0
-        if overlap_policy == "most":
-            choice = np.argmax(overlap, axis=1)  # ties: the lower class id
-        else:
-            choice = np.argmax(overlap > 0, axis=1)  # the lowest class id touched
-        touched = overlap.max(axis=1) > 0
-        component_class[touched] = np.asarray(region_ids)[choice[touched]]
-    if min_ink_area > 0:
-        component_class[1:][areas < min_ink_area] = background_id
-    mask[:] = component_class[components]
-    return mask
+    class_maps = ClassMaps(features, mapping, centers, _class_ids(class_ids), output_size)
+    settings = RuleSettings(
+        output_size=output_size,
+        min_area=min_area,
+        dilation=dilation,
+        overlap_policy=overlap_policy,
+        discard_full_page=discard_full_page,
+        background_id=background_id,
+        min_ink_area=min_ink_area,
+    )
+    return rule.mask(
+        class_maps,
+        coarse_layers=list(coarse_layers),
+        fine_layers=list(fine_layers),
+        settings=settings,
+    )
 
 
 __all__ = [
     "MAPPING_FORMAT",
+    "MASK_RULES",
     "OVERLAP_POLICIES",
+    "ClassMaps",
+    "CoarseFineRule",
+    "FineOnlyRule",
+    "MaskRule",
+    "RuleSettings",
     "LabelMappingError",
     "LabelMappingFileNotFoundError",
     "UnlabelledClustersError",
@@ -433,7 +640,9 @@ __all__ = [
     "connected_components",
     "default_layers",
     "dilate",
+    "get_mask_rule",
     "load_label_mapping",
+    "register_mask_rule",
     "segment_from_features",
     "validate_label_mapping",
 ]

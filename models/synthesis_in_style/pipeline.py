@@ -139,6 +139,7 @@ def build_dataset(
     truncation_psi: float = 1.0,
     seed: int = 0,
     overwrite: bool = False,
+    mask_rule: str = "coarse_fine",
 ) -> dict:
     """Synthesizes image / mask pairs with the cluster labels of one k (step 6).
 
@@ -164,6 +165,8 @@ def build_dataset(
         seed: seed of the latents.
         overwrite: start over, replacing an earlier dataset in output_dir. Without it a killed
             run of the same settings resumes where it stopped.
+        mask_rule: the mask rule (labels.MASK_RULES): "coarse_fine" (the paper's) or
+            "fine_only"; a rule of your own once registered (labels.MaskRule).
 
     Returns:
         The summary of dataset_writer.synthesize_dataset.
@@ -173,6 +176,7 @@ def build_dataset(
     from models.synthesis_in_style import labels as cluster_labels
     from models.synthesis_in_style.palette import load_palette
 
+    rule = cluster_labels.get_mask_rule(mask_rule)  # an unknown --mask_rule fails first
     clusters_dir = clusters_dir or os.path.join(checkpoint_dir, "clusters")
     mapping_path = mapping or os.path.join(clusters_dir, f"annotations_k{k:02d}.json")
     output_dir = output_dir or "outputs/synthetic_dataset"
@@ -206,6 +210,7 @@ def build_dataset(
         val_fraction=val_fraction,
         overwrite=overwrite,
         feature_settings={"truncation_psi": float(truncation_psi)},
+        mask_rule=rule,
     )
     counts = summary["counts"]
     print(
