@@ -190,6 +190,15 @@ class OSMISGAN(keras.Model):
             for_training=for_training,
         )
 
+    def get_config(self):
+        """The constructor arguments (one attribute each), keras-hub style."""
+        names = (
+            "image_size noise_shape num_blocks num_blocks_d num_blocks_d0 num_classes z_dim ch_g "
+            "ch_d lr beta1 beta2 gan_loss lambda_diversity ema_decay aug_prob prob_fa_content "
+            "prob_fa_layout bernoulli_warmup seed for_training"
+        ).split()
+        return {name: getattr(self, name) for name in names}
+
     # === Inference ===
 
     def sample(self, z):

@@ -31,7 +31,19 @@ def _stylegan2():
     return StyleGAN2GAN, StyleGAN2GAN.from_run_config(PRESETS["tiny"], for_training=False)
 
 
-@pytest.mark.parametrize("make", [_spade, _segformer, _stylegan2], ids=lambda f: f.__name__[1:])
+def _osmis():
+    from models.osmis.config import PRESETS
+    from models.osmis.inputs import choose_layout
+    from models.osmis.trainer import OSMISGAN
+
+    config = PRESETS["tiny"]
+    layout = choose_layout(48, 64, max_size=config.max_size)
+    return OSMISGAN, OSMISGAN.from_run_config(config, layout=layout, num_classes=3)
+
+
+@pytest.mark.parametrize(
+    "make", [_spade, _segformer, _stylegan2, _osmis], ids=lambda f: f.__name__[1:]
+)
 def test_trainer_arguments_are_attributes_and_round_trip(make):
     cls, trainer = make()
     parameters = [
