@@ -328,7 +328,10 @@ def _define_train_flags(d):
         "jaccard_weight", 0.0, "Weight of the power-Jaccard loss (FaceSynthetics recipe: 1)."
     )
     d.DEFINE_string(
-        "class_weights", None, "JSON from python -m tools.class_weights (per-class CE weights)."
+        "class_weights",
+        None,
+        "Per-class CE weights: JSON from python -m tools.class_weights, or facesynthetics_seed "
+        "(the FaceSynthetics system's published frequencies).",
     )
     d.DEFINE_string(
         "pretrained",
@@ -367,8 +370,10 @@ def _define_train_flags(d):
     d.DEFINE_enum(
         "lr_schedule",
         None,
-        ["constant", "cosine"],
-        "Learning-rate schedule (preset; Synthesis in Style: cosine over --max_steps).",
+        ["constant", "cosine", "poly", "one_cycle"],
+        "Learning-rate schedule (preset). stylegan2: constant | cosine (Synthesis in Style: "
+        "cosine over --max_steps); segformer: poly (warm-up, poly decay) | one_cycle (PyTorch "
+        "OneCycleLR with cosine annealing, the FaceSynthetics recipe).",
     )
 
     # Monitoring and checkpoints.
@@ -397,6 +402,7 @@ def _define_train_flags(d):
     _define_spade_aspect_train_flags(d)
     _define_palette_train_flags(d)
     _define_osmis_train_flags(d)
+    _define_segformer_train_flags(d)
 
 
 def resolve_train_config(flag_values=FLAGS):
@@ -1205,3 +1211,35 @@ def _define_synthesis_in_style_rule_flag(definer):
         "(the paper's: coarse layers decide the class, fine layers the shape) or fine_only "
         "(the fine layers decide both).",
     )
+
+
+def _define_segformer_train_flags(d):
+    """SegFormer's schedule, clipping and augmentation flags (defaults from the preset;
+    segformer_facesynthetics sets the FaceSynthetics system's values)."""
+    d.DEFINE_float(
+        "pct_start",
+        None,
+        "segformer --lr_schedule=one_cycle: fraction of the steps spent rising from lr/25 to "
+        "lr (preset: 0.3; FaceSynthetics 0.125).",
+    )
+    d.DEFINE_float(
+        "clip_grad_value",
+        None,
+        "Element-wise gradient clipping to [-v, v], 0 = off (preset; FaceSynthetics 1.0).",
+    )
+    d.DEFINE_float("scale_min", None, "segformer: smallest random resize ratio (preset: 0.5).")
+    d.DEFINE_float("scale_max", None, "segformer: largest random resize ratio (preset: 2.0).")
+    d.DEFINE_bool(
+        "photometric", None, "segformer: mmsegmentation's photometric distortion (preset)."
+    )
+    # The FaceSynthetics system's albumentations (datasets/augmentations.py). The three
+    # distortions are exclusive: their probabilities sum to at most 1.
+    for name, what in (
+        ("elastic_prob", "an elastic distortion"),
+        ("grid_distortion_prob", "a grid distortion"),
+        ("optical_distortion_prob", "an optical (lens) distortion"),
+        ("clahe_prob", "CLAHE on the luminance"),
+        ("brightness_contrast_prob", "a brightness-contrast change"),
+        ("gamma_prob", "a random gamma"),
+    ):
+        d.DEFINE_float(name, None, f"segformer: probability of {what} per sample (preset).")

@@ -217,9 +217,18 @@ def idd_pairs(root: str, split: str) -> list[tuple[str, str]]:
 
 
 def _face_folder_pairs(folder: str) -> list[tuple[str, str]]:
-    """Pairs {id}.png (or another image extension) with {id}_seg.png in one folder."""
+    """Pairs of one FaceSynthetics folder: flat, or in the seed's prepared layout.
+
+    Flat (the original download): {id}.png (or another image extension) with {id}_seg.png in
+    `folder`. Prepared (the FaceSynthetics SegFormer seed's input/{train,val}/): images/{id}.png
+    with annotations/{id}_seg.png.
+    """
     if not os.path.isdir(folder):
         raise DatasetNotFoundError(f"FaceSynthetics folder {folder} does not exist")
+    image_dir = os.path.join(folder, "images")
+    label_dir = os.path.join(folder, "annotations")
+    if os.path.isdir(image_dir) or os.path.isdir(label_dir):
+        return _face_prepared_pairs(folder, image_dir, label_dir)
     # Landmarks ({id}_ldmks.txt) and hidden files are not part of a pair.
     found = find_files(folder, IMAGE_EXTENSIONS, folder, recursive=False)
     images = {stem: path for stem, path in found.items() if not stem.endswith("_seg")}
@@ -233,6 +242,21 @@ def _face_folder_pairs(folder: str) -> list[tuple[str, str]]:
             f"{folder} holds no FaceSynthetics files ({{id}}.png with {{id}}_seg.png)"
         )
     return match_stems(images, labels, folder, folder)
+
+
+def _face_prepared_pairs(folder: str, image_dir: str, label_dir: str) -> list[tuple[str, str]]:
+    """images/{id}.png with annotations/{id}_seg.png (the seed's layout), matched by id."""
+    layout = f"the prepared FaceSynthetics layout {{images,annotations}}/ in {folder}"
+    for directory in (image_dir, label_dir):
+        if not os.path.isdir(directory):
+            raise DatasetNotFoundError(f"{directory} does not exist: expected {layout}")
+    images = find_files(image_dir, IMAGE_EXTENSIONS, image_dir, recursive=False)
+    if not images:
+        raise DatasetError(f"{image_dir} has no images ({{id}}.png)")
+    labels = find_files(label_dir, ("_seg.png",), label_dir, recursive=False)
+    if not labels:
+        raise DatasetError(f"{label_dir} has no {{id}}_seg.png annotations")
+    return match_stems(images, labels, image_dir, label_dir)
 
 
 def hash_split(
@@ -264,7 +288,10 @@ def facesynthetics_pairs(
     Files are {id}.png with {id}_seg.png (uint8 class index); {id}_ldmks.txt is ignored. If
     root has a train/ (or training/) sub-folder, the split is read from train/ or val/ (or
     training/ / validation/); otherwise root holds every file and a seeded shuffle puts
-    val_fraction of them (at least one) in the validation split.
+    val_fraction of them (at least one) in the validation split. Each folder is either flat
+    (the original download: {id}.png beside {id}_seg.png) or prepared as the FaceSynthetics
+    SegFormer seed does it: images/{id}.png with annotations/{id}_seg.png, i.e. the seed's
+    input/ folder is a root (input/{train,val}/{images,annotations}/).
 
     Args:
         root: the dataset folder.

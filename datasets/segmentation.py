@@ -12,9 +12,11 @@ naming the file and the value: it means the files belong to another dataset.
 Training (`make_seg_train_dataset`) follows the SegFormer / mmsegmentation recipe: random
 scale by a ratio in [0.5, 2.0] (image bilinear, label nearest), random crop whose largest class
 covers less than cat_max_ratio of its labelled pixels (up to 10 tries), horizontal flip that
-also swaps left / right classes, photometric distortion, normalisation, then padding to the
-crop size (image 0 after normalisation, label 255). Like datasets/pipeline.py, the stream is a
-pure function of (seed, global element index), so resuming at a step repeats the batches.
+also swaps left / right classes, optionally the FaceSynthetics seed's distortions and colour
+augmentations (datasets/augmentations.py), photometric distortion, normalisation, then padding
+to the crop size (image 0 after normalisation, label 255). Like datasets/pipeline.py, the
+stream is a pure function of (seed, global element index), so resuming at a step repeats the
+batches.
 
 The file lists of every dataset (and the JSON pair list format) are in datasets/pairs.py
 (`resolve_pairs`).
@@ -27,6 +29,7 @@ import tensorflow as tf
 
 from semantic_labels import LabelSet, load_label_set
 
+from .augmentations import ExtraAugmentations, apply_extra_augmentations
 from .pairs import SEG_DATASETS, DatasetError
 from .pipeline import (  # noqa: F401  (apply_label_map: re-exported, its old home)
     apply_label_map,
@@ -322,6 +325,7 @@ def preprocess_seg_train(
     flip=True,
     flip_pairs=(),
     photometric=True,
+    extra=None,
 ):
     """The SegFormer training augmentation of one pair; a pure function of its inputs.
 
@@ -334,6 +338,9 @@ def preprocess_seg_train(
         cat_max_ratio: largest share of one class in the crop (see `random_crop`).
         flip: random horizontal flips; flip_pairs: the train ids they swap.
         photometric: apply `photometric_distortion`.
+        extra: an augmentations.ExtraAugmentations (the FaceSynthetics seed's elastic / grid /
+            optical distortion, CLAHE, brightness-contrast, gamma), applied after the flip;
+            None: none.
 
     Returns:
         image [crop_h, crop_w, 3] float32 ImageNet-normalised, label [crop_h, crop_w] int32.
@@ -348,6 +355,10 @@ def preprocess_seg_train(
     image, label = random_crop(image, label, keys[1], crop_size, cat_max_ratio)
     if flip:
         image, label = random_flip(image, label, keys[2], flip_pairs)
+    if extra is not None and extra.any:
+        # Its own key (folded in), so the draws above stay those of a run without it.
+        extra_key = tf.random.experimental.stateless_fold_in(seed, 4)
+        image, label = apply_extra_augmentations(image, label, extra_key, extra)
     if photometric:
         image = photometric_distortion(image, keys[3])
     image, label = pad_to_size(normalize_image(image), label, crop_size)
@@ -405,6 +416,7 @@ def make_seg_train_dataset(
     flip_pairs=(),
     photometric: bool = True,
     flip: bool = True,
+    extra_augmentations: ExtraAugmentations | None = None,
 ) -> tf.data.Dataset:
     """Infinite, exactly reproducible stream of augmented segmentation batches.
 
@@ -427,6 +439,8 @@ def make_seg_train_dataset(
         flip_pairs: pairs of train ids a horizontal flip swaps (from the label set).
         photometric: random brightness, contrast, saturation and hue.
         flip: random horizontal flips.
+        extra_augmentations: the FaceSynthetics seed's distortions and colour augmentations
+            (datasets/augmentations.ExtraAugmentations); None: off.
 
     Returns:
         Dataset of {"image": [b, crop_h, crop_w, 3] float32, "label": [b, crop_h, crop_w]
@@ -464,6 +478,7 @@ def make_seg_train_dataset(
             flip=flip,
             flip_pairs=flip_pairs,
             photometric=photometric,
+            extra=extra_augmentations,
         )
         return {"image": image, "label": label}
 
@@ -549,7 +564,8 @@ def make_mixed_seg_train_dataset(
         global_batch_size: B, even (and B / 2 divisible by the replicas when distributed).
         seed, start_step, input_context: as in make_seg_train_dataset.
         **kwargs: the other arguments of make_seg_train_dataset (num_classes, crop_size,
-            label_map, scale_range, cat_max_ratio, flip_pairs, photometric, flip).
+            label_map, scale_range, cat_max_ratio, flip_pairs, photometric, flip,
+            extra_augmentations).
 
     Returns:
         Dataset of {"image": [b, crop_h, crop_w, 3] float32, "label": [b, crop_h, crop_w]

@@ -1,4 +1,5 @@
-"""SegFormer's typed config and presets (the MiT variants b0-b5 and a tiny one for tests)."""
+"""SegFormer's typed config and presets: the MiT variants b0-b5, a tiny one for tests, and the
+FaceSynthetics SegFormer system's recipe (segformer_facesynthetics)."""
 
 import dataclasses
 
@@ -11,6 +12,17 @@ VARIANTS = ("tiny", "b0", "b1", "b2", "b3", "b4", "b5")
 # the pairs of synthetic_train_list (a JSON pair list, labels in the dataset's raw values);
 # "mixed" every batch half real, half synthetic (evaluation/synthetic_to_real.py sets these).
 TRAIN_MIXES = ("real", "synthetic", "mixed")
+LR_SCHEDULES = ("poly", "one_cycle")
+# The probabilities of datasets/augmentations.ExtraAugmentations, field name -> its name there.
+EXTRA_AUGMENTATIONS = {
+    "elastic_prob": "elastic",
+    "grid_distortion_prob": "grid_distortion",
+    "optical_distortion_prob": "optical_distortion",
+    "clahe_prob": "clahe",
+    "brightness_contrast_prob": "brightness_contrast",
+    "gamma_prob": "gamma",
+}
+_DISTORTIONS = ("elastic_prob", "grid_distortion_prob", "optical_distortion_prob")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -24,9 +36,16 @@ class SegFormerConfig(RunConfig, DataConfig, AdamConfig):
     lr: float = field(6e-5, "AdamW learning rate; the decode head uses lr * head_lr_mult.")
     weight_decay: float = field(0.01, "AdamW weight decay (none on normalisation parameters).")
     head_lr_mult: float = field(10.0, "Decode-head lr multiplier.")
-    warmup_steps: int = field(1500, "Linear lr warm-up steps, then poly decay to 0.")
-    lr_power: float = field(1.0, "Power of the poly lr decay.")
+    lr_schedule: str = field(
+        "poly",
+        "poly (linear warm-up, poly decay) | one_cycle (PyTorch OneCycleLR, cosine).",
+        choices=LR_SCHEDULES,
+    )
+    warmup_steps: int = field(1500, "Linear lr warm-up steps, then poly decay to 0 (poly).")
+    lr_power: float = field(1.0, "Power of the poly lr decay (poly).")
+    pct_start: float = field(0.3, "Fraction of the steps the one_cycle lr spends rising.")
     clip_grad_norm: float = field(0.0, "Global gradient-norm clipping (0: off).")
+    clip_grad_value: float = field(0.0, "Element-wise gradient clipping to [-v, v] (0: off).")
     ce_weight: float = field(1.0, "Weight of the cross-entropy loss.")
     jaccard_weight: float = field(0.0, "Weight of the power-Jaccard loss.")
     class_weights: str = field(None, "JSON of per-class CE weights (tools.class_weights).")
@@ -47,6 +66,16 @@ class SegFormerConfig(RunConfig, DataConfig, AdamConfig):
         "real", "real | synthetic | mixed training batches.", choices=TRAIN_MIXES
     )
     synthetic_train_list: str = field(None, "JSON pair list of the synthetic training pairs.")
+    # Augmentation (datasets/segmentation.py and datasets/augmentations.py).
+    scale_min: float = field(0.5, "Smallest random resize ratio before the crop.")
+    scale_max: float = field(2.0, "Largest random resize ratio before the crop.")
+    photometric: bool = field(True, "mmsegmentation's photometric distortion.")
+    elastic_prob: float = field(0.0, "Probability of an elastic distortion.")
+    grid_distortion_prob: float = field(0.0, "Probability of a grid distortion.")
+    optical_distortion_prob: float = field(0.0, "Probability of an optical distortion.")
+    clahe_prob: float = field(0.0, "Probability of CLAHE on the luminance.")
+    brightness_contrast_prob: float = field(0.0, "Probability of a brightness-contrast change.")
+    gamma_prob: float = field(0.0, "Probability of a random gamma.")
 
     def derive(self):
         super().derive()
@@ -72,13 +101,6 @@ class SegFormerConfig(RunConfig, DataConfig, AdamConfig):
             raise ConfigError(
                 f"crop_size={self.crop_size} must be a multiple of 32", ("crop_size",)
             )
-        if self.mixed_precision == "mixed_float16":
-            raise ConfigError(
-                "mixed_precision=mixed_float16 is not supported for model=segformer (two "
-                "optimizers, encoder and head, cannot share one dynamic loss scale); use "
-                "mixed_bfloat16",
-                ("mixed_precision",),
-            )
         if self.ce_weight < 0 or self.jaccard_weight < 0:
             raise ConfigError(
                 "ce_weight and jaccard_weight must be >= 0", ("ce_weight", "jaccard_weight")
@@ -98,6 +120,46 @@ class SegFormerConfig(RunConfig, DataConfig, AdamConfig):
             raise ConfigError(
                 "ce_weight + jaccard_weight must be positive", ("ce_weight", "jaccard_weight")
             )
+        self._validate_schedule()
+        self._validate_augmentation()
+
+    def _validate_schedule(self):
+        self.check_non_negative("warmup_steps", "clip_grad_norm", "clip_grad_value")
+        if self.lr_schedule == "one_cycle" and self.warmup_steps:
+            raise ConfigError(
+                f"warmup_steps={self.warmup_steps} applies to lr_schedule=poly; the one-cycle "
+                "schedule rises over pct_start of the steps: give warmup_steps=0",
+                ("warmup_steps", "lr_schedule", "pct_start"),
+            )
+        if not 0.0 < self.pct_start < 1.0:
+            raise ConfigError(f"pct_start={self.pct_start} must lie in (0, 1)", ("pct_start",))
+
+    def _validate_augmentation(self):
+        if not 0.0 < self.scale_min <= self.scale_max:
+            raise ConfigError(
+                f"scale_min={self.scale_min} and scale_max={self.scale_max} need "
+                "0 < scale_min <= scale_max",
+                ("scale_min", "scale_max"),
+            )
+        for name in EXTRA_AUGMENTATIONS:
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(
+                    f"{name}={getattr(self, name)} must be a probability in [0, 1]", (name,)
+                )
+        if sum(getattr(self, name) for name in _DISTORTIONS) > 1.0 + 1e-9:
+            raise ConfigError(
+                "elastic_prob + grid_distortion_prob + optical_distortion_prob must be at most 1 "
+                "(one draw picks at most one distortion per sample)",
+                _DISTORTIONS,
+            )
+
+    def extra_augmentations(self):
+        """The datasets.augmentations.ExtraAugmentations of the *_prob fields."""
+        from datasets.augmentations import ExtraAugmentations
+
+        return ExtraAugmentations(
+            **{name: getattr(self, field_name) for field_name, name in EXTRA_AUGMENTATIONS.items()}
+        )
 
 
 def _preset(name, variant, **overrides):
@@ -119,4 +181,41 @@ PRESETS = {
     ),
     # The SegFormer recipe (ADE20K 160k schedule) for every MiT size.
     **{f"segformer_b{i}": _preset(f"segformer_b{i}", f"b{i}") for i in range(6)},
+    # The FaceSynthetics SegFormer system (MiT-b0 at 512 px): its input/ folder, one AdamW at
+    # 5e-5 (no head multiplier), weight decay 1e-3, PyTorch's one-cycle cosine rising over
+    # 12.5% of 5 epochs, gradients clipped element-wise at 1, cross-entropy weighted by its
+    # published class frequencies plus the power-Jaccard loss, and its albumentations recipe:
+    # no rescaling (the faces are 512 px), flip, one of elastic / grid / optical distortion
+    # (0.8 in all), CLAHE, brightness-contrast and gamma (0.8 each). Its fp16 is
+    # --mixed_precision=mixed_float16 (GPUs), its nvidia/mit-b0 start --pretrained=mit_b0_*.
+    "segformer_facesynthetics": _preset(
+        "segformer_facesynthetics",
+        "b0",
+        dataset="facesynthetics",
+        data_root="input",
+        crop_size=512,
+        batch_size=32,
+        lr=5e-5,
+        weight_decay=1e-3,
+        head_lr_mult=1.0,
+        lr_schedule="one_cycle",
+        warmup_steps=0,
+        pct_start=0.125,
+        max_steps=0,
+        total_epochs=5,
+        clip_grad_value=1.0,
+        ce_weight=1.0,
+        jaccard_weight=1.0,
+        class_weights="facesynthetics_seed",
+        eval_freq=1000,
+        scale_min=1.0,
+        scale_max=1.0,
+        photometric=False,
+        elastic_prob=0.2,
+        grid_distortion_prob=0.2,
+        optical_distortion_prob=0.4,
+        clahe_prob=0.8,
+        brightness_contrast_prob=0.8,
+        gamma_prob=0.8,
+    ),
 }

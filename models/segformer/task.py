@@ -13,6 +13,7 @@ import tensorflow as tf
 from PIL import Image
 
 import datasets
+from core.errors import UserError
 from datasets import segmentation as seg_data
 from datasets.sources import data_source_kwargs
 from evaluation.segmentation_metrics import ConfusionMatrix, metrics_from_confusion
@@ -47,9 +48,31 @@ def resolve_train_mix(config, real_pairs):
     return config.train_mix, real_pairs, synthetic
 
 
+# Built-in --class_weights: the pixel frequencies (%) a system published, turned into weights
+# by datasets.class_weights.class_weights_from_frequencies (inverse, normalised to sum 1, 0 for
+# an absent class). "facesynthetics_seed": the FaceSynthetics SegFormer system's 19 classes.
+BUILTIN_CLASS_FREQUENCIES = {
+    "facesynthetics_seed": (
+        62.478843, 8.605424, 0.75495, 0.052647, 0.05276, 0.109988, 0.110996, 0.189292,
+        0.193591, 0.108976, 0.183389, 0.209963, 1.66163, 8.457067, 0.67025, 14.718491,
+        0.164434, 1.277309, 0.0,
+    ),
+}  # fmt: skip
+
+
 def load_class_weights(path, num_classes):
+    """[num_classes] float32 weights of --class_weights (a JSON file or a built-in name)."""
     if not path:
         return None
+    if path in BUILTIN_CLASS_FREQUENCIES:
+        from datasets.class_weights import class_weights_from_frequencies
+
+        frequencies = BUILTIN_CLASS_FREQUENCIES[path]
+        if len(frequencies) != num_classes:
+            raise UserError(
+                f"--class_weights={path} holds {len(frequencies)} classes, the model {num_classes}"
+            )
+        return class_weights_from_frequencies(frequencies).astype(np.float32)
     if not os.path.exists(path):
         raise FileNotFoundError(f"--class_weights={path} does not exist")
     with open(path) as f:
@@ -112,6 +135,9 @@ class SegFormerTask:
             input_context=input_context,
             label_map=self.label_map,
             flip_pairs=self.label_set.flip_pairs,
+            scale_range=(cfg.scale_min, cfg.scale_max),
+            photometric=cfg.photometric,
+            extra_augmentations=cfg.extra_augmentations(),
         )
         if self.train_mix == "mixed":
             return seg_data.make_mixed_seg_train_dataset(

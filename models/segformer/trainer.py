@@ -3,8 +3,17 @@
 The recipe of the SegFormer paper: AdamW (lr 6e-5, weight decay 0.01, none on normalisation
 parameters), the decode head at lr x10, linear warm-up then poly decay; cross-entropy with ignore
 index 255 (optionally class-weighted, optionally plus the power-Jaccard loss of the
-FaceSynthetics system), logits upsampled to the label size in the loss.
+FaceSynthetics system), logits upsampled to the label size in the loss. The FaceSynthetics
+system's one-cycle cosine schedule (PyTorch's OneCycleLR) is `OneCycleCosine`.
+
+Mixed float16 scales the loss dynamically (keras.optimizers.LossScaleOptimizer around each of
+the two optimizers). The two scales are kept equal: a step whose gradients hold an inf or NaN
+anywhere is skipped by both optimizers (both halve their scale), and a finite step is applied
+by both (both count it towards doubling), so the loss is scaled by the encoder's scale and
+either optimizer unscales it exactly.
 """
+
+import math
 
 import keras
 import tensorflow as tf
@@ -54,6 +63,68 @@ class PolyWithWarmup(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
+@keras.saving.register_keras_serializable(package="semsynth")
+class OneCycleCosine(keras.optimizers.schedules.LearningRateSchedule):
+    """The one-cycle schedule with cosine annealing (PyTorch's OneCycleLR, two phases).
+
+    With T = total_steps, r0 = peak / div_factor and r_min = r0 / final_div_factor, the rate of
+    optimizer step s (0-based) is
+
+        s <= e1:  cos_anneal(r0, peak, s / e1)                    (rising)
+        s >  e1:  cos_anneal(peak, r_min, (s - e1) / (T - 1 - e1))  (falling)
+
+    where e1 = pct_start * T - 1 and cos_anneal(a, b, t) = b + (a - b) / 2 * (1 + cos(pi t));
+    steps past T - 1 keep r_min. When e1 <= 0 there is no rising phase (the rate starts at
+    the peak).
+
+    Args:
+        peak: the largest rate (OneCycleLR's max_lr).
+        total_steps: steps of the whole cycle.
+        pct_start: fraction of the steps spent rising (the FaceSynthetics system: 0.125).
+        div_factor: peak / starting rate.
+        final_div_factor: starting rate / final rate.
+
+    Example:
+        >>> schedule = OneCycleCosine(5e-5, total_steps=12500, pct_start=0.125)
+        >>> float(schedule(0)), float(schedule(1562))  # 2e-6, ~5e-5
+    """
+
+    def __init__(self, peak, total_steps, pct_start=0.3, div_factor=25.0, final_div_factor=1e4):
+        self.peak = float(peak)
+        self.total_steps = int(max(1, total_steps))
+        self.pct_start = float(pct_start)
+        self.div_factor = float(div_factor)
+        self.final_div_factor = float(final_div_factor)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        start = self.peak / self.div_factor
+        final = start / self.final_div_factor
+        rise_end = self.pct_start * self.total_steps - 1.0  # e1 (a float, as in PyTorch)
+        fall_length = max(self.total_steps - 1.0 - max(rise_end, 0.0), 1e-12)
+
+        def cos_anneal(a, b, t):
+            return b + (a - b) / 2.0 * (1.0 + tf.cos(math.pi * tf.clip_by_value(t, 0.0, 1.0)))
+
+        falling = cos_anneal(self.peak, final, (step - max(rise_end, 0.0)) / fall_length)
+        if rise_end <= 0:
+            return falling
+        rising = cos_anneal(start, self.peak, step / rise_end)
+        return tf.where(step <= rise_end, rising, falling)
+
+    def get_config(self):
+        return {
+            "peak": self.peak,
+            "total_steps": self.total_steps,
+            "pct_start": self.pct_start,
+            "div_factor": self.div_factor,
+            "final_div_factor": self.final_div_factor,
+        }
+
+
+LR_SCHEDULES = ("poly", "one_cycle")
+
+
 class SegFormerTrainer(keras.Model):
     """A SegFormer with its optimizers and train step.
 
@@ -67,13 +138,19 @@ class SegFormerTrainer(keras.Model):
         head_lr_mult: the decode head's learning rate is lr * head_lr_mult.
         weight_decay: AdamW weight decay (none on normalisation parameters).
         beta1, beta2: AdamW betas.
-        warmup_steps: linear warm-up steps.
+        lr_schedule: "poly" (linear warm-up over warmup_steps, then poly decay with
+            lr_power: `PolyWithWarmup`) or "one_cycle" (`OneCycleCosine` with pct_start).
+        warmup_steps: linear warm-up steps (poly).
         lr_power: power of the poly decay.
+        pct_start: fraction of the steps the one-cycle schedule spends rising.
         total_steps: length of the lr schedule in steps.
         ce_weight: weight of the cross-entropy loss (0: off).
         jaccard_weight: weight of the power-Jaccard loss (0: off).
         clip_grad_norm: global gradient-norm clipping (0: off).
+        clip_grad_value: element-wise gradient clipping to [-v, v] (0: off), as PyTorch's
+            clip_grad_value_ (the FaceSynthetics system's "clip 1.0").
         class_weights: optional [num_classes] cross-entropy weights.
+        mixed_precision: the Keras policy in use ("mixed_float16" adds dynamic loss scaling).
         for_training: False builds the network only (inference).
 
     Example:
@@ -94,13 +171,17 @@ class SegFormerTrainer(keras.Model):
         weight_decay=0.01,
         beta1=0.9,
         beta2=0.999,
+        lr_schedule="poly",
         warmup_steps=1500,
         lr_power=1.0,
+        pct_start=0.3,
         total_steps=1,
         ce_weight=1.0,
         jaccard_weight=0.0,
         clip_grad_norm=0.0,
+        clip_grad_value=0.0,
         class_weights=None,
+        mixed_precision="none",
         for_training=True,
         **kwargs,
     ):
@@ -115,13 +196,19 @@ class SegFormerTrainer(keras.Model):
         self.weight_decay = float(weight_decay)
         self.beta1 = float(beta1)
         self.beta2 = float(beta2)
+        if lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule={lr_schedule!r} is not one of {LR_SCHEDULES}")
+        self.lr_schedule = lr_schedule
         self.warmup_steps = int(warmup_steps)
         self.lr_power = float(lr_power)
+        self.pct_start = float(pct_start)
         self.total_steps = int(total_steps)
         self.ce_weight = float(ce_weight)
         self.jaccard_weight = float(jaccard_weight)
         self.clip_grad_norm = float(clip_grad_norm or 0.0)
+        self.clip_grad_value = float(clip_grad_value or 0.0)
         self.class_weights = None if class_weights is None else [float(w) for w in class_weights]
+        self.mixed_precision = mixed_precision
         self.for_training = bool(for_training)
 
         # === Network ===
@@ -164,13 +251,17 @@ class SegFormerTrainer(keras.Model):
             weight_decay=config.weight_decay,
             beta1=config.beta1,
             beta2=config.beta2,
+            lr_schedule=config.lr_schedule,
             warmup_steps=config.warmup_steps,
             lr_power=config.lr_power,
+            pct_start=config.pct_start,
             total_steps=total_steps,
             ce_weight=config.ce_weight,
             jaccard_weight=config.jaccard_weight,
             clip_grad_norm=config.clip_grad_norm,
+            clip_grad_value=config.clip_grad_value,
             class_weights=class_weights,
+            mixed_precision=config.mixed_precision,
             for_training=for_training,
         )
 
@@ -186,25 +277,41 @@ class SegFormerTrainer(keras.Model):
             "weight_decay": self.weight_decay,
             "beta1": self.beta1,
             "beta2": self.beta2,
+            "lr_schedule": self.lr_schedule,
             "warmup_steps": self.warmup_steps,
             "lr_power": self.lr_power,
+            "pct_start": self.pct_start,
             "total_steps": self.total_steps,
             "ce_weight": self.ce_weight,
             "jaccard_weight": self.jaccard_weight,
             "clip_grad_norm": self.clip_grad_norm,
+            "clip_grad_value": self.clip_grad_value,
             "class_weights": self.class_weights,
+            "mixed_precision": self.mixed_precision,
             "for_training": self.for_training,
         }
 
+    @property
+    def loss_scaled(self):
+        """Whether the train step scales the loss (mixed float16)."""
+        return isinstance(self.encoder_optimizer, keras.optimizers.LossScaleOptimizer)
+
+    def _schedule(self, lr):
+        if self.lr_schedule == "one_cycle":
+            return OneCycleCosine(lr, self.total_steps, self.pct_start)
+        return PolyWithWarmup(lr, self.total_steps, self.warmup_steps, self.lr_power)
+
     def _make_optimizer(self, lr):
         optimizer = keras.optimizers.AdamW(
-            learning_rate=PolyWithWarmup(lr, self.total_steps, self.warmup_steps, self.lr_power),
+            learning_rate=self._schedule(lr),
             weight_decay=self.weight_decay,
             beta_1=self.beta1,
             beta_2=self.beta2,
         )
         # No weight decay on normalisation parameters (LayerNorm / BatchNorm gamma and beta).
         optimizer.exclude_from_weight_decay(var_names=["gamma", "beta"])
+        if self.mixed_precision == "mixed_float16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         return optimizer
 
     def call(self, images, training=False):
@@ -228,10 +335,25 @@ class SegFormerTrainer(keras.Model):
             loss = terms["loss"] = tf.add_n(list(terms.values()))
             # Gradients are summed over replicas by the optimizer: divide by their number.
             scaled = loss / replicas
+            if self.loss_scaled:
+                scaled = self.encoder_optimizer.scale_loss(scaled)
         grads = tape.gradient(scaled, variables)
+        # The per-replica gradient is (its batch's mean gradient) / replicas, times the loss
+        # scale under mixed float16: the clipping thresholds are scaled alike.
+        unit = 1.0 / replicas
+        if self.loss_scaled:
+            finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+            unit = self.encoder_optimizer.dynamic_scale / replicas
+        if self.clip_grad_value:
+            limit = self.clip_grad_value * unit
+            grads = [tf.clip_by_value(g, -limit, limit) for g in grads]
         if self.clip_grad_norm:
-            # The per-replica gradient is (its batch's mean gradient) / replicas.
-            grads, _ = tf.clip_by_global_norm(grads, self.clip_grad_norm / replicas)
+            grads, _ = tf.clip_by_global_norm(grads, self.clip_grad_norm * unit)
+        if self.loss_scaled:
+            # Every gradient NaN when any was not finite (clipping may have hidden it), so both
+            # loss-scale optimizers skip the step and halve their scales together.
+            poison = tf.where(finite, 1.0, float("nan"))
+            grads = [g * tf.cast(poison, g.dtype) for g in grads]
         n = len(self.encoder_variables)
         self.encoder_optimizer.apply_gradients(zip(grads[:n], self.encoder_variables))
         self.head_optimizer.apply_gradients(zip(grads[n:], self.head_variables))
@@ -247,8 +369,16 @@ class SegFormerTrainer(keras.Model):
         """What a training checkpoint holds (names are part of the checkpoint format)."""
         objects = {"segformer": variable_bundle(self.segformer), "step": self.step}
         if hasattr(self, "encoder_optimizer"):
-            objects["encoder_optimizer"] = self.encoder_optimizer
-            objects["head_optimizer"] = self.head_optimizer
+            if self.loss_scaled:
+                # The AdamW states under their usual names (a run can drop mixed float16 when
+                # resumed); the loss scales beside them.
+                objects["encoder_optimizer"] = self.encoder_optimizer.inner_optimizer
+                objects["head_optimizer"] = self.head_optimizer.inner_optimizer
+                objects["encoder_loss_scale"] = self.encoder_optimizer
+                objects["head_loss_scale"] = self.head_optimizer
+            else:
+                objects["encoder_optimizer"] = self.encoder_optimizer
+                objects["head_optimizer"] = self.head_optimizer
         return objects
 
     def parameter_counts(self):

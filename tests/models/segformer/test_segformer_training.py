@@ -130,8 +130,6 @@ def test_segformer_trains_evaluates_exports_and_segments(scenes_root, tmp_path):
 def test_segformer_flag_errors(scenes_root, tmp_path):
     with pytest.raises(ValueError, match="--crop_size=100 must be a multiple of 32"):
         cli.config_from_args(_args(scenes_root, tmp_path, "--crop_size=100"))
-    with pytest.raises(ValueError, match="mixed_float16"):
-        cli.config_from_args(_args(scenes_root, tmp_path, "--mixed_precision=mixed_float16"))
     with pytest.raises(ValueError, match="--dataset=facesynthetics is a segmentation dataset"):
         cli.config_from_args(["--model=spade", "--dataset=facesynthetics"])
     from models.segformer.task import SegFormerTask
