@@ -474,7 +474,7 @@ def define_test_one_flags():
 
 def define_synthesize_flags():
     """Flags of synthesize.py."""
-    flags.DEFINE_enum("model", "spade", ["spade", "stylegan2"], "Model family.")
+    flags.DEFINE_enum("model", "spade", ["spade", "stylegan2", "osmis"], "Model family.")
     flags.DEFINE_enum(
         "mode",
         None,
@@ -489,7 +489,8 @@ def define_synthesize_flags():
         "output_dir",
         None,
         "Where the results are written (default: outputs/synthesized; "
-        "clusters: <checkpoint_dir>/clusters; dataset: outputs/synthetic_dataset).",
+        "clusters: <checkpoint_dir>/clusters; dataset: outputs/synthetic_dataset; "
+        "osmis: outputs/osmis_pairs).",
     )
     flags.DEFINE_string(
         "style_filename", None, "Style image for a --use_vae run (otherwise z is random)."
@@ -554,8 +555,10 @@ def define_synthesize_flags():
         "class of the coarse region it overlaps most, or the first class (palette order) it "
         "overlaps at all.",
     )
-    flags.DEFINE_integer("num_images", 1000, "dataset: image / mask pairs to write.")
-    flags.DEFINE_float("val_fraction", 0.1, "dataset: share of pairs in the validation split.")
+    flags.DEFINE_integer("num_images", 1000, "dataset, osmis: image / mask pairs to write.")
+    flags.DEFINE_float(
+        "val_fraction", 0.1, "dataset, osmis: share of pairs in the validation split."
+    )
     _define_synthesis_in_style_rule_flag(flags)
 
 

@@ -34,6 +34,9 @@ FLAGS = absl_flags.FLAGS
 
 def main(argv):
     with cli.user_errors(os.path.basename(__file__)):
+        if FLAGS.model == "osmis":
+            _synthesize_osmis(argv)
+            return
         mode = _check_flags(argv)
         # TensorFlow loads after the flags are checked.
         if mode == "labels":
@@ -128,6 +131,47 @@ def _check_flags(argv) -> str:
         if FLAGS.num_images < 1:
             raise app.UsageError("--num_images must be >= 1")
     return mode
+
+
+# The synthesize.py flags --model=osmis reads; any other given on the command line is refused.
+OSMIS_FLAGS = (
+    "model", "checkpoint_dir", "saved_model", "output_dir", "num_images", "val_fraction",
+    "batch_size", "seed", "overwrite",
+)  # fmt: skip
+
+
+def _synthesize_osmis(argv):
+    """--model=osmis: image / mask pairs of an OSMIS run (its EMA generator) or SavedModel."""
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    for flag in FLAGS.get_flags_for_module(cli.__name__):
+        if flag.present and flag.name not in OSMIS_FLAGS:
+            raise app.UsageError(
+                f"--{flag.name} is not used by --model=osmis (it reads --"
+                + ", --".join(OSMIS_FLAGS[1:])
+                + ")"
+            )
+    if bool(FLAGS.checkpoint_dir) == bool(FLAGS.saved_model):
+        raise app.UsageError(
+            "--model=osmis needs exactly one of --checkpoint_dir (an OSMIS run) and "
+            "--saved_model (its export)"
+        )
+    for name in ("num_images", "batch_size"):
+        if FLAGS[name].value < 1:
+            raise app.UsageError(f"--{name} must be >= 1")
+    # TensorFlow loads after the flags are checked.
+    from models.osmis.inference import synthesize_osmis_pairs
+
+    synthesize_osmis_pairs(
+        FLAGS.checkpoint_dir,
+        FLAGS.output_dir or "outputs/osmis_pairs",
+        FLAGS.num_images,
+        saved_model=FLAGS.saved_model,
+        batch_size=FLAGS.batch_size,
+        val_fraction=FLAGS.val_fraction,
+        seed=FLAGS.seed,
+        overwrite=FLAGS.overwrite,
+    )
 
 
 if __name__ == "__main__":

@@ -3,12 +3,19 @@ format (datasets.synthetic_pairs.write_pairs), so SegFormer and evaluate.py read
 
 synthesize.py --model=osmis --checkpoint_dir=RUN --num_images=100 [--output_dir=D] calls
 
-    synthesize_osmis_pairs(RUN, D, num_images=100, batch_size=8, seed=0, overwrite=False)
+    synthesize_osmis_pairs(RUN, D, 100, saved_model=None, batch_size=8, val_fraction=0.1,
+                           seed=0, overwrite=False)
+
+(--saved_model=EXPORT instead of --checkpoint_dir: synthesize_osmis_pairs(None, D, ...,
+saved_model=EXPORT)). The pairs of a checkpoint and of its export agree: equal masks and
+latents, images within one grey level.
 
 Masks hold the original class ids of the training mask (ADE20K ids for the built-in scene), and
 the label set passed to write_pairs names and colours them. A SIV-GAN run (trained without a
-mask) has no masks to write: use write_samples (images only).
+mask) has no masks to write, and is refused.
 """
+
+import os
 
 import numpy as np
 
@@ -69,6 +76,13 @@ def synthesize_osmis_pairs(
             f"{where} is a SIV-GAN run (trained without a mask): it generates images only, "
             "no image / mask pairs"
         )
+    # A resumed write must continue with the same generator (write_pairs refuses otherwise).
+    settings = {
+        "model": "osmis",
+        "generator": os.path.abspath(run_dir or saved_model),
+        "step": runner.step,
+        "class_ids": list(runner.record["class_ids"]),
+    }
     return write_pairs(
         out_dir,
         make_sample_fn(runner, seed),
@@ -77,5 +91,7 @@ def synthesize_osmis_pairs(
         batch_size=batch_size,
         seed=seed,
         overwrite=overwrite,
+        settings=settings,
+        source="osmis",
         **write_kwargs,
     )

@@ -1,22 +1,26 @@
 """OSMIS training: SIV-GAN mode and the input record (fast); through the engine (slow: tracing
 the train step takes most of a minute on 2 CPU cores) a tiny run with finite losses and its run
-directory, the SavedModel equal to the Keras model, synthesis through write_pairs, exact resume,
-and the paper preset's dry run."""
+directory, the SavedModel equal to the Keras model, synthesize.py's pairs read by SegFormer's
+pair reader and evaluate.py --mode=one_shot, exact resume, and the paper preset's dry run."""
 
 import io
 import json
 import os
 import shutil
+import subprocess
 import sys
-import types
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import ROOT
+from PIL import Image
 
 import flags as cli
 from core.errors import UserError
+from datasets.pairs import json_list_pairs
+from evaluation import one_shot
 from models.osmis import inputs
 from models.osmis.config import PRESETS
 from models.osmis.task import OSMISTask
@@ -71,7 +75,7 @@ def test_tiny_run_trains_and_writes_its_run_directory(tiny_run):
 
 
 @pytest.mark.slow
-def test_export_equals_keras_and_synthesis_writes_pairs(tiny_run, tmp_path, monkeypatch):
+def test_export_equals_keras(tiny_run):
     config, summary = tiny_run
     gan = summary["model"]
     z = tf.constant(np.random.RandomState(0).randn(3, gan.z_dim).astype("float32"))
@@ -85,32 +89,65 @@ def test_export_equals_keras_and_synthesis_writes_pairs(tiny_run, tmp_path, monk
         class_ids = json.load(f)["class_ids"]
     assert set(np.unique(served["mask"].numpy())) <= set(class_ids)
 
-    # synthesize_osmis_pairs against write_pairs (stubbed: datasets/synthetic_pairs.py is the
-    # lead's), from the checkpoint and from the SavedModel alike.
-    calls = []
 
-    def write_pairs(out_dir, sample_fn, *, label_set, num_images, batch_size, seed, **kwargs):
-        batches = [sample_fn(i, min(batch_size, num_images - i * batch_size)) for i in range(2)]
-        calls.append((out_dir, label_set, batches))
-        return out_dir
-
-    stub = types.ModuleType("datasets.synthetic_pairs")
-    stub.write_pairs = write_pairs
-    monkeypatch.setitem(sys.modules, "datasets.synthetic_pairs", stub)
+@pytest.mark.slow
+def test_synthesize_writes_pairs_that_segformer_and_evaluate_read(tiny_run, tmp_path):
+    config, summary = tiny_run
+    run_dir = config.checkpoint_dir
+    # synthesize.py --model=osmis as the user runs it (the checkpoint), and the function on
+    # the SavedModel: the same pairs.
+    out = tmp_path / "pairs"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
+    args = ["--num_images=5", "--batch_size=2", "--seed=1", "--val_fraction=0.2"]
+    proc = subprocess.run(
+        [sys.executable, "synthesize.py", "--model=osmis", f"--checkpoint_dir={run_dir}",
+         *args, f"--output_dir={out}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
     from models.osmis.inference import synthesize_osmis_pairs
 
-    synthesize_osmis_pairs(config.checkpoint_dir, str(tmp_path / "a"), 4, batch_size=2, seed=1)
-    synthesize_osmis_pairs(None, str(tmp_path / "b"), 4, batch_size=2, seed=1,
-                           saved_model=summary["export"])  # fmt: skip
-    (_, label_set, from_ckpt), (_, _, from_export) = calls
-    assert label_set.name == "ade20k"  # the built-in scene's masks keep their ADE20K ids
-    for a, b in zip(from_ckpt, from_export):
-        assert a["images"].dtype == np.uint8 and a["images"].shape == (2, 16, 24, 3)
-        assert a["masks"].dtype == np.uint8 and a["masks"].shape == (2, 16, 24)
-        np.testing.assert_array_equal(a["latents"], b["latents"])
-        np.testing.assert_array_equal(a["masks"], b["masks"])
-        assert np.abs(a["images"].astype(int) - b["images"].astype(int)).max() <= 1
-    assert not np.array_equal(from_ckpt[0]["latents"], from_ckpt[1]["latents"])
+    manifest = synthesize_osmis_pairs(
+        None, str(tmp_path / "export_pairs"), 5, batch_size=2, seed=1, val_fraction=0.2,
+        saved_model=summary["export"], progress=False,
+    )  # fmt: skip
+    assert manifest["source"] == "osmis" and manifest["settings"]["step"] is None
+
+    # SegFormer's JSON pair reader takes the lists: 4 training pairs, 1 validation pair.
+    train = json_list_pairs(str(out / "train.json"))
+    val = json_list_pairs(str(out / "val.json"))
+    assert len(train) == 4 and len(val) == 1
+    with open(out / "label_set.json") as f:
+        assert json.load(f)["name"] == "ade20k"  # masks keep the built-in scene's ADE20K ids
+    with open(os.path.join(run_dir, "osmis_input.json")) as f:
+        class_ids = json.load(f)["class_ids"]
+    exported = tmp_path / "export_pairs"
+    for image_path, mask_path in train + val:
+        image, mask = np.asarray(Image.open(image_path)), np.asarray(Image.open(mask_path))
+        assert image.shape == (16, 24, 3) and mask.shape == (16, 24) and mask.dtype == np.uint8
+        assert set(np.unique(mask)) <= set(class_ids)
+        # The checkpoint's pair and the SavedModel's: equal masks, images within a grey level.
+        image_name = os.path.relpath(image_path, out)
+        np.testing.assert_array_equal(
+            mask, np.asarray(Image.open(exported / os.path.relpath(mask_path, out)))
+        )
+        other = np.asarray(Image.open(exported / image_name)).astype(int)
+        assert np.abs(image.astype(int) - other).max() <= 1
+    latents = np.load(out / "latents.npy")
+    assert latents.shape == (5, 8) and len(np.unique(latents[:, 0])) == 5
+    np.testing.assert_array_equal(latents, np.load(exported / "latents.npy"))
+
+    # evaluate.py --mode=one_shot against the run's input pair (random weights: offline).
+    results = one_shot.run_one_shot(
+        str(out), os.path.join(run_dir, "input", "image.png"),
+        os.path.join(run_dir, "input", "mask.png"), str(tmp_path / "one_shot"),
+        inception_weights="random", lpips_backbone_weights="random", log=lambda _: None,
+    )  # fmt: skip
+    assert results["num_generated"] == 5 and results["size"] == [16, 24]
+    assert results["label_set"] == "ade20k" and not any("resized" in n for n in results["notes"])
+    assert results["sifid"]["pool1"]["count"] == 5
+    assert np.isfinite(results["sifid"]["pool1"]["mean"])
+    assert results["lpips_diversity"]["count"] == 10  # all pairs of 5
 
 
 def test_siv_gan_mode_trains_on_an_image_without_mask(tmp_path):
