@@ -232,8 +232,7 @@ def _define_train_flags(d):
         "tiny",
         "Named configuration of the model family (spade: tiny, ade20k_256; segformer: tiny, "
         "segformer_b0 .. segformer_b5; stylegan2: tiny, stylegan2_256; palette: tiny, "
-        "cityscapes_128x256).",
-        "segformer_b0 .. segformer_b5; stylegan2: tiny, stylegan2_256; osmis: tiny, osmis).",
+        "cityscapes_128x256; osmis: tiny, osmis).",
     )
     d.DEFINE_bool(
         "dry_run", False, "Print the resolved config and every network's parameter count, exit."
@@ -1046,8 +1045,9 @@ def _define_palette_train_flags(d):
     d.DEFINE_enum(
         "stage",
         None,
-        ["layout", "partial"],
-        "Palette: layout (palette -> layout) or partial (partial editing, planned) (preset).",
+        ["layout", "partial", "e2e"],
+        "Palette: layout (palette -> layout), partial (partial editing of a band of columns) or "
+        "e2e (end-to-end fine-tuning of --layout_run and --image_run) (preset: layout).",
     )
     d.DEFINE_integer("start_size", None, "Palette: height of the level-0 layouts, px (4).")
     d.DEFINE_integer("num_levels", None, "Palette: levels of the progressive networks (preset).")
@@ -1080,6 +1080,34 @@ def _define_palette_train_flags(d):
         "estimator_path",
         None,
         "Palette: a fitted palette estimator (JSON / .npz) to use instead of fitting one.",
+    )
+    d.DEFINE_float(
+        "band_min_width",
+        None,
+        "Palette --stage=partial: narrowest regenerated band of columns, a fraction of the "
+        "layout width (0.25). The SPADE blocks' width is --spade_hidden.",
+    )
+    d.DEFINE_float(
+        "band_max_width",
+        None,
+        "Palette --stage=partial: widest regenerated band, a fraction of the width (0.5).",
+    )
+    d.DEFINE_string(
+        "layout_run",
+        None,
+        "Palette --stage=e2e: run directory of a trained --stage=layout run (at its last level).",
+    )
+    d.DEFINE_string(
+        "image_run",
+        None,
+        "Palette --stage=e2e: run directory of a trained --model=spade run (no VAE) at the "
+        "layout size and label set.",
+    )
+    d.DEFINE_float(
+        "lambda_e2e",
+        None,
+        "Palette --stage=e2e: weight of the unconditional image discriminator's hinge loss on "
+        "images made from generated layouts (0.01).",
     )
 
 
