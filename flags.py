@@ -1062,8 +1062,9 @@ def _define_palette_train_flags(d):
     d.DEFINE_enum(
         "stage",
         None,
-        ["layout", "partial"],
-        "Palette: layout (palette -> layout) or partial (partial editing, planned) (preset).",
+        ["layout", "partial", "e2e"],
+        "Palette: layout (palette -> layout), partial (partial editing of a band of columns) or "
+        "e2e (end-to-end fine-tuning of --layout_run and --image_run) (preset: layout).",
     )
     d.DEFINE_integer("start_size", None, "Palette: height of the level-0 layouts, px (4).")
     d.DEFINE_integer("num_levels", None, "Palette: levels of the progressive networks (preset).")
@@ -1096,6 +1097,34 @@ def _define_palette_train_flags(d):
         "estimator_path",
         None,
         "Palette: a fitted palette estimator (JSON / .npz) to use instead of fitting one.",
+    )
+    d.DEFINE_float(
+        "band_min_width",
+        None,
+        "Palette --stage=partial: narrowest regenerated band of columns, a fraction of the "
+        "layout width (0.25). The SPADE blocks' width is --spade_hidden.",
+    )
+    d.DEFINE_float(
+        "band_max_width",
+        None,
+        "Palette --stage=partial: widest regenerated band, a fraction of the width (0.5).",
+    )
+    d.DEFINE_string(
+        "layout_run",
+        None,
+        "Palette --stage=e2e: run directory of a trained --stage=layout run (at its last level).",
+    )
+    d.DEFINE_string(
+        "image_run",
+        None,
+        "Palette --stage=e2e: run directory of a trained --model=spade run (no VAE) at the "
+        "layout size and label set.",
+    )
+    d.DEFINE_float(
+        "lambda_e2e",
+        None,
+        "Palette --stage=e2e: weight of the unconditional image discriminator's hinge loss on "
+        "images made from generated layouts (0.01).",
     )
 
 

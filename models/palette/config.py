@@ -1,10 +1,20 @@
-"""Semantic Palette's typed config and presets (the layout synthesizer).
+"""Semantic Palette's typed config and presets (layout, partial editing, end-to-end).
 
-`PaletteConfig` holds every setting of a layout-synthesizer run: the run, the data (label maps
-only: layouts), Adam, the progressive networks, the level schedule and the losses. `PRESETS`:
-`tiny` (16 x 32 layouts, widths <= 32, z 32) for tests and smoke runs, and
+`PaletteConfig` holds every setting of a Semantic Palette run: the run, the data (label maps
+only for the layout stages; image / label pairs for e2e), Adam, the progressive networks, the
+level schedule and the losses. Three stages:
+
+- layout: palette -> layout (the progressive layout GAN);
+- partial: partial editing (the same GAN with SPADE blocks; a random band of columns of the
+  layout regenerated, see models.palette.bands);
+- e2e: end-to-end fine-tuning of a trained layout run (--layout_run, stage layout) and a
+  trained SPADE run (--image_run) together (models.palette.e2e_trainer). The layout networks'
+  settings must equal the layout run's (an error lists the differences).
+
+`PRESETS`: `tiny` (32 x 64 layouts over 4 levels, widths <= 32, z 32, the procedural streets at
+32 x 64) for tests and smoke runs, whose top level is the size of SPADE's `palette_tiny`; and
 `cityscapes_128x256`, the paper's (512-d z, 6 levels from 4 x 8 to 128 x 256, channels
-min(512, 2**(12 - level))).
+min(512, 2**(12 - level))), whose top level is SPADE's `cityscapes_128x256`.
 
 Level schedule: level k trains for fade_steps + stable_steps steps (level 0 is stable
 throughout), its first fade_steps fading in (alpha 0 -> 1); the last level trained, max_level,
@@ -22,7 +32,16 @@ from training.config import AdamConfig, RunConfig
 LAYOUT_DATASETS = tuple(d for d in ("streets", "cityscapes", "folders", "json") if d in DATASETS)
 # Sources whose files store Cityscapes labelIds (mapped to the 19 train ids).
 CITYSCAPES_LABEL_DATASETS = ("streets", "cityscapes")
-STAGES = ("layout", "partial")
+STAGES = ("layout", "partial", "e2e")
+# Fields that only one stage reads, with that stage: another stage given them is an error.
+STAGE_FIELDS = {
+    "spade_hidden": "partial",
+    "band_min_width": "partial",
+    "band_max_width": "partial",
+    "layout_run": "e2e",
+    "image_run": "e2e",
+    "lambda_e2e": "e2e",
+}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -35,7 +54,10 @@ class PaletteConfig(RunConfig, DataConfig, AdamConfig):
         "cityscapes", "Label set of the layouts (cityscapes for Cityscapes-layout files)."
     )
     stage: str = field(
-        "layout", "layout: palette -> layout; partial: partial editing (planned).", choices=STAGES
+        "layout",
+        "layout: palette -> layout; partial: partial editing; e2e: end-to-end fine-tuning of a "
+        "layout run and a SPADE run.",
+        choices=STAGES,
     )
     # === Networks ===
     z_dim: int = field(512, "Latent z of the layout generator.")
@@ -52,6 +74,24 @@ class PaletteConfig(RunConfig, DataConfig, AdamConfig):
     max_channels: int = field(512, "The widest level's channels.")
     feedback: bool = field(True, "Feed each level's layout back into the next block.")
     mbstd_group_size: int = field(4, "Minibatch-stddev group size of the critic.")
+    spade_hidden: int = field(128, "stage=partial: hidden channels of each SPADE layer.")
+    # === Partial editing (stage=partial) ===
+    band_min_width: float = field(
+        0.25, "stage=partial: narrowest regenerated band, a fraction of the layout width."
+    )
+    band_max_width: float = field(
+        0.5, "stage=partial: widest regenerated band, a fraction of the layout width."
+    )
+    # === End-to-end fine-tuning (stage=e2e) ===
+    layout_run: str = field(None, "stage=e2e: run directory of a trained layout stage.")
+    image_run: str = field(
+        None, "stage=e2e: run directory of a trained SPADE run (no VAE) at the layout size."
+    )
+    lambda_e2e: float = field(
+        0.01,
+        "stage=e2e: weight of the unconditional image discriminator's hinge loss on images "
+        "made from generated layouts.",
+    )
     # === Level schedule ===
     fade_steps: int = field(2000, "Steps of a new level's fade-in (alpha 0 -> 1).")
     stable_steps: int = field(2000, "Steps of a level after its fade-in.")
@@ -78,6 +118,17 @@ class PaletteConfig(RunConfig, DataConfig, AdamConfig):
         if self.max_level is None:
             self._set("max_level", self.num_levels - 1)
 
+    def replace(self, **changes):
+        # max_level defaults to the last level: a preset's (derived) last level follows a new
+        # num_levels unless max_level is given too.
+        if (
+            "num_levels" in changes
+            and "max_level" not in changes
+            and self.max_level == self.num_levels - 1
+        ):
+            changes["max_level"] = None
+        return super().replace(**changes)
+
     def validate(self):
         super().validate()
         if self.dataset not in LAYOUT_DATASETS:
@@ -92,11 +143,30 @@ class PaletteConfig(RunConfig, DataConfig, AdamConfig):
                 f"cityscapes, got {self.semantic_label_path}",
                 ("semantic_label_path", "dataset"),
             )
+        defaults = {f.name: f.default for f in dataclasses.fields(PaletteConfig)}
+        for name, stage in STAGE_FIELDS.items():
+            if self.stage != stage and getattr(self, name) != defaults[name]:
+                raise ConfigError(
+                    f"{name} applies to stage={stage} only, not stage={self.stage}",
+                    (name, "stage"),
+                )
         if self.stage == "partial":
-            raise ConfigError(
-                "stage=partial (partial layout editing) is not implemented yet; use stage=layout",
-                ("stage",),
-            )
+            self.check_positive("spade_hidden")
+            if not 0 < self.band_min_width <= self.band_max_width <= 1:
+                raise ConfigError(
+                    f"band widths must satisfy 0 < band_min_width ({self.band_min_width}) <= "
+                    f"band_max_width ({self.band_max_width}) <= 1",
+                    ("band_min_width", "band_max_width"),
+                )
+        if self.stage == "e2e":
+            missing = [name for name in ("layout_run", "image_run") if not getattr(self, name)]
+            if missing:
+                raise ConfigError(
+                    "stage=e2e fine-tunes a trained layout run and a trained SPADE run: give "
+                    + " and ".join(f"--{name}" for name in missing),
+                    tuple(missing),
+                )
+            self.check_non_negative("lambda_e2e")
         self.check_positive("z_dim", "start_size", "aspect_ratio", "num_levels")
         width = self.start_size * self.aspect_ratio
         if abs(width - round(width)) > 1e-6:
@@ -135,18 +205,22 @@ class PaletteConfig(RunConfig, DataConfig, AdamConfig):
 
 
 PRESETS = {
-    # Tests and smoke runs: 3 levels (4x8, 8x16, 16x32), widths 32/32/16, z 32; a tiny fraction
-    # of a second per step on 2 CPU cores.
+    # Tests and smoke runs: 4 levels (4x8 .. 32x64, the size of SPADE's palette_tiny), widths
+    # 32/32/16/8, z 32, on the procedural streets rendered at 32x64; a tiny fraction of a
+    # second per step on 2 CPU cores. max_steps ends level 3's stable phase.
     "tiny": PaletteConfig(
         preset="tiny",
+        dataset="streets",
+        streets_height=32,
+        streets_width=64,
         z_dim=32,
-        num_levels=3,
+        num_levels=4,
         channel_base=64,
         max_channels=32,
         fade_steps=50,
         stable_steps=50,
         batch_size=4,
-        max_steps=300,
+        max_steps=400,
         max_components=10,
         blur_sigma=0.5,
     ),

@@ -22,7 +22,7 @@ whose class proportions follow the palette:
 - `PartialLayoutGenerator`: the partial-editing generator: the same progressive generator with
   SPADE layers (models.spade.networks.SPADE) conditioned on the input layout with a band masked
   out plus a "keep" channel, the proportion delta as its palette input, and the output merged
-  with the input outside the band. (Its training, stage=partial, is not implemented yet.)
+  with the input outside the band (trained by models.palette.trainer.PalettePartialGAN).
 
 Levels are Python ints (each level is its own graph: the trainer switches between them with
 tf.switch_case); alpha may be a tensor.
@@ -536,11 +536,14 @@ class PartialLayoutGenerator(ProgressiveLayoutGenerator):
 
     A band of an input layout is to be regenerated: the conditioning map is the input layout
     with the band masked out plus a "keep" channel (1 outside the band), and the palette input
-    is the proportion delta (the change of class proportions asked for). After every 3x3 conv
-    (and LReLU) of every level, a SPADE layer (instance norm, gamma / beta predicted from the
-    conditioning map resized to the level) replaces PixelNorm. The assisted activation targets
-    the input layout's proportions plus the delta; the output keeps the input outside the band:
-    keep * input + (1 - keep) * generated, at every level.
+    is the proportion delta: the class mass the band must hold, as a fraction of the whole
+    layout (target palette - the kept part's class mass / HW; models.palette.bands). After
+    every 3x3 conv (and LReLU) of every level, a SPADE layer (instance norm, gamma / beta
+    predicted from the conditioning map resized to the level) replaces PixelNorm. The assisted
+    activation targets the whole-layout palette: the kept part's class mass plus delta
+    (clipped at 0, renormalised); the output keeps the input outside the band:
+    keep * input + (1 - keep) * generated, at every level (input and keep average-pooled to
+    the level's size).
 
     Args:
         num_classes, z_dim, num_levels, start_height, start_width, channel_base, max_channels,
@@ -550,9 +553,10 @@ class PartialLayoutGenerator(ProgressiveLayoutGenerator):
 
     Call args:
         z: [N, z_dim].
-        layout: [N, H, W, C] the input layout at the last level's size (one-hot or soft).
+        layout: [N, H, W, C] the input layout (one-hot or soft) at the size of `level` or a
+            power-of-2 multiple of it (e.g. the last level's size).
         keep: [N, H, W, 1] 1 where the input is kept, 0 in the band to regenerate.
-        delta: [N, C] proportion change (the target palette is the input's plus delta).
+        delta: [N, C] the class mass of the band (target palette = mean(layout * keep) + delta).
         level, alpha: as ProgressiveLayoutGenerator.
     Returns:
         (merged layout [N, H_level, W_level, C], [each level's merged layout], [each level's
@@ -584,16 +588,22 @@ class PartialLayoutGenerator(ProgressiveLayoutGenerator):
         keep = tf.cast(keep, tf.float32)
         cond = tf.concat([layout * keep, keep], axis=-1)  # [N, H, W, C + 1]
         delta = tf.cast(delta, tf.float32)
-        target = tf.reduce_mean(layout, axis=[1, 2]) + delta  # [N, C]
+        target = tf.reduce_mean(cond[..., :-1], axis=[1, 2]) + delta  # [N, C] kept + band mass
         target = tf.clip_by_value(target, 1e-6, 1.0)
         target = target / tf.reduce_sum(target, axis=-1, keepdims=True)  # [N, C]
+        input_height = layout.shape[1]
+        if input_height is None or input_height % self.size(level)[0]:
+            raise ValueError(
+                f"PartialLayoutGenerator: the input layout's height must be static and a "
+                f"multiple of level {level}'s {self.size(level)[0]}, got {input_height}"
+            )
 
         def modulate(x, k, j):
             return self.spade_layers[2 * k + j](_lrelu(x), cond, training=training)
 
         def merged(generated, k):
-            # The input and keep mask are given at the last level's size: pool them to level k.
-            factor = 2 ** (self.num_levels - 1 - k)
+            # The input and keep mask are given at a multiple of level k's size: pool them.
+            factor = int(input_height) // self.size(k)[0]
             kept, source = keep, layout
             if factor > 1:
                 kept = tf.nn.avg_pool2d(keep, factor, factor, "VALID")  # [N, H_k, W_k, 1]

@@ -1,4 +1,5 @@
-"""What the generic training loop needs to know about the Semantic Palette layout synthesizer.
+"""What the generic training loop needs to know about Semantic Palette: the layout and partial
+stages (PaletteTask) and end-to-end fine-tuning (PaletteE2ETask).
 
 Data: label maps only (the images are not read). Each training element is a label map mapped
 to train ids (Cityscapes labelIds -> 19 train ids; 255 = ignore), resized (nearest) to the
@@ -17,6 +18,18 @@ palettes of 4 real layouts, then for 4 palettes drawn from the estimator; the sc
 proportions/mae is the mean absolute difference of target and achieved (soft) proportions.
 When save_img_freq divides fade_steps + stable_steps, the sample write at each level's end also
 keeps that level's generator in <run_dir>/levels/ (export.generator_snapshots).
+
+stage=partial: the same data; no estimator; samples are rows of [real layout | input with the
+band black | edited layout | proportion bars, real vs achieved] for 4 real layouts with fixed
+bands; the export has serve_partial (export.export_partial).
+
+stage=e2e (PaletteE2ETask): pairs (image and label map) resized to the layout size, mirrored
+together; the label map gives SPADE's input (ignored pixels on its "don't care" channel), the
+real soft layout and its palette. At its start the run checks --layout_run / --image_run
+(models.palette.sources), loads their networks (unless it resumes) and keeps the image run's
+config as image_config.json. Samples: rows of [real layout | real image | SPADE's image of it |
+generated layout for the real palette | SPADE's image of that | bars]; the export is the
+palette -> layout -> image pipeline (export.export_palette_pipeline).
 """
 
 import math
@@ -29,10 +42,14 @@ from PIL import Image
 from core import io as core_io
 from datasets import pipeline, segmentation
 from datasets.sources import resolve_pairs
+from models.palette import bands as bands_lib
 from models.palette import export as export_lib
+from models.palette import sources
+from models.palette.e2e_trainer import PaletteE2EGAN
 from models.palette.estimator import PaletteEstimator, proportions
 from models.palette.labels import layout_label_set
-from models.palette.trainer import PaletteLayoutGAN
+from models.palette.trainer import PaletteLayoutGAN, PalettePartialGAN
+from training import checkpointing
 
 ESTIMATOR_FILE = "palette_estimator.json"
 NUM_REAL_SAMPLES = 4
@@ -207,9 +224,14 @@ class PaletteTask:
 
         diagnose_pairs(pairs, None)
 
+    @property
+    def partial(self):
+        return self.config.stage == "partial"
+
     def build(self, steps_per_epoch):
         """Creates the model (the caller opens the strategy scope)."""
-        self.model = PaletteLayoutGAN.from_run_config(self.config, num_classes=self.num_classes)
+        cls = PalettePartialGAN if self.partial else PaletteLayoutGAN
+        self.model = cls.from_run_config(self.config, num_classes=self.num_classes)
         return self.model
 
     def dataset_fn(self, input_context, start_step):
@@ -256,6 +278,9 @@ class PaletteTask:
 
     def prepare_monitoring(self):
         cfg = self.config
+        if self.partial:
+            self._prepare_partial_monitoring()
+            return
         self.estimator = self.fit_estimator()
         rng = np.random.default_rng(cfg.seed)
         reals = np.stack(
@@ -268,7 +293,68 @@ class PaletteTask:
         z = rng.standard_normal((len(palettes), cfg.z_dim)).astype(np.float32)
         self._samples = {"reals": reals, "palettes": palettes, "z": z}
 
+    def _prepare_partial_monitoring(self):
+        cfg = self.config
+        rng = np.random.default_rng(cfg.seed)
+        reals = np.stack(
+            [read_train_ids(p, self.label_map, cfg.layout_size) for _, p in self.monitoring_pairs]
+        )  # [R, H, W]
+        width = cfg.layout_size[1]
+        low, high = self.model.band_widths()
+        widths = rng.integers(low, high + 1, size=len(reals))
+        starts = rng.integers(0, width - widths + 1)
+        z = rng.standard_normal((len(reals), cfg.z_dim)).astype(np.float32)
+        bands = np.stack([starts, starts + widths], axis=1).astype(np.int32)  # [R, 2]
+        self._samples = {"reals": reals, "bands": bands, "z": z}
+
+    def _write_partial_samples(self, writer, step):
+        cfg = self.config
+        samples = self._samples
+        h, w = cfg.layout_size
+        level, alpha = self.model.schedule(step)
+        reals = samples["reals"]
+        layout = tf.stack([soft_layout(ids, self.num_classes, 0.0) for ids in reals])
+        keep = bands_lib.keep_masks(samples["bands"], h, w)  # [R, H, W, 1]
+        delta = bands_lib.band_mass(layout, keep)  # regenerate with the real band's classes
+        soft = self.model.edit(
+            tf.constant(samples["z"]), layout, keep, delta, level=level, alpha=alpha
+        ).numpy()  # [R, h, w, C]
+        factor = h // soft.shape[1]
+        ids = soft.argmax(-1).repeat(factor, axis=1).repeat(factor, axis=2)  # [R, H, W]
+        target = layout.numpy().mean(axis=(1, 2))  # [R, C]
+        achieved = soft.mean(axis=(1, 2))
+        masked = np.where(keep.numpy()[..., 0] > 0, reals, 255)
+        rows = [
+            np.concatenate(
+                [
+                    colorize(self.label_set, reals[i]),
+                    colorize(self.label_set, masked[i]),
+                    colorize(self.label_set, ids[i]),
+                    proportion_bars(self.label_set, target[i], achieved[i], (h, w)),
+                ],
+                axis=1,
+            )
+            for i in range(len(reals))
+        ]
+        self._write_grid(
+            writer, step, rows, "samples/real_band_edited_proportions", target, achieved
+        )
+
+    def _write_grid(self, writer, step, rows, tag, target, achieved):
+        grid = np.concatenate(rows, axis=0)  # [S * H, k W, 3]
+        path = os.path.join(self.config.results_dir, f"step_{step:08d}.png")
+        core_io.save_image_atomic(grid, path)
+        mae = float(np.abs(np.asarray(achieved) - np.asarray(target)).mean())
+        if writer is not None:
+            with writer.as_default(step=step):
+                tf.summary.image(tag, grid[None], max_outputs=1)
+                tf.summary.scalar("proportions/mae", mae)
+
     def write_samples(self, writer, step):
+        if self.partial:
+            self._write_partial_samples(writer, step)
+            export_lib.snapshot_finished_levels(self.model, self.config.checkpoint_dir, step)
+            return
         cfg = self.config
         samples = self._samples
         level, alpha = self.model.schedule(step)
@@ -307,4 +393,202 @@ class PaletteTask:
         return None
 
     def export(self, path):
+        if self.partial:
+            return export_lib.export_partial(self.model, path, self.label_set)
         return export_lib.export_palette(self.model, path, self.label_set)
+
+
+def make_pair_dataset(
+    pairs,
+    *,
+    label_map,
+    num_classes,
+    dontcare,
+    size,
+    blur_sigma,
+    global_batch_size,
+    seed,
+    start_step,
+    input_context=None,
+):
+    """The e2e training stream: {"image": [N, H, W, 3] in [-1, 1], "label": [N, H, W] SPADE
+    channel ids, "layout": [N, H, W, C] soft layouts, "proportions": [N, C]}.
+
+    Each pair is resized to `size` (image bicubic, label nearest: no crop) and mirrored with
+    its label; a pure function of (seed, element index) as every training stream.
+
+    Args:
+        pairs: (image, label) paths.
+        label_map: [256] raw value -> train id (255 ignored).
+        num_classes: C, the layouts' classes.
+        dontcare: SPADE's channel of ignored pixels (None: SPADE has none, they stay 255).
+        size, blur_sigma, global_batch_size, seed, start_step, input_context: as
+            make_layout_dataset.
+    """
+    image_paths = tf.constant([os.fspath(i) for i, _ in pairs])
+    label_paths = tf.constant([os.fspath(label) for _, label in pairs])
+
+    def element(file_index, element_seed):
+        path = tf.gather(label_paths, file_index)
+        pair = pipeline.load_pair(tf.gather(image_paths, file_index), path, 256)
+        ids = segmentation.apply_label_map(pair["label"], label_map, path)  # [H0, W0]
+        image, ids = pipeline.preprocess_eval(pair["image"], ids, size)  # [H, W, 3], [H, W]
+        mirrored = pipeline.coin_flip(element_seed)
+        image, ids = pipeline.mirror_where(mirrored, image), pipeline.mirror_where(mirrored, ids)
+        label = ids if dontcare is None else tf.where(ids == 255, dontcare, ids)
+        return {
+            "image": image,
+            "label": label,
+            "layout": soft_layout(ids, num_classes, blur_sigma),
+            "proportions": palette_of(ids, num_classes),
+        }
+
+    return pipeline.training_stream(
+        len(pairs),
+        element,
+        global_batch_size=global_batch_size,
+        seed=seed,
+        start_step=start_step,
+        input_context=input_context,
+    )
+
+
+class PaletteE2ETask:
+    """End-to-end fine-tuning for training/loop.fit: pairs, PaletteE2EGAN, samples, the
+    pipeline export. Checks its --layout_run and --image_run when created (before the run
+    directory is touched)."""
+
+    title = "Semantic Palette end-to-end"
+
+    def __init__(self, config):
+        self.config = config
+        self.label_set, self.label_map = layout_label_set(config)
+        self.num_classes = self.label_set.num_classes
+        self.layout_config, self.image_config = sources.load_e2e_sources(config)
+        from models.spade.labels import num_spade_classes
+
+        spade_classes = num_spade_classes(self.image_config)
+        self.dontcare = self.num_classes if spade_classes > self.num_classes else None
+        self.train_pairs = layout_pairs(config, "training")
+        self.model = None
+        self._samples = None
+
+    @property
+    def monitoring_pairs(self):
+        return self.train_pairs[:NUM_REAL_SAMPLES]
+
+    def diagnose(self, pairs):
+        from datasets.pairs import diagnose_pairs
+
+        diagnose_pairs(pairs, 256)  # raw values, checked by the label map
+
+    def build(self, steps_per_epoch, log=print):
+        """Creates the model (the caller opens the strategy scope); a new run starts from the
+        networks of its layout and image runs."""
+        cfg = self.config
+        self.model = PaletteE2EGAN.from_run_config(
+            cfg, self.image_config, num_classes=self.num_classes
+        )
+        if not checkpointing.checkpoint_prefixes(os.path.join(cfg.checkpoint_dir, "checkpoints")):
+            layout_gan, image_gan = self.model.layout_gan, self.model.image_gan
+            sources.restore_networks(
+                {
+                    "generator": checkpointing.variable_bundle(layout_gan.generator),
+                    "discriminator": checkpointing.variable_bundle(layout_gan.discriminator),
+                },
+                cfg.layout_run,
+                "--layout_run",
+            )
+            sources.restore_networks(
+                {
+                    "generator": checkpointing.variable_bundle(image_gan.generator),
+                    "discriminator": checkpointing.variable_bundle(image_gan.discriminator),
+                },
+                cfg.image_run,
+                "--image_run",
+            )
+            log(f"Starting from the networks of {cfg.layout_run} and {cfg.image_run}")
+        sources.write_image_config_copy(cfg.checkpoint_dir, self.image_config)
+        return self.model
+
+    def dataset_fn(self, input_context, start_step):
+        return make_pair_dataset(
+            self.train_pairs,
+            label_map=self.label_map,
+            num_classes=self.num_classes,
+            dontcare=self.dontcare,
+            size=self.config.layout_size,
+            blur_sigma=self.config.blur_sigma,
+            global_batch_size=self.config.batch_size,
+            seed=self.config.seed,
+            start_step=start_step,
+            input_context=input_context,
+        )
+
+    def prepare_monitoring(self):
+        cfg = self.config
+        size = cfg.layout_size
+        pairs = self.monitoring_pairs
+        images = np.stack(
+            [
+                np.asarray(
+                    Image.fromarray(pipeline.load_image(i)).resize(
+                        (size[1], size[0]), Image.BICUBIC
+                    )
+                )
+                for i, _ in pairs
+            ]
+        )  # [R, H, W, 3]
+        reals = np.stack([read_train_ids(p, self.label_map, size) for _, p in pairs])  # [R, H, W]
+        labels = reals if self.dontcare is None else np.where(reals == 255, self.dontcare, reals)
+        rng = np.random.default_rng(cfg.seed)
+        self._samples = {
+            "images": images,
+            "reals": reals,
+            "labels": labels.astype(np.int32),
+            "palettes": proportions(reals, self.num_classes).astype(np.float32),
+            "z": rng.standard_normal((len(reals), cfg.z_dim)).astype(np.float32),
+        }
+
+    def write_samples(self, writer, step):
+        from models.spade.task import to_uint8
+
+        samples = self._samples
+        h, w = self.config.layout_size
+        soft, generated = self.model.generate(
+            tf.constant(samples["z"]), tf.constant(samples["palettes"])
+        )
+        soft = soft.numpy()
+        achieved = soft.mean(axis=(1, 2))  # [R, C]
+        of_real = self.model.image_gan.synthesize(tf.constant(samples["labels"]), training=False)
+        of_real, generated = to_uint8(of_real), to_uint8(generated)
+        rows = [
+            np.concatenate(
+                [
+                    colorize(self.label_set, samples["reals"][i]),
+                    samples["images"][i],
+                    of_real[i],
+                    colorize(self.label_set, soft[i].argmax(-1)),
+                    generated[i],
+                    proportion_bars(self.label_set, samples["palettes"][i], achieved[i], (h, w)),
+                ],
+                axis=1,
+            )
+            for i in range(len(soft))
+        ]
+        grid = np.concatenate(rows, axis=0)  # [R * H, 6W', 3]
+        core_io.save_image_atomic(
+            grid, os.path.join(self.config.results_dir, f"step_{step:08d}.png")
+        )
+        if writer is not None:
+            with writer.as_default(step=step):
+                tf.summary.image("samples/real_generated_layout_image", grid[None], max_outputs=1)
+                mae = float(np.abs(achieved - samples["palettes"]).mean())
+                tf.summary.scalar("proportions/mae", mae)
+
+    def evaluate(self, strategy, writer, step):
+        """No metric during training."""
+        return None
+
+    def export(self, path):
+        return export_lib.export_palette_pipeline(self.model, None, path, label_set=self.label_set)

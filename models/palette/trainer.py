@@ -24,12 +24,13 @@ import keras
 import tensorflow as tf
 
 from losses import palette as palette_losses
+from models.palette import bands as bands_lib
 from models.palette import networks
 from training.checkpointing import variable_bundle
 from training.optimizers import FusedAdam
 
 _PHASE_D, _PHASE_G = 100, 200
-_Z, _EPSILON = 0, 1
+_Z, _EPSILON, _BAND = 0, 1, 2
 
 
 def level_schedule(step, fade_steps, stable_steps, max_level):
@@ -153,18 +154,8 @@ class PaletteLayoutGAN(keras.Model):
             raise ValueError(f"max_level={max_level} must lie in [0, {self.num_levels})")
 
         # === Networks ===
-        shared = dict(
-            num_classes=self.num_classes,
-            num_levels=self.num_levels,
-            start_height=self.start_height,
-            start_width=self.start_width,
-            channel_base=self.channel_base,
-            max_channels=self.max_channels,
-        )
-        self.generator = networks.ProgressiveLayoutGenerator(
-            z_dim=self.z_dim, feedback=self.feedback, name="generator", **shared
-        )
-        self.generator.build((None, self.z_dim), (None, self.num_classes))
+        shared = self._network_arguments()
+        self.generator = self._make_generator()
         # The global step of training, saved in checkpoints (resume continues from it).
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.discriminator = None
@@ -182,11 +173,32 @@ class PaletteLayoutGAN(keras.Model):
         self.g_optimizer.build(self.generator.trainable_variables)
         self.d_optimizer.build(self.discriminator.trainable_variables)
 
+    def _network_arguments(self):
+        return dict(
+            num_classes=self.num_classes,
+            num_levels=self.num_levels,
+            start_height=self.start_height,
+            start_width=self.start_width,
+            channel_base=self.channel_base,
+            max_channels=self.max_channels,
+        )
+
+    def _make_generator(self):
+        generator = networks.ProgressiveLayoutGenerator(
+            z_dim=self.z_dim, feedback=self.feedback, name="generator", **self._network_arguments()
+        )
+        generator.build((None, self.z_dim), (None, self.num_classes))
+        return generator
+
     @classmethod
     def from_run_config(cls, config, **extras):
         """The model of a models.palette.config.PaletteConfig; `extras` give num_classes (and
         optionally for_training)."""
-        return cls(
+        return cls(**cls._run_config_arguments(config), **extras)
+
+    @staticmethod
+    def _run_config_arguments(config):
+        return dict(
             z_dim=config.z_dim,
             num_levels=config.num_levels,
             start_height=config.start_size,
@@ -207,8 +219,16 @@ class PaletteLayoutGAN(keras.Model):
             beta1=config.beta1,
             beta2=config.beta2,
             seed=config.seed,
-            **extras,
         )
+
+    def get_config(self):
+        """The constructor arguments (one attribute each), keras-hub style."""
+        names = (
+            "num_classes z_dim num_levels start_height start_width channel_base max_channels "
+            "feedback mbstd_group_size max_level fade_steps stable_steps lambda_gp lambda_drift "
+            "lambda_entropy lambda_spread lambda_kl lr beta1 beta2 seed for_training"
+        ).split()
+        return {name: getattr(self, name) for name in names}
 
     # === Schedule ===
 
@@ -263,14 +283,20 @@ class PaletteLayoutGAN(keras.Model):
         coarse = networks.upsample2x(networks.downsample2x(real))
         return alpha * real + (1.0 - alpha) * coarse
 
+    def _generate(self, level, real, proportions, alpha, phase):
+        """Fakes at `level` for a per-replica batch: (layout [N, H_k, W_k, C], [every level's
+        layout], [every level's assisted mask], [N, C] target palettes)."""
+        n = tf.shape(proportions)[0]
+        layout, layouts, masks = self.generator(
+            self._latents(n, phase), proportions, level=level, alpha=alpha, training=True
+        )
+        return layout, layouts, masks, proportions
+
     def _d_level(self, level, real, proportions, alpha):
         """The critic's losses and gradients at `level` (one tf.switch_case branch)."""
         n = tf.shape(real)[0]
+        fake = tf.stop_gradient(self._generate(level, real, proportions, alpha, _PHASE_D)[0])
         real = self.real_at_level(real, level, alpha)
-        fake, _, _ = self.generator(
-            self._latents(n, _PHASE_D), proportions, level=level, alpha=alpha, training=True
-        )
-        fake = tf.stop_gradient(fake)
         epsilon = tf.random.stateless_uniform(
             tf.reshape(n, [1]), seed=self._key(_PHASE_D, _EPSILON)
         )  # [N]
@@ -294,31 +320,36 @@ class PaletteLayoutGAN(keras.Model):
         losses["D_total"] = total
         return losses, grads
 
-    def _g_level(self, level, proportions, alpha):
+    def generator_losses(self, layout, layouts, masks, target, level, alpha):
+        """The generator's weighted loss terms for its output `layout` at `level`: WGAN,
+        pixel entropy and spread (averaged over every level's output), optional KL."""
+        scores = self.discriminator(layout, level=level, alpha=alpha, training=True)
+        count = float(len(layouts))
+        losses = {
+            "G_wgan": palette_losses.wgan_g_loss(scores),
+            "G_entropy": self.lambda_entropy
+            * tf.add_n([palette_losses.pixel_entropy(x) for x in layouts])
+            / count,
+            "G_spread": self.lambda_spread
+            * tf.add_n([palette_losses.spread_loss(m) for m in masks])
+            / count,
+        }
+        if self.lambda_kl > 0:
+            losses["G_kl"] = (
+                self.lambda_kl
+                * tf.add_n([palette_losses.proportion_kl(x, target) for x in layouts])
+                / count
+            )
+        return losses
+
+    def _g_level(self, level, real, proportions, alpha):
         """The generator's losses and gradients at `level` (one tf.switch_case branch)."""
-        n = tf.shape(proportions)[0]
         variables = self.generator.trainable_variables
         with tf.GradientTape() as tape:
-            layout, layouts, masks = self.generator(
-                self._latents(n, _PHASE_G), proportions, level=level, alpha=alpha, training=True
+            layout, layouts, masks, target = self._generate(
+                level, real, proportions, alpha, _PHASE_G
             )
-            scores = self.discriminator(layout, level=level, alpha=alpha, training=True)
-            count = float(len(layouts))
-            losses = {
-                "G_wgan": palette_losses.wgan_g_loss(scores),
-                "G_entropy": self.lambda_entropy
-                * tf.add_n([palette_losses.pixel_entropy(x) for x in layouts])
-                / count,
-                "G_spread": self.lambda_spread
-                * tf.add_n([palette_losses.spread_loss(m) for m in masks])
-                / count,
-            }
-            if self.lambda_kl > 0:
-                losses["G_kl"] = (
-                    self.lambda_kl
-                    * tf.add_n([palette_losses.proportion_kl(x, proportions) for x in layouts])
-                    / count
-                )
+            losses = self.generator_losses(layout, layouts, masks, target, level, alpha)
             total = tf.add_n(list(losses.values()))
             scaled = total * self._replica_scale()
         grads = _gradients(tape, scaled, variables)
@@ -344,7 +375,8 @@ class PaletteLayoutGAN(keras.Model):
         self.d_optimizer.apply_gradients(zip(d_grads, self.discriminator.trainable_variables))
         # The G step reads the updated critic (tf.function orders the reads after the writes).
         g_losses, g_grads = tf.switch_case(
-            level, [functools.partial(self._g_level, k, proportions, alpha) for k in levels]
+            level,
+            [functools.partial(self._g_level, k, real, proportions, alpha) for k in levels],
         )
         self.g_optimizer.apply_gradients(zip(g_grads, self.generator.trainable_variables))
         losses = {**d_losses, **g_losses}
@@ -373,3 +405,116 @@ class PaletteLayoutGAN(keras.Model):
             for name, net in nets.items()
             if net is not None
         }
+
+
+class PalettePartialGAN(PaletteLayoutGAN):
+    """The partial-editing layout synthesizer (stage=partial): PartialLayoutGenerator and the
+    progressive critic, trained as the layout stage (WGAN-GP, level by level with fade-in).
+
+    Each training layout gets a random band of columns (models.palette.bands.draw_bands, keyed
+    by seed, step, replica and phase, so a resume is exact) of band_min_width .. band_max_width
+    of the trained width. The generator sees the real layout (blurred, at max_level's size)
+    with the band masked plus the keep channel, and delta = the real layout's class mass in the
+    band (target palette = the real layout's, minus the kept part's). Its output is merged with
+    the input outside the band at every level; the critic scores the merged layouts against
+    real ones, and the entropy / spread / KL terms are those of the layout stage.
+
+    Args:
+        spade_hidden: hidden channels of each SPADE layer of the generator.
+        band_min_width, band_max_width: band widths as fractions of the layout width.
+        **kwargs: PaletteLayoutGAN's arguments.
+
+    Example:
+        >>> gan = PalettePartialGAN.from_run_config(config, num_classes=19)
+        >>> losses = gan.train_step({"layout": layouts, "proportions": palettes})
+        >>> edited = gan.edit(z, layouts, keep, delta)  # at the level the step has reached
+    """
+
+    def __init__(self, *, spade_hidden=128, band_min_width=0.25, band_max_width=0.5, **kwargs):
+        # Set before the base constructor, which builds the generator from them.
+        self.spade_hidden = int(spade_hidden)
+        self.band_min_width = float(band_min_width)
+        self.band_max_width = float(band_max_width)
+        super().__init__(**kwargs)
+
+    def _make_generator(self):
+        generator = networks.PartialLayoutGenerator(
+            z_dim=self.z_dim,
+            feedback=self.feedback,
+            spade_hidden=self.spade_hidden,
+            name="generator",
+            **self._network_arguments(),
+        )
+        size = self.level_size(self.num_levels - 1)
+        generator.build(
+            (None, self.z_dim),
+            (None, *size, self.num_classes),
+            (None, *size, 1),
+            (None, self.num_classes),
+        )
+        return generator
+
+    @staticmethod
+    def _run_config_arguments(config):
+        return dict(
+            PaletteLayoutGAN._run_config_arguments(config),
+            spade_hidden=config.spade_hidden,
+            band_min_width=config.band_min_width,
+            band_max_width=config.band_max_width,
+        )
+
+    def get_config(self):
+        return dict(
+            super().get_config(),
+            spade_hidden=self.spade_hidden,
+            band_min_width=self.band_min_width,
+            band_max_width=self.band_max_width,
+        )
+
+    def band_widths(self):
+        """(min, max) band width in columns of the trained (max_level) layouts."""
+        width = self.level_size(self.max_level)[1]
+        low = max(1, min(width, int(round(self.band_min_width * width))))
+        high = max(low, min(width, int(round(self.band_max_width * width))))
+        return low, high
+
+    def draw_keep(self, n, phase):
+        """[N, H, W, 1] keep masks of random bands of the trained size, keyed by the step."""
+        height, width = self.level_size(self.max_level)
+        bands = bands_lib.draw_bands(self._key(phase, _BAND), n, width, *self.band_widths())
+        return bands_lib.keep_masks(bands, height, width)
+
+    def _generate(self, level, real, proportions, alpha, phase):
+        n = tf.shape(real)[0]
+        keep = self.draw_keep(n, phase)  # [N, H, W, 1]
+        delta = bands_lib.band_mass(real, keep)  # [N, C]: what the band held
+        layout, layouts, masks = self.generator(
+            self._latents(n, phase), real, keep, delta, level=level, alpha=alpha, training=True
+        )
+        target = tf.reduce_mean(real, axis=[1, 2])  # [N, C] the real layout's palette
+        return layout, layouts, masks, target
+
+    # === Inference ===
+
+    def call(self, z, layout, keep, delta, training=False):
+        return self.edit(z, layout, keep, delta)
+
+    def generate(self, z, proportions, level=None, alpha=None):
+        raise TypeError("PalettePartialGAN edits layouts: use edit(z, layout, keep, delta)")
+
+    def edit(self, z, layout, keep, delta, level=None, alpha=None):
+        """Edited soft layouts [N, H_level, W_level, C] (the input kept outside the band) at
+        `level` (default: the level and alpha the step has reached).
+
+        Args:
+            z: [N, z_dim]; layout: [N, H, W, C] at max_level's size; keep: [N, H, W, 1];
+            delta: [N, C] the band's class mass (models.palette.bands.network_delta).
+        """
+        if level is None:
+            level, scheduled_alpha = self.schedule()
+            alpha = scheduled_alpha if alpha is None else alpha
+        alpha = 1.0 if alpha is None else alpha
+        output, _, _ = self.generator(
+            z, layout, keep, delta, level=level, alpha=alpha, training=False
+        )
+        return output

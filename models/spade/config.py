@@ -3,7 +3,8 @@
 `SPADEConfig` holds every setting of a SPADE run (the run, the data, Adam, the networks and the
 losses); `PRESETS` are instances of it. `tiny` is for tests and the demo; `ade20k_256` is the
 paper's configuration with the reference parameter counts (asserted in tests/);
-`cityscapes_128x256` is Semantic Palette's image synthesizer setting (Cityscapes at 1:2).
+`cityscapes_128x256` is Semantic Palette's image synthesizer setting (Cityscapes at 1:2);
+`palette_tiny` its tiny twin (32x64 streets, the top level of the palette `tiny` preset).
 
 Non-square images: crop_size is the HEIGHT of the crops and of the synthesized images, and
 aspect_ratio = width / height, so the width is round(crop_size * aspect_ratio) (load_size
@@ -138,6 +139,31 @@ PRESETS = {
         batch_size=8,
         total_epochs=100,
         decay_epoch=50,
+        vgg_weights="none",  # no ImageNet weights offline; the perceptual loss is off
+        lr=2e-4,
+        beta1=0.0,
+        beta2=0.9,
+    ),
+    # Semantic Palette's tiny image synthesizer: the size of the palette family's tiny preset
+    # (its top level, 32x64) on the same procedural streets (rendered at 32x64, so the whole
+    # image is used, load_size = crop_size); widths 8, no VGG offline.
+    "palette_tiny": SPADEConfig(
+        preset="palette_tiny",
+        dataset="streets",
+        semantic_label_path="cityscapes",
+        streets_height=32,
+        streets_width=64,
+        crop_size=32,
+        load_size=32,
+        aspect_ratio=2.0,
+        ngf=8,
+        ndf=8,
+        z_dim=32,
+        spade_hidden=16,
+        encoder_input_size=32,
+        batch_size=8,
+        total_epochs=20,
+        decay_epoch=10,
         vgg_weights="none",  # no ImageNet weights offline; the perceptual loss is off
         lr=2e-4,
         beta1=0.0,

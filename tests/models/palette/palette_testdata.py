@@ -58,6 +58,7 @@ def tiny_palette_args(data_root, run_dir, *extra):
         f"--data_root={data_root}",
         f"--checkpoint_dir={run_dir}",
         "--batch_size=2",
+        "--num_levels=3",
         "--z_dim=8",
         "--channel_base=16",
         "--max_channels=8",

@@ -83,7 +83,8 @@ def test_flags_and_config_errors(data_root, tmp_path):
         "--max_level=3": "max_level=3",
         "--dataset=scenes": "palette reads layouts",
         "--semantic_label_path=ade20k": "semantic_label_path must be cityscapes",
-        "--stage=partial": "not implemented",
+        "--stage=e2e": "give --layout_run and --image_run",
+        "--spade_hidden=4": "spade_hidden applies to --stage=partial only",
         "--mixed_precision=mixed_float16": "float32 only",
         "--ngf=8": "--ngf does not apply to --model=palette",
     }
