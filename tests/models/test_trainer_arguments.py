@@ -41,8 +41,16 @@ def _osmis():
     return OSMISGAN, OSMISGAN.from_run_config(config, layout=layout, num_classes=3)
 
 
+def _palette():
+    from models.palette.config import PRESETS
+    from models.palette.trainer import PaletteLayoutGAN
+
+    config = PRESETS["tiny"]
+    return PaletteLayoutGAN, PaletteLayoutGAN.from_run_config(config, num_classes=19)
+
+
 @pytest.mark.parametrize(
-    "make", [_spade, _segformer, _stylegan2, _osmis], ids=lambda f: f.__name__[1:]
+    "make", [_spade, _segformer, _stylegan2, _osmis, _palette], ids=lambda f: f.__name__[1:]
 )
 def test_trainer_arguments_are_attributes_and_round_trip(make):
     cls, trainer = make()
