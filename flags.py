@@ -23,6 +23,7 @@ Scripts get it from `run(main)` (absl's app.run with a flag parser that exits 2)
 """
 
 import contextlib
+import copy
 import os
 import re
 import sys
@@ -32,7 +33,7 @@ from absl import flags
 import models.families  # noqa: F401  (every family registers itself with training.registry)
 from core.config import ConfigError
 from core.errors import UserError
-from datasets.config import DATASETS
+from datasets.config import DATASETS, DISCOVER, SOURCE_FIELDS, DataConfig
 from training import registry
 
 FLAGS = flags.FLAGS
@@ -127,7 +128,9 @@ def _define_data_flags(d):
         "dataset",
         None,
         list(DATASETS),
-        "Default: scenes (spade, segformer), documents (stylegan2). scenes: the built-in "
+        "Default: scenes (spade, segformer), documents (stylegan2); without --dataset, "
+        "--image_dir / --label_dir (or --train_list) choose the source that reads them "
+        "(spade: folders). scenes: the built-in "
         "procedural scenes (generated on demand under --data_root, ADE20K layout); ade20k: the "
         "official ADEChallengeData2016 folder at --data_root; folders: --image_dir / --label_dir "
         "matched by file stem; cityscapes (--data_root with leftImg8bit/ and gtFine/, "
@@ -157,15 +160,28 @@ def _define_data_flags(d):
         "scenes: where the built-in scenes are generated; ade20k: the ADEChallengeData2016 "
         "folder (or its parent).",
     )
-    d.DEFINE_string("image_dir", None, "Images of --dataset=folders (searched recursively).")
-    d.DEFINE_string("label_dir", None, "Label maps of --dataset=folders (8-bit PNG class ids).")
+    d.DEFINE_string(
+        "image_dir",
+        None,
+        "Images of --dataset=folders (searched recursively, matched with the label maps by "
+        "file stem); given without --dataset, it selects that source.",
+    )
+    d.DEFINE_string(
+        "label_dir",
+        None,
+        "Label maps of --dataset=folders (8-bit PNGs of class ids, or of any values with a "
+        ".txt label set or none: spade then finds the values).",
+    )
     d.DEFINE_string("val_image_dir", None, "Validation images of --dataset=folders (optional).")
     d.DEFINE_string("val_label_dir", None, "Validation labels of --dataset=folders (optional).")
     d.DEFINE_string(
         "semantic_label_path",
         "ade20k",
-        "Label set: a built-in name (ade20k, scenes) or a JSON file in the format of "
-        "semantic_labels/README.md. Fixes the number of classes.",
+        "Label set: a built-in name (ade20k, scenes, cityscapes, ...), a JSON file in the "
+        "format of semantic_labels/README.md, or a .txt file of label values as the SPADE TF "
+        "port writes it ('0, 3, 255': the k-th value is class k; spade: a file that does not "
+        "exist yet is filled by scanning the label maps), or 'discover' (spade: scan the label "
+        "maps; the default of --dataset=folders). Fixes the number of classes.",
     )
     d.DEFINE_integer("num_scenes", 300, "Training scenes to generate for --dataset=scenes.")
     d.DEFINE_integer("scenes_size", 256, "Resolution of the generated scenes (px).")
@@ -403,6 +419,7 @@ def _define_train_flags(d):
     _define_palette_train_flags(d)
     _define_osmis_train_flags(d)
     _define_segformer_train_flags(d)
+    _define_spade_port_train_flags(d)
 
 
 def resolve_train_config(flag_values=FLAGS):
@@ -419,8 +436,9 @@ def resolve_train_config(flag_values=FLAGS):
     given = {
         name: flag_values[name].value
         for name in _TRAIN_FLAG_NAMES
-        if flag_values[name].present and name not in ("model", "preset")
+        if flag_values[name].present and name not in ("model", "preset", "log_dir")
     }
+    given = _log_dir_flag(flag_values, given)
     if "aspect_ratio" in family.config_class.field_names():
         given = _image_size_flags(given)
     unused = sorted(set(given) - family.config_class.field_names())
@@ -437,7 +455,10 @@ def resolve_train_config(flag_values=FLAGS):
         if name not in given
     }
     try:
-        return base.replace(**derived, **given)
+        given = _data_source_flags(base, {**derived, **given})
+        config = base.replace(**given)
+        _check_data_flags_read(config, given)
+        return config
     except ConfigError as e:
         raise ConfigError(flag_message(e), e.fields) from None
 
@@ -455,7 +476,10 @@ def define_test_one_flags():
     """Flags of test_one.py."""
     flags.DEFINE_enum("model", "spade", ["spade"], "Model family.")
     flags.DEFINE_string(
-        "label_filename", None, "Label map PNG (8-bit class ids) to synthesize from."
+        "label_filename",
+        None,
+        "Label map PNG to synthesize from: 8-bit class ids, or the raw values of a run on "
+        "label values (a .txt / discovered label set), which are mapped as in training.",
     )
     flags.DEFINE_string(
         "style_filename", None, "Style image for a --use_vae run (its encoding gives z)."
@@ -470,6 +494,7 @@ def define_test_one_flags():
     )
     flags.DEFINE_integer("seed", 0, "Seed of the random z.")
     flags.DEFINE_bool("overwrite", False, "Overwrite existing output files.")
+    _define_test_one_port_flags()
 
 
 def define_synthesize_flags():
@@ -1032,7 +1057,11 @@ def _define_spade_aspect_train_flags(d):
 
 def _image_size_flags(given):
     """--img_height / --img_width translated into crop_size and aspect_ratio; both or neither,
-    and a contradiction with --crop_size / --aspect_ratio is a ConfigError naming the flags."""
+    and a contradiction with --crop_size / --aspect_ratio is a ConfigError naming the flags.
+
+    With a smaller --crop_size as well, they mean what the SPADE TF port means by all three:
+    images are resized to img_height x img_width (our load_size and aspect_ratio) and cropped
+    to crop_size (the height), e.g. the port's defaults 286 / 286 / 256."""
     given = dict(given)
     height, width = given.pop("img_height", None), given.pop("img_width", None)
     if height is None and width is None:
@@ -1044,16 +1073,25 @@ def _image_size_flags(given):
         raise ConfigError(f"--img_height={height} and --img_width={width} must be positive")
     aspect_ratio = width / height
     if "crop_size" in given and given["crop_size"] != height:
-        raise ConfigError(
-            f"--crop_size={given['crop_size']} contradicts --img_height={height} "
-            "(the crop height); give one of them"
-        )
+        crop = given["crop_size"]
+        if crop > height:
+            raise ConfigError(
+                f"--crop_size={crop} is larger than --img_height={height} (the height images "
+                "are resized to before the crop)"
+            )
+        if given.get("load_size", height) != height:
+            raise ConfigError(
+                f"--load_size={given['load_size']} contradicts --img_height={height} with "
+                f"--crop_size={crop} (both the height images are resized to); give one of them"
+            )
+        given["load_size"] = height  # the port's resize; the crop keeps the aspect ratio
     if "aspect_ratio" in given and abs(given["aspect_ratio"] - aspect_ratio) > 1e-9:
         raise ConfigError(
             f"--aspect_ratio={given['aspect_ratio']} contradicts --img_height={height} / "
             f"--img_width={width} (aspect ratio {aspect_ratio:g}); give one of them"
         )
-    given["crop_size"], given["aspect_ratio"] = height, aspect_ratio
+    given["crop_size"] = given.get("crop_size", height)
+    given["aspect_ratio"] = aspect_ratio
     return given
 
 
@@ -1275,3 +1313,190 @@ def _define_segformer_train_flags(d):
         ("gamma_prob", "a random gamma"),
     ):
         d.DEFINE_float(name, None, f"segformer: probability of {what} per sample (preset).")
+
+
+# ==============================================================================================
+# The SPADE TF port's flags (docs/coming_from.md): train.py and test_one.py
+# ==============================================================================================
+
+# The flags that choose where data comes from; given without --dataset they select the source
+# that reads them (--image_dir with --label_dir: folders).
+_SOURCE_FLAGS = (
+    "image_dir",
+    "label_dir",
+    "val_image_dir",
+    "val_label_dir",
+    "train_list",
+    "val_list",
+)
+
+
+def _define_spade_port_train_flags(d):
+    """train.py flags of the SPADE TF port that had no counterpart here."""
+    d.DEFINE_float(
+        "prob_dataset",
+        1.0,
+        "Fraction of the training pairs used, in (0, 1] (the SPADE TF port's flag): a fixed "
+        "random subset, the same in every run; validation pairs are all kept.",
+    )
+    d.DEFINE_enum(
+        "sample_files",
+        None,
+        ["grid", "separate", "both"],
+        "spade: samples written every --save_img_freq steps: grid (rows of label | real | "
+        "synthesized, the default), separate (the SPADE TF port's PNGs per sample: "
+        "step_<step>_<k>_real_image / _segmentation_map / _synthesized_image.png) or both.",
+    )
+    from absl import logging  # noqa: F401  (defines absl's --log_dir in the global FLAGS)
+
+    flag_values = d._flag_values
+    if "log_dir" not in flag_values:  # fresh FlagValues (config_from_args)
+        d.DEFINE_string("log_dir", None, _LOG_DIR_HELP)
+    else:  # absl's: train.py reads it as the port does
+        flag_values["log_dir"].help = _LOG_DIR_HELP
+
+
+_LOG_DIR_HELP = (
+    "train.py: the TensorBoard directory, as in the SPADE TF port (the same as "
+    "--tensorboard_dir). absl defines --log_dir for its log files, which our scripts never "
+    "write (they log to stderr), so train.py reads it as the port does."
+)
+
+
+def _log_dir_flag(flag_values, given):
+    """The port's --log_dir (absl's flag in the global FLAGS) as --tensorboard_dir."""
+    if "log_dir" not in flag_values or not flag_values["log_dir"].present:
+        return given
+    log_dir = flag_values["log_dir"].value
+    if not log_dir:
+        raise ConfigError("--log_dir is empty; give the TensorBoard directory")
+    if given.get("tensorboard_dir", log_dir) != log_dir:
+        raise ConfigError(
+            f"--log_dir={log_dir} and --tensorboard_dir={given['tensorboard_dir']} both name "
+            "the TensorBoard directory; give one of them"
+        )
+    return {**given, "tensorboard_dir": log_dir}
+
+
+def _data_source_flags(base, given):
+    """`given` with the data source the flags imply: without --dataset, source flags that the
+    preset's source does not read pick the first source that reads them and validates (spade:
+    --image_dir / --label_dir -> folders; stylegan2: --image_dir -> images); and a family that
+    discovers label values (spade) gets semantic_label_path=discover for folders without a
+    label set (unless the preset chose one)."""
+    if not isinstance(base, DataConfig):
+        return given
+    given = dict(given)
+    source = {name for name in _SOURCE_FLAGS if name in given}
+    if "dataset" not in given and source and not source <= base.data_fields_read():
+        for dataset in DATASETS:
+            if source <= set(SOURCE_FIELDS[dataset]):
+                try:
+                    base.replace(**given, dataset=dataset)
+                except ConfigError:
+                    continue
+                given["dataset"] = dataset
+                break
+    class_default = type(base).__dataclass_fields__["semantic_label_path"].default
+    if (
+        type(base).discovers_label_values
+        and given.get("dataset", base.dataset) == "folders"
+        and "semantic_label_path" not in given
+        and base.semantic_label_path == class_default
+    ):
+        given["semantic_label_path"] = DISCOVER
+    return given
+
+
+def _check_data_flags_read(config, given):
+    """Refuses data flags given on the command line that the config's source does not read."""
+    if not isinstance(config, DataConfig):
+        return
+    read = config.data_fields_read()
+    unread = sorted(name for name in given if name in DataConfig.field_names() and name not in read)
+    if not unread:
+        return
+    name = unread[0]
+    readers = [d for d in DATASETS if _reads_source(config, d) and name in _fields_read(config, d)]
+    others = f" (nor {', '.join('--' + n for n in unread[1:])})" if unread[1:] else ""
+    if not readers:
+        raise ConfigError(
+            f"--{name} is not read by --dataset={config.dataset}{others}, nor by any other "
+            f"source of --model={config.model}; leave it out"
+        )
+    raise ConfigError(
+        f"--{name} is not read by --dataset={config.dataset}{others}: it is read by "
+        f"--dataset={' / '.join(readers)}; give that --dataset, or leave --{name} out"
+    )
+
+
+def _fields_read(config, dataset):
+    """The data fields `config` would read with `dataset` (an unvalidated copy: the other flags
+    that source needs may be missing)."""
+    other = copy.copy(config)
+    object.__setattr__(other, "dataset", dataset)
+    return other.data_fields_read()
+
+
+def _reads_source(config, dataset):
+    """Whether the config's family reads `dataset` at all (other flags may be missing)."""
+    choices = type(config).__dataclass_fields__["dataset"].metadata.get("choices")
+    if choices is not None and dataset not in choices:
+        return False
+    try:
+        config.replace(dataset=dataset)
+    except ConfigError as error:
+        return "model" not in error.fields  # the family refuses the source itself
+    return True
+
+
+def _define_test_one_port_flags():
+    """test_one.py flags of the SPADE TF port: the run knows them, so they are checked."""
+    flags.DEFINE_bool(
+        "use_vae",
+        None,
+        "The SPADE TF port's flag: checked against the run (it knows whether it has an "
+        "encoder); a contradiction is an error.",
+    )
+    flags.DEFINE_string(
+        "semantic_label_path",
+        None,
+        "The run's label set (a name, JSON or the port's .txt of label values): checked "
+        "against the run; label maps are read with the run's own label set.",
+    )
+    flags.DEFINE_integer(
+        "img_height", None, "Synthesis height in px (the port's flag): checked against the run."
+    )
+    flags.DEFINE_integer(
+        "img_width", None, "Synthesis width in px (the port's flag): checked against the run."
+    )
+    flags.DEFINE_integer("crop_size", None, "The run's crop height: checked against the run.")
+    flags.DEFINE_enum(
+        "num_upsampling_layers",
+        None,
+        ["normal", "more", "most"],
+        "The port's flag: checked against the run (--checkpoint_dir only).",
+    )
+    flags.DEFINE_integer(
+        "num_generator_filters",
+        None,
+        "The port's flag (our --ngf): checked against the run (--checkpoint_dir only).",
+    )
+    flags.DEFINE_integer(
+        "num_encoder_filters",
+        None,
+        "The port's flag (our --ndf): checked against the run (--checkpoint_dir only).",
+    )
+    flags.DEFINE_bool(
+        "port_names",
+        False,
+        "Write the SPADE TF port's file names: <stem>_synthesized.png, plus the label map "
+        "resized to the run's size and the style image at that size, under their own names.",
+    )
+
+
+def given_run_flags(flag_values=FLAGS):
+    """{name: value} of the run-describing test_one.py flags given on the command line."""
+    from models.spade.inference import RUN_FLAGS
+
+    return {name: flag_values[name].value for name in RUN_FLAGS if flag_values[name].present}

@@ -2,7 +2,12 @@
 
 With a --use_vae run, --style_filename gives the style (z = the encoder's mean) and
 --num_samples > 1 draws different random z. Works from a run directory or --saved_model.
-Outputs: <results_dir>/<stem>.png, or <stem>_<i>.png for several samples.
+Outputs: <results_dir>/<stem>.png, or <stem>_<i>.png for several samples; with --port_names
+the SPADE TF port's <stem>_synthesized.png and copies of the preprocessed inputs.
+
+The port's flags that describe the run (--use_vae, --semantic_label_path, --img_height,
+--img_width, --crop_size, --num_upsampling_layers, --num_generator_filters,
+--num_encoder_filters) are accepted and checked against it: a contradiction is an error.
 """
 
 import os
@@ -35,6 +40,8 @@ def main(argv):
             num_samples=FLAGS.num_samples,
             seed=FLAGS.seed,
             overwrite=FLAGS.overwrite,
+            port_names=FLAGS.port_names,
+            run_flags=cli.given_run_flags(FLAGS),
         )
 
 

@@ -1,12 +1,44 @@
-"""Where a run's data comes from: the data part of every family's config."""
+"""Where a run's data comes from: the data part of every family's config.
+
+Every data field is read by some sources only (SOURCE_FIELDS): --num_scenes means nothing to
+--dataset=folders. flags.py refuses a data flag given on the command line that the resolved
+source does not read, and picks the source from the flags when --dataset is not given
+(--image_dir with --label_dir: folders), so no data flag is ever silently ignored.
+"""
 
 import dataclasses
+from typing import ClassVar
 
 from core.config import Config, ConfigError, field
 from datasets.pairs import PAIR_DATASETS
 
 # Every data source: the labelled-pair sources of datasets.sources, and unlabelled images.
 DATASETS = (*PAIR_DATASETS, "images")
+
+# The data fields each source reads besides `dataset` (and the label set, which every
+# labelled source reads). prob_dataset goes with the sources datasets.sources.resolve_pairs
+# lists (the labelled pairs); a family that reads a source its own way overrides
+# DataConfig.data_fields_read.
+_PAIRS = ("prob_dataset",)
+SOURCE_FIELDS = {
+    "scenes": ("data_root", "num_scenes", "scenes_size", *_PAIRS),
+    "ade20k": ("data_root", *_PAIRS),
+    "folders": ("image_dir", "label_dir", "val_image_dir", "val_label_dir", *_PAIRS),
+    "facesynthetics": ("data_root", *_PAIRS),
+    "cityscapes": ("data_root", "load_extra", *_PAIRS),
+    "json": ("train_list", "val_list", *_PAIRS),
+    "documents": ("data_root", "num_pages", "num_crops", *_PAIRS),
+    "streets": ("data_root", "num_streets", "streets_height", "streets_width", *_PAIRS),
+    "idd": ("data_root", *_PAIRS),
+    "celebamask_hq": ("data_root", *_PAIRS),
+    "images": ("image_dir", "val_image_dir", "train_list", "val_list"),
+}
+# Data fields that every source reads (or that choose the source).
+COMMON_DATA_FIELDS = ("dataset", "semantic_label_path")
+# The value of semantic_label_path that asks for the label values to be found by scanning the
+# training label maps (semantic_labels.label_values); flags.py sets it for a folder dataset
+# without a label set when the family's config has `discovers_label_values`.
+DISCOVER = "discover"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -32,9 +64,32 @@ class DataConfig(Config):
     )
     num_pages: int = field(40, "Training pages to generate for --dataset=documents.")
     num_crops: int = field(4000, "Crops cut from the pages for --dataset=documents.")
+    prob_dataset: float = field(
+        1.0,
+        "Fraction of the training pairs used (the SPADE TF port's --prob_dataset): a fixed "
+        "random subset, the same in every run.",
+    )
+
+    # A family whose task reads label values from a .txt file or finds them by scanning the
+    # label maps (semantic_label_path=discover) sets this True (models/spade/config.py).
+    discovers_label_values: ClassVar[bool] = False
+
+    def data_fields_read(self) -> frozenset:
+        """The data fields this config's source reads (SOURCE_FIELDS, and the common ones).
+
+        Families that read a source their own way (e.g. StyleGAN2's unlabelled images)
+        override it, so that flags.py refuses exactly the flags that change nothing.
+        """
+        return frozenset(SOURCE_FIELDS.get(self.dataset, ())) | frozenset(COMMON_DATA_FIELDS)
 
     def validate(self):
         super().validate()
+        if not 0.0 < self.prob_dataset <= 1.0:
+            raise ConfigError(
+                f"prob_dataset={self.prob_dataset} must lie in (0, 1] (a fraction of the "
+                "training pairs)",
+                ("prob_dataset",),
+            )
         if self.dataset == "folders" and not (self.image_dir and self.label_dir):
             raise ConfigError(
                 "dataset=folders needs image_dir and label_dir",

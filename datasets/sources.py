@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from .celebamask_hq import celebamask_hq_pairs
 from .documents import document_pairs
 from .pairs import (
@@ -54,6 +56,7 @@ def resolve_pairs(
     streets_seed: int = 0,
     load_extra: bool = False,
     document_pages: str | None = None,
+    prob_dataset: float = 1.0,
     choices: tuple[str, ...] = PAIR_DATASETS,
 ) -> list[tuple[str, str]]:
     """The (image, label) file pairs of a dataset split, as chosen by the command-line flags.
@@ -85,6 +88,8 @@ def resolve_pairs(
         load_extra: "cityscapes" training split only: add the extra coarse images with their
             extraFine labels (Cityscapes-25k, `cityscapes_extra_pairs`).
         document_pages: root of the generated document pages of "documents".
+        prob_dataset: the fraction of the training pairs kept (`subset_pairs`); validation
+            pairs are all kept.
         choices: the datasets the caller accepts; another `dataset` raises naming them.
 
     Raises:
@@ -92,6 +97,74 @@ def resolve_pairs(
     """
     if split not in SPLITS:
         raise DatasetError(f"split must be one of {list(SPLITS)}, got {split!r}")
+    pairs = _resolve_all_pairs(
+        dataset,
+        split,
+        data_root=data_root,
+        image_dir=image_dir,
+        label_dir=label_dir,
+        val_image_dir=val_image_dir,
+        val_label_dir=val_label_dir,
+        train_list=train_list,
+        val_list=val_list,
+        split_seed=split_seed,
+        scenes_size=scenes_size,
+        num_scenes=num_scenes,
+        scenes_seed=scenes_seed,
+        streets_height=streets_height,
+        streets_width=streets_width,
+        num_streets=num_streets,
+        streets_seed=streets_seed,
+        load_extra=load_extra,
+        document_pages=document_pages,
+        choices=choices,
+    )
+    return subset_pairs(pairs, prob_dataset) if split == "training" else pairs
+
+
+def subset_pairs(pairs: list, fraction: float) -> list:
+    """A fixed random `fraction` of `pairs` (at least one), in their original order.
+
+    The SPADE TF port's --prob_dataset. The subset depends on the number of pairs alone (a
+    fixed seed), so a resumed run trains on the same pairs; a larger fraction keeps every pair
+    of a smaller one.
+
+    Example: subset_pairs(pairs, 0.5) keeps round(len(pairs) / 2) of them.
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise DatasetError(f"--prob_dataset={fraction} must lie in (0, 1]")
+    if fraction == 1.0 or not pairs:
+        return list(pairs)
+    keep = max(1, int(round(fraction * len(pairs))))
+    # One fixed permutation: its first `keep` indices, so fractions nest.
+    order = np.random.default_rng(0).permutation(len(pairs))
+    return [pairs[i] for i in sorted(order[:keep])]
+
+
+def _resolve_all_pairs(
+    dataset,
+    split,
+    *,
+    data_root,
+    image_dir,
+    label_dir,
+    val_image_dir,
+    val_label_dir,
+    train_list,
+    val_list,
+    split_seed,
+    scenes_size,
+    num_scenes,
+    scenes_seed,
+    streets_height,
+    streets_width,
+    num_streets,
+    streets_seed,
+    load_extra,
+    document_pages,
+    choices,
+):
+    """resolve_pairs before --prob_dataset: every pair of the split."""
     if dataset not in choices or dataset not in PAIR_DATASETS:
         raise DatasetError(f"--dataset={dataset!r} is not one of: {', '.join(choices)}")
     if dataset == "scenes":
@@ -172,4 +245,5 @@ def data_source_kwargs(config) -> dict:
         streets_width=config.streets_width,
         num_streets=config.num_streets,
         load_extra=config.load_extra,
+        prob_dataset=config.prob_dataset,
     )

@@ -8,6 +8,9 @@ display colour. Two kinds of JSON file exist (see README.md in this folder):
 - a subset names a base set and the ids it uses: `{"name", "base", "ids": [...]}`. It keeps the
   base's indexing, so label values stay the base's ids and one-hot maps keep K channels.
 
+A `.txt` file holds the label values alone, as the SPADE TF port writes them ("0, 3, 255":
+value k-th in the list is class k; `label_values.py`); its classes are called "value_<v>".
+
 Optional keys of a full set, used by segmentation training (datasets/segmentation.py):
 "ignore_index" (the label value meaning "not labelled", e.g. 255), "flip_pairs" (class ids a
 horizontal flip swaps, e.g. left / right eye) and "source_ids" / "ignored_source_ids" (the raw
@@ -30,17 +33,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.errors import UserError
+from semantic_labels import label_values as _label_values
+from semantic_labels.errors import LabelSetError, LabelSetFileNotFoundError
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-
-
-class LabelSetError(UserError):
-    """A label set name, file or content is invalid; the message names the file and problem."""
-
-
-class LabelSetFileNotFoundError(LabelSetError, FileNotFoundError):
-    """A label set file does not exist (catchable as ValueError or FileNotFoundError)."""
 
 
 @dataclass(frozen=True)
@@ -154,7 +150,8 @@ def available_label_sets() -> list[str]:
 
 
 def load_label_set(name_or_path: str) -> LabelSet:
-    """Loads a built-in label set by name ("ade20k", "scenes") or a JSON file by path.
+    """Loads a built-in label set by name ("ade20k", "scenes"), a JSON file, or a label-values
+    `.txt` file (the SPADE TF port's format, semantic_labels/label_values.py) by path.
 
     Raises LabelSetError (a ValueError) naming the file and the problem for an unknown name,
     a missing file (then also a FileNotFoundError), malformed JSON or invalid content.
@@ -166,13 +163,16 @@ def load_label_set(name_or_path: str) -> LabelSet:
     name_or_path = os.fspath(name_or_path)
     if name_or_path in available_label_sets():
         return _load_builtin(name_or_path)
+    if _label_values.is_label_values_path(name_or_path):
+        return load_label_values_set(os.path.abspath(name_or_path))
     looks_like_path = (
         name_or_path.endswith(".json") or os.sep in name_or_path or "/" in name_or_path
     )
     if not looks_like_path:
         raise LabelSetError(
-            f"unknown label set {name_or_path!r}: use one of {available_label_sets()} "
-            "or the path to a .json file in the format of semantic_labels/README.md"
+            f"unknown label set {name_or_path!r}: use one of {available_label_sets()}, "
+            "the path to a .json file in the format of semantic_labels/README.md, or a .txt "
+            "file of label values"
         )
     return _load_file(os.path.abspath(name_or_path), chain=())
 
@@ -367,10 +367,38 @@ def _parse_subset(path: str, spec: dict, chain: tuple[str, ...]) -> LabelSet:
     )
 
 
+def label_set_from_values(values, name: str) -> LabelSet:
+    """The LabelSet of raw label values (semantic_labels/label_values.py): class k is stored
+    as `values[k]` in the files (its `source_ids`), is called "value_<v>" and gets the k-th
+    PASCAL VOC colour.
+
+    Args:
+        values: distinct raw values 0..255, in class order.
+        name: the set's name (e.g. the file's stem).
+    """
+    values = tuple(int(v) for v in values)
+    return LabelSet(
+        name=name,
+        names=tuple(f"value_{v}" for v in values),
+        colors=_label_values.voc_colors(len(values)),
+        used_ids=tuple(range(len(values))),
+        dontcare_id=None,
+        source_ids=values,
+    )
+
+
+def load_label_values_set(path) -> LabelSet:
+    """The LabelSet of a label-values `.txt` file (the SPADE TF port's), named after its stem."""
+    values = _label_values.read_label_values(path)
+    return label_set_from_values(values, os.path.splitext(os.path.basename(path))[0])
+
+
 __all__ = [
     "LabelSet",
     "LabelSetError",
     "LabelSetFileNotFoundError",
     "available_label_sets",
+    "label_set_from_values",
     "load_label_set",
+    "load_label_values_set",
 ]

@@ -37,13 +37,20 @@ def float32_policy():
 
 
 def tiny_train_args(data_root, run_dir, *extra):
-    """Command-line style arguments of a tiny, fast SPADE training run."""
-    return [
-        "--preset=tiny",
+    """Command-line style arguments of a tiny, fast SPADE training run (on the tiny scenes,
+    unless `extra` gives another --dataset: the scene flags are then left out, since a data
+    flag the source does not read is an error)."""
+    datasets = [arg.split("=", 1)[1] for arg in extra if arg.startswith("--dataset=")]
+    scenes = not datasets or datasets[-1] == "scenes"
+    scene_flags = [
         "--dataset=scenes",
         f"--data_root={data_root}",
         f"--num_scenes={TINY_SCENES['num_scenes']}",
         f"--scenes_size={TINY_SCENES['scenes_size']}",
+    ]
+    return [
+        "--preset=tiny",
+        *(scene_flags if scenes else []),
         f"--checkpoint_dir={run_dir}",
         "--batch_size=2",
         "--crop_size=32",

@@ -664,18 +664,16 @@ def case_train_label_ids_out_of_range_first_start(tmp, model):
         _image(tmp / "images" / f"p{i}.png", (40, 40))
         _label(tmp / "labels" / f"p{i}.png", values=(2, 3), size=40, bad=[250])
     run = tmp / "run"
-    args = tiny_train_args("unused", str(run), "--max_steps=2")
-    return (
-        [
-            "train.py",
-            *args,
-            "--dataset=folders",
-            f"--image_dir={tmp / 'images'}",
-            f"--label_dir={tmp / 'labels'}",
-        ],
-        "250",
-        [run],
+    args = tiny_train_args(
+        "unused",
+        str(run),
+        "--max_steps=2",
+        "--dataset=folders",
+        f"--image_dir={tmp / 'images'}",
+        f"--label_dir={tmp / 'labels'}",
+        "--semantic_label_path=ade20k",  # 250 is outside it (none: the values are discovered)
     )
+    return (["train.py", *args], "250", [run])
 
 
 def case_train_resume_with_another_config(tmp, model):

@@ -19,6 +19,7 @@ on Cityscapes therefore sees 19 + 1 = 20 channels (models/spade/labels.py).
 """
 
 import dataclasses
+from typing import ClassVar
 
 from core.config import ConfigError, field
 from datasets.config import DataConfig
@@ -28,6 +29,7 @@ UPSAMPLINGS = {"normal": 5, "more": 6, "most": 7}
 # The data SPADE reads; the last two store Cityscapes labelIds (semantic_label_path=cityscapes).
 SPADE_DATASETS = ("scenes", "ade20k", "folders", "cityscapes", "streets")
 LABEL_ID_DATASETS = ("cityscapes", "streets")
+SAMPLE_FILES = ("grid", "separate", "both")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -65,6 +67,17 @@ class SPADEConfig(RunConfig, DataConfig, AdamConfig):
     # Adam as SPADE's code sets it (the paper's 0.5 / 0.999 are documented typos).
     beta1: float = field(0.0, "Adam beta1.")
     beta2: float = field(0.9, "Adam beta2.")
+    sample_files: str = field(
+        "grid",
+        "Samples written every save_img_freq steps: grid (label | real | synthesized rows), "
+        "separate (the SPADE TF port's real / label / synthesized PNGs per sample) or both.",
+        resumable=True,
+        choices=SAMPLE_FILES,
+    )
+
+    # --dataset=folders without a label set: the label values are found in the label maps
+    # (models/spade/labels.py), as the SPADE TF port does.
+    discovers_label_values: ClassVar[bool] = True
 
     def validate(self):
         super().validate()

@@ -10,8 +10,11 @@ float32 [N, H, W, 3] in [-1, 1]}):
 The model always runs with training=False (no batch statistics, no spectral-norm power
 iteration), so the SavedModel's output equals the Keras model's. Beside it, META_FILE records
 what a caller must know before feeding it: {"num_classes", "label_set", "crop_size" (the
-height), "image_size" ([H, W]), "use_vae", "z_dim"} (label maps with ids >= num_classes are
-refused by Synthesizer; with a "don't care" channel, num_classes is the label set's + 1).
+height), "image_size" ([H, W]), "use_vae", "z_dim", "label_values"} (label maps with ids >=
+num_classes are refused by Synthesizer; with a "don't care" channel, num_classes is the label
+set's + 1). "label_values" is null, or for runs on label values (the SPADE TF port's
+semantic_labels.txt, models/spade/labels.py) the raw value of each class: the signatures take
+class ids, and Synthesizer.to_class_ids maps a raw label map to them first.
 """
 
 import json
@@ -22,9 +25,11 @@ import numpy as np
 import tensorflow as tf
 
 from core.errors import UserError
+from models.spade import labels as spade_labels
 from models.spade.config import SPADEConfig
 from models.spade.labels import num_spade_classes
 from models.spade.trainer import SPADEGAN
+from semantic_labels import label_values as values_lib
 from training import checkpointing
 from training import run_dir as run_dir_lib
 
@@ -45,10 +50,11 @@ def _from_uint8(image):
     return tf.cast(image, tf.float32) / 127.5 - 1.0
 
 
-def export_spade(gan, path, label_set):
+def export_spade(gan, path, label_set, label_values=None):
     """Writes `gan`'s generator (and encoder) as a SavedModel at `path` (replaced atomically).
 
-    `label_set` (its name or file, as the run's semantic_label_path) is recorded in the meta.
+    `label_set` (its name or file, as the run's semantic_label_path) is recorded in the meta,
+    with `label_values` (the raw value of each class of a run on label values, or None).
     """
     height, width = gan.image_size
     label_spec = tf.TensorSpec([None, height, width], tf.uint8, name="label")
@@ -99,6 +105,7 @@ def export_spade(gan, path, label_set):
         "image_size": [int(height), int(width)],
         "use_vae": bool(gan.use_vae),
         "z_dim": int(gan.z_dim) if gan.use_vae else None,
+        "label_values": None if label_values is None else [int(v) for v in label_values],
     }
     return run_dir_lib.write_saved_model(archive, path, json_files={META_FILE: meta})
 
@@ -114,7 +121,10 @@ class Synthesizer:
     Attributes:
         image_size ((height, width) of label maps and images), crop_size (the height), use_vae,
         z_dim, num_classes (None for an export of an older version, which did not record it:
-        its label ids are then not checked).
+        its label ids are then not checked), label_values (the raw file value of each class
+        of a run on label values, else None: files hold the class ids), label_set_name (the
+        run's semantic_label_path; None for an old export), config (the run's SPADEConfig;
+        None for an export).
     """
 
     def __init__(self, checkpoint_dir=None, saved_model=None, log=print):
@@ -134,10 +144,19 @@ class Synthesizer:
                 if self.use_vae
                 else None
             )
-            self.num_classes = _exported_num_classes(saved_model)
+            meta = _exported_meta(saved_model)
+            self.num_classes = None if meta is None else int(meta["num_classes"])
+            self.label_set_name = None if meta is None else meta.get("label_set")
+            values = None if meta is None else meta.get("label_values")
+            self.label_values = None if values is None else tuple(int(v) for v in values)
+            self.config = None
             return
         config = run_dir_lib.load_run_config(checkpoint_dir, SPADEConfig)
-        num_classes = num_spade_classes(config)  # with a "don't care" channel if any
+        self.config = config
+        # Label values come from the run's copy in checkpoint_dir (where the run is now).
+        label_set = spade_labels.spade_label_set(config, run_dir=checkpoint_dir)
+        self.label_values = spade_labels.label_values_of(config, label_set)
+        num_classes = num_spade_classes(config, run_dir=checkpoint_dir)  # + "don't care"
         self._gan = SPADEGAN.from_run_config(config, num_classes, for_training=False)
         checkpointing.restore_run_for_inference(
             self._gan.checkpoint_objects(), checkpoint_dir, log=log
@@ -149,6 +168,13 @@ class Synthesizer:
         self.num_classes = num_classes
         self.label_set_name = config.semantic_label_path
         self.step = int(self._gan.step.numpy())
+
+    def to_class_ids(self, label, where):
+        """A raw [H, W] label map as class ids: mapped through label_values when the run
+        has them (values it does not list raise, naming `where`), else unchanged."""
+        if self.label_values is None:
+            return np.asarray(label)
+        return values_lib.to_class_ids(label, self.label_values, where)
 
     def __call__(self, labels, z=None, style=None):
         """labels uint8 [N, H, W] (H, W = image_size); z float32 [N, z_dim] or style uint8
@@ -182,14 +208,16 @@ class Synthesizer:
         return _to_uint8(image).numpy()
 
 
-def _exported_num_classes(saved_model):
-    """The class count recorded beside an export (None for exports without META_FILE)."""
+def _exported_meta(saved_model):
+    """The META_FILE recorded beside an export (None for exports without one)."""
     path = os.path.join(saved_model, META_FILE)
     if not os.path.exists(path):
         return None
     try:
         with open(path) as f:
-            return int(json.load(f)["num_classes"])
+            meta = json.load(f)
+        int(meta["num_classes"])
+        return meta
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise UserError(f"--saved_model={saved_model}: {path} is unreadable ({error})") from None
 
@@ -211,5 +239,8 @@ def export_run(checkpoint_dir, output=None):
     """Exports the latest checkpoint of a run directory (on demand); returns the path."""
     synth = Synthesizer(checkpoint_dir=checkpoint_dir)
     return export_spade(
-        synth._gan, output or os.path.join(checkpoint_dir, "export"), synth.label_set_name
+        synth._gan,
+        output or os.path.join(checkpoint_dir, "export"),
+        synth.label_set_name,
+        label_values=synth.label_values,
     )

@@ -24,6 +24,23 @@ def image_grid(label_set, labels, reals, fakes):
     return np.concatenate(rows, axis=0)
 
 
+# The kinds of image of write_separate_samples, named as the SPADE TF port names them.
+SEPARATE_SAMPLE_KINDS = ("real_image", "segmentation_map", "synthesized_image")
+
+
+def write_separate_samples(results_dir, step, label_set, labels, reals, fakes):
+    """The SPADE TF port's per-sample PNGs: step_<step>_<k>_{real_image, segmentation_map
+    (label colours), synthesized_image}.png for sample k; returns the paths."""
+    paths = []
+    for k, (label, real, fake) in enumerate(zip(labels, reals, fakes)):
+        images = (real, spade_labels.colorize(label_set, label), fake)
+        for kind, image in zip(SEPARATE_SAMPLE_KINDS, images):
+            path = os.path.join(results_dir, f"step_{step:08d}_{k}_{kind}.png")
+            Image.fromarray(np.asarray(image, np.uint8)).save(path)
+            paths.append(path)
+    return paths
+
+
 def to_uint8(images):
     """[-1, 1] float -> [0, 255] uint8."""
     return np.clip(np.round((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(
@@ -31,13 +48,32 @@ def to_uint8(images):
     )
 
 
-def build_dataset_info(config):
-    """Training / validation pairs and the label set of a SPADE config."""
-    label_set, _, _ = spade_labels.resolve_spade_labels(config)
+def build_dataset_info(config, log=print):
+    """Training / validation pairs and the label set of a SPADE config.
+
+    The pairs come first: label values to discover (models/spade/labels.py) are read from
+    their label maps.
+    """
     kwargs = dict(data_source_kwargs(config), choices=SPADE_DATASETS)  # the sources SPADE reads
     train_pairs = datasets.resolve_pairs(config.dataset, "training", **kwargs)
     val_pairs = datasets.resolve_pairs(config.dataset, "validation", **kwargs)
+    label_paths = [label for _, label in train_pairs + val_pairs]
+    label_set = spade_labels.spade_label_set(config, label_paths=label_paths, log=log)
     return label_set, train_pairs, val_pairs
+
+
+def data_summary(config, train_pairs, val_pairs):
+    """One line on where the data comes from, e.g. for --dataset=folders its two folders."""
+    sources = {
+        "folders": f"--image_dir={config.image_dir} --label_dir={config.label_dir}",
+        "json": f"--train_list={config.train_list}",
+    }
+    where = sources.get(config.dataset, f"--data_root={config.data_root}")
+    share = "" if config.prob_dataset == 1.0 else f" (--prob_dataset={config.prob_dataset:g})"
+    return (
+        f"Data: --dataset={config.dataset} ({where}): {len(train_pairs)} training{share} / "
+        f"{len(val_pairs)} validation pairs; label set {config.semantic_label_path}"
+    )
 
 
 class SPADETask:
@@ -45,16 +81,21 @@ class SPADETask:
 
     title = "SPADE"
 
-    def __init__(self, config):
+    def __init__(self, config, log=print):
         self.config = config
-        self.label_set, self.train_pairs, self.val_pairs = build_dataset_info(config)
-        # Cityscapes-like label sets add a "don't care" channel (models/spade/labels.py).
-        _, self.label_map, self.num_classes = spade_labels.resolve_spade_labels(config)
+        self.label_set, self.train_pairs, self.val_pairs = build_dataset_info(config, log=log)
+        log(data_summary(config, self.train_pairs, self.val_pairs))
+        # Cityscapes-like label sets add a "don't care" channel; label values map raw file
+        # values to channels (models/spade/labels.py).
+        self.label_map, self.num_classes = spade_labels.spade_label_table(config, self.label_set)
+        self.label_values = spade_labels.label_values_of(config, self.label_set)
         self.model = None
         self._sample_batch = None
 
     def build(self, steps_per_epoch):
-        """Creates the model (the caller opens the strategy scope)."""
+        """Creates the model (the caller opens the strategy scope), and keeps label values in
+        the run directory, which exists by now."""
+        spade_labels.save_run_label_values(self.config, self.label_set)
         self.model = SPADEGAN.from_run_config(
             self.config, self.num_classes, steps_per_epoch=steps_per_epoch
         )
@@ -99,11 +140,17 @@ class SPADETask:
     def write_samples(self, writer, step):
         batch = self._sample_batch
         fake = self.model.synthesize(batch["label"], training=False)
-        grid = image_grid(
-            self.label_set, batch["label"].numpy(), to_uint8(batch["image"]), to_uint8(fake)
-        )
+        labels, reals, fakes = batch["label"].numpy(), to_uint8(batch["image"]), to_uint8(fake)
+        grid = image_grid(self.label_set, labels, reals, fakes)
         os.makedirs(self.config.results_dir, exist_ok=True)
-        Image.fromarray(grid).save(os.path.join(self.config.results_dir, f"step_{step:08d}.png"))
+        if self.config.sample_files in ("grid", "both"):
+            Image.fromarray(grid).save(
+                os.path.join(self.config.results_dir, f"step_{step:08d}.png")
+            )
+        if self.config.sample_files in ("separate", "both"):
+            write_separate_samples(
+                self.config.results_dir, step, self.label_set, labels, reals, fakes
+            )
         if writer is not None:
             with writer.as_default(step=step):
                 tf.summary.image("samples/label_real_fake", grid[None], max_outputs=1)
@@ -113,4 +160,6 @@ class SPADETask:
         return None
 
     def export(self, path):
-        return export_lib.export_spade(self.model, path, self.config.semantic_label_path)
+        return export_lib.export_spade(
+            self.model, path, self.config.semantic_label_path, label_values=self.label_values
+        )

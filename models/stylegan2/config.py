@@ -41,6 +41,11 @@ class StyleGAN2Config(RunConfig, DataConfig, AdamConfig):
     ema_half_life_kimg: float = field(10.0, "Half-life of the generator EMA (thousand images).")
     style_mixing_prob: float = field(0.9, "Probability of style mixing.")
 
+    def data_fields_read(self):
+        # The document crops and image lists are read here (task.py), not through
+        # datasets.resolve_pairs: --prob_dataset does not apply.
+        return super().data_fields_read() - {"prob_dataset"}
+
     def validate(self):
         super().validate()
         if self.dataset not in ("documents", "images"):

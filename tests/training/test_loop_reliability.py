@@ -67,7 +67,13 @@ def _bad_folder_data(root):
         label = rng.choice([2, 3], (40, 40)).astype(np.uint8)
         label[:2, :2] = 250  # outside ADE20K's 151 classes: training refuses it
         Image.fromarray(label, mode="L").save(labels / f"p{i}.png")
-    return ["--dataset=folders", f"--image_dir={images}", f"--label_dir={labels}"]
+    # ADE20K's label set: 250 is outside it (without one, the values would be discovered).
+    return [
+        "--dataset=folders",
+        f"--image_dir={images}",
+        f"--label_dir={labels}",
+        "--semantic_label_path=ade20k",
+    ]
 
 
 @pytest.mark.parametrize("existing", [False, True])

@@ -19,8 +19,8 @@ STREETS = ("--num_streets=4", "--streets_height=32", "--streets_width=64")
 
 def _args(run_dir, data_root, *extra):
     return [
-        *tiny_train_args(str(data_root), str(run_dir)),
-        "--dataset=streets",
+        *tiny_train_args(str(data_root), str(run_dir), "--dataset=streets"),
+        f"--data_root={data_root}",
         "--semantic_label_path=cityscapes",
         *STREETS,
         "--img_height=32",
@@ -52,7 +52,7 @@ def test_image_size_flags_set_crop_size_and_aspect_ratio(tmp_path):
     [
         (["--img_height=32"], "--img_width is missing"),
         (["--img_width=64"], "--img_height is missing"),
-        (["--img_height=32", "--img_width=64", "--crop_size=64"], "--crop_size=64 contradicts"),
+        (["--img_height=32", "--img_width=64", "--crop_size=64"], "--crop_size=64 is larger"),
         (["--img_height=32", "--img_width=64", "--aspect_ratio=1.5"], "--aspect_ratio=1.5 contra"),
         (["--crop_size=64", "--aspect_ratio=1.3"], "83 px wide.*multiple of 32"),
         (["--aspect_ratio=0"], "aspect_ratio must be positive"),
