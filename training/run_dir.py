@@ -8,6 +8,7 @@
     export/          the SavedModel written at the end of training (or by export on demand)
 """
 
+import dataclasses
 import json
 import os
 
@@ -43,6 +44,14 @@ def prepare_run_dir(config):
             raise RunDirError(f"{path} is unreadable ({e}); use another --checkpoint_dir") from e
         current = config.to_dict()
         resumable = config.resumable_fields()
+        # A setting added to the config after the run was made is stored as nothing: the run
+        # used its default (e.g. aspect_ratio 1.0 before non-square SPADE existed).
+        defaults = {
+            f.name: f.default
+            for f in dataclasses.fields(config)
+            if f.default is not dataclasses.MISSING
+        }
+        stored = {**json.loads(json.dumps(defaults)), **stored}
         diffs = [
             f"--{key}: {stored.get(key)!r} in the run, {current.get(key)!r} now"
             for key in sorted(current)
