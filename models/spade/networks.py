@@ -52,8 +52,14 @@ def _dense(units, name):
     )
 
 
+# The generator's activations go through these two functions (one place to find its kinks:
+# tests/models/spade/test_spade_gradients.py replaces them to compare gradients across dtypes).
 def _leaky_relu(x):
     return leaky_relu(x, negative_slope=LRELU_SLOPE)
+
+
+def _relu(x):
+    return ops.relu(x)
 
 
 def _is_labels(segmap):
@@ -144,7 +150,7 @@ class SPADE(keras.layers.Layer):
             else:
                 segmap = resize_nearest(ops.cast(segmap, x.dtype), size)  # [N, H, W, S]
                 hidden = self.mlp_shared(segmap)  # [N, H, W, num_hidden]
-        hidden = ops.relu(hidden)
+        hidden = _relu(hidden)  # [N, H, W, num_hidden]
         gamma = self.mlp_gamma(hidden)  # [N, H, W, C]
         beta = self.mlp_beta(hidden)  # [N, H, W, C]
         return normalized * (1 + gamma) + beta
