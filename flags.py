@@ -499,15 +499,16 @@ def define_test_one_flags():
 
 def define_synthesize_flags():
     """Flags of synthesize.py."""
-    flags.DEFINE_enum("model", "spade", ["spade", "stylegan2", "osmis"], "Model family.")
+    flags.DEFINE_enum("model", "spade", ["spade", "stylegan2", "osmis", "palette"], "Model family.")
     flags.DEFINE_enum(
         "mode",
         None,
-        ["labels", "samples", "clusters", "dataset"],
+        ["labels", "samples", "clusters", "dataset", "pairs", "demos"],
         "labels (spade, the default): a folder of label maps -> images. stylegan2: samples = "
         "--num_samples random images; clusters = cluster every synthesis layer's features "
         "(Synthesis in Style, step 3); dataset = image / mask pairs from annotated clusters "
-        "(step 6).",
+        "(step 6). palette: pairs (the default) = palette -> layout -> image pairs; demos = "
+        "palette and latent interpolation strips and GIFs.",
     )
     flags.DEFINE_string("label_dir", None, "Folder of label map PNGs to synthesize from.")
     flags.DEFINE_string(
@@ -580,11 +581,47 @@ def define_synthesize_flags():
         "class of the coarse region it overlaps most, or the first class (palette order) it "
         "overlaps at all.",
     )
-    flags.DEFINE_integer("num_images", 1000, "dataset, osmis: image / mask pairs to write.")
+    flags.DEFINE_integer(
+        "num_images", 1000, "dataset, osmis, palette: image / mask pairs to write."
+    )
     flags.DEFINE_float(
         "val_fraction", 0.1, "dataset, osmis: share of pairs in the validation split."
     )
     _define_synthesis_in_style_rule_flag(flags)
+    define_palette_synthesize_flags()
+
+
+def define_palette_synthesize_flags():
+    """synthesize.py --model=palette: --checkpoint_dir / --saved_model is the layout model; it
+    also reads --output_dir, --num_images, --val_fraction, --batch_size, --seed, --overwrite."""
+    flags.DEFINE_string(
+        "spade_checkpoint_dir",
+        None,
+        "palette: the SPADE run that turns layouts into images (same label set and aspect "
+        "ratio as the layouts).",
+    )
+    flags.DEFINE_string(
+        "spade_saved_model",
+        None,
+        "palette: a SPADE SavedModel (instead of --spade_checkpoint_dir).",
+    )
+    flags.DEFINE_string(
+        "palettes",
+        None,
+        "palette: class proportions to synthesize: a JSON {class: proportion} (or a list of "
+        "them) or a CSV with a header of class names, one palette per row (cycled); default: "
+        "drawn from the estimator.",
+    )
+    flags.DEFINE_string(
+        "estimator_path",
+        None,
+        "palette: the palette estimator to draw from (default <checkpoint_dir>/"
+        "palette_estimator.json).",
+    )
+    flags.DEFINE_integer(
+        "level", None, "palette: the layout level to synthesize at (default the run's)."
+    )
+    flags.DEFINE_integer("demo_steps", 8, "palette demos: frames per interpolation.")
 
 
 def _define_source_flags():

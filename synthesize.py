@@ -17,8 +17,16 @@ StyleGAN2 (--model=stylegan2 --checkpoint_dir=RUN):
                       --mask_rule picks the rule from cluster classes to masks
                       (coarse_fine: the paper's; fine_only).
 
+Semantic Palette (--model=palette --checkpoint_dir=LAYOUT_RUN --spade_checkpoint_dir=SPADE_RUN):
+    --mode=pairs      --num_images palette -> layout -> image pairs in the project's pair format
+                      (images/, masks/, masks_colour/, train.json, val.json, targets.npy,
+                      achieved.npy); palettes from --palettes (JSON / CSV) or drawn from the
+                      run's estimator. A SPADE model is required (no pair without its image).
+    --mode=demos      palette interpolation and latent interpolation (PNG strips and GIFs).
+
 The work is done by models/spade/inference.py (labels), models/stylegan2/inference.py
-(samples) and models/synthesis_in_style/pipeline.py (clusters, dataset).
+(samples), models/synthesis_in_style/pipeline.py (clusters, dataset) and
+models/palette/inference.py, models/palette/demos.py (palette).
 """
 
 import os
@@ -36,6 +44,9 @@ def main(argv):
     with cli.user_errors(os.path.basename(__file__)):
         if FLAGS.model == "osmis":
             _synthesize_osmis(argv)
+            return
+        if FLAGS.model == "palette":
+            palette_main(argv)
             return
         mode = _check_flags(argv)
         # TensorFlow loads after the flags are checked.
@@ -171,6 +182,66 @@ def _synthesize_osmis(argv):
         val_fraction=FLAGS.val_fraction,
         seed=FLAGS.seed,
         overwrite=FLAGS.overwrite,
+    )
+
+
+_PALETTE_MODEL_FLAGS = (
+    "model", "mode", "checkpoint_dir", "saved_model", "spade_checkpoint_dir",
+    "spade_saved_model", "palettes", "estimator_path", "level", "seed", "output_dir",
+    "overwrite",
+)  # fmt: skip
+# The flags each --model=palette mode reads (any other given is refused).
+PALETTE_FLAGS = {
+    "pairs": (*_PALETTE_MODEL_FLAGS, "num_images", "val_fraction", "batch_size"),
+    "demos": (*_PALETTE_MODEL_FLAGS, "demo_steps"),
+}
+
+
+def palette_main(argv):
+    """--model=palette: --mode=pairs (palette -> layout -> image pairs) or --mode=demos."""
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    mode = FLAGS.mode or "pairs"
+    if mode not in PALETTE_FLAGS:
+        raise app.UsageError(f"--mode={mode} is not a mode of --model=palette (pairs, demos)")
+    for flag in FLAGS.flags_by_module_dict().get(cli.__name__, []):
+        if flag.present and flag.name not in PALETTE_FLAGS[mode]:
+            raise app.UsageError(f"--{flag.name} is not used by --model=palette --mode={mode}")
+    if bool(FLAGS.checkpoint_dir) == bool(FLAGS.saved_model):
+        raise app.UsageError(
+            "--model=palette needs the layout model: --checkpoint_dir (a train.py "
+            "--model=palette run) or --saved_model (its export)"
+        )
+    if FLAGS.batch_size < 1 or FLAGS.num_images < 1:
+        raise app.UsageError("--batch_size and --num_images must be >= 1")
+    if mode == "pairs" and not (FLAGS.spade_checkpoint_dir or FLAGS.spade_saved_model):
+        raise app.UsageError(
+            "--model=palette --mode=pairs needs the image synthesizer: --spade_checkpoint_dir "
+            "or --spade_saved_model (a SPADE of the layouts' label set); a pair needs its image"
+        )
+    model = dict(
+        layout_source=FLAGS.checkpoint_dir or FLAGS.saved_model,
+        spade_checkpoint_dir=FLAGS.spade_checkpoint_dir,
+        spade_saved_model=FLAGS.spade_saved_model,
+        palettes_path=FLAGS.palettes,
+        estimator_path=FLAGS.estimator_path,
+        level=FLAGS.level,
+        seed=FLAGS.seed,
+        overwrite=FLAGS.overwrite,
+    )
+    if mode == "demos":
+        from models.palette.demos import write_demos
+
+        write_demos(FLAGS.output_dir or "outputs/palette_demos", steps=FLAGS.demo_steps, **model)
+        return
+    from models.palette.inference import synthesize_palette_pairs
+
+    synthesize_palette_pairs(
+        FLAGS.output_dir or "outputs/palette_pairs",
+        num_images=FLAGS.num_images,
+        batch_size=FLAGS.batch_size,
+        val_fraction=FLAGS.val_fraction,
+        **model,
     )
 
 
