@@ -128,6 +128,7 @@ def test_palette_presets_reach_the_spade_presets_sizes():
     sources.check_layout_and_image(paper, spade_paper, "paper")
 
 
+@pytest.mark.slow  # the module's source runs: ~25 s of setup
 def test_e2e_sources_are_checked_and_nothing_is_written(runs, tmp_path):
     from training import loop
 
@@ -169,6 +170,7 @@ def test_e2e_sources_are_checked_and_nothing_is_written(runs, tmp_path):
     sources.check_final_level(layout_config, FINAL_STEP, "w")
 
 
+@pytest.mark.slow  # eager steps of three generators: ~45 s
 def test_e2e_steps_train_both_generators_from_the_source_runs(runs, tmp_path):
     config = cli.config_from_args(_e2e_args(runs, tmp_path / "e2e"))
     task = PaletteE2ETask(config)
