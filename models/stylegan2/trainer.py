@@ -52,7 +52,7 @@ class StyleGAN2GAN(keras.Model):
         w_dim: size of the intermediate latent w.
         mapping_layers: dense layers of the mapping network.
         channel_multiplier: width of the 64 px and finer blocks (2 in Synthesis in Style).
-        width: channel cap of the coarse blocks (512 in StyleGAN2).
+        width: scale on every width (1.0 = the reference; < 1 for tiny test networks).
         batch_size: global batch size (the EMA half-life is counted in images).
         lr: Adam learning rate (before the lazy-regularisation adjustment).
         beta1, beta2: Adam betas (before the adjustment).
@@ -71,7 +71,7 @@ class StyleGAN2GAN(keras.Model):
         for_training: False builds the EMA generator only (synthesis from a checkpoint).
 
     Example:
-        >>> gan = StyleGAN2GAN(resolution=32, width=32, channel_multiplier=1, batch_size=4)
+        >>> gan = StyleGAN2GAN(resolution=32, width=1 / 32, channel_multiplier=1, batch_size=4)
         >>> losses = gan.train_step({"image": images})  # images [4, 32, 32, 3] in [-1, 1]
         >>> images = gan.sample(tf.random.normal((8, 512)), truncation_psi=0.7)
         >>> gan = StyleGAN2GAN.from_run_config(PRESETS["tiny"])  # models.stylegan2.config
@@ -85,7 +85,7 @@ class StyleGAN2GAN(keras.Model):
         w_dim=512,
         mapping_layers=8,
         channel_multiplier=2,
-        width=512,
+        width=1.0,
         batch_size=32,
         lr=0.002,
         beta1=0.0,
@@ -120,7 +120,7 @@ class StyleGAN2GAN(keras.Model):
         self.w_dim = int(w_dim)
         self.mapping_layers = int(mapping_layers)
         self.channel_multiplier = int(channel_multiplier)
-        self.width = int(width)
+        self.width = float(width)
         self.batch_size = int(batch_size)
         self.lr = float(lr)
         self.beta1 = float(beta1)

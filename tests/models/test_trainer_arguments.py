@@ -12,7 +12,7 @@ def _spade():
     from models.spade.trainer import SPADEGAN
 
     config = PRESETS["tiny"].replace(crop_size=32, load_size=32, ngf=4, ndf=4)
-    return SPADEGAN, SPADEGAN.from_run_config(config, num_classes=5, for_training=False)
+    return SPADEGAN, SPADEGAN.from_run_config(config, num_classes=5, for_training=False), config
 
 
 def _segformer():
@@ -21,14 +21,15 @@ def _segformer():
 
     config = PRESETS["tiny"].replace(crop_size=32)
     trainer = SegFormerTrainer.from_run_config(config, num_classes=3, class_weights=[1, 2, 3])
-    return SegFormerTrainer, trainer
+    return SegFormerTrainer, trainer, config
 
 
 def _stylegan2():
     from models.stylegan2.config import PRESETS
     from models.stylegan2.trainer import StyleGAN2GAN
 
-    return StyleGAN2GAN, StyleGAN2GAN.from_run_config(PRESETS["tiny"], for_training=False)
+    config = PRESETS["tiny"]
+    return StyleGAN2GAN, StyleGAN2GAN.from_run_config(config, for_training=False), config
 
 
 def _osmis():
@@ -38,7 +39,7 @@ def _osmis():
 
     config = PRESETS["tiny"]
     layout = choose_layout(48, 64, max_size=config.max_size)
-    return OSMISGAN, OSMISGAN.from_run_config(config, layout=layout, num_classes=3)
+    return OSMISGAN, OSMISGAN.from_run_config(config, layout=layout, num_classes=3), config
 
 
 def _palette():
@@ -46,14 +47,14 @@ def _palette():
     from models.palette.trainer import PaletteLayoutGAN
 
     config = PRESETS["tiny"]
-    return PaletteLayoutGAN, PaletteLayoutGAN.from_run_config(config, num_classes=19)
+    return PaletteLayoutGAN, PaletteLayoutGAN.from_run_config(config, num_classes=19), config
 
 
 @pytest.mark.parametrize(
     "make", [_spade, _segformer, _stylegan2, _osmis, _palette], ids=lambda f: f.__name__[1:]
 )
 def test_trainer_arguments_are_attributes_and_round_trip(make):
-    cls, trainer = make()
+    cls, trainer, run_config = make()
     parameters = [
         name
         for name, parameter in inspect.signature(cls.__init__).parameters.items()
@@ -64,6 +65,13 @@ def test_trainer_arguments_are_attributes_and_round_trip(make):
     assert sorted(config) == sorted(parameters)
     for name in parameters:
         assert getattr(trainer, name) == config[name], name
+    # A setting of the run config passed on under its own name keeps its value (no int() of a
+    # float width scale, say).
+    # (None / 0 in a run config mean "from the data / the input": num_classes, num_blocks.)
+    for name, value in config.items():
+        given = getattr(run_config, name, None)
+        if name in run_config.field_names() and given not in (None, 0):
+            assert value == given, name
     # The run config object is not what the trainer keeps.
     assert not hasattr(trainer, "config")
     twin = cls(**config)
