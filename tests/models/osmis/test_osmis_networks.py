@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 from layer_testing import run_layer_test
 
+from losses import osmis as osmis_losses
 from models.osmis import networks as osmis
 
 
@@ -49,6 +50,7 @@ LAYER_CASES = [
         _normal(6, 1, 1, 8),
         (6, 1, 1, 8),
     ),
+    (osmis.OSMISLayoutDecision, {}, _normal(2, 3, 4, 1), (2, 3, 4, 1)),
     (
         osmis.OSMISDiscriminator,
         dict(num_blocks=4, num_blocks_ll=2, ch_d=2),
@@ -66,12 +68,6 @@ LAYER_CASES = [
 ]
 
 
-# A spectral-normalised 1 x 1 conv from one channel to one channel has a 1-element kernel W and
-# W / sigma(W) = sign(W): constant, so its gradient is zero (the layout decisions and the later
-# layout blocks' shortcuts; the same in the reference).
-SCALAR_SN_CONVS = ("layout_out", "layout1/shortcut")
-
-
 @pytest.mark.parametrize(
     "layer_cls, init_kwargs, input_data, expected_shape",
     LAYER_CASES,
@@ -83,7 +79,6 @@ def test_layer(layer_cls, init_kwargs, input_data, expected_shape):
         init_kwargs,
         input_data,
         expected_output_shape=expected_shape,
-        allow_zero_gradients=SCALAR_SN_CONVS,
     )
 
 
@@ -115,8 +110,9 @@ def _discriminator_count(blocks, low, k, ch):
         total += _conv(1, c[i], middle) + _conv(1, middle, c[i + 1])
         total += _conv(1, c[i], c[i + 1], 0) if c[i] != c[i + 1] else 0
         total += _conv(1, c[i + 1], k + 1 if k else 1)
-        cin = c[i] if j == 0 else 1  # layout: squeezed to one channel, always a shortcut
-        total += _conv(3, cin, 1) + _conv(3, 1, 1) + _conv(1, cin, 1, 0) + _conv(1, 1, 1)
+        cin = c[i] if j == 0 else 1  # layout: squeezed to one channel; 1 -> 1: identity shortcut
+        total += _conv(3, cin, 1) + _conv(3, 1, 1) + (_conv(1, cin, 1, 0) if cin > 1 else 0)
+        total += 1  # the decision: the block's map plus a bias
     return total
 
 
@@ -133,6 +129,53 @@ def test_paper_widths_and_parameter_counts():
     assert generator.output_size == (192, 320)
     # Spectral-norm vectors are state, not parameters.
     assert all("sn_" in w.name for w in generator.non_trainable_weights)
+
+
+def _branch(variable):
+    name = variable.path.split("/")[1]  # discriminator/<layer>/...
+    if name.startswith(("rgb", "ll")):
+        return "low_level"
+    return "content" if name.startswith("content") else "layout"
+
+
+def test_every_discriminator_variable_learns_from_its_branch():
+    # Regression: the layout decisions and the 1 -> 1 shortcuts of the later layout blocks were
+    # spectral-norm 1 x 1 convs of one channel, i.e. sign(W) frozen at initialisation (zero
+    # gradient), and consecutive layout decisions could disagree in sign (that branch then
+    # stayed near chance). Every variable must now get a gradient from its own branch's loss.
+    d = osmis.OSMISDiscriminator(num_blocks=5, num_blocks_ll=2, num_classes=3, ch_d=4)
+    real = [tf.constant(_normal(2, 32 // 2**i, 48 // 2**i, 3)) for i in range(2)]
+    fake = [tf.tanh(2 * tf.constant(_normal(3, 32 // 2**i, 48 // 2**i, 3))) for i in range(2)]
+    real_masks = tf.constant(_one_hot_masks(2, 32, 48, 3))
+    fake_masks = tf.constant(_one_hot_masks(3, 32, 48, 3)[..., ::-1].copy())
+    d.build([tuple(x.shape) for x in real])
+    variables = d.trainable_variables
+    with tf.GradientTape(persistent=True) as tape:
+        r = d.split(d(real, masks=real_masks, training=True))
+        f = d.split(d(fake, masks=fake_masks, training=True))
+        losses = {
+            "content": tf.add_n(
+                [osmis_losses.content_segmentation_loss(x, real_masks, True) for x in r["content"]]
+                + [
+                    osmis_losses.content_segmentation_loss(x, fake_masks, False)
+                    for x in f["content"]
+                ]
+            )
+        }
+        for branch in ("low_level", "layout"):
+            losses[branch] = tf.add_n(
+                [osmis_losses.adversarial_loss(x, True, True) for x in r[branch]]
+                + [osmis_losses.adversarial_loss(x, False, True) for x in f[branch]]
+            )
+    assert {_branch(v) for v in variables} == set(losses)
+    for branch, loss in losses.items():
+        own = [v for v in variables if _branch(v) == branch]
+        for v, g in zip(own, tape.gradient(loss, own)):
+            assert g is not None and float(tf.reduce_max(tf.abs(g))) > 0, (branch, v.path)
+    # The layout decision is the block's one-channel map plus a bias: d decision / d map = 1.
+    decision = d.final_layout[1]
+    x = tf.constant(_normal(2, 3, 4, 1))
+    np.testing.assert_allclose(decision(x) - x, np.broadcast_to(decision.bias.numpy(), x.shape))
 
 
 def test_content_feature_augmentation():
