@@ -938,6 +938,57 @@ def define_export_spade_flags(flag_values=FLAGS):
     d.DEFINE_string("output", None, "SavedModel folder (default <checkpoint_dir>/export).")
 
 
+def _define_import_flags(d, what):
+    """Flags shared by the python -m tools.import_* commands."""
+    d.DEFINE_string("checkpoint", None, f"{what} (required).")
+    d.DEFINE_string("output_dir", None, "Run directory to write (required).")
+    d.DEFINE_bool("overwrite", False, "Replace an existing --output_dir.")
+
+
+def define_import_segformer_flags(flag_values=FLAGS):
+    """Flags of python -m tools.import_segformer."""
+    d = _Definer(flag_values)
+    _define_import_flags(
+        d,
+        "Hugging Face SegFormer / MiT model folder (config.json + model.safetensors or "
+        "pytorch_model.bin), or the weight file",
+    )
+    d.DEFINE_string(
+        "dataset",
+        None,
+        "The run's --dataset (default: ade20k for 150 classes, cityscapes for 19, else folders "
+        "with the checkpoint's id2label as label set).",
+    )
+    d.DEFINE_string("data_root", None, "The run's --data_root (fine-tuning / evaluation data).")
+    d.DEFINE_string(
+        "image_dir", None, "The run's --image_dir (folders; default <data_root>/images)."
+    )
+    d.DEFINE_string(
+        "label_dir", None, "The run's --label_dir (folders; default <data_root>/labels)."
+    )
+    d.DEFINE_integer(
+        "num_classes", None, "Classes of the fresh decode head of an encoder-only mit-b* file."
+    )
+    d.DEFINE_list(
+        "set",
+        [],
+        "Other settings of the run, name=value,... (train.py flags of SegFormer, e.g. "
+        "crop_size=512,batch_size=8): what train.py is given when it fine-tunes the run.",
+    )
+
+
+def define_import_stylegan2_flags(flag_values=FLAGS):
+    """Flags of python -m tools.import_stylegan2."""
+    d = _Definer(flag_values)
+    _define_import_flags(d, "rosinality stylegan2-pytorch checkpoint (.pt with g, d, g_ema)")
+    d.DEFINE_list(
+        "set",
+        [],
+        "Other settings of the run, name=value,... (train.py flags of StyleGAN2, e.g. "
+        "dataset=images,image_dir=pages): what train.py is given when it fine-tunes the run.",
+    )
+
+
 def define_label_clusters_flags(flag_values=FLAGS):
     """Flags of python -m tools.label_clusters."""
     d = _Definer(flag_values)

@@ -40,9 +40,9 @@ Only a torchvision backbone file with the official linear weights gives publishe
 close to them, not identical ("close": the linear layers were trained on torchvision's
 features). Anything random or uniform is "random", and every report prints NOT_COMPARABLE.
 
-.safetensors files are read with the safetensors library when it is installed, and otherwise
-by the small reader here (the format is an 8-byte header length, a JSON header of dtype /
-shape / byte offsets, and the raw little-endian tensors), so torch is never needed.
+.safetensors files are read with the safetensors library when it is installed, and otherwise by
+the small reader of core/tensor_files.py (the format is an 8-byte header length, a JSON header of
+dtype / shape / byte offsets, and the raw little-endian tensors), so torch is never needed.
 
 Example:
     lpips = LPIPS("imagenet", "lpips_vgg.npz")
@@ -57,6 +57,7 @@ import os
 import numpy as np
 
 from core.errors import UserError
+from core.tensor_files import read_safetensors
 
 LAYERS = ("block1_conv2", "block2_conv2", "block3_conv3", "block4_conv3", "block5_conv3")
 CHANNELS = (64, 128, 256, 512, 512)
@@ -111,46 +112,6 @@ class LPIPSWeightsError(UserError):
 # ------------------------------------------------------------------------------------------
 
 
-_SAFETENSORS_DTYPES = {
-    "F16": "<f2",
-    "F32": "<f4",
-    "F64": "<f8",
-    "I8": "i1",
-    "I16": "<i2",
-    "I32": "<i4",
-    "I64": "<i8",
-    "U8": "u1",
-}
-
-
-def _read_safetensors(path: str) -> dict[str, np.ndarray]:
-    """{name: array} of a .safetensors file, with the library when installed, else by hand."""
-    try:
-        from safetensors.numpy import load_file
-    except ImportError:
-        load_file = None
-    if load_file is not None:
-        return dict(load_file(path))
-    with open(path, "rb") as file:
-        data = file.read()
-    if len(data) < 8:
-        raise ValueError("shorter than the 8-byte header length")
-    header_size = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8 : 8 + header_size])  # {name: {dtype, shape, data_offsets}}
-    body = data[8 + header_size :]
-    tensors = {}
-    for name, spec in header.items():
-        if name == "__metadata__":
-            continue
-        if spec["dtype"] not in _SAFETENSORS_DTYPES:
-            raise ValueError(f"tensor {name}: dtype {spec['dtype']} is not supported here")
-        start, end = spec["data_offsets"]
-        tensors[name] = np.frombuffer(
-            body[start:end], dtype=_SAFETENSORS_DTYPES[spec["dtype"]]
-        ).reshape(spec["shape"])
-    return tensors
-
-
 def read_tensor_file(path: str, flag: str) -> dict[str, np.ndarray]:
     """{name: array} of a .npz or .safetensors file; errors name `flag`."""
     if not os.path.isfile(path):
@@ -161,7 +122,7 @@ def read_tensor_file(path: str, flag: str) -> dict[str, np.ndarray]:
         if path.lower().endswith(".npz"):
             with np.load(path, allow_pickle=False) as archive:
                 return {name: archive[name] for name in archive.files}
-        return _read_safetensors(path)
+        return read_safetensors(path)
     except (ValueError, OSError, KeyError, json.JSONDecodeError) as error:
         raise LPIPSWeightsError(f"{flag}={path} cannot be read: {error}") from None
 
