@@ -5,7 +5,8 @@
 #                       then trains the tiny SegFormer on the scenes and prints its val mIoU,
 #                       then runs Synthesis in Style on the built-in documents (tiny StyleGAN2,
 #                       clusters, heuristic labels, synthetic dataset, SegFormer, real pages)
-#   bash run.sh test    creates .venv and runs the whole test suite (slow tests included);
+#   bash run.sh test    creates .venv and runs the whole test suite (slow tests included; two
+#                       pytest-xdist workers, SEMSYNTH_TEST_WORKERS=0 for one process);
 #                       extra arguments go to pytest, e.g. bash run.sh test -m "not slow"
 # Environment: SEMSYNTH_VENV (default .venv), PYTHON (default python3),
 #              DEMO_MINUTES (default 5), DEMO_DIR (default runs/demo),
@@ -94,7 +95,13 @@ print(f'[semsynth] tiny SegFormer: best validation mIoU {b[\"mIoU\"]:.3f}, pixel
   test)
     ensure_venv
     set +e
-    "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests "$@"
+    # Two pytest workers (pytest-xdist), whole files per worker: much of a test's time is
+    # single-threaded Python (tracing, building Keras models), so two workers use both cores.
+    # SEMSYNTH_TEST_WORKERS=0 runs the tests in one process.
+    workers="${SEMSYNTH_TEST_WORKERS:-2}"
+    xdist=()
+    if [ "$workers" != "0" ]; then xdist=(-n "$workers" --dist loadfile); fi
+    "$VENV/bin/python" -m pytest -q -p no:cacheprovider "${xdist[@]}" tests "$@"
     rc=$?
     # pytest exits 5 when a selection collects nothing: that is a failure of the suite here.
     exit $rc
