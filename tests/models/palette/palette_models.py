@@ -50,14 +50,16 @@ def make_spade_run(data_root, run_dir):
     from training.run_dir import prepare_run_dir
 
     config = cli.config_from_args(
-        [
-            *tiny_train_args(data_root, str(run_dir)),
+        tiny_train_args(
+            data_root,
+            str(run_dir),
             "--dataset=cityscapes",
+            f"--data_root={data_root}",
             "--semantic_label_path=cityscapes",
             "--img_height=32",
             "--img_width=64",
             "--load_size=32",
-        ]
+        )
     )
     prepare_run_dir(config)
     gan = SPADEGAN.from_run_config(config, 20, for_training=False)
