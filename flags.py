@@ -1289,6 +1289,12 @@ def _define_osmis_train_flags(d):
         None,
         "osmis: probability of each differentiable augmentation per sample (preset: 0.7).",
     )
+    d.DEFINE_bool(
+        "aug_colour",
+        None,
+        "osmis: the differentiable augmentation also changes the image's colour (preset osmis: "
+        "false, geometric only as in the reference; tiny: true).",
+    )
     d.DEFINE_float(
         "lambda_diversity", None, "osmis: weight of the diversity regulariser (preset: 0.15)."
     )

@@ -4,7 +4,7 @@ Inputs (models/osmis/config.py):
     --image=I --mask=M      one image and its mask (OSMIS): M holds 8-bit class ids, or colours
                             mapped by a class-colour JSON (--mask_colours)
     --image=I               one image without a mask (SIV-GAN), or a video file whose frames
-                            Pillow (GIF, WebP, TIFF) or, when installed, imageio reads
+                            Pillow (GIF, WebP, TIFF) or imageio-ffmpeg (mp4, avi, ...) reads
     --image_dir=D           the frames of a video, without masks (SIV-GAN)
     (none)                  one built-in procedural scene with its label map (datasets.scenes)
 
@@ -240,7 +240,7 @@ def _read_video(path):
     except (OSError, ValueError):
         pass
     try:
-        import imageio.v3 as iio  # optional: mp4 / avi need imageio with a video plugin
+        import imageio.v3 as iio  # requirements.txt: imageio + imageio-ffmpeg (mp4, avi, ...)
     except ImportError:
         raise OneShotInputError(
             f"--image={path}: Pillow cannot read this video and imageio is not installed; "

@@ -56,6 +56,8 @@ class OSMISGAN(keras.Model):
         lambda_diversity: weight of the diversity regulariser.
         ema_decay: EMA decay per step (0: the EMA generator copies G).
         aug_prob: probability of each differentiable augmentation.
+        aug_colour: whether the augmentation also changes the images' colour (False: geometric
+            transforms only, as in the reference).
         prob_fa_content, prob_fa_layout: feature augmentation probabilities.
         bernoulli_warmup: steps with Bernoulli-sampled generated masks.
         seed: seed of the stateless random streams.
@@ -86,6 +88,7 @@ class OSMISGAN(keras.Model):
         lambda_diversity=0.15,
         ema_decay=0.9999,
         aug_prob=0.7,
+        aug_colour=True,
         prob_fa_content=0.4,
         prob_fa_layout=0.4,
         bernoulli_warmup=15000,
@@ -112,6 +115,7 @@ class OSMISGAN(keras.Model):
         self.lambda_diversity = float(lambda_diversity)
         self.ema_decay = float(ema_decay)
         self.aug_prob = float(aug_prob)
+        self.aug_colour = bool(aug_colour)
         self.prob_fa_content = float(prob_fa_content)
         self.prob_fa_layout = float(prob_fa_layout)
         self.bernoulli_warmup = int(bernoulli_warmup)
@@ -183,6 +187,7 @@ class OSMISGAN(keras.Model):
             lambda_diversity=config.lambda_diversity,
             ema_decay=config.ema_decay,
             aug_prob=config.aug_prob,
+            aug_colour=config.aug_colour,
             prob_fa_content=config.prob_fa_content,
             prob_fa_layout=config.prob_fa_layout,
             bernoulli_warmup=config.bernoulli_warmup,
@@ -194,8 +199,8 @@ class OSMISGAN(keras.Model):
         """The constructor arguments (one attribute each), keras-hub style."""
         names = (
             "image_size noise_shape num_blocks num_blocks_d num_blocks_d0 num_classes z_dim ch_g "
-            "ch_d lr beta1 beta2 gan_loss lambda_diversity ema_decay aug_prob prob_fa_content "
-            "prob_fa_layout bernoulli_warmup seed for_training"
+            "ch_d lr beta1 beta2 gan_loss lambda_diversity ema_decay aug_prob aug_colour "
+            "prob_fa_content prob_fa_layout bernoulli_warmup seed for_training"
         ).split()
         return {name: getattr(self, name) for name in names}
 
@@ -248,7 +253,7 @@ class OSMISGAN(keras.Model):
     def _augment(self, scales, mask, phase):
         masks = None if mask is None else [mask]
         scales, masks = augment_lib.augment(
-            scales, masks, seed=self._key(phase, _AUG), prob=self.aug_prob
+            scales, masks, seed=self._key(phase, _AUG), prob=self.aug_prob, colour=self.aug_colour
         )
         return scales, (None if masks is None else masks[0])
 

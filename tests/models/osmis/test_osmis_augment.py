@@ -84,3 +84,38 @@ def test_probability_controls_how_often():
     # P(no geometric transform) = 0.7 ** 4 (a flip draw may also keep the image as it is).
     assert 0.2 < np.mean(moved < 1e-7) < 0.35
     assert 0.25 < np.mean(brightness != 0) < 0.35
+
+
+def _colour_statistics(x):
+    """[N, C] per-sample, per-channel mean and standard deviation of [N, H, W, C] images."""
+    x = np.asarray(x, np.float64)
+    return np.concatenate([x.mean(axis=(1, 2)), x.std(axis=(1, 2))], axis=-1)
+
+
+def test_trainer_colour_switch(monkeypatch):
+    """aug_colour reaches the trainer's augmentation: with the geometric ranges at zero (only
+    x-flips left, which keep every channel's statistics), off leaves the images' colour
+    statistics as they were and on changes them; the masks get the same geometry either way."""
+    from models.osmis.config import PRESETS
+    from models.osmis.inputs import choose_layout
+    from models.osmis.trainer import OSMISGAN
+
+    for name in ("ZOOM_STD", "MAX_ROTATION_DEG", "MAX_TRANSLATION"):
+        monkeypatch.setattr(aug, name, 0.0)
+    images, masks = _painted(n=4, h=16, w=24)
+    layout = choose_layout(16, 24, max_size=24)
+    outputs = {}
+    for colour in (False, True):
+        config = PRESETS["tiny"].replace(max_size=24, z_dim=8, aug_prob=1.0, aug_colour=colour)
+        gan = OSMISGAN.from_run_config(config, layout=layout, num_classes=4)
+        assert gan.aug_colour is colour
+        outputs[colour] = gan._augment([tf.constant(images)], tf.constant(masks), phase=100)
+    (off_images,), off_mask = outputs[False]
+    (on_images,), on_mask = outputs[True]
+    np.testing.assert_allclose(
+        _colour_statistics(off_images), _colour_statistics(images), atol=1e-5
+    )
+    change = np.abs(_colour_statistics(on_images) - _colour_statistics(images)).max(axis=-1)
+    assert np.all(change > 1e-2), change  # every sample's colour changed (prob 1)
+    np.testing.assert_allclose(on_mask.numpy(), off_mask.numpy(), atol=1e-6)
+    assert not np.allclose(off_images.numpy(), images)  # the flips did happen

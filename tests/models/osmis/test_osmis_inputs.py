@@ -150,3 +150,57 @@ def test_bad_inputs_name_the_file(tmp_path):
     broken.write_bytes(b"not an image")
     with pytest.raises(UserError, match="broken.png is not a readable image"):
         inputs.load_input(_config(image=str(broken)))
+
+
+def test_colour_augmentation_setting_and_older_runs(tmp_path):
+    """aug_colour: off in the paper preset (the reference is geometric only), on in tiny, a
+    flag either way; a config.json written before the setting existed (its runs used colour)
+    resumes as it was trained, and a different setting is refused by name."""
+    from training import run_dir
+
+    assert PRESETS["osmis"].aug_colour is False and PRESETS["tiny"].aug_colour is True
+    assert cli.config_from_args(["--model=osmis"]).aug_colour is True
+    assert cli.config_from_args(["--model=osmis", "--noaug_colour"]).aug_colour is False
+    paper = cli.config_from_args(["--model=osmis", "--preset=osmis", "--aug_colour"])
+    assert paper.aug_colour is True
+    config = cli.config_from_args(["--model=osmis", f"--checkpoint_dir={tmp_path}"])
+    older = config.to_dict()
+    del older["aug_colour"]
+    (tmp_path / "config.json").write_text(json.dumps(older))
+    assert run_dir.load_run_config(str(tmp_path), type(config)).aug_colour is True
+    assert run_dir.prepare_run_dir(config) is True  # resumes
+    with pytest.raises(run_dir.RunDirError, match="--aug_colour: True in the run, False now"):
+        run_dir.prepare_run_dir(config.replace(aug_colour=False))
+
+
+def test_mp4_video_through_the_image_flag(tmp_path):
+    """--image=video.mp4: imageio (its ffmpeg plugin, the binary of imageio-ffmpeg) reads the
+    frames, in order, within H.264's loss."""
+    iio = pytest.importorskip("imageio.v3", reason="imageio is not installed (mp4 needs it)")
+    pytest.importorskip("imageio_ffmpeg", reason="imageio-ffmpeg (its ffmpeg) is not installed")
+    colours = np.array([[200, 40, 40], [40, 200, 40], [40, 40, 200], [200, 200, 40]], np.uint8)
+    written = np.broadcast_to(colours[:, None, None], (4, 32, 48, 3)).copy()  # [F, H, W, 3]
+    written[:, :16, :24] = 128  # a grey corner: frames are not flat
+    path = str(tmp_path / "video.mp4")
+    iio.imwrite(path, written, plugin="FFMPEG", fps=5)
+    config = cli.config_from_args(["--model=osmis", f"--image={path}"])
+    video = inputs.load_input(config)
+    assert video.masks is None and video.files == [path]
+    h, w = video.layout.height, video.layout.width
+    assert video.frames.shape == (4, h, w, 3) and video.frames.dtype == np.uint8
+    corner = video.frames[:, : h // 2 - 2, : w // 2 - 2].reshape(4, -1, 3).mean(axis=1)
+    rest = video.frames[:, h // 2 + 2 :, w // 2 + 2 :].reshape(4, -1, 3).mean(axis=1)
+    np.testing.assert_allclose(corner, 128, atol=12)
+    np.testing.assert_allclose(rest, colours, atol=12)
+
+
+def test_video_without_imageio_names_the_package(tmp_path, monkeypatch):
+    """A video Pillow cannot read, without imageio: an error naming the file and imageio."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "imageio", None)  # import imageio raises ImportError
+    monkeypatch.setitem(sys.modules, "imageio.v3", None)
+    path = tmp_path / "video.mp4"
+    path.write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
+    with pytest.raises(UserError, match=r"video.mp4: Pillow cannot read .* imageio\[ffmpeg\]"):
+        inputs.load_input(_config(image=str(path)))
