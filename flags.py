@@ -383,6 +383,12 @@ def _define_train_flags(d):
         "Half-life of the generator EMA in thousands of images "
         "(preset: 10, i.e. decay 0.5 ** (32 / 10000) per batch of 32).",
     )
+    d.DEFINE_float(
+        "ema_rampup",
+        None,
+        "EMA ramp-up as StyleGAN2-ADA: the half-life is at most this fraction of the images seen "
+        "so far (preset: tiny 0.05, stylegan2_256 0 = off as in Synthesis in Style).",
+    )
     d.DEFINE_enum(
         "lr_schedule",
         None,

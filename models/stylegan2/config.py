@@ -39,6 +39,11 @@ class StyleGAN2Config(RunConfig, DataConfig, AdamConfig):
     # EMA of G with half-life ema_half_life_kimg thousand images: decay per step
     # 0.5 ** (batch_size / (1000 * ema_half_life_kimg)) = 0.5 ** (32 / 10000) at batch 32.
     ema_half_life_kimg: float = field(10.0, "Half-life of the generator EMA (thousand images).")
+    # StyleGAN2-ADA's ramp-up: the half-life is at most ema_rampup x the images seen so far, so a
+    # short run's EMA follows G instead of keeping most of its random initialisation.
+    ema_rampup: float = field(
+        0.0, "EMA half-life ramp-up: at most this fraction of the images seen (0: off)."
+    )
     style_mixing_prob: float = field(0.9, "Probability of style mixing.")
 
     def data_fields_read(self):
@@ -98,6 +103,7 @@ PRESETS = {
         lr=0.002,
         lr_schedule="constant",
         max_steps=200,
+        ema_rampup=0.05,  # StyleGAN2-ADA's value: short runs sample a current EMA
     ),
     # Synthesis in Style's recipe: StyleGAN2 config F at 256 px (cm 2; 30,034,338 G and
     # 28,864,129 D parameters) trained with batch 8, lr 0.001 (not StyleGAN2's 0.002) and

@@ -11,6 +11,8 @@ increments `step` afterwards. One iteration = one D step then one G step, as in 
 - After the G step the EMA generator moves towards G: ema = g + beta (ema - g), with
   beta = 0.5 ** (batch_size / (1000 * ema_half_life_kimg)), i.e. a half-life counted in images so
   it does not depend on the batch size (StyleGAN2's 10 kimg gives 0.5 ** (32 / 10000) at batch 32).
+  With `ema_rampup` > 0 the half-life is at most ema_rampup x the images seen before the step
+  (StyleGAN2-ADA), so the EMA of a short run is not mostly its random initialisation.
 
 Only the gradient computation sits inside `tf.cond`; optimizers are applied and variables
 assigned outside it (optimizers must not run inside a cond under MirroredStrategy). All
@@ -66,6 +68,8 @@ class StyleGAN2GAN(keras.Model):
         pl_decay: decay of the running mean of path lengths.
         style_mixing_prob: probability of style mixing.
         ema_half_life_kimg: half-life of the generator EMA in thousands of images (0: none).
+        ema_rampup: > 0 caps the half-life at ema_rampup x the images seen before the step
+            (StyleGAN2-ADA's ramp-up); 0 keeps it fixed (rosinality, Synthesis in Style).
         mixed_precision: must be "none" (second-order gradients in float32).
         seed: seed of the stateless latents and noise.
         for_training: False builds the EMA generator only (synthesis from a checkpoint).
@@ -100,6 +104,7 @@ class StyleGAN2GAN(keras.Model):
         pl_decay=0.01,
         style_mixing_prob=0.9,
         ema_half_life_kimg=10.0,
+        ema_rampup=0.0,
         mixed_precision="none",
         seed=0,
         for_training=True,
@@ -135,6 +140,7 @@ class StyleGAN2GAN(keras.Model):
         self.pl_decay = float(pl_decay)
         self.style_mixing_prob = float(style_mixing_prob)
         self.ema_half_life_kimg = float(ema_half_life_kimg)
+        self.ema_rampup = float(ema_rampup)
         self.mixed_precision = precision
         self.seed = int(seed)
         self.for_training = bool(for_training)
@@ -206,6 +212,7 @@ class StyleGAN2GAN(keras.Model):
             pl_decay=config.pl_decay,
             style_mixing_prob=config.style_mixing_prob,
             ema_half_life_kimg=config.ema_half_life_kimg,
+            ema_rampup=config.ema_rampup,
             mixed_precision=config.mixed_precision,
             seed=config.seed,
             for_training=for_training,
@@ -216,8 +223,8 @@ class StyleGAN2GAN(keras.Model):
         names = (
             "resolution z_dim w_dim mapping_layers channel_multiplier width batch_size lr beta1 "
             "beta2 lr_schedule total_steps r1_gamma r1_interval pl_weight pl_interval "
-            "pl_batch_shrink pl_decay style_mixing_prob ema_half_life_kimg mixed_precision seed "
-            "for_training"
+            "pl_batch_shrink pl_decay style_mixing_prob ema_half_life_kimg ema_rampup "
+            "mixed_precision seed for_training"
         ).split()
         return {name: getattr(self, name) for name in names}
 
@@ -382,9 +389,18 @@ class StyleGAN2GAN(keras.Model):
         self._update_ema()
         return {"g_loss": g_loss, "pl": pl, "pl_mean": pl_mean}
 
+    def current_ema_beta(self):
+        """This step's EMA decay: ema_beta, or with the ramp-up a half-life of
+        min(ema_half_life_kimg * 1000, ema_rampup * images seen before this step) images."""
+        if self.ema_rampup <= 0 or self.ema_half_life_kimg <= 0:
+            return tf.constant(ema_decay(self.batch_size, self.ema_half_life_kimg), tf.float32)
+        seen = tf.cast(self.step, tf.float32) * float(self.batch_size)
+        half_life = tf.minimum(1000.0 * self.ema_half_life_kimg, seen * self.ema_rampup)
+        return 0.5 ** (float(self.batch_size) / tf.maximum(half_life, 1e-8))
+
     def _update_ema(self):
         """ema = g + beta (ema - g) for every generator variable (noise buffers excepted)."""
-        beta = self.ema_beta
+        beta = self.current_ema_beta()
         pairs = [
             (ema_variable, variable)
             for ema_variable, variable in zip(self.generator_ema.weights, self.generator.weights)

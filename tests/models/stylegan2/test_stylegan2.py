@@ -399,6 +399,27 @@ def _values(variables):
     return [v.numpy().copy() for v in variables]
 
 
+def test_ema_rampup_caps_the_half_life_by_the_images_seen():
+    """StyleGAN2-ADA's ramp-up: beta = 0.5 ** (batch / min(half-life, rampup * images seen))."""
+    gan = StyleGAN2GAN.from_run_config(_tiny_config(ema_rampup=0.05), for_training=False)
+    assert gan.ema_rampup == 0.05 and gan.batch_size == 4
+    assert float(gan.current_ema_beta()) == 0.0  # step 0: the EMA takes G as it is
+    for step, seen in ((10, 40), (1000, 4000), (100000, 400000)):
+        gan.step.assign(step)
+        half_life = min(10000.0, 0.05 * seen)
+        expected = 0.5 ** (4 / half_life)
+        assert float(gan.current_ema_beta()) == pytest.approx(expected, rel=1e-5), step
+    assert float(gan.current_ema_beta()) == pytest.approx(ema_decay(4, 10.0), rel=1e-6)  # capped
+    # The demo's 3,144 tiny steps: a half-life of 629 images, not 10,000 (which kept 42 % of
+    # the random initialisation).
+    gan.step.assign(3144)
+    assert float(gan.current_ema_beta()) == pytest.approx(0.5 ** (4 / 628.8), rel=1e-5)
+    fixed = StyleGAN2GAN.from_run_config(_tiny_config(ema_rampup=0.0), for_training=False)
+    fixed.step.assign(10)
+    assert float(fixed.current_ema_beta()) == pytest.approx(0.5 ** (4 / 10000), rel=1e-6)
+    assert PRESETS["stylegan2_256"].ema_rampup == 0.0  # Synthesis in Style's (rosinality's) EMA
+
+
 def test_presets_registered():
     from training import registry
 
@@ -459,11 +480,12 @@ def test_train_steps_lazy_regularisation_ema_and_determinism(tmp_path):
     ]
     assert sum(moved) >= len(moved) - len(gan.generator.synthesis.convs)  # noise buffers fixed
     ema_now, g_now = _values(gan.generator_ema.weights), _values(gan.generator.weights)
+    beta = float(gan.current_ema_beta())
     gan._update_ema()
     for e0, g, ema_variable, variable in zip(
         ema_now, g_now, gan.generator_ema.weights, gan.generator.weights
     ):
-        expected = g + gan.ema_beta * (e0 - g) if variable.trainable else e0
+        expected = g + beta * (e0 - g) if variable.trainable else e0
         np.testing.assert_allclose(ema_variable.numpy(), expected, rtol=1e-6, atol=1e-7)
 
     # Same (seed, step) and initial weights -> the same losses.
