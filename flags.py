@@ -995,6 +995,42 @@ def define_import_stylegan2_flags(flag_values=FLAGS):
     )
 
 
+def define_import_spade_flags(flag_values=FLAGS):
+    """Flags of python -m tools.import_spade."""
+    d = _Definer(flag_values)
+    _define_import_flags(
+        d,
+        "NVlabs/SPADE checkpoint folder (latest_net_G.pth, optional latest_net_E.pth / "
+        "latest_net_D.pth, opt.txt / opt.pkl), or its *_net_G.pth file",
+    )
+    d.DEFINE_enum(
+        "num_upsampling_layers",
+        None,
+        ["normal", "more", "most"],
+        "NVlabs' --num_upsampling_layers of the checkpoint, where its folder has no opt.txt / "
+        "opt.pkl (default normal, as the released models).",
+    )
+    d.DEFINE_integer(
+        "crop_size",
+        None,
+        "NVlabs' --crop_size (the image WIDTH) of the checkpoint, where its folder has no "
+        "opt.txt / opt.pkl (default 256); the run's crop_size is the height.",
+    )
+    d.DEFINE_float(
+        "aspect_ratio",
+        None,
+        "NVlabs' --aspect_ratio (width / height) of the checkpoint, where its folder has no "
+        "opt.txt / opt.pkl (default 1.0).",
+    )
+    d.DEFINE_list(
+        "set",
+        [],
+        "Other settings of the run, name=value,... (train.py flags of SPADE, e.g. "
+        "data_root=datasets/ade20k,batch_size=8): what train.py is given when it fine-tunes "
+        "the run.",
+    )
+
+
 def define_label_clusters_flags(flag_values=FLAGS):
     """Flags of python -m tools.label_clusters."""
     d = _Definer(flag_values)
