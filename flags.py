@@ -628,6 +628,41 @@ def define_palette_synthesize_flags():
         "level", None, "palette: the layout level to synthesize at (default the run's)."
     )
     flags.DEFINE_integer("demo_steps", 8, "palette demos: frames per interpolation.")
+    flags.DEFINE_string(
+        "partial_checkpoint_dir",
+        None,
+        "palette demos: a --stage=partial run (or its export) for the partial-editing sheet "
+        "(input | band | edited); without it the sheet is skipped.",
+    )
+    # Partial editing of given layouts (synthesize.py --model=palette --partial).
+    flags.DEFINE_bool(
+        "partial",
+        False,
+        "palette: edit the --layouts with a partial-editing model (--checkpoint_dir: a "
+        "--stage=partial run, or --saved_model: its export): the --band columns are "
+        "regenerated with the proportions changed by --delta; writes the edited pairs and the "
+        "input layouts.",
+    )
+    flags.DEFINE_string(
+        "layouts",
+        None,
+        "palette --partial: the layouts to edit: a folder of train-id label-map PNGs at the "
+        "model's layout size (e.g. a pair folder's masks/) or a JSON list of their paths (or a "
+        "pair list, its labels).",
+    )
+    flags.DEFINE_string(
+        "band",
+        None,
+        "palette --partial: the columns regenerated, x0,x1 (end exclusive), as columns (8,24) "
+        "or as fractions of the width (0.25,0.75: values with a '.').",
+    )
+    flags.DEFINE_string(
+        "delta",
+        None,
+        "palette --partial: the change of class proportions (fractions of the layout), e.g. "
+        "vegetation=+0.1,sky=-0.05; the classes not named give or take the rest in proportion "
+        "to their share of the band. Default: none (the band keeps its proportions).",
+    )
 
 
 def _define_source_flags():

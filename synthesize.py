@@ -22,11 +22,17 @@ Semantic Palette (--model=palette --checkpoint_dir=LAYOUT_RUN --spade_checkpoint
                       (images/, masks/, masks_colour/, train.json, val.json, targets.npy,
                       achieved.npy); palettes from --palettes (JSON / CSV) or drawn from the
                       run's estimator. A SPADE model is required (no pair without its image).
-    --mode=demos      palette interpolation and latent interpolation (PNG strips and GIFs).
+    --mode=demos      palette interpolation and latent interpolation (PNG strips and GIFs);
+                      with --partial_checkpoint_dir (a --stage=partial run) the partial-editing
+                      sheet too.
+    --partial         edit given layouts (--layouts: a folder or JSON list of train-id PNGs) with
+                      --checkpoint_dir = a --stage=partial run (or --saved_model = its export):
+                      the columns --band=x0,x1 regenerated with the proportions changed by
+                      --delta=vegetation=+0.1,...; the edited pairs plus the inputs.
 
 The work is done by models/spade/inference.py (labels), models/stylegan2/inference.py
 (samples), models/synthesis_in_style/pipeline.py (clusters, dataset) and
-models/palette/inference.py, models/palette/demos.py (palette).
+models/palette/inference.py, models/palette/demos.py, models/palette/partial.py (palette).
 """
 
 import os
@@ -188,13 +194,18 @@ def _synthesize_osmis(argv):
 _PALETTE_MODEL_FLAGS = (
     "model", "mode", "checkpoint_dir", "saved_model", "spade_checkpoint_dir",
     "spade_saved_model", "palettes", "estimator_path", "level", "seed", "output_dir",
-    "overwrite",
+    "overwrite", "partial",
 )  # fmt: skip
 # The flags each --model=palette mode reads (any other given is refused).
 PALETTE_FLAGS = {
     "pairs": (*_PALETTE_MODEL_FLAGS, "num_images", "val_fraction", "batch_size"),
-    "demos": (*_PALETTE_MODEL_FLAGS, "demo_steps"),
-}
+    "demos": (*_PALETTE_MODEL_FLAGS, "demo_steps", "partial_checkpoint_dir"),
+    "partial": (
+        "model", "mode", "partial", "checkpoint_dir", "saved_model", "spade_checkpoint_dir",
+        "spade_saved_model", "layouts", "band", "delta", "seed", "output_dir", "overwrite",
+        "val_fraction", "batch_size",
+    ),
+}  # fmt: skip
 
 
 def palette_main(argv):
@@ -202,8 +213,16 @@ def palette_main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     mode = FLAGS.mode or "pairs"
-    if mode not in PALETTE_FLAGS:
+    if mode not in ("pairs", "demos"):
         raise app.UsageError(f"--mode={mode} is not a mode of --model=palette (pairs, demos)")
+    if FLAGS.partial:
+        if mode != "pairs":
+            raise app.UsageError(
+                "--partial writes pairs of edited layouts (--mode=pairs); the demos' partial-"
+                "editing sheet takes --partial_checkpoint_dir"
+            )
+        palette_partial_main()
+        return
     for flag in FLAGS.flags_by_module_dict().get(cli.__name__, []):
         if flag.present and flag.name not in PALETTE_FLAGS[mode]:
             raise app.UsageError(f"--{flag.name} is not used by --model=palette --mode={mode}")
@@ -232,7 +251,12 @@ def palette_main(argv):
     if mode == "demos":
         from models.palette.demos import write_demos
 
-        write_demos(FLAGS.output_dir or "outputs/palette_demos", steps=FLAGS.demo_steps, **model)
+        write_demos(
+            FLAGS.output_dir or "outputs/palette_demos",
+            steps=FLAGS.demo_steps,
+            partial_source=FLAGS.partial_checkpoint_dir,
+            **model,
+        )
         return
     from models.palette.inference import synthesize_palette_pairs
 
@@ -242,6 +266,47 @@ def palette_main(argv):
         batch_size=FLAGS.batch_size,
         val_fraction=FLAGS.val_fraction,
         **model,
+    )
+
+
+def palette_partial_main():
+    """--model=palette --partial: edit the --layouts in --band by --delta, then images."""
+    for flag in FLAGS.flags_by_module_dict().get(cli.__name__, []):
+        if flag.present and flag.name not in PALETTE_FLAGS["partial"]:
+            raise app.UsageError(f"--{flag.name} is not used by --model=palette --partial")
+    if bool(FLAGS.checkpoint_dir) == bool(FLAGS.saved_model):
+        raise app.UsageError(
+            "--model=palette --partial needs the partial-editing model: --checkpoint_dir (a "
+            "train.py --model=palette --stage=partial run) or --saved_model (its export, or a "
+            "pipeline export with serve_partial)"
+        )
+    if not FLAGS.layouts:
+        raise app.UsageError(
+            "--model=palette --partial needs --layouts (a folder or JSON list of train-id "
+            "layout PNGs)"
+        )
+    if not FLAGS.band:
+        raise app.UsageError(
+            "--model=palette --partial needs --band (the columns to regenerate, x0,x1: columns "
+            "8,24 or fractions of the width 0.25,0.75)"
+        )
+    if FLAGS.batch_size < 1:
+        raise app.UsageError("--batch_size must be >= 1")
+    from models.palette.partial import synthesize_partial_pairs
+
+    synthesize_partial_pairs(
+        FLAGS.output_dir or "outputs/palette_partial",
+        partial_source=FLAGS.checkpoint_dir or FLAGS.saved_model,
+        layouts_path=FLAGS.layouts,
+        band=FLAGS.band,
+        delta=FLAGS.delta,
+        spade_checkpoint_dir=FLAGS.spade_checkpoint_dir,
+        spade_saved_model=FLAGS.spade_saved_model,
+        batch_size=FLAGS.batch_size,
+        seed=FLAGS.seed,
+        val_fraction=FLAGS.val_fraction,
+        overwrite=FLAGS.overwrite,
+        source_flag="--checkpoint_dir" if FLAGS.checkpoint_dir else "--saved_model",
     )
 
 

@@ -18,10 +18,13 @@ Steps (every one at 32 x 64, the 1:2 of Cityscapes):
    only (generated online, palette -> layout -> image) / real + Palette (1:1 per batch) /
    real + SPADE images of the real training layouts (1:1), evaluated on the held-out streets
    (evaluation/synthetic_to_real.py);
-5. step times: the layout GAN's training step at each level (batch --batch_size), with the
-   matmul yardstick of bench/bench_spade.py (a 1024^2 float32 matmul's GFLOP/s, measured right
-   before and after the timed steps: the load they saw). The end-to-end (layout + image) step
-   is not measured: this version has no end-to-end trainer.
+5. step times: the layout GAN's training step at each level, and beside them the end-to-end
+   (stage=e2e) step at the last level: the layout critic, SPADE's discriminator and the
+   unconditional image discriminator, then one generator step over the layout generator and
+   SPADE (models/palette/e2e_trainer.py; the bench's layout and SPADE settings, fresh weights:
+   the time does not depend on them); batch --batch_size, with the matmul yardstick of
+   bench/bench_spade.py (a 1024^2 float32 matmul's GFLOP/s, measured right before and after
+   the timed steps: the load they saw).
 
 Writes <output_dir>/bench_palette.md (the tables for the docs, with the settings used) and
 bench_palette.json, and keeps the runs under <output_dir>.
@@ -122,11 +125,10 @@ def layout_config(args, run_dir):
     )
 
 
-def train_spade(args, run_dir):
+def spade_config(args, run_dir):
     import flags as cli
-    from training import loop
 
-    config = cli.config_from_args(
+    return cli.config_from_args(
         [
             "--model=spade",
             "--preset=tiny",
@@ -142,8 +144,15 @@ def train_spade(args, run_dir):
             "--export=true",
         ]
     )
+
+
+def train_spade(args, run_dir):
+    """(export path, steps trained, SPADEConfig) of the bench's SPADE."""
+    from training import loop
+
+    config = spade_config(args, run_dir)
     result = loop.train(config)
-    return result["export"], int(result["step"])
+    return result["export"], int(result["step"]), config
 
 
 def proportion_control(layout_run, num_palettes, seed):
@@ -177,8 +186,31 @@ def proportion_control(layout_run, num_palettes, seed):
     }
 
 
-def step_times(config, timing_steps, warmup=2):
-    """The layout GAN's train step per level (ms), the matmul rate around each timing."""
+def _time_steps(step, batch, timer, timing_steps, warmup):
+    """Median wall time of `step(batch)` and the matmul rate right before and after."""
+    for _ in range(warmup):
+        step(batch)
+    before = timer.gflops()
+    times = []
+    for _ in range(timing_steps):
+        start = time.perf_counter()
+        losses = step(batch)
+        float(next(iter(losses.values())))  # waits for the step
+        times.append(time.perf_counter() - start)
+    after = timer.gflops()
+    seconds, rate = median(times), (before + after) / 2
+    return {
+        "step_ms": 1e3 * seconds,
+        "matmul_gflops": rate,
+        # Step time in units of the yardstick: GFLOP a dense matmul does meanwhile.
+        "matmul_equivalent_gflop": seconds * rate,
+        "times_s": times,
+    }
+
+
+def step_times(config, image_config, timing_steps, warmup=2):
+    """The layout GAN's train step per level and the e2e step (ms), the matmul rate around
+    each timing."""
     import tensorflow as tf
 
     from models.palette.task import PaletteTask
@@ -192,30 +224,41 @@ def step_times(config, timing_steps, warmup=2):
     levels = []
     for level in range(NUM_LEVELS):
         gan.step.assign(level * period + config.fade_steps)  # the stable phase (alpha 1)
-        for _ in range(warmup):
-            step(batch)
-        before = timer.gflops()
-        times = []
-        for _ in range(timing_steps):
-            start = time.perf_counter()
-            losses = step(batch)
-            float(losses["level"])  # waits for the step
-            times.append(time.perf_counter() - start)
-        after = timer.gflops()
-        seconds = median(times)
-        rate = (before + after) / 2
-        levels.append(
-            {
-                "level": level,
-                "size": list(gan.level_size(level)),
-                "step_ms": 1e3 * seconds,
-                "matmul_gflops": rate,
-                # Step time in units of the yardstick: GFLOP a dense matmul does meanwhile.
-                "matmul_equivalent_gflop": seconds * rate,
-                "times_s": times,
-            }
-        )
-    return {"batch_size": config.batch_size, "levels": levels, "matmul_n": MATMUL_N}
+        timed = _time_steps(step, batch, timer, timing_steps, warmup)
+        levels.append({"level": level, "size": list(gan.level_size(level)), **timed})
+    e2e = e2e_step_time(config, image_config, timer, timing_steps, warmup)
+    return {"batch_size": config.batch_size, "levels": levels, "e2e": e2e, "matmul_n": MATMUL_N}
+
+
+def e2e_step_time(config, image_config, timer, timing_steps, warmup=2):
+    """The end-to-end (stage=e2e) train step at the last level on a batch of real street
+    pairs: PaletteE2EGAN of the bench's layout and SPADE settings (fresh weights)."""
+    import tensorflow as tf
+
+    from models.palette.e2e_trainer import PaletteE2EGAN
+    from models.palette.labels import layout_label_set
+    from models.palette.task import layout_pairs, make_pair_dataset
+    from models.spade.labels import num_spade_classes
+
+    config = config.replace(max_level=NUM_LEVELS - 1)
+    label_set, label_map = layout_label_set(config)
+    num_classes = label_set.num_classes
+    model = PaletteE2EGAN.from_run_config(config, image_config, num_classes=num_classes)
+    dataset = make_pair_dataset(
+        layout_pairs(config),
+        label_map=label_map,
+        num_classes=num_classes,
+        # SPADE's "don't care" channel, when it has one, takes the ignored pixels.
+        dontcare=num_classes if num_spade_classes(image_config) > num_classes else None,
+        size=config.layout_size,
+        blur_sigma=config.blur_sigma,
+        global_batch_size=config.batch_size,
+        seed=config.seed,
+        start_step=0,
+    )
+    batch = next(iter(dataset))
+    timed = _time_steps(tf.function(model.train_step), batch, timer, timing_steps, warmup)
+    return {"level": model.level, "size": list(model.image_size), **timed}
 
 
 def _pct(value):
@@ -272,10 +315,17 @@ def format_report(report) -> str:
             f"| {row['level']} | {row['size'][0]}x{row['size'][1]} | {row['step_ms']:.1f} | "
             f"{row['matmul_gflops']:.1f} | {row['matmul_equivalent_gflop']:.2f} |"
         )
+    e2e = timing["e2e"]
     lines += [
+        f"| {e2e['level']} + SPADE (e2e) | {e2e['size'][0]}x{e2e['size'][1]} | "
+        f"{e2e['step_ms']:.1f} | {e2e['matmul_gflops']:.1f} | "
+        f"{e2e['matmul_equivalent_gflop']:.2f} |",
         "",
-        "End-to-end (layout + image) step: not measured (no end-to-end trainer in this "
-        "version). Real + partially edited: not run (no partial-editing model).",
+        f"{e2e['level']} + SPADE (e2e): the end-to-end step (stage=e2e) at the last level on "
+        "real street pairs: the layout critic, SPADE's discriminator and the unconditional "
+        "image discriminator, then one generator step over the layout generator and SPADE "
+        "(the bench's SPADE settings). Real + partially edited: not run (the benchmark trains "
+        "no partial-editing model).",
         "Command: `python -m bench.bench_palette"
         + "".join(f" {arg}" for arg in report["argv"])
         + "`; phases (min): "
@@ -325,7 +375,7 @@ def main(argv=None):
     phase("layout GAN", since)
 
     since = time.time()
-    spade_export, spade_steps = train_spade(args, os.path.join(output_dir, "spade"))
+    spade_export, spade_steps, image_config = train_spade(args, os.path.join(output_dir, "spade"))
     phase("SPADE", since)
 
     since = time.time()
@@ -365,7 +415,7 @@ def main(argv=None):
     phase("downstream (4 SegFormers)", since)
 
     since = time.time()
-    timing = step_times(config, args.timing_steps)
+    timing = step_times(config, image_config, args.timing_steps)
     phase("step times", since)
 
     report = {

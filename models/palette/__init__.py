@@ -14,6 +14,8 @@
     export.py     the SavedModels (layouts, partial edits, the palette -> layout -> image
                   pipeline), per-level snapshots, LayoutGenerator (inference runtime)
     inference.py  palette files, layouts from palettes, synthetic pairs
+    partial.py    partial editing of given layouts -> pairs (synthesize.py --partial)
+    demos.py      interpolation strips / GIFs, the partial-editing sheet
 
 Importing this package registers the family with the training engine (training.registry); it
 loads no TensorFlow until a task or model is built.

@@ -12,6 +12,11 @@ The proportion delta of an edit (models.palette.networks.PartialLayoutGenerator)
 takes delta = target palette - the kept part's class mass (class mass outside the band / HW),
 i.e. the class mass the band must hold. A user asks for a change of the layout's proportions
 d (sum 0); the network's delta is then the band's current class mass + d (`network_delta`).
+
+People give bands and changes as text (synthesize.py --partial --band=0.25,0.75
+--delta=vegetation=+0.1): `parse_band`, `parse_delta`, and `resolve_changes`, which completes a
+change that names a few classes into one per layout (the unnamed classes give or take the rest
+in proportion to their mass in the band) and refuses what regenerating the band cannot reach.
 """
 
 import numpy as np
@@ -96,3 +101,169 @@ def check_bands(bands, height, width, count=None):
                 f"{height}x{width} layout: 0 <= start < end <= {width}"
             )
     return bands.astype(np.int32)
+
+
+# === Bands and deltas a person asks for (synthesize.py --partial, the demo sheet) ===
+
+
+def parse_band(band, width, flag="--band"):
+    """(start, end) columns, end exclusive, of a band a person gives.
+
+    Args:
+        band: "x0,x1" as columns ("8,24": integers) or as fractions of the width
+            ("0.25,0.75": any value written with a decimal point; rounded to columns), or a
+            (start, end) pair of ints (columns).
+        width: the layouts' columns.
+        flag: how errors name the value.
+
+    Raises:
+        BandError: not two values, mixed or out-of-range values, or an empty band.
+    """
+    if isinstance(band, str):
+        parts = [part.strip() for part in band.split(",")]
+        if len(parts) != 2 or not all(parts):
+            raise BandError(
+                f"{flag}={band}: give two values x0,x1: columns (8,24) or fractions of the width "
+                "(0.25,0.75)"
+            )
+        fractions = any("." in part for part in parts)
+        try:
+            values = [float(p) for p in parts] if fractions else [int(p) for p in parts]
+        except ValueError:
+            raise BandError(
+                f"{flag}={band}: x0,x1 must be numbers: columns (8,24) or fractions of the width "
+                "(0.25,0.75)"
+            ) from None
+        if fractions:
+            if not all(0.0 <= v <= 1.0 for v in values):
+                raise BandError(
+                    f"{flag}={band}: fractions of the width (values written with a '.') must lie "
+                    "in [0, 1]; columns are written as integers"
+                )
+            values = [int(round(v * width)) for v in values]
+    else:
+        values = [int(v) for v in band]
+        if len(values) != 2:
+            raise BandError(f"{flag}: a band is two columns (start, end), got {band!r}")
+    start, end = values
+    if not 0 <= start < end <= width:
+        raise BandError(
+            f"{flag}={band if isinstance(band, str) else tuple(values)}: columns [{start}, {end}) "
+            f"are not a non-empty column range inside the {width}-column layouts: "
+            f"0 <= x0 < x1 <= {width}"
+        )
+    return start, end
+
+
+def parse_delta(delta, class_names, flag="--delta"):
+    """{class index: change} of a proportion change a person gives.
+
+    Args:
+        delta: "vegetation=+0.1,sky=-0.05" (changes of the layout's class proportions, i.e.
+            fractions of its pixels), a {name: change} dict, or None / "" (no change).
+        class_names: the label set's classes, in train-id order.
+        flag: how errors name the value.
+
+    Raises:
+        BandError: an unknown or repeated class, a value that is not a number in [-1, 1].
+    """
+    if not delta:
+        return {}
+    if isinstance(delta, str):
+        items = []
+        for item in delta.split(","):
+            name, sep, value = item.partition("=")
+            if not sep or not name.strip():
+                raise BandError(
+                    f"{flag}={delta}: {item.strip()!r} is not class=change (e.g. "
+                    "vegetation=+0.1,sky=-0.05)"
+                )
+            items.append((name.strip(), value.strip()))
+    else:
+        items = list(dict(delta).items())
+    changes = {}
+    for name, value in items:
+        if name not in class_names:
+            raise BandError(
+                f"{flag}: {name!r} is not a class of the model's label set "
+                f"({', '.join(class_names)})"
+            )
+        index = list(class_names).index(name)
+        if index in changes:
+            raise BandError(f"{flag}: {name!r} is given twice")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = float("nan")
+        if not -1.0 <= number <= 1.0:
+            raise BandError(
+                f"{flag}: the change of {name!r} must be a number in [-1, 1] (a fraction of the "
+                f"layout's pixels), got {value!r}"
+            )
+        changes[index] = number
+    return changes
+
+
+def band_mass_np(layouts, band, num_classes):
+    """float64 [N, C]: class mass in the columns band = (start, end) / (H * W) of uint8
+    [N, H, W] train-id layouts (NumPy: band_mass of their one-hot maps)."""
+    layouts = np.asarray(layouts)
+    n, height, width = layouts.shape
+    inside = layouts[:, :, band[0] : band[1]].reshape(n, -1).astype(np.int64)  # [N, H * w]
+    counts = np.stack([np.bincount(row, minlength=num_classes) for row in inside])  # [N, C]
+    return counts[:, :num_classes] / float(height * width)
+
+
+def resolve_changes(named, band_masses, class_names, where=None, flag="--delta"):
+    """float32 [N, C]: per layout the change of its class proportions (rows sum to 0) that an
+    edit of its band asks for.
+
+    The named classes change by their values; when those do not sum to 0, the classes not
+    named give (or take) the rest in proportion to their mass in the band. The result must
+    stay a valid palette reachable by regenerating the band only: for every class, band mass
+    + change >= 0 (so the new palette lies in [0, 1] and sums to 1).
+
+    Args:
+        named: {class index: change} (parse_delta).
+        band_masses: float [N, C] class mass in the band / (H * W) (band_mass_np).
+        class_names: the classes, for messages.
+        where: i -> how messages name layout i (default "layout i+1").
+        flag: how messages name the delta.
+
+    Raises:
+        BandError: naming the layout, the class and what its band holds.
+    """
+    band_masses = np.asarray(band_masses, np.float64)
+    n, num_classes = band_masses.shape
+    where = where or (lambda i: f"layout {i + 1}")
+    change = np.zeros((n, num_classes), np.float64)
+    for index, value in named.items():
+        change[:, index] = value
+    total = sum(named.values())
+    rest = np.ones(num_classes, bool)
+    rest[list(named)] = False
+    for i in range(n):
+        band = band_masses[i]
+        if abs(total) > 1e-6:
+            rest_mass = band[rest].sum()
+            if rest_mass <= 1e-9:
+                raise BandError(
+                    f"{where(i)}: the {flag} changes sum to {total:+.3f} and no class left "
+                    "unnamed is in the band to give or take it: name changes that sum to 0"
+                )
+            change[i, rest] = -total * band[rest] / rest_mass
+        short = np.flatnonzero(band + change[i] < -1e-6)
+        if short.size and not rest[short[0]]:
+            k = short[0]
+            raise BandError(
+                f"{where(i)}: {flag} asks for {class_names[k]} {change[i, k]:+.3f} of the layout "
+                f"but its band holds {band[k]:.3f} of it (an edit changes the band only; the "
+                f"band is {band.sum():.3f} of the layout)"
+            )
+        if short.size:
+            raise BandError(
+                f"{where(i)}: the {flag} changes add {total:+.3f} of the layout but the band's "
+                f"other classes hold {band[rest].sum():.3f} (an edit changes the band only; the "
+                f"band is {band.sum():.3f} of the layout)"
+            )
+    return change.astype(np.float32)

@@ -14,13 +14,21 @@ bars of the proportions per class, target (class colour) beside achieved (half b
 a fixed scale (bar height = proportion), so the frames of a GIF compare. Small layouts are
 enlarged (nearest) so that the short side is at least MIN_SIDE px.
 
-The partial-editing sheet (input | band | edited, for deltas such as "more vegetation") needs a
-partial-editing model, which this version does not train (PaletteConfig stage=partial is not
-implemented): it is skipped, and demos.json says so.
+    partial_editing.png                with a partial-editing model (partial_source: a
+                                       stage=partial run or its export): rows "input | band |
+                                       edited" for a few edits ("more vegetation", "more sky",
+                                       "more road"): the layout of palette A (z0) with the
+                                       columns PARTIAL_BAND regenerated, half of the band's other
+                                       classes turned into the class (resolve_changes), one z
+                                       for every row so that only the edit differs; layouts in
+                                       class colours, each over its image when a SPADE model is
+                                       given. Without a partial model the sheet is skipped, and
+                                       demos.json says so.
 
 Example:
     write_demos("outputs/palette_demos", layout_source="runs/palette",
-                spade_checkpoint_dir="runs/spade_streets", steps=8)
+                spade_checkpoint_dir="runs/spade_streets", steps=8,
+                partial_source="runs/palette_partial")
 """
 
 from __future__ import annotations
@@ -28,9 +36,10 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from core import io as core_io
+from models.palette import bands as bands_lib
 from models.palette.inference import (
     LayoutImageSynthesizer,
     PaletteError,
@@ -50,10 +59,19 @@ DEMO_FILES = (
     "latent_interpolation.gif",
     "demos.json",
 )
+PARTIAL_FILE = "partial_editing.png"
 PARTIAL_SKIPPED = (
-    "partial editing sheet skipped: no partial-editing model (PaletteConfig stage=partial is "
-    "not implemented in this version)"
+    "partial editing sheet skipped: no partial-editing model (give --partial_checkpoint_dir, a "
+    "train.py --model=palette --stage=partial run or its export)"
 )
+# The sheet's edits (title, class), those of the label set's classes; another label set's
+# sheet shows "more <class>" for its first three classes.
+PARTIAL_EDITS = (("more vegetation", "vegetation"), ("more sky", "sky"), ("more road", "road"))
+PARTIAL_BAND = (0.3, 0.7)  # the regenerated columns, fractions of the width
+PARTIAL_AMOUNT = 0.5  # share of the band's other classes turned into the edit's class
+LABEL_WIDTH = 112  # the row titles' column (px)
+HEADER = 14  # the column titles' row (px)
+BAND_SHADE = 0.35  # brightness of the regenerated columns in the "band" column
 
 
 def interpolate_palettes(start, end, steps):
@@ -153,6 +171,95 @@ def _render(generator, image_fn, label_set, palettes, z, seed):
     ]
 
 
+def partial_edits(label_set):
+    """[(title, class index)] of the sheet's rows for label_set."""
+    edits = [(title, name) for title, name in PARTIAL_EDITS if name in label_set.names]
+    if not edits:
+        edits = [(f"more {name}", name) for name in label_set.names[:3]]
+    return [(title, list(label_set.names).index(name)) for title, name in edits]
+
+
+def _text(image, xy, text):
+    ImageDraw.Draw(image).text(xy, text, fill=(0, 0, 0))
+
+
+def partial_sheet(editor, image_fn, label_set, layout, *, seed=0):
+    """The partial-editing sheet: uint8 [HEADER + R (h + GAP) - GAP, LABEL_WIDTH + 3 w + 2 GAP,
+    3] for R = len(partial_edits(label_set)) rows of cells of w x h (the layout, and its image
+    below it when image_fn is given, enlarged to MIN_SIDE); and the edits made.
+
+    Args:
+        editor: a models.palette.export.PartialEditor.
+        image_fn: a LayoutImageSynthesizer, or None (layouts only).
+        label_set: the layouts' LabelSet.
+        layout: uint8 [H, W] train ids at the editor's size.
+        seed: seeds the partial generator's z and SPADE's.
+    """
+    height, width = layout.shape
+    band = bands_lib.parse_band(
+        [int(round(fraction * width)) for fraction in PARTIAL_BAND], width, "the sheet's band"
+    )
+    edits = partial_edits(label_set)
+    count = len(edits)
+    layouts = np.repeat(layout[None], count, axis=0)  # [R, H, W]
+    masses = bands_lib.band_mass_np(layout[None], band, label_set.num_classes)  # [1, C]
+    changes = np.concatenate(
+        [
+            bands_lib.resolve_changes(
+                {k: PARTIAL_AMOUNT * (masses[0].sum() - masses[0, k])}, masses, label_set.names
+            )
+            for _, k in edits
+        ]
+    )  # [R, C]
+    rng = np.random.default_rng([seed, 3])
+    z = np.repeat(rng.standard_normal((1, editor.z_dim)).astype(np.float32), count, axis=0)
+    edited = editor(layouts, [band] * count, changes, z)["layout"]  # [R, H, W]
+    cells = {"input": layouts, "edited": edited}
+    images = {}
+    if image_fn is not None:
+        cells = {key: resize_layouts(value, image_fn.image_size) for key, value in cells.items()}
+        synthesizer, z_image = image_fn.synthesizer, None
+        if synthesizer.use_vae:  # one SPADE z for every image: only the layout differs
+            z_image = rng.standard_normal((1, synthesizer.z_dim)).astype(np.float32)
+            z_image = np.repeat(z_image, count, axis=0)
+        images = {key: synthesizer(value, z=z_image) for key, value in cells.items()}
+    factor = max(1, -(-MIN_SIDE // min(cells["input"].shape[1:])))
+    scale = cells["input"].shape[2] / width  # the masks' columns per layout column
+
+    def cell(key, row, shaded=False):
+        panels = [label_set.colorize(cells[key][row])]  # [H', W', 3]
+        if images:
+            panels.append(images[key][row])
+        picture = np.concatenate(panels, axis=0)
+        if shaded:
+            x0, x1 = int(round(band[0] * scale)), int(round(band[1] * scale))
+            picture = picture.copy()
+            picture[:, x0:x1] = (picture[:, x0:x1] * BAND_SHADE).astype(np.uint8)
+        return _enlarge(picture, factor)
+
+    first = cell("input", 0)
+    cell_h, cell_w = first.shape[:2]
+    sheet = Image.new(
+        "RGB",
+        (LABEL_WIDTH + 3 * cell_w + 2 * GAP, HEADER + count * (cell_h + GAP) - GAP),
+        (255, 255, 255),
+    )
+    for column, title in enumerate(("input", "band", "edited")):
+        _text(sheet, (LABEL_WIDTH + column * (cell_w + GAP) + 2, 1), title)
+    summary = []
+    for row, (title, k) in enumerate(edits):
+        top = HEADER + row * (cell_h + GAP)
+        change = float(changes[row, k])
+        _text(sheet, (2, top + 2), title)
+        _text(sheet, (2, top + 16), f"{label_set.names[k]} {change:+.3f}")
+        for column, picture in enumerate(
+            (cell("input", row), cell("input", row, shaded=True), cell("edited", row))
+        ):
+            sheet.paste(Image.fromarray(picture), (LABEL_WIDTH + column * (cell_w + GAP), top))
+        summary.append({"title": title, "class": label_set.names[k], "change": change})
+    return np.asarray(sheet), {"band": list(band), "edits": summary}
+
+
 def demo_palettes(label_set, layout_source, *, palettes_path=None, estimator_path=None, seed=0):
     """The two palettes A and B of the demos: the first two of a palette file, or two draws
     from the estimator (a file with one palette gets B from the estimator)."""
@@ -183,6 +290,7 @@ def write_demos(
     level=None,
     seed=0,
     overwrite=False,
+    partial_source=None,
     log=print,
 ):
     """Writes the demos of the module docstring to out_dir; returns demos.json's content.
@@ -197,6 +305,8 @@ def write_demos(
         steps: frames per interpolation (>= 2).
         level: the layout level (default the run's / export's).
         seed: seeds the latents, the drawn palettes and SPADE's noise.
+        partial_source: a stage=partial run or a SavedModel with serve_partial, for the
+            partial-editing sheet (of the layouts' label set; none: the sheet is skipped).
     """
     from models.palette.export import LayoutGenerator
 
@@ -205,9 +315,27 @@ def write_demos(
     if spade_checkpoint_dir and spade_saved_model:
         raise PaletteError("give one of --spade_checkpoint_dir and --spade_saved_model")
     paths = {name: os.path.join(out_dir, name) for name in DEMO_FILES}
+    if partial_source:
+        paths[PARTIAL_FILE] = os.path.join(out_dir, PARTIAL_FILE)
     core_io.check_overwrite(list(paths.values()), overwrite, remedy="another --output_dir")
     generator = LayoutGenerator(layout_source, level=level)
     label_set = generator_label_set(generator)
+    editor = None
+    if partial_source:
+        from models.palette.export import PartialEditor
+
+        editor = PartialEditor(partial_source, flag="--partial_checkpoint_dir")
+        if tuple(editor.class_names) != tuple(label_set.names):
+            raise PaletteError(
+                f"--partial_checkpoint_dir={partial_source} edits layouts of "
+                f"{editor.label_set_name!r}, the layout model makes {label_set.name!r}"
+            )
+        if abs(editor.width / editor.height - generator.width / generator.height) > 1e-6:
+            raise PaletteError(
+                f"--partial_checkpoint_dir={partial_source} edits {editor.height}x"
+                f"{editor.width} layouts, the layout model makes {generator.height}x"
+                f"{generator.width}: another aspect ratio"
+            )
     image_fn = None
     if spade_checkpoint_dir or spade_saved_model:
         image_fn = LayoutImageSynthesizer(
@@ -239,7 +367,17 @@ def write_demos(
     write_strip_and_gif(
         frames, paths["latent_interpolation.png"], paths["latent_interpolation.gif"]
     )
-    log(PARTIAL_SKIPPED)
+    partial, skipped = None, [PARTIAL_SKIPPED]
+    if editor is not None:
+        # The sheet edits the layout of palette A and z0, at the partial model's size.
+        _, layout = generator(start[None], z0[None])  # [1, h, w]
+        layout = resize_layouts(layout, (editor.height, editor.width))[0]  # [H, W]
+        sheet, partial = partial_sheet(editor, image_fn, label_set, layout, seed=seed)
+        core_io.save_image_atomic(sheet, paths[PARTIAL_FILE])
+        partial["partial_source"] = os.path.abspath(partial_source)
+        skipped = []
+    else:
+        log(PARTIAL_SKIPPED)
     summary = {
         "layout_source": os.path.abspath(layout_source),
         "level": generator.level,
@@ -252,9 +390,11 @@ def write_demos(
         "steps": steps,
         "seed": seed,
         "files": {name: path for name, path in paths.items() if name != "demos.json"},
-        "skipped": [PARTIAL_SKIPPED],
+        "partial_editing": partial,
+        "skipped": skipped,
     }
     core_io.write_json_atomic(paths["demos.json"], summary, indent=1)
-    for name in DEMO_FILES[:-1]:
-        log(f"Wrote {paths[name]}")
+    for name, path in paths.items():
+        if name != "demos.json":
+            log(f"Wrote {path}")
     return summary

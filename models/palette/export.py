@@ -28,7 +28,8 @@ Beside it PIPELINE_META_FILE.
 
 Per-level snapshots: <run_dir>/levels/level<k>_<H>x<W>.* (tf.train.Checkpoint of the
 generator), written when level k's schedule ends (see task.py); `LayoutGenerator` loads the run's
-newest checkpoint (its level) or, given `level`, that level's snapshot.
+newest checkpoint (its level) or, given `level`, that level's snapshot. `PartialEditor` edits
+with a stage=partial run (at its last level) or a SavedModel with serve_partial.
 """
 
 import json
@@ -351,15 +352,41 @@ def export_partial(gan, path, label_set, level=None, alpha=None):
 
 
 class PartialEditor:
-    """(layouts, bands, deltas, z) -> edited layouts (and images), from a SavedModel with
-    `serve_partial` (export_partial or export_palette_pipeline with a partial run), with the
-    bad inputs named before the model runs.
+    """(layouts, bands, deltas, z) -> edited layouts (and images), from a stage=partial run
+    directory (its checkpoint at its last level) or a SavedModel with `serve_partial`
+    (export_partial at the last level, or export_palette_pipeline with a partial run), with
+    the bad inputs named before the model runs.
+
+    Args:
+        source: the run directory or SavedModel folder.
+        flag: how error messages name `source` (e.g. "--checkpoint_dir").
 
     Attributes:
-        num_classes, z_dim, height, width (the input layouts' size), class_names.
+        num_classes, z_dim, height, width (the input layouts' size, also the edits' size),
+        class_names, label_set_name, has_images (a pipeline export: the outputs hold "image").
+
+    Example:
+        editor = PartialEditor("runs/palette_partial")
+        edited = editor(layouts, [[8, 24]] * n, changes, z)["layout"]  # uint8 [N, H, W]
     """
 
-    def __init__(self, saved_model):
+    def __init__(self, source, flag=None):
+        self.source = os.fspath(source)
+        self._where = f"{flag}={self.source}" if flag else self.source
+        self._module = self._gan = None
+        self.has_images = False
+        if os.path.exists(os.path.join(self.source, "saved_model.pb")):
+            self._load_export(flag)
+        elif os.path.exists(os.path.join(self.source, run_dir_lib.CONFIG_FILE)):
+            self._load_run(flag)
+        else:
+            raise LayoutCheckpointError(
+                f"{self._where} is neither a run directory (no {run_dir_lib.CONFIG_FILE}) nor a "
+                "SavedModel folder (no saved_model.pb)"
+            )
+
+    def _load_export(self, flag):
+        saved_model = self.source
         partial_meta = os.path.join(saved_model, META_FILE)
         pipeline_meta = os.path.join(saved_model, PIPELINE_META_FILE)
         meta = {}
@@ -371,21 +398,49 @@ class PartialEditor:
         if meta.get("stage") == "partial":  # export_partial
             self.z_dim = int(meta["z_dim"])
             self.height, self.width = int(meta["input_height"]), int(meta["input_width"])
+            if (int(meta["height"]), int(meta["width"])) != (self.height, self.width):
+                raise LayoutCheckpointError(
+                    f"{self._where} was exported at level {meta['level']} ({meta['height']}x"
+                    f"{meta['width']}), before its last level: its edits are not of the "
+                    f"{self.height}x{self.width} input's size; export the run at its last level"
+                )
         elif meta.get("partial"):  # export_palette_pipeline with a partial run
             self.z_dim = int(meta["partial_z_dim"])
             self.height, self.width = int(meta["height"]), int(meta["width"])
+            self.has_images = True
         else:
             raise LayoutCheckpointError(
-                f"{saved_model} is not a SavedModel with serve_partial (no partial export "
-                f"{META_FILE} or pipeline {PIPELINE_META_FILE} with a partial run)"
+                f"{self._where} is not a SavedModel with serve_partial (no partial export "
+                f"{META_FILE} or pipeline {PIPELINE_META_FILE} with a partial run): partial "
+                "edits come from a --stage=partial run or its export"
             )
         self._module = tf.saved_model.load(saved_model)
         self.num_classes = int(meta["num_classes"])
         self.class_names = tuple(meta["class_names"])
+        self.label_set_name = meta["label_set"]
+
+    def _load_run(self, flag):
+        flag = flag or "partial_source"
+        config = sources.read_run_config(self.source, flag, "palette", PaletteConfig)
+        if config.stage != "partial":
+            raise LayoutCheckpointError(
+                f"{self._where} is a run of --stage={config.stage}: it has no partial-editing "
+                "model; partial edits come from a run of train.py --model=palette "
+                "--stage=partial (or its export)"
+            )
+        gan, label_set = _partial_source(self.source, None, flag)
+        self._gan = gan
+        self.z_dim = gan.z_dim
+        self.height, self.width = gan.level_size(gan.max_level)
+        self.num_classes = label_set.num_classes
+        self.class_names = tuple(label_set.names)
+        self.label_set_name = label_set.name
 
     def __call__(self, layouts, bands, deltas, z):
         """layouts uint8 [N, H, W] train ids, bands [N, 2] column ranges, deltas float32
-        [N, C] proportion changes, z float32 [N, z_dim] -> the signature's outputs as NumPy."""
+        [N, C] proportion changes, z float32 [N, z_dim] -> the outputs as NumPy:
+        {"layout": uint8 [N, H, W], "layout_soft": float32 [N, H, W, C]} (+ "image" uint8
+        [N, H, W, 3], "image_float" of a pipeline export)."""
         layouts = np.asarray(layouts)
         n = len(layouts)
         if layouts.shape[1:] != (self.height, self.width):
@@ -403,12 +458,25 @@ class PartialEditor:
                 f"deltas must be [{n}, {self.num_classes}] (one change per class of "
                 f"{', '.join(self.class_names)}), got {list(deltas.shape)}"
             )
-        out = self._module.serve_partial(
+        args = (
             tf.constant(layouts.astype(np.uint8)),
             tf.constant(bands),
             tf.constant(deltas),
             tf.constant(np.asarray(z, np.float32)),
         )
+        if self._module is not None:
+            out = self._module.serve_partial(*args)
+        else:
+            gan = self._gan
+            soft = partial_edit(
+                gan.generator,
+                *args,
+                level=gan.max_level,
+                alpha=1.0,
+                num_classes=gan.num_classes,
+                size=(self.height, self.width),
+            )
+            out = _outputs(soft)
         return {k: v.numpy() for k, v in out.items()}
 
 
@@ -488,17 +556,18 @@ def _image_source(source):
     return gan, config.semantic_label_path
 
 
-def _partial_source(source, label_set):
-    """(PalettePartialGAN, LabelSet) of a partial source: the model or a stage=partial run."""
+def _partial_source(source, label_set, flag="partial_source"):
+    """(PalettePartialGAN, LabelSet) of a partial source: the model or a stage=partial run
+    (its checkpoint at its last level)."""
     if isinstance(source, PalettePartialGAN):
         return source, label_set
-    config, _ = sources.load_layout_source(source, "partial_source", stage="partial")
+    config, _ = sources.load_layout_source(source, flag, stage="partial")
     run_label_set, _ = layout_label_set(config)
     gan = PalettePartialGAN.from_run_config(
         config, num_classes=run_label_set.num_classes, for_training=False
     )
     sources.restore_networks(
-        {"generator": checkpointing.variable_bundle(gan.generator)}, source, "partial_source"
+        {"generator": checkpointing.variable_bundle(gan.generator)}, source, flag
     )
     return gan, run_label_set
 

@@ -1,6 +1,7 @@
 """Untrained tiny palette and SPADE run directories for the synthesis, demo and downstream
-tests: a layout run at level 2 (16 x 32 layouts, with its palette estimator) and a SPADE run
-at 32 x 64 on Cityscapes train ids (+ "don't care"), both made without training (seconds)."""
+tests: a layout run at level 2 (16 x 32 layouts, with its palette estimator), a partial-editing
+run (stage=partial) at the same level and size, and a SPADE run at 32 x 64 on Cityscapes train
+ids (+ "don't care"), all made without training (seconds)."""
 
 import os
 
@@ -39,6 +40,20 @@ def make_layout_run(data_root, run_dir):
     PaletteEstimator.fit(palettes, CITYSCAPES, max_components=2).save(
         os.path.join(run_dir, ESTIMATOR_FILE)
     )
+    return str(run_dir)
+
+
+def make_partial_run(data_root, run_dir):
+    """A tiny stage=partial run directory (untrained weights) at its last level, 16 x 32."""
+    from models.palette.trainer import PalettePartialGAN
+    from training.run_dir import prepare_run_dir
+
+    args = tiny_palette_args(data_root, str(run_dir), "--stage=partial", "--spade_hidden=4")
+    config = cli.config_from_args(args)
+    prepare_run_dir(config)
+    gan = PalettePartialGAN.from_run_config(config, num_classes=19, for_training=False)
+    gan.step.assign(LAYOUT_STEP)
+    _save(gan.checkpoint_objects(), str(run_dir), LAYOUT_STEP)
     return str(run_dir)
 
 
