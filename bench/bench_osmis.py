@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -94,6 +95,12 @@ def parse_args(argv=None):
             help=f"default {full} ({quick} with --quick)",
         )
     parser.add_argument("--scene_index", type=int, default=0, help="The one-shot scene.")
+    parser.add_argument(
+        "--osmis_flags",
+        default="",
+        help='more train.py flags for the OSMIS run, one string, e.g. "--noaug_colour '
+        '--lambda_diversity=0.05"',
+    )
     parser.add_argument("--output_dir", default="outputs/bench_osmis")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -133,6 +140,7 @@ def osmis_config(args, run_dir):
             f"--save_img_freq={max(1, args.osmis_steps // 4)}",
             f"--save_model_freq={max(1, args.osmis_steps // 4)}",
             "--progress=false",
+            *shlex.split(args.osmis_flags),
         ]
     )
     return config.replace(
@@ -368,6 +376,7 @@ def format_report(report) -> str:
         f"{args['osmis_minutes']:g} min); {report['num_generated']} generated pairs. SegFormer "
         f"tiny: {args['seg_steps']} steps, batch {SEG_BATCH}, {SEG_CROP} px crops, standard "
         "augmentation."
+        + (f" More OSMIS flags: `{args['osmis_flags']}`." if args.get("osmis_flags") else "")
         + (" Quick setting (a smoke run, no conclusions)." if args["quick"] else ""),
         f"{report['machine']['cpu_model']}, {report['machine']['usable_cpus']} cores, "
         f"{report['date']}, {report['total_minutes']:.0f} min in all; timings taken UNDER LOAD "

@@ -132,6 +132,14 @@ def parse_args(argv=None):
         '"--channel_multiplier=1 --r1_gamma=1"',
     )
     parser.add_argument(
+        "--seg_class_weights",
+        default="none",
+        choices=("none", "inverse", "sqrt_inverse"),
+        help="cross-entropy class weights of both SegFormers, from each run's own training "
+        "pixels: inverse frequency (tools.class_weights) or its square root (milder); "
+        "handwriting is under 1 %% of the page pixels",
+    )
+    parser.add_argument(
         "--truncation_psi",
         type=float,
         default=1.0,
@@ -416,6 +424,32 @@ def _seg_flags(args, run_dir):
     ]
 
 
+def class_weight_flags(args, out_dir, pairs):
+    """[--class_weights=FILE] with the weights of --seg_class_weights for one training source
+    (its training pairs), written under out_dir; [] for none."""
+    if args.seg_class_weights == "none":
+        return []
+    import numpy as np
+
+    from datasets import class_weights as weights_lib
+
+    counts = weights_lib.count_pixels(pairs, num_classes=len(CLASS_NAMES))
+    weights = weights_lib.class_weights_from_frequencies(counts)
+    if args.seg_class_weights == "sqrt_inverse":
+        weights = np.sqrt(weights) / np.sqrt(weights).sum()
+    path = os.path.join(out_dir, "class_weights.json")
+    os.makedirs(out_dir, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump({"weights": weights.tolist(), "pixel_counts": counts.tolist()}, f)
+    _sublog(
+        "class weights ("
+        + args.seg_class_weights
+        + "): "
+        + ", ".join(f"{n} {w:.3f}" for n, w in zip(CLASS_NAMES, weights))
+    )
+    return [f"--class_weights={path}"]
+
+
 def train_segformer(flag_list):
     import keras
 
@@ -563,8 +597,8 @@ def format_report(report) -> str:
         f"{synthetic['train'] + synthetic['val']} of {res} px ({synthetic['train']} used for "
         f"training; {synthetic['discarded']} samples discarded), min area {args['min_area']} "
         f"px^2, dilation {args['dilation']}. SegFormer `tiny`: {args['seg_steps']} steps, batch "
-        f"{args['seg_batch']}, {res} px crops, seed {args['seed']}, last step scored, for both "
-        "runs.",
+        f"{args['seg_batch']}, {res} px crops, seed {args['seed']}, last step scored, class "
+        f"weights {args.get('seg_class_weights', 'none')}, for both runs.",
         "",
         "| SegFormer trained on | page scale | printed IoU (%) | handwritten IoU (%) | "
         "text mean IoU (%) | pixel acc. (%) |",
@@ -750,6 +784,9 @@ def main(argv=None):
     )
     del runner
 
+    from datasets import documents
+    from datasets.pairs import json_list_pairs
+
     segformers = {}
     segformers["synthetic"] = phases.run(
         "6a SegFormer on synthetic pairs",
@@ -760,13 +797,23 @@ def main(argv=None):
             f"--train_list={synthetic['train_list']}",
             f"--val_list={synthetic['val_list']}",
             "--semantic_label_path=documents",
-        ],
+        ]
+        + class_weight_flags(
+            args,
+            os.path.join(output_dir, "weights_synthetic"),
+            json_list_pairs(synthetic["train_list"]),
+        ),
     )
     segformers["real"] = phases.run(
         "6b SegFormer on real pages",
         train_segformer,
         _seg_flags(args, seg_dirs["real"])
-        + ["--dataset=documents", f"--data_root={args.data_root}", f"--num_pages={args.num_pages}"],
+        + ["--dataset=documents", f"--data_root={args.data_root}", f"--num_pages={args.num_pages}"]
+        + class_weight_flags(
+            args,
+            os.path.join(output_dir, "weights_real"),
+            documents.document_pairs(data["pages_root"], "training"),
+        ),
     )
 
     def evaluate_all():
